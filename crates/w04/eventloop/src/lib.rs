@@ -1,0 +1,1 @@
+//! W04: an epoll reactor and the Envoy-style threading layer built on it.

@@ -1,0 +1,1 @@
+//! W05 L01: the bounded task queue contract.

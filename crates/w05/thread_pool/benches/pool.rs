@@ -1,0 +1,2 @@
+//! Pool benchmarks (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! W05 L02–L03: a work-stealing thread pool.
