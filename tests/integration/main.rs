@@ -1,1 +1,13 @@
-//! The workspace's integration tests: one binary, one module per area.
+//! The workspace's integration tests: one binary, one module per area, and a shared [`util`].
+//!
+//! - [`conformance`]: the wire protocol, written once and run against both servers that speak it
+//!   (`handoff_server` and the W04 `epoll_server`), for everything that needs no thread pool.
+//! - [`handoff`]: what only the handoff server promises: work on a pool while the loop stays
+//!   responsive, panics isolated, backpressure, the thread layout and the SIGTERM drain.
+//!
+//! The servers are run as real processes on `127.0.0.1`, port 0, exactly as graders run them.
+//! `cargo test --workspace` builds both binaries first; `util` says what to run when one is missing.
+
+mod conformance;
+mod handoff;
+mod util;
