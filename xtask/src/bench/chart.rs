@@ -1,0 +1,125 @@
+//! The SVG chart: median throughput of every server in every scenario.
+//!
+//! The scenarios span two orders of magnitude (tens of thousands of requests per second with
+//! sleeps, over a million with pipelined pings), so the throughput axis is logarithmic; each
+//! scenario is a group of bars, one per server, in the same colours throughout.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use plotters::prelude::*;
+
+use crate::bench::report::Row;
+use crate::bench::server::ServerKind;
+
+/// Chart size in pixels.
+const SIZE: (u32, u32) = (960, 540);
+
+fn colour(server: ServerKind) -> RGBColor {
+    match server {
+        ServerKind::Handoff => RGBColor(0x2b, 0x6c, 0xb0),
+        ServerKind::Epoll => RGBColor(0x9a, 0x9a, 0x9a),
+        ServerKind::Tokio => RGBColor(0xd9, 0x6c, 0x1e),
+    }
+}
+
+/// Draws the chart of `rows` (scenarios in the order given) into an SVG file at `path`.
+pub(crate) fn draw(
+    path: &Path,
+    scenarios: &[&str],
+    servers: &[ServerKind],
+    rows: &[Row],
+) -> anyhow::Result<()> {
+    let positive = rows.iter().map(|r| r.throughput_rps).filter(|&v| v > 0.0);
+    let top = positive.clone().fold(1.0f64, f64::max) * 2.0;
+    let bottom = positive.fold(top, f64::min).max(1.0) / 2.0;
+
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Median throughput per scenario (req/s, log scale)",
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..scenarios.len() as f64, (bottom..top).log_scale())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(scenarios.len().max(1))
+        .x_label_formatter(&|x| {
+            // Labels sit at the centre of each group.
+            let index = x.floor() as usize;
+            scenarios
+                .get(index)
+                .map_or_else(String::new, |id| (*id).to_owned())
+        })
+        .y_desc("requests per second")
+        .y_label_formatter(&|v| format_rate(*v))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let width = 0.8 / servers.len().max(1) as f64;
+    for (slot, &server) in servers.iter().enumerate() {
+        let bars: Vec<Rectangle<(f64, f64)>> = scenarios
+            .iter()
+            .enumerate()
+            .filter_map(|(group, id)| {
+                let row = rows
+                    .iter()
+                    .find(|r| r.scenario == *id && r.server == server)?;
+                let left = group as f64 + 0.1 + slot as f64 * width;
+                Some(Rectangle::new(
+                    [
+                        (left, bottom),
+                        (left + width * 0.9, row.throughput_rps.max(bottom)),
+                    ],
+                    colour(server).filled(),
+                ))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(server.binary())
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour(server).filled())
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `1.2M`, `340k`, `900`.
+fn format_rate(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.1}M", value / 1e6)
+    } else if value >= 1e3 {
+        format!("{:.0}k", value / 1e3)
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_abbreviated() {
+        assert_eq!(format_rate(1_400_000.0), "1.4M");
+        assert_eq!(format_rate(84_000.0), "84k");
+        assert_eq!(format_rate(900.0), "900");
+    }
+}

@@ -1,0 +1,247 @@
+//! Starting, observing and stopping the servers under test.
+//!
+//! Every server is started fresh for every run, on port 0, and reports its port on its first
+//! stdout line (`listening on 127.0.0.1:<port>`), as the protocol requires. A [`RunningServer`]
+//! kills and reaps its process when dropped, so an error anywhere in the benchmark never leaves
+//! a server behind.
+
+use std::fmt;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// How long a server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The servers the benchmark compares.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ServerKind {
+    /// W05's event loop + work-stealing pool (`handoff_server`).
+    Handoff,
+    /// W04's `epoll_server`, which does no handoff.
+    Epoll,
+    /// The Tokio comparison server (`tokio_server`).
+    Tokio,
+}
+
+impl ServerKind {
+    /// Every server, in the order of the table.
+    pub(crate) const ALL: [ServerKind; 3] =
+        [ServerKind::Handoff, ServerKind::Epoll, ServerKind::Tokio];
+
+    /// The binary's name.
+    pub(crate) fn binary(self) -> &'static str {
+        match self {
+            ServerKind::Handoff => "handoff_server",
+            ServerKind::Epoll => "epoll_server",
+            ServerKind::Tokio => "tokio_server",
+        }
+    }
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.binary())
+    }
+}
+
+/// How to start one server binary.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerBinary {
+    /// Which server.
+    pub(crate) kind: ServerKind,
+    /// The release executable.
+    pub(crate) path: PathBuf,
+    /// Whether it takes `--workers N` (asked once, from its `--help`).
+    pub(crate) takes_workers: bool,
+}
+
+impl ServerBinary {
+    /// Describes `path`, asking its `--help` whether it takes `--workers`.
+    pub(crate) fn probe(kind: ServerKind, path: &Path) -> anyhow::Result<ServerBinary> {
+        let help = Command::new(path)
+            .arg("--help")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {} --help", path.display()))?;
+        let text = String::from_utf8_lossy(&help.stdout) + String::from_utf8_lossy(&help.stderr);
+        Ok(ServerBinary {
+            kind,
+            path: path.to_owned(),
+            takes_workers: text.contains("--workers"),
+        })
+    }
+
+    /// Starts the server on a free port with `workers` workers and waits for its listening line.
+    pub(crate) fn start(&self, workers: usize) -> anyhow::Result<RunningServer> {
+        let mut command = Command::new(&self.path);
+        command.arg("0");
+        if self.takes_workers {
+            command.args(["--workers", &workers.to_string()]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", self.path.display()))?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let mut server = RunningServer { child, addr: None };
+        // Read the first line on a helper thread so a server that never prints cannot hang us;
+        // the thread ends when the server's stdout closes, which dropping the server ensures.
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = line_tx.send(reader.read_line(&mut line).map(|_| line));
+            // Keep reading (and discarding) so a chatty server never blocks on a full pipe.
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        let line = line_rx
+            .recv_timeout(START_TIMEOUT)
+            .with_context(|| format!("{} printed no listening line", self.kind))?
+            .with_context(|| format!("reading {}'s stdout", self.kind))?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+            .with_context(|| {
+                format!("{} printed {line:?}, not `listening on <addr>`", self.kind)
+            })?;
+        server.addr = Some(addr);
+        Ok(server)
+    }
+}
+
+/// A server process, killed and reaped on drop.
+#[derive(Debug)]
+pub(crate) struct RunningServer {
+    child: Child,
+    addr: Option<SocketAddr>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr.expect("set once started")
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Context switches of every thread of a process so far: voluntary ones (the thread blocked)
+/// and involuntary ones (the scheduler preempted it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct ContextSwitches {
+    /// `voluntary_ctxt_switches`, summed over the threads.
+    pub(crate) voluntary: u64,
+    /// `nonvoluntary_ctxt_switches`, summed over the threads.
+    pub(crate) involuntary: u64,
+}
+
+impl ContextSwitches {
+    /// Reads and sums `/proc/<pid>/task/*/status`. Threads that exited are no longer counted,
+    /// so a difference of two readings can only under-count.
+    pub(crate) fn of(pid: u32) -> anyhow::Result<ContextSwitches> {
+        let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+        let mut total = ContextSwitches::default();
+        for task in
+            std::fs::read_dir(&tasks).with_context(|| format!("reading {}", tasks.display()))?
+        {
+            // A thread may exit between listing and reading: skip it.
+            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            total.add_status(&status);
+        }
+        Ok(total)
+    }
+
+    fn add_status(&mut self, status: &str) {
+        for line in status.lines() {
+            let field = |prefix: &str| {
+                line.strip_prefix(prefix)
+                    .and_then(|rest| rest.trim().parse::<u64>().ok())
+            };
+            if let Some(n) = field("voluntary_ctxt_switches:") {
+                self.voluntary += n;
+            } else if let Some(n) = field("nonvoluntary_ctxt_switches:") {
+                self.involuntary += n;
+            }
+        }
+    }
+
+    /// Both kinds together.
+    pub(crate) fn total(self) -> u64 {
+        self.voluntary + self.involuntary
+    }
+
+    /// The switches between `earlier` and `self`.
+    pub(crate) fn since(self, earlier: ContextSwitches) -> ContextSwitches {
+        ContextSwitches {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_summed() {
+        let mut switches = ContextSwitches::default();
+        switches
+            .add_status("Name:\tx\nvoluntary_ctxt_switches:\t5\nnonvoluntary_ctxt_switches:\t2\n");
+        switches.add_status("voluntary_ctxt_switches:\t1\nnonvoluntary_ctxt_switches:\t0\n");
+        assert_eq!(
+            switches,
+            ContextSwitches {
+                voluntary: 6,
+                involuntary: 2
+            }
+        );
+        assert_eq!(
+            switches
+                .since(ContextSwitches {
+                    voluntary: 1,
+                    involuntary: 1
+                })
+                .total(),
+            6
+        );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let switches = ContextSwitches::of(std::process::id()).unwrap();
+        assert!(switches.total() > 0);
+    }
+}
