@@ -1,0 +1,146 @@
+//! The result of a run: throughput, latency percentiles, and what went wrong.
+//!
+//! [`Summary`] is what `--json` prints and what `cargo xtask bench` reads back, so its field
+//! names are part of the load generator's interface.
+
+use std::fmt;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::mix::MixKind;
+
+/// Latency percentiles of one run, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub(crate) struct Latency {
+    /// Median.
+    pub(crate) p50_us: f64,
+    /// 99th percentile.
+    pub(crate) p99_us: f64,
+    /// 99.9th percentile.
+    pub(crate) p999_us: f64,
+    /// The slowest response.
+    pub(crate) max_us: f64,
+    /// Arithmetic mean.
+    pub(crate) mean_us: f64,
+}
+
+impl Latency {
+    /// Reads the percentiles off a histogram of nanoseconds.
+    pub(crate) fn from_nanos(histogram: &Histogram<u64>) -> Latency {
+        if histogram.is_empty() {
+            return Latency::default();
+        }
+        let us = |nanos: u64| nanos as f64 / 1_000.0;
+        Latency {
+            p50_us: us(histogram.value_at_quantile(0.50)),
+            p99_us: us(histogram.value_at_quantile(0.99)),
+            p999_us: us(histogram.value_at_quantile(0.999)),
+            max_us: us(histogram.max()),
+            mean_us: histogram.mean() / 1_000.0,
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Summary {
+    /// The server's address.
+    pub(crate) addr: String,
+    /// The request mix.
+    pub(crate) mix: MixKind,
+    /// Connections opened.
+    pub(crate) connections: usize,
+    /// Requests in flight per connection.
+    pub(crate) depth: usize,
+    /// Load generator threads.
+    pub(crate) threads: usize,
+    /// Responses received and checked, all of them correct.
+    pub(crate) completed: u64,
+    /// Responses that differed from the expected bytes.
+    pub(crate) mismatches: u64,
+    /// Connections that failed (refused, reset, or closed by the server with requests owed).
+    pub(crate) connection_errors: u64,
+    /// Wall time from the first request to the last response, in seconds.
+    pub(crate) elapsed_s: f64,
+    /// Completed responses per second of `elapsed_s`.
+    pub(crate) throughput_rps: f64,
+    /// Latency from sending a request to receiving the last byte of its response.
+    pub(crate) latency: Latency,
+    /// The first mismatch or connection error, to say what went wrong.
+    pub(crate) first_error: Option<String>,
+}
+
+impl Summary {
+    /// Whether every request got exactly its expected response.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.mismatches == 0 && self.connection_errors == 0
+    }
+
+    /// Throughput for `completed` responses in `elapsed`.
+    pub(crate) fn rate(completed: u64, elapsed: Duration) -> f64 {
+        let seconds = elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            completed as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} mix={} connections={} depth={} threads={}",
+            self.addr, self.mix, self.connections, self.depth, self.threads
+        )?;
+        writeln!(
+            f,
+            "  {} responses in {:.2} s: {:.0} req/s",
+            self.completed, self.elapsed_s, self.throughput_rps
+        )?;
+        let l = &self.latency;
+        writeln!(
+            f,
+            "  latency µs: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}",
+            l.p50_us, l.p99_us, l.p999_us, l.max_us, l.mean_us
+        )?;
+        write!(
+            f,
+            "  mismatches {}  connection errors {}",
+            self.mismatches, self.connection_errors
+        )?;
+        if let Some(error) = &self.first_error {
+            write!(f, "\n  first error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_read_in_microseconds() {
+        let mut histogram = Histogram::<u64>::new(3).unwrap();
+        for micros in 1..=1000u64 {
+            histogram.record(micros * 1_000).unwrap();
+        }
+        let latency = Latency::from_nanos(&histogram);
+        assert!((latency.p50_us - 500.0).abs() < 1.0, "{latency:?}");
+        assert!((latency.p99_us - 990.0).abs() < 1.0, "{latency:?}");
+        assert!((latency.max_us - 1000.0).abs() < 1.0, "{latency:?}");
+        assert_eq!(
+            Latency::from_nanos(&Histogram::new(3).unwrap()),
+            Latency::default()
+        );
+    }
+
+    #[test]
+    fn rate_divides_by_elapsed_seconds() {
+        assert_eq!(Summary::rate(500, Duration::from_millis(250)), 2_000.0);
+        assert_eq!(Summary::rate(5, Duration::ZERO), 0.0);
+    }
+}
