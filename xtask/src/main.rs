@@ -1,10 +1,35 @@
 //! `cargo xtask`: the course runner.
 //!
-//! Each subcommand's arguments live in its own module, so the modules can grow independently.
+//! `cargo xtask lesson <id>` runs one lesson's Test / Expected / Prove steps, read from the lesson
+//! file itself (the format is `course/FORMAT.md`); `list`, `grade`, `start` and `reset` build on
+//! it. Each subcommand's arguments live in this file or in their own module (`bench`), so the
+//! modules can grow independently.
 
 mod bench;
+mod client;
+mod lesson;
+mod process;
+mod progress;
+mod prove;
+mod report;
+mod results;
+mod runner;
+mod server;
+mod student;
+mod sys;
+mod trace;
 
-use clap::{Parser, Subcommand};
+#[cfg(test)]
+mod tests;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use lesson::Lesson;
+use progress::Progress;
+use report::Printer;
+use results::{GradeReport, LessonResult, Status};
+use runner::RunOptions;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The course runner: runs a lesson's steps against the code, grades, and benchmarks.
@@ -15,27 +40,127 @@ struct Cli {
     command: Command,
 }
 
+/// How lesson steps run; shared by `lesson` and `grade`.
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// Grade another server: a shell command with `{port}` (and optionally `{args}`, the
+    /// lesson's own server arguments). Skips the `run` steps.
+    #[arg(long, value_name = "CMD")]
+    server: Option<String>,
+    /// Run every step even after one fails.
+    #[arg(long)]
+    keep_going: bool,
+    /// Relay server and command output, prefixed by its source.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Grade the workspace's reference code even if the lesson is started.
+    #[arg(long)]
+    reference: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Junit,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs one lesson's Test / Expected / Prove steps against the code.
+    ///
+    /// Example: `cargo xtask lesson w05-l04`, or against any server speaking the protocol:
+    /// `cargo xtask lesson w05-l04 --server './handoff_server {port}'`.
     Lesson {
         /// The lesson id, for example `w05-l04`.
         id: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Only check that the lesson file follows course/FORMAT.md.
+        #[arg(long)]
+        check_format: bool,
+    },
+    /// Lists every lesson in course order with its last result.
+    List,
+    /// Grades every lesson (or one week) and writes a results file.
+    Grade {
+        /// Only this week, for example `w05`.
+        #[arg(long)]
+        week: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the output here instead of stdout (a JSON results file is always written to
+        /// target/xtask/grade.json as well).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Starts a lesson: copies its starter to `student/<crate>/`, where you write your code.
+    Start {
+        /// The lesson id.
+        id: String,
+    },
+    /// Restores a started lesson's starter over your files in `student/<crate>/`.
+    Reset {
+        /// The lesson id.
+        id: String,
+    },
+    /// Checks that every lesson's untouched starter fails its lesson (the reference passing is
+    /// `grade`'s job).
+    Starters {
+        /// Only this week, for example `w05`.
+        #[arg(long)]
+        week: Option<String>,
     },
     /// Benchmarks the servers against each other.
     Bench(bench::BenchArgs),
 }
 
+/// The workspace root (the folder above `xtask/`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The cargo target folder: `CARGO_TARGET_DIR` when set, else the workspace's `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                std::env::current_dir().unwrap_or_default().join(dir)
+            }
+        }
+        None => root.join("target"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = process::install_interrupt_handler() {
+        eprintln!("warning: Ctrl-C will not stop servers cleanly: {error}");
+    }
     let result = match cli.command {
-        Command::Lesson { id } => {
-            eprintln!(
-                "cargo xtask lesson {id}: the lesson runner is not there yet; \
-                 run the tests with `cargo test --workspace` meanwhile"
-            );
-            return ExitCode::from(2);
-        }
+        Command::Lesson {
+            id,
+            run,
+            check_format,
+        } => lesson_command(&id, &run, check_format),
+        Command::List => list_command(),
+        Command::Grade {
+            week,
+            format,
+            out,
+            run,
+        } => grade_command(week.as_deref(), format, out.as_deref(), &run),
+        Command::Start { id } => start_command(&id, false),
+        Command::Reset { id } => start_command(&id, true),
+        Command::Starters { week } => starters_command(week.as_deref()),
         Command::Bench(args) => bench::run(args),
     };
     match result {
@@ -44,5 +169,291 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Options for running `lesson`: against the student's copy when started (unless `--reference`
+/// or `--server`), else against the workspace. Returns whether the student's code is graded.
+fn options_for(
+    root: &Path,
+    lesson: &Lesson,
+    run: &RunArgs,
+    progress: &Progress,
+) -> anyhow::Result<(RunOptions, bool)> {
+    let graded_student =
+        progress.is_started(&lesson.front.id) && !run.reference && run.server.is_none();
+    let (work_root, target) = if graded_student {
+        let overlay = student::student_dir(root, lesson);
+        anyhow::ensure!(
+            overlay.is_dir(),
+            "lesson {} is started but {} is missing; run `cargo xtask reset {}`",
+            lesson.front.id,
+            overlay.display(),
+            lesson.front.id
+        );
+        (
+            student::prepare_scratch(root, lesson, &overlay)?,
+            student::scratch_target(root),
+        )
+    } else {
+        (root.to_path_buf(), target_dir(root))
+    };
+    let options = RunOptions {
+        root: work_root,
+        target_dir: target,
+        log_dir: root.join("target/xtask/logs"),
+        server: run.server.clone(),
+        invocation_dir: std::env::current_dir().unwrap_or_else(|_| root.to_path_buf()),
+        keep_going: run.keep_going,
+        verbose: run.verbose,
+        build: true,
+    };
+    Ok((options, graded_student))
+}
+
+fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let lesson = lesson::find(&root, id)?;
+    if check_format {
+        eprintln!(
+            "{}: follows course/FORMAT.md ({} steps)",
+            lesson.path.display(),
+            lesson.steps.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut progress = Progress::load(&root);
+    let (options, graded_student) = options_for(&root, &lesson, run, &progress)?;
+    if graded_student {
+        eprintln!(
+            "grading your code in student/{} (use --reference for the reference)",
+            lesson.front.starter
+        );
+    }
+    let result = runner::run_lesson(&lesson, &options, &Printer::for_terminal());
+    progress.record(&result, graded_student);
+    progress.save(&root)?;
+    Ok(exit_code(result.status))
+}
+
+fn exit_code(status: Status) -> ExitCode {
+    if matches!(status, Status::Pass | Status::Skipped) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn list_command() -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let progress = Progress::load(&root);
+    println!(
+        "{:<11} {:<9} {:<8} {:<8} {:<9} {}",
+        "lesson", "last", "points", "started", "duration", "title (file)"
+    );
+    let (lessons, broken) = lesson::discover_all(&root)?;
+    for lesson in lessons {
+        let entry = progress.lessons.get(&lesson.front.id);
+        let last = entry
+            .and_then(|e| e.last_status.clone())
+            .unwrap_or_else(|| "-".to_owned());
+        let points = entry
+            .filter(|e| e.last_status.is_some())
+            .map_or("-".to_owned(), |e| format!("{}/{}", e.points, e.max_points));
+        let started = if entry.is_some_and(|e| e.started) {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "{:<11} {:<9} {:<8} {:<8} {:<9} {} ({})",
+            lesson.front.id,
+            last,
+            points,
+            started,
+            lesson.front.duration,
+            lesson.front.title,
+            lesson.path.display()
+        );
+    }
+    for file in &broken {
+        println!(
+            "{:<11} {:<9} {} does not follow course/FORMAT.md: {}",
+            "?",
+            "broken",
+            file.path.display(),
+            file.error
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs lessons for `grade`: the week's lessons, or only the server lessons with `--server`.
+fn grade_lessons(
+    root: &Path,
+    week: Option<&str>,
+    run: &RunArgs,
+    printer: &Printer,
+) -> anyhow::Result<Vec<LessonResult>> {
+    let (lessons, broken) = lesson::discover_all(root)?;
+    let lessons: Vec<Lesson> = lessons
+        .into_iter()
+        .filter(|l| week.is_none_or(|w| l.front.week() == w))
+        .filter(|l| run.server.is_none() || l.has_server())
+        .collect();
+    anyhow::ensure!(!lessons.is_empty(), "no lesson to grade");
+    let mut progress = Progress::load(root);
+    let mut results = Vec::new();
+    for lesson in &lessons {
+        let (options, graded_student) = options_for(root, lesson, run, &progress)?;
+        let result = runner::run_lesson(lesson, &options, printer);
+        progress.record(&result, graded_student);
+        results.push(result);
+    }
+    progress.save(root)?;
+    // A lesson file that breaks the format is an error of the course, graded as such.
+    for file in broken {
+        eprintln!(
+            "\n{}: does not follow course/FORMAT.md: {}",
+            file.path.display(),
+            file.error
+        );
+        results.push(LessonResult {
+            id: file
+                .path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+            title: "(lesson file does not follow the format)".to_owned(),
+            file: file.path.display().to_string(),
+            status: Status::Error,
+            points: 0,
+            max_points: 0,
+            duration_ms: 0,
+            steps: vec![results::StepResult {
+                name: "format".to_owned(),
+                kind: "format".to_owned(),
+                line: 0,
+                status: Status::Error,
+                duration_ms: 0,
+                checks: Vec::new(),
+                message: Some(file.error),
+                hints: Vec::new(),
+            }],
+            done_when: Vec::new(),
+        });
+    }
+    Ok(results)
+}
+
+fn grade_command(
+    week: Option<&str>,
+    format: Format,
+    out: Option<&Path>,
+    run: &RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let results = grade_lessons(&root, week, run, &Printer::for_terminal())?;
+    let report = GradeReport::new(results, run.server.clone());
+    let results_file = root.join("target/xtask/grade.json");
+    std::fs::create_dir_all(results_file.parent().context("results folder")?)?;
+    std::fs::write(&results_file, report.to_json())?;
+    let rendered = match format {
+        Format::Text => report::grade_text(&report),
+        Format::Json => report.to_json(),
+        Format::Junit => report.to_junit()?,
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, &rendered)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} (and {})", path.display(), results_file.display());
+        }
+        None => print!("{rendered}"),
+    }
+    report::github(&report);
+    eprintln!(
+        "\n{}",
+        report::grade_text(&report)
+            .lines()
+            .last()
+            .unwrap_or_default()
+    );
+    Ok(exit_code(report.status))
+}
+
+fn start_command(id: &str, reset: bool) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let lesson = lesson::find(&root, id)?;
+    let mut progress = Progress::load(&root);
+    let dir = student::install_starter(&root, &lesson, reset)?;
+    progress
+        .lessons
+        .entry(lesson.front.id.clone())
+        .or_default()
+        .started = true;
+    progress.save(&root)?;
+    let verb = if reset { "reset" } else { "started" };
+    println!(
+        "{} {verb}: your code is in {}",
+        lesson.front.id,
+        dir.strip_prefix(&root).unwrap_or(&dir).display()
+    );
+    println!(
+        "read {} and run `cargo xtask lesson {}` to check your work",
+        lesson.path.display(),
+        lesson.front.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn starters_command(week: Option<&str>) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let mut wrong = Vec::new();
+    for lesson in lesson::discover(&root)?
+        .into_iter()
+        .filter(|l| week.is_none_or(|w| l.front.week() == w))
+    {
+        let starter = student::starter_dir(&root, &lesson);
+        if !starter.is_dir() {
+            eprintln!(
+                "{}: no starter in {} (not checked)",
+                lesson.front.id,
+                starter.display()
+            );
+            continue;
+        }
+        let scratch = student::prepare_scratch(&root, &lesson, &starter)?;
+        let options = RunOptions {
+            root: scratch,
+            target_dir: student::scratch_target(&root),
+            log_dir: root.join("target/xtask/logs/starters"),
+            server: None,
+            invocation_dir: root.clone(),
+            keep_going: false,
+            verbose: false,
+            build: true,
+        };
+        let result = runner::run_lesson(&lesson, &options, &Printer::silent());
+        let verdict = if result.status == Status::Fail {
+            "fails, as it must"
+        } else {
+            "DOES NOT FAIL"
+        };
+        eprintln!(
+            "{}: the untouched starter {verdict} ({}/{} steps pass)",
+            lesson.front.id, result.points, result.max_points
+        );
+        if result.status != Status::Fail {
+            wrong.push(lesson.front.id.clone());
+        }
+    }
+    if wrong.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "starters that do not fail their lesson: {}",
+            wrong.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
     }
 }

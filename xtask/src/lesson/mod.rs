@@ -1,0 +1,395 @@
+//! Lessons: the model of a lesson file, its parser, and discovery of the course.
+//!
+//! The format is specified in `course/FORMAT.md`; [`parse::parse_lesson`] implements it and
+//! rejects everything it does not describe, so a typo in a lesson is an error, not a step that
+//! silently never runs.
+
+pub(crate) mod parse;
+pub(crate) mod pattern;
+
+use pattern::{ExpectLine, LinePattern};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The front matter of a lesson.
+#[derive(Debug, Clone)]
+pub(crate) struct FrontMatter {
+    /// Stable id such as `w05-l04`; progress is keyed by it.
+    pub(crate) id: String,
+    /// Human title.
+    pub(crate) title: String,
+    /// Place within the week.
+    pub(crate) order: u32,
+    /// The workspace package the lesson builds.
+    pub(crate) krate: String,
+    /// Expected study time, as written.
+    pub(crate) duration: String,
+    /// Starter folder name under `course/starters/`.
+    pub(crate) starter: String,
+}
+
+impl FrontMatter {
+    /// The week part of the id (`w05`).
+    pub(crate) fn week(&self) -> &str {
+        self.id.split('-').next().unwrap_or(&self.id)
+    }
+}
+
+/// A parsed lesson.
+#[derive(Debug, Clone)]
+pub(crate) struct Lesson {
+    /// Where the lesson file is, relative to the workspace root.
+    pub(crate) path: PathBuf,
+    /// Its front matter.
+    pub(crate) front: FrontMatter,
+    /// Its runnable steps, in document order.
+    pub(crate) steps: Vec<Step>,
+    /// The Done-when items.
+    pub(crate) done_when: Vec<DoneItem>,
+    /// The Common-mistakes rows.
+    pub(crate) mistakes: Vec<Mistake>,
+}
+
+impl Lesson {
+    /// Whether the lesson starts a server (and so can grade a foreign one with `--server`).
+    pub(crate) fn has_server(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| matches!(step.kind, StepKind::Server(_)))
+    }
+
+    /// The hints (mistake and fix) of every Common-mistakes row caught by `step`.
+    pub(crate) fn hints_for(&self, step: &str) -> Vec<String> {
+        self.mistakes
+            .iter()
+            .filter(|row| row.caught_by.iter().any(|name| name == step))
+            .map(|row| format!("{} — {}", row.mistake, row.fix))
+            .collect()
+    }
+}
+
+/// One Done-when item.
+#[derive(Debug, Clone)]
+pub(crate) struct DoneItem {
+    /// The item's text, without its `(checked by: ...)` suffix.
+    pub(crate) text: String,
+    /// The steps that check it; empty when it is not checked mechanically.
+    pub(crate) checked_by: Vec<String>,
+}
+
+/// One Common-mistakes row.
+#[derive(Debug, Clone)]
+pub(crate) struct Mistake {
+    /// What goes wrong.
+    pub(crate) mistake: String,
+    /// How to fix it.
+    pub(crate) fix: String,
+    /// The steps that fail when it happens.
+    pub(crate) caught_by: Vec<String>,
+}
+
+/// A runnable step.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    /// Unique name within the lesson.
+    pub(crate) name: String,
+    /// Line of the fence in the lesson file (1-based).
+    pub(crate) line: usize,
+    /// The step's time limit.
+    pub(crate) timeout: Duration,
+    /// What it does.
+    pub(crate) kind: StepKind,
+}
+
+/// The step kinds of the format.
+#[derive(Debug, Clone)]
+pub(crate) enum StepKind {
+    /// `console run`.
+    Run(RunStep),
+    /// `console server`.
+    Server(ServerStep),
+    /// `console client`.
+    Client(ClientStep),
+    /// `console wait`: the name of a background client step.
+    Wait(String),
+    /// `console signal`.
+    Signal(SignalStep),
+    /// `console trace`: the server to trace.
+    Trace(String),
+    /// `console prove`.
+    Prove(ProveStep),
+}
+
+impl StepKind {
+    /// The kind's word in the info string.
+    pub(crate) fn word(&self) -> &'static str {
+        match self {
+            Self::Run(_) => "run",
+            Self::Server(_) => "server",
+            Self::Client(_) => "client",
+            Self::Wait(_) => "wait",
+            Self::Signal(_) => "signal",
+            Self::Trace(_) => "trace",
+            Self::Prove(_) => "prove",
+        }
+    }
+}
+
+/// Which exit statuses a `run` command may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExpectStatus {
+    /// Exactly this status.
+    Code(i32),
+    /// Any non-zero status.
+    Failure,
+}
+
+/// Which output of a `run` command is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Standard output, then standard error.
+    Both,
+}
+
+/// `console run`.
+#[derive(Debug, Clone)]
+pub(crate) struct RunStep {
+    /// Each command with its expected output lines (empty: any output).
+    pub(crate) commands: Vec<(String, Vec<ExpectLine>)>,
+    /// Expected exit status.
+    pub(crate) status: ExpectStatus,
+    /// The stream compared.
+    pub(crate) stream: Stream,
+}
+
+/// How the runner decides a server is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// A TCP connection to its port succeeds.
+    Tcp,
+    /// Its log has a line containing this text.
+    Line(String),
+}
+
+/// `console server`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerStep {
+    /// The command, with placeholders.
+    pub(crate) command: String,
+    /// The name of its log.
+    pub(crate) log: String,
+    /// Readiness probe.
+    pub(crate) ready: Ready,
+    /// RLIMIT_NOFILE for the process.
+    pub(crate) nofile: Option<u64>,
+}
+
+/// `console client`.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientStep {
+    /// The server to connect to.
+    pub(crate) server: String,
+    /// Concurrent clients per round.
+    pub(crate) clients: usize,
+    /// Rounds, one after another.
+    pub(crate) rounds: usize,
+    /// Shut down the write side after sending.
+    pub(crate) half_close: bool,
+    /// Send the last line without its `\n`.
+    pub(crate) no_final_newline: bool,
+    /// Check every response against the protocol's prescribed bytes.
+    pub(crate) expect_protocol: bool,
+    /// The server must close the connection after the answers.
+    pub(crate) eof: bool,
+    /// Bound on each client's whole exchange.
+    pub(crate) within: Option<Duration>,
+    /// Close with a reset right after sending.
+    pub(crate) reset: bool,
+    /// Wait before connecting.
+    pub(crate) delay: Option<Duration>,
+    /// Run in the background.
+    pub(crate) background: bool,
+    /// Errors do not fail the step.
+    pub(crate) tolerant: bool,
+    /// The `> ` lines, with placeholders and escapes as written.
+    pub(crate) sends: Vec<String>,
+    /// The `< ` lines.
+    pub(crate) expects: Vec<ExpectLine>,
+}
+
+/// `console signal`.
+#[derive(Debug, Clone)]
+pub(crate) struct SignalStep {
+    /// The server to signal.
+    pub(crate) server: String,
+    /// The signal number.
+    pub(crate) signal: i32,
+    /// The signal's name as written (`TERM`).
+    pub(crate) signal_name: String,
+}
+
+/// `console prove`.
+#[derive(Debug, Clone)]
+pub(crate) struct ProveStep {
+    /// The server whose process is inspected.
+    pub(crate) server: Option<String>,
+    /// The log the log assertions read.
+    pub(crate) log: Option<String>,
+    /// The trace `socket tids` reads.
+    pub(crate) trace: Option<String>,
+    /// The assertions, each with its source text.
+    pub(crate) assertions: Vec<(String, Assertion)>,
+}
+
+/// One assertion of a `prove` step.
+#[derive(Debug, Clone)]
+pub(crate) enum Assertion {
+    /// `log has P [at least N times]`.
+    LogHas(LinePattern, usize),
+    /// `log lacks P`.
+    LogLacks(LinePattern),
+    /// `log tids P differ from Q`.
+    TidsDiffer(LinePattern, LinePattern),
+    /// `log tids P at most N`.
+    TidsAtMost(LinePattern, usize),
+    /// `threads at most N` (false) / `threads exactly N` (true).
+    Threads {
+        /// Whether the count must be exact.
+        exact: bool,
+        /// The bound.
+        count: usize,
+    },
+    /// `fds at most N`.
+    FdsAtMost(usize),
+    /// `cpu at most P% over DUR`.
+    CpuAtMost {
+        /// Percent of one CPU.
+        percent: f64,
+        /// Measuring window.
+        over: Duration,
+    },
+    /// `alive`.
+    Alive,
+    /// `exits S within DUR`.
+    Exits {
+        /// Expected exit status.
+        status: i32,
+        /// Bound.
+        within: Duration,
+    },
+    /// `socket tids disjoint from P`.
+    SocketTidsDisjoint(LinePattern),
+}
+
+/// A lesson file that does not follow the format.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokenLesson {
+    /// The file, relative to the workspace root.
+    pub(crate) path: PathBuf,
+    /// What is wrong.
+    pub(crate) error: String,
+}
+
+/// Every lesson file of the course (all `.md` files under `course/` that start with front
+/// matter, starters excepted), parsed and in course order: by week, then by `order`. Files that
+/// break the format are returned apart, so one broken lesson does not hide the others.
+pub(crate) fn discover_all(root: &Path) -> anyhow::Result<(Vec<Lesson>, Vec<BrokenLesson>)> {
+    let mut files = Vec::new();
+    collect_markdown(&root.join("course"), &mut files)?;
+    files.sort();
+    let mut lessons: Vec<Lesson> = Vec::new();
+    let mut broken = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        if !text.starts_with("---") {
+            continue;
+        }
+        let relative = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+        match parse::parse_lesson(&text, &relative) {
+            Ok(lesson) => {
+                if let Some(other) = lessons.iter().find(|l| l.front.id == lesson.front.id) {
+                    broken.push(BrokenLesson {
+                        error: format!(
+                            "lesson id {} is already used by {}",
+                            lesson.front.id,
+                            other.path.display()
+                        ),
+                        path: relative,
+                    });
+                } else {
+                    lessons.push(lesson);
+                }
+            }
+            Err(error) => broken.push(BrokenLesson {
+                path: relative,
+                error: error.to_string(),
+            }),
+        }
+    }
+    lessons.sort_by(|a, b| {
+        (a.front.week(), a.front.order, &a.front.id).cmp(&(
+            b.front.week(),
+            b.front.order,
+            &b.front.id,
+        ))
+    });
+    Ok((lessons, broken))
+}
+
+/// Every lesson, failing on the first file that breaks the format.
+pub(crate) fn discover(root: &Path) -> anyhow::Result<Vec<Lesson>> {
+    let (lessons, broken) = discover_all(root)?;
+    if let Some(first) = broken.first() {
+        anyhow::bail!("{}: {}", first.path.display(), first.error);
+    }
+    Ok(lessons)
+}
+
+/// Finds one lesson by id; broken files are named in the error if it is not found.
+pub(crate) fn find(root: &Path, id: &str) -> anyhow::Result<Lesson> {
+    let (lessons, broken) = discover_all(root)?;
+    let known: Vec<String> = lessons
+        .iter()
+        .map(|lesson| lesson.front.id.clone())
+        .collect();
+    lessons
+        .into_iter()
+        .find(|lesson| lesson.front.id == id)
+        .ok_or_else(|| {
+            let mut message = format!(
+                "no lesson has id `{id}`; the course has: {}",
+                known.join(", ")
+            );
+            for file in &broken {
+                message.push_str(&format!(
+                    "\n  {} does not follow course/FORMAT.md: {}",
+                    file.path.display(),
+                    file.error
+                ));
+            }
+            anyhow::anyhow!(message)
+        })
+}
+
+fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            // Starter code is not part of the lesson text.
+            if path.file_name().is_some_and(|name| name == "starters") {
+                continue;
+            }
+            collect_markdown(&path, out)?;
+        } else if path.extension().is_some_and(|ext| ext == "md") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

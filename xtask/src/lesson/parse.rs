@@ -1,0 +1,1011 @@
+//! The lesson parser: markdown events from pulldown-cmark to a [`Lesson`].
+//!
+//! Structure comes only from the markdown parser — the front matter block, level-2 headings,
+//! fenced code blocks and their info strings, list items, table cells — so a lesson may be
+//! formatted however its author likes as long as its structure is the one `course/FORMAT.md`
+//! describes. Every deviation is an error naming the line.
+
+use super::pattern::{ExpectLine, LinePattern};
+use super::{
+    Assertion, ClientStep, DoneItem, ExpectStatus, FrontMatter, Lesson, Mistake, ProveStep, Ready,
+    RunStep, ServerStep, SignalStep, Step, StepKind, Stream,
+};
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The level-2 sections every lesson has, in order.
+pub(crate) const REQUIRED_SECTIONS: [&str; 10] = [
+    "Goal",
+    "What you build",
+    "Why it matters",
+    "Do",
+    "Test",
+    "Expected",
+    "Prove",
+    "Done when",
+    "Common mistakes",
+    "Diagram",
+];
+
+/// The sections where runnable blocks may stand.
+const STEP_SECTIONS: [&str; 3] = ["Test", "Expected", "Prove"];
+
+/// A format error, with the line it is on (0 when it concerns the whole file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FormatError {
+    /// 1-based line, or 0.
+    pub(crate) line: usize,
+    /// What is wrong.
+    pub(crate) message: String,
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+fn error(line: usize, message: impl Into<String>) -> FormatError {
+    FormatError {
+        line,
+        message: message.into(),
+    }
+}
+
+/// Parses a lesson file.
+pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatError> {
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+        .collect();
+    let line_of = |offset: usize| line_starts.partition_point(|&start| start <= offset);
+
+    let options = Options::ENABLE_YAML_STYLE_METADATA_BLOCKS | Options::ENABLE_TABLES;
+    let mut front_text: Option<String> = None;
+    let mut in_front = false;
+    let mut sections: Vec<(String, usize)> = Vec::new();
+    let mut heading: Option<(String, usize)> = None;
+    let mut code: Option<(String, String, usize)> = None;
+    let mut blocks: Vec<(String, String, usize, String)> = Vec::new();
+    let mut diagram_blocks = 0usize;
+    // Done-when items: nesting depth of lists inside the section, and the item being collected.
+    let mut list_depth = 0usize;
+    let mut item: Option<(String, usize)> = None;
+    let mut done_raw: Vec<(String, usize)> = Vec::new();
+    // Common-mistakes table.
+    let mut tables = 0usize;
+    let mut row: Option<Vec<String>> = None;
+    let mut cell: Option<String> = None;
+    let mut rows: Vec<(Vec<String>, usize)> = Vec::new();
+
+    let current = |sections: &Vec<(String, usize)>| sections.last().map(|(name, _)| name.clone());
+
+    for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
+        let line = line_of(range.start);
+        let section = current(&sections).unwrap_or_default();
+        match event {
+            Event::Start(Tag::MetadataBlock(_)) => in_front = true,
+            Event::End(TagEnd::MetadataBlock(_)) => in_front = false,
+            Event::Text(t) if in_front => front_text.get_or_insert_with(String::new).push_str(&t),
+            Event::Start(Tag::Heading {
+                level: HeadingLevel::H2,
+                ..
+            }) => {
+                heading = Some((String::new(), line));
+            }
+            Event::End(TagEnd::Heading(HeadingLevel::H2)) => {
+                if let Some((name, at)) = heading.take() {
+                    sections.push((name.trim().to_owned(), at));
+                }
+            }
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let info = match kind {
+                    CodeBlockKind::Fenced(info) => info.to_string(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                code = Some((info, String::new(), line));
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                if let Some((info, body, at)) = code.take() {
+                    if section == "Diagram" {
+                        diagram_blocks += 1;
+                    }
+                    blocks.push((info, body, at, section.clone()));
+                }
+            }
+            Event::Start(Tag::List(_)) if section == "Done when" => list_depth += 1,
+            Event::End(TagEnd::List(_)) if section == "Done when" => {
+                list_depth = list_depth.saturating_sub(1);
+            }
+            Event::Start(Tag::Item) if section == "Done when" && list_depth == 1 => {
+                item = Some((String::new(), line));
+            }
+            Event::End(TagEnd::Item) if section == "Done when" && list_depth == 1 => {
+                if let Some(done) = item.take() {
+                    done_raw.push(done);
+                }
+            }
+            Event::Start(Tag::Table(_)) if section == "Common mistakes" => tables += 1,
+            Event::Start(Tag::TableHead | Tag::TableRow) if section == "Common mistakes" => {
+                row = Some(Vec::new());
+            }
+            Event::End(TagEnd::TableHead | TagEnd::TableRow) if section == "Common mistakes" => {
+                if let Some(cells) = row.take() {
+                    rows.push((cells, line));
+                }
+            }
+            Event::Start(Tag::TableCell) if row.is_some() => cell = Some(String::new()),
+            Event::End(TagEnd::TableCell) => {
+                if let (Some(cells), Some(text)) = (row.as_mut(), cell.take()) {
+                    cells.push(text.trim().to_owned());
+                }
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if let Some((name, _)) = heading.as_mut() {
+                    name.push_str(&t);
+                } else if let Some((_, body, _)) = code.as_mut() {
+                    body.push_str(&t);
+                } else if let Some(text) = cell.as_mut() {
+                    text.push_str(&t);
+                } else if let Some((text, _)) = item.as_mut() {
+                    text.push_str(&t);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                if let Some((text, _)) = item.as_mut() {
+                    text.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let front = parse_front_matter(front_text.as_deref())?;
+    check_sections(&sections)?;
+    if diagram_blocks == 0 {
+        return Err(error(0, "the Diagram section has no fenced block"));
+    }
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut kind_counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (info, body, line, section) in blocks {
+        let mut words = tokenize_info(&info).map_err(|message| error(line, message))?;
+        if words.first().map(String::as_str) != Some("console") || words.len() < 2 {
+            continue;
+        }
+        if !STEP_SECTIONS.contains(&section.as_str()) {
+            return Err(error(
+                line,
+                format!(
+                    "a runnable block stands in section `{section}`; \
+                     runnable blocks belong in Test, Expected or Prove"
+                ),
+            ));
+        }
+        let kind_word = words.remove(1);
+        words.remove(0);
+        let step = parse_step(&kind_word, &words, &body, line, &steps, &mut kind_counts)?;
+        if steps.iter().any(|earlier| earlier.name == step.name) {
+            return Err(error(
+                line,
+                format!("step name `{}` is used twice", step.name),
+            ));
+        }
+        steps.push(step);
+    }
+
+    let names: HashSet<&str> = steps.iter().map(|step| step.name.as_str()).collect();
+    let check_names = |list: &[String], line: usize| -> Result<(), FormatError> {
+        match list.iter().find(|name| !names.contains(name.as_str())) {
+            Some(name) => Err(error(
+                line,
+                format!("`{name}` is not a step of this lesson"),
+            )),
+            None => Ok(()),
+        }
+    };
+
+    let mut done_when = Vec::new();
+    for (text, line) in done_raw {
+        let text = text.trim().to_owned();
+        let (text, checked_by) = match text.rfind("(checked by:") {
+            Some(at) if text.ends_with(')') => {
+                let inner = &text[at + "(checked by:".len()..text.len() - 1];
+                let list: Vec<String> = inner
+                    .split(',')
+                    .map(|name| name.trim().trim_matches('`').to_owned())
+                    .filter(|name| !name.is_empty())
+                    .collect();
+                if list.is_empty() {
+                    return Err(error(line, "`(checked by: ...)` names no step"));
+                }
+                check_names(&list, line)?;
+                (text[..at].trim().to_owned(), list)
+            }
+            _ => (text, Vec::new()),
+        };
+        done_when.push(DoneItem { text, checked_by });
+    }
+    if done_when.is_empty() {
+        return Err(error(0, "the Done when section has no list items"));
+    }
+
+    if tables != 1 {
+        return Err(error(
+            0,
+            "the Common mistakes section must hold exactly one table",
+        ));
+    }
+    let mut mistakes = Vec::new();
+    for (index, (cells, line)) in rows.into_iter().enumerate() {
+        if cells.len() != 3 {
+            return Err(error(
+                line,
+                "the Common mistakes table must have three columns",
+            ));
+        }
+        if index == 0 {
+            if cells[0] != "Mistake" || cells[1] != "Fix" || cells[2] != "Caught by" {
+                return Err(error(
+                    line,
+                    "the Common mistakes header must be `Mistake | Fix | Caught by`",
+                ));
+            }
+            continue;
+        }
+        let caught_by: Vec<String> = cells[2]
+            .split(',')
+            .map(|name| name.trim().trim_matches('`').to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        check_names(&caught_by, line)?;
+        mistakes.push(Mistake {
+            mistake: cells[0].clone(),
+            fix: cells[1].clone(),
+            caught_by,
+        });
+    }
+
+    Ok(Lesson {
+        path: path.to_path_buf(),
+        front,
+        steps,
+        done_when,
+        mistakes,
+    })
+}
+
+fn parse_front_matter(text: Option<&str>) -> Result<FrontMatter, FormatError> {
+    let text = text.ok_or_else(|| {
+        error(
+            1,
+            "the lesson must start with front matter between `---` lines",
+        )
+    })?;
+    let mut values: BTreeMap<&str, String> = BTreeMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 2;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let (key, value) = raw.split_once(':').ok_or_else(|| {
+            error(
+                line,
+                format!("front matter line `{raw}` is not `key: value`"),
+            )
+        })?;
+        let key = key.trim();
+        if !["id", "title", "order", "crate", "duration", "starter"].contains(&key) {
+            return Err(error(line, format!("unknown front matter key `{key}`")));
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if values.insert(key, value.to_owned()).is_some() {
+            return Err(error(
+                line,
+                format!("front matter key `{key}` appears twice"),
+            ));
+        }
+    }
+    let mut take = |key: &str| {
+        values
+            .remove(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| error(1, format!("front matter lacks `{key}`")))
+    };
+    let id = take("id")?;
+    let valid_id = id.len() >= 5
+        && id.starts_with('w')
+        && id[1..3].bytes().all(|b| b.is_ascii_digit())
+        && (id[3..] == *"-quest"
+            || (id[3..].starts_with("-l")
+                && id.len() == 7
+                && id[5..].bytes().all(|b| b.is_ascii_digit())));
+    if !valid_id {
+        return Err(error(
+            1,
+            format!("id `{id}` is neither `wNN-lNN` nor `wNN-quest`"),
+        ));
+    }
+    let title = take("title")?;
+    let order = take("order")?
+        .parse()
+        .map_err(|_| error(1, "`order` must be a non-negative integer"))?;
+    let krate = take("crate")?;
+    let duration = take("duration")?;
+    let starter = values.remove("starter").unwrap_or_else(|| krate.clone());
+    Ok(FrontMatter {
+        id,
+        title,
+        order,
+        krate,
+        duration,
+        starter,
+    })
+}
+
+fn check_sections(sections: &[(String, usize)]) -> Result<(), FormatError> {
+    let mut next = 0usize;
+    for (name, line) in sections {
+        if let Some(position) = REQUIRED_SECTIONS
+            .iter()
+            .position(|required| required == name)
+        {
+            if position != next {
+                let expected = REQUIRED_SECTIONS.get(next).copied().unwrap_or("(none)");
+                return Err(error(
+                    *line,
+                    format!(
+                        "section `{name}` is out of order or repeated; expected `{expected}` next"
+                    ),
+                ));
+            }
+            next += 1;
+        }
+    }
+    match REQUIRED_SECTIONS.get(next) {
+        Some(missing) => Err(error(
+            0,
+            format!("the lesson lacks the section `## {missing}`"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Splits an info string into words; double quotes group words with spaces.
+fn tokenize_info(info: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    let mut has_word = false;
+    for c in info.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                has_word = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if has_word {
+                    words.push(std::mem::take(&mut current));
+                    has_word = false;
+                }
+            }
+            c => {
+                current.push(c);
+                has_word = true;
+            }
+        }
+    }
+    if in_quotes {
+        return Err(format!("unbalanced quote in info string `{info}`"));
+    }
+    if has_word {
+        words.push(current);
+    }
+    Ok(words)
+}
+
+/// Parses `500ms`, `10s`, `2m`.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let number: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number * 60)),
+        _ => None,
+    }
+}
+
+/// The attributes of one block, consumed as they are read so leftovers can be reported.
+struct Attributes {
+    line: usize,
+    values: BTreeMap<String, Option<String>>,
+}
+
+impl Attributes {
+    fn new(words: &[String], line: usize) -> Result<Self, FormatError> {
+        let mut values = BTreeMap::new();
+        for word in words {
+            let (key, value) = match word.split_once('=') {
+                Some((key, value)) => (key.to_owned(), Some(value.to_owned())),
+                None => (word.clone(), None),
+            };
+            if values.insert(key.clone(), value).is_some() {
+                return Err(error(line, format!("attribute `{key}` is given twice")));
+            }
+        }
+        Ok(Self { line, values })
+    }
+
+    fn value(&mut self, key: &str) -> Result<Option<String>, FormatError> {
+        match self.values.remove(key) {
+            None => Ok(None),
+            Some(Some(value)) if !value.is_empty() => Ok(Some(value)),
+            Some(_) => Err(error(
+                self.line,
+                format!("attribute `{key}` needs a value: `{key}=...`"),
+            )),
+        }
+    }
+
+    fn flag(&mut self, key: &str) -> Result<bool, FormatError> {
+        match self.values.remove(key) {
+            None => Ok(false),
+            Some(None) => Ok(true),
+            Some(Some(_)) => Err(error(
+                self.line,
+                format!("`{key}` is a flag and takes no value"),
+            )),
+        }
+    }
+
+    fn number(&mut self, key: &str) -> Result<Option<u64>, FormatError> {
+        self.value(key)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| error(self.line, format!("`{key}={v}` is not a number")))
+            })
+            .transpose()
+    }
+
+    fn duration(&mut self, key: &str) -> Result<Option<Duration>, FormatError> {
+        self.value(key)?
+            .map(|v| {
+                parse_duration(&v).ok_or_else(|| {
+                    error(
+                        self.line,
+                        format!("`{key}={v}` is not a duration like 500ms, 10s, 2m"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn finish(self, kind: &str) -> Result<(), FormatError> {
+        match self.values.keys().next() {
+            Some(key) => Err(error(
+                self.line,
+                format!("unknown attribute `{key}` for `console {kind}`"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The most recent server step, or the named one if it exists.
+fn resolve_server(
+    named: Option<String>,
+    steps: &[Step],
+    line: usize,
+) -> Result<String, FormatError> {
+    let servers: Vec<&Step> = steps
+        .iter()
+        .filter(|step| matches!(step.kind, StepKind::Server(_)))
+        .collect();
+    match named {
+        Some(name) if servers.iter().any(|step| step.name == name) => Ok(name),
+        Some(name) => Err(error(
+            line,
+            format!("no earlier server step is named `{name}`"),
+        )),
+        None => servers.last().map(|step| step.name.clone()).ok_or_else(|| {
+            error(
+                line,
+                "this step needs a server, and no server step comes before it",
+            )
+        }),
+    }
+}
+
+fn server_log<'a>(steps: &'a [Step], server: &str) -> Option<&'a str> {
+    steps.iter().find_map(|step| match &step.kind {
+        StepKind::Server(server_step) if step.name == server => Some(server_step.log.as_str()),
+        _ => None,
+    })
+}
+
+fn parse_step(
+    kind: &str,
+    words: &[String],
+    body: &str,
+    line: usize,
+    steps: &[Step],
+    kind_counts: &mut BTreeMap<&'static str, usize>,
+) -> Result<Step, FormatError> {
+    let mut attrs = Attributes::new(words, line)?;
+    let kind_word: &'static str = match kind {
+        "run" => "run",
+        "server" => "server",
+        "client" => "client",
+        "wait" => "wait",
+        "signal" => "signal",
+        "trace" => "trace",
+        "prove" => "prove",
+        other => {
+            return Err(error(
+                line,
+                format!(
+                    "unknown step kind `console {other}` (run, server, client, wait, signal, trace, prove)"
+                ),
+            ));
+        }
+    };
+    let count = kind_counts.entry(kind_word).or_insert(0);
+    *count += 1;
+    let default_name = if kind_word == "server" {
+        "server".to_owned()
+    } else {
+        format!("{kind_word}-{count}")
+    };
+    let name = attrs.value("name")?.unwrap_or(default_name);
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(error(
+            line,
+            format!("step name `{name}` may only hold letters, digits and `-`"),
+        ));
+    }
+    let default_timeout = match kind_word {
+        "run" => 300,
+        "server" => 10,
+        "client" => 15,
+        "wait" => 30,
+        "signal" => 5,
+        "trace" => 10,
+        _ => 10,
+    };
+    let timeout = attrs
+        .duration("timeout")?
+        .unwrap_or(Duration::from_secs(default_timeout));
+    let body_lines: Vec<&str> = body.lines().collect();
+    let no_body = |kind: &str| -> Result<(), FormatError> {
+        if body_lines.iter().any(|l| !l.trim().is_empty()) {
+            Err(error(
+                line,
+                format!("`console {kind}` takes no lines in its block"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+
+    let step_kind = match kind_word {
+        "run" => {
+            let status = match attrs.value("status")?.as_deref() {
+                None => ExpectStatus::Code(0),
+                Some("fail") => ExpectStatus::Failure,
+                Some(v) => ExpectStatus::Code(v.parse().map_err(|_| {
+                    error(line, format!("`status={v}` is neither a number nor `fail`"))
+                })?),
+            };
+            let stream = match attrs.value("stream")?.as_deref() {
+                None | Some("stdout") => Stream::Stdout,
+                Some("stderr") => Stream::Stderr,
+                Some("both") => Stream::Both,
+                Some(v) => {
+                    return Err(error(
+                        line,
+                        format!("`stream={v}`: use stdout, stderr or both"),
+                    ));
+                }
+            };
+            let mut commands: Vec<(String, Vec<ExpectLine>)> = Vec::new();
+            for (offset, text) in body_lines.iter().enumerate() {
+                if let Some(command) = text.strip_prefix("$ ") {
+                    commands.push((command.trim().to_owned(), Vec::new()));
+                } else if let Some((_, expected)) = commands.last_mut() {
+                    expected.push(ExpectLine::new(text));
+                } else if !text.trim().is_empty() {
+                    return Err(error(
+                        line + 1 + offset,
+                        "output comes before any `$ ` command",
+                    ));
+                }
+            }
+            if commands.is_empty() {
+                return Err(error(line, "`console run` has no `$ ` command"));
+            }
+            StepKind::Run(RunStep {
+                commands,
+                status,
+                stream,
+            })
+        }
+        "server" => {
+            let commands: Vec<&str> = body_lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("$ "))
+                .collect();
+            let others = body_lines
+                .iter()
+                .filter(|l| !l.starts_with("$ ") && !l.trim().is_empty())
+                .count();
+            if commands.len() != 1 || others != 0 {
+                return Err(error(
+                    line,
+                    "`console server` holds exactly one `$ ` command line",
+                ));
+            }
+            if !commands[0].contains("{port}") {
+                return Err(error(line, "the server command must contain `{port}`"));
+            }
+            let log = attrs.value("log")?.unwrap_or_else(|| name.clone());
+            let ready = match attrs.value("ready")? {
+                None => Ready::Tcp,
+                Some(v) if v == "tcp" => Ready::Tcp,
+                Some(v) => match v.strip_prefix("line:") {
+                    Some(text) if !text.is_empty() => Ready::Line(text.to_owned()),
+                    _ => {
+                        return Err(error(
+                            line,
+                            format!("`ready={v}`: use tcp or \"line:TEXT\""),
+                        ));
+                    }
+                },
+            };
+            let nofile = attrs.number("nofile")?;
+            StepKind::Server(ServerStep {
+                command: commands[0].trim().to_owned(),
+                log,
+                ready,
+                nofile,
+            })
+        }
+        "client" => {
+            let server = resolve_server(attrs.value("server")?, steps, line)?;
+            let clients = attrs.number("clients")?.unwrap_or(1) as usize;
+            let rounds = attrs.number("rounds")?.unwrap_or(1) as usize;
+            if clients == 0 || rounds == 0 || clients > 10_000 || rounds > 1_000 {
+                return Err(error(
+                    line,
+                    "`clients` must be in 1..=10000 and `rounds` in 1..=1000",
+                ));
+            }
+            let half_close = attrs.flag("half-close")?;
+            let no_final_newline = attrs.flag("no-final-newline")?;
+            let expect_protocol = match attrs.value("expect")?.as_deref() {
+                None => false,
+                Some("protocol") => true,
+                Some(v) => {
+                    return Err(error(
+                        line,
+                        format!("`expect={v}`: the only value is `protocol`"),
+                    ));
+                }
+            };
+            let eof = attrs.flag("eof")? || half_close;
+            let within = attrs.duration("within")?;
+            let reset = attrs.flag("reset")?;
+            let delay = attrs.duration("delay")?;
+            let background = attrs.flag("background")?;
+            let tolerant = attrs.flag("tolerant")?;
+            let mut sends = Vec::new();
+            let mut expects = Vec::new();
+            for (offset, text) in body_lines.iter().enumerate() {
+                if let Some(sent) = text.strip_prefix("> ") {
+                    sends.push(sent.to_owned());
+                } else if let Some(expected) = text.strip_prefix("< ") {
+                    expects.push(ExpectLine::new(expected));
+                } else if *text == "<" {
+                    expects.push(ExpectLine::new(""));
+                } else if !text.trim().is_empty() {
+                    return Err(error(
+                        line + 1 + offset,
+                        format!("client lines start with `> ` or `< `: `{text}`"),
+                    ));
+                }
+            }
+            if sends.is_empty() {
+                return Err(error(
+                    line,
+                    "`console client` sends nothing: add `> ` lines",
+                ));
+            }
+            if (reset || tolerant) && !expects.is_empty() {
+                return Err(error(
+                    line,
+                    "`reset` and `tolerant` clients take no `< ` lines",
+                ));
+            }
+            if no_final_newline && !half_close {
+                return Err(error(
+                    line,
+                    "`no-final-newline` needs `half-close`, or the line never ends",
+                ));
+            }
+            StepKind::Client(ClientStep {
+                server,
+                clients,
+                rounds,
+                half_close,
+                no_final_newline,
+                expect_protocol,
+                eof,
+                within,
+                reset,
+                delay,
+                background,
+                tolerant,
+                sends,
+                expects,
+            })
+        }
+        "wait" => {
+            no_body("wait")?;
+            let target = attrs
+                .value("for")?
+                .ok_or_else(|| error(line, "`console wait` needs `for=NAME`"))?;
+            let is_background = steps.iter().any(|step| {
+                step.name == target
+                    && matches!(&step.kind, StepKind::Client(client) if client.background)
+            });
+            if !is_background {
+                return Err(error(
+                    line,
+                    format!("`for={target}` names no earlier background client step"),
+                ));
+            }
+            StepKind::Wait(target)
+        }
+        "signal" => {
+            no_body("signal")?;
+            let server = resolve_server(attrs.value("server")?, steps, line)?;
+            let signal_name = attrs
+                .value("signal")?
+                .ok_or_else(|| error(line, "`console signal` needs `signal=TERM|INT|KILL|HUP`"))?;
+            let signal = match signal_name.as_str() {
+                "TERM" => libc::SIGTERM,
+                "INT" => libc::SIGINT,
+                "KILL" => libc::SIGKILL,
+                "HUP" => libc::SIGHUP,
+                other => {
+                    return Err(error(
+                        line,
+                        format!("`signal={other}`: use TERM, INT, KILL or HUP"),
+                    ));
+                }
+            };
+            StepKind::Signal(SignalStep {
+                server,
+                signal,
+                signal_name,
+            })
+        }
+        "trace" => {
+            no_body("trace")?;
+            StepKind::Trace(resolve_server(attrs.value("server")?, steps, line)?)
+        }
+        "prove" => {
+            let server = attrs.value("server")?;
+            let server = match server {
+                Some(name) => Some(resolve_server(Some(name), steps, line)?),
+                None => resolve_server(None, steps, line).ok(),
+            };
+            let log = match attrs.value("log")? {
+                Some(log) => {
+                    let known = steps
+                        .iter()
+                        .any(|step| matches!(&step.kind, StepKind::Server(s) if s.log == log));
+                    if !known {
+                        return Err(error(
+                            line,
+                            format!("no server step writes a log named `{log}`"),
+                        ));
+                    }
+                    Some(log)
+                }
+                None => server
+                    .as_deref()
+                    .and_then(|s| server_log(steps, s))
+                    .map(str::to_owned),
+            };
+            let trace = attrs.value("trace")?;
+            if let Some(trace) = &trace {
+                if !steps
+                    .iter()
+                    .any(|step| step.name == *trace && matches!(step.kind, StepKind::Trace(_)))
+                {
+                    return Err(error(
+                        line,
+                        format!("`trace={trace}` names no earlier trace step"),
+                    ));
+                }
+            }
+            let mut assertions = Vec::new();
+            for (offset, text) in body_lines.iter().enumerate() {
+                let text = text.trim();
+                if text.is_empty() || text.starts_with('#') {
+                    continue;
+                }
+                let at = line + 1 + offset;
+                let assertion = parse_assertion(text).map_err(|message| error(at, message))?;
+                let needs_server = !matches!(
+                    assertion,
+                    Assertion::LogHas(..)
+                        | Assertion::LogLacks(_)
+                        | Assertion::TidsDiffer(..)
+                        | Assertion::TidsAtMost(..)
+                );
+                if needs_server && server.is_none() {
+                    return Err(error(at, "this assertion needs a server step before it"));
+                }
+                if !needs_server && log.is_none() {
+                    return Err(error(
+                        at,
+                        "this assertion reads a log, and no server step writes one",
+                    ));
+                }
+                if matches!(assertion, Assertion::SocketTidsDisjoint(_)) && trace.is_none() {
+                    return Err(error(at, "`socket tids` needs `trace=NAME` on the block"));
+                }
+                assertions.push((text.to_owned(), assertion));
+            }
+            if assertions.is_empty() {
+                return Err(error(line, "`console prove` has no assertion"));
+            }
+            StepKind::Prove(ProveStep {
+                server,
+                log,
+                trace,
+                assertions,
+            })
+        }
+        _ => unreachable!("kind words are matched above"),
+    };
+    attrs.finish(kind_word)?;
+    Ok(Step {
+        name,
+        line,
+        timeout,
+        kind: step_kind,
+    })
+}
+
+/// A word or a backtick-quoted pattern of an assertion line.
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Pattern(String),
+}
+
+fn tokenize_assertion(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('`') {
+            let end = after.find('`').ok_or("unclosed backtick")?;
+            tokens.push(Token::Pattern(after[..end].to_owned()));
+            rest = after[end + 1..].trim_start();
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            tokens.push(Token::Word(rest[..end].to_owned()));
+            rest = rest[end..].trim_start();
+        }
+    }
+    Ok(tokens)
+}
+
+/// Parses one assertion line of a `prove` block.
+pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
+    let tokens = tokenize_assertion(text)?;
+    let words: Vec<Option<&str>> = tokens
+        .iter()
+        .map(|t| {
+            if let Token::Word(w) = t {
+                Some(w.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let pattern = |index: usize, needs_tid: bool| -> Result<LinePattern, String> {
+        match tokens.get(index) {
+            Some(Token::Pattern(p)) => {
+                let pattern = LinePattern::new(p, true);
+                if needs_tid && !pattern.has_tid() {
+                    return Err(format!("pattern `{p}` needs a `{{tid}}` capture"));
+                }
+                Ok(pattern)
+            }
+            _ => Err("expected a pattern in backticks here".to_owned()),
+        }
+    };
+    let number = |index: usize| -> Result<usize, String> {
+        words
+            .get(index)
+            .copied()
+            .flatten()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| "expected a number".to_owned())
+    };
+    let duration = |index: usize| -> Result<Duration, String> {
+        words
+            .get(index)
+            .copied()
+            .flatten()
+            .and_then(parse_duration)
+            .ok_or_else(|| "expected a duration like 2s".to_owned())
+    };
+    let shape: Vec<&str> = words.iter().map(|w| w.unwrap_or("`P`")).collect();
+    let unknown = || {
+        format!(
+            "unknown assertion `{text}`; see course/FORMAT.md for the list \
+             (log has, log lacks, log tids, threads, fds, cpu, alive, exits, socket tids)"
+        )
+    };
+    match shape.as_slice() {
+        ["log", "has", "`P`"] => Ok(Assertion::LogHas(pattern(2, false)?, 1)),
+        ["log", "has", "`P`", "at", "least", _, "times"] => {
+            Ok(Assertion::LogHas(pattern(2, false)?, number(5)?))
+        }
+        ["log", "lacks", "`P`"] => Ok(Assertion::LogLacks(pattern(2, false)?)),
+        ["log", "tids", "`P`", "differ", "from", "`P`"] => {
+            Ok(Assertion::TidsDiffer(pattern(2, true)?, pattern(5, true)?))
+        }
+        ["log", "tids", "`P`", "at", "most", _] => {
+            Ok(Assertion::TidsAtMost(pattern(2, true)?, number(5)?))
+        }
+        ["threads", "at", "most", _] => Ok(Assertion::Threads {
+            exact: false,
+            count: number(3)?,
+        }),
+        ["threads", "exactly", _] => Ok(Assertion::Threads {
+            exact: true,
+            count: number(2)?,
+        }),
+        ["fds", "at", "most", _] => Ok(Assertion::FdsAtMost(number(3)?)),
+        ["cpu", "at", "most", percent, "over", _] => {
+            let percent: f64 = percent
+                .strip_suffix('%')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("`{percent}` is not a percentage like 20%"))?;
+            Ok(Assertion::CpuAtMost {
+                percent,
+                over: duration(5)?,
+            })
+        }
+        ["alive"] => Ok(Assertion::Alive),
+        ["exits", _, "within", _] => Ok(Assertion::Exits {
+            status: number(1)? as i32,
+            within: duration(3)?,
+        }),
+        ["socket", "tids", "disjoint", "from", "`P`"] => {
+            Ok(Assertion::SocketTidsDisjoint(pattern(4, true)?))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Tests of the lesson parser: the documented example parses, every deviation is an error.
+
+use super::*;
+use crate::lesson::StepKind;
+use std::path::Path;
+
+/// The complete minimal lesson of `course/FORMAT.md`, taken from the document itself so the
+/// documentation cannot drift from the parser.
+fn format_example() -> String {
+    let format = std::fs::read_to_string(crate::workspace_root().join("course/FORMAT.md")).unwrap();
+    let mut in_example = false;
+    let mut example = String::new();
+    for event in Parser::new(&format) {
+        match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) if &*info == "markdown" => {
+                in_example = true;
+            }
+            Event::Text(text) if in_example => example.push_str(&text),
+            Event::End(TagEnd::CodeBlock) if in_example => break,
+            _ => {}
+        }
+    }
+    assert!(
+        example.starts_with("---"),
+        "FORMAT.md lost its example lesson"
+    );
+    example
+}
+
+fn parse(text: &str) -> Result<Lesson, FormatError> {
+    parse_lesson(text, Path::new("lesson.md"))
+}
+
+fn parse_err(text: &str) -> String {
+    parse(text)
+        .expect_err("the lesson should be rejected")
+        .to_string()
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let lesson = parse(&format_example()).unwrap();
+    assert_eq!(lesson.front.id, "w05-l09");
+    assert_eq!(lesson.front.krate, "handoff_server");
+    let names: Vec<&str> = lesson.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["main", "ping", "pipelined", "still-alive"]);
+    assert!(
+        matches!(&lesson.steps[2].kind, StepKind::Client(c) if c.expect_protocol && c.server == "main")
+    );
+    assert_eq!(lesson.done_when[0].checked_by, ["ping"]);
+    assert!(lesson.done_when[1].checked_by.is_empty());
+    assert_eq!(lesson.hints_for("ping").len(), 1);
+    assert!(lesson.hints_for("pipelined").is_empty());
+}
+
+#[test]
+fn unknown_kinds_and_attributes_are_errors() {
+    let example = format_example();
+    let bad_kind = example.replace("console client name=ping", "console clinet name=ping");
+    assert!(parse_err(&bad_kind).contains("unknown step kind `console clinet`"));
+    let bad_attr = example.replace("name=ping server=main", "name=ping server=main halfclose");
+    assert!(parse_err(&bad_attr).contains("unknown attribute `halfclose`"));
+    let bad_value = example.replace("within=500ms", "within=fast");
+    assert!(parse_err(&bad_value).contains("not a duration"));
+    let bad_assertion = example.replace("alive\n", "still alive\n");
+    assert!(parse_err(&bad_assertion).contains("unknown assertion `still alive`"));
+    let no_tid = example.replace("log has `main {tid}`", "log tids `main` at most 1");
+    assert!(parse_err(&no_tid).contains("needs a `{tid}` capture"));
+}
+
+#[test]
+fn references_must_name_steps() {
+    let example = format_example();
+    let done = example.replace("(checked by: ping)", "(checked by: pong)");
+    assert!(parse_err(&done).contains("`pong` is not a step"));
+    let mistake = example.replace("| `ping` |", "| `pnig` |");
+    assert!(parse_err(&mistake).contains("`pnig` is not a step"));
+    let server = example.replace("name=ping server=main", "name=ping server=other");
+    assert!(parse_err(&server).contains("no earlier server step is named `other`"));
+}
+
+#[test]
+fn structure_is_checked() {
+    let example = format_example();
+    let missing = example.replace("## Why it matters", "## Why");
+    assert!(parse_err(&missing).contains("lacks the section `## Why it matters`"));
+    let front = example.replace(
+        "crate: handoff_server\n",
+        "crate: handoff_server\nauthor: x\n",
+    );
+    assert!(parse_err(&front).contains("unknown front matter key `author`"));
+    let bad_id = example.replace("id: w05-l09", "id: lesson9");
+    assert!(parse_err(&bad_id).contains("neither `wNN-lNN`"));
+    let misplaced = example.replace(
+        "1. Answer `ping`",
+        "```console prove\nalive\n```\n\n1. Answer `ping`",
+    );
+    assert!(parse_err(&misplaced).contains("stands in section `Do`"));
+    let duplicate = example.replace("name=pipelined", "name=ping");
+    assert!(parse_err(&duplicate).contains("used twice"));
+}
+
+#[test]
+fn illustrative_blocks_are_not_steps() {
+    let example = format_example().replace(
+        "## Expected\n",
+        "## Expected\n\n```rust\nfn main() {}\n```\n\n```console\n$ echo hi\n```\n",
+    );
+    let lesson = parse(&example).unwrap();
+    assert_eq!(lesson.steps.len(), 4);
+}
+
+#[test]
+fn assertions_parse() {
+    assert!(
+        matches!(parse_assertion("cpu at most 20% over 1s"), Ok(Assertion::CpuAtMost { percent, .. }) if percent == 20.0)
+    );
+    assert!(matches!(
+        parse_assertion("exits 0 within 3s"),
+        Ok(Assertion::Exits { status: 0, .. })
+    ));
+    assert!(matches!(
+        parse_assertion("threads exactly 3"),
+        Ok(Assertion::Threads {
+            exact: true,
+            count: 3
+        })
+    ));
+    assert!(matches!(
+        parse_assertion("log has `worker {tid} task [..]` at least 10 times"),
+        Ok(Assertion::LogHas(_, 10))
+    ));
+    assert!(parse_assertion("fds at most many").is_err());
+}
+
+#[test]
+fn every_lesson_in_the_course_parses() {
+    let lessons = crate::lesson::discover(&crate::workspace_root()).unwrap();
+    assert!(
+        lessons.iter().any(|lesson| lesson.front.id == "w05-l04"),
+        "the W05 L04 lesson is missing"
+    );
+}

@@ -1,0 +1,292 @@
+//! The one result model every output is rendered from: text, JSON, JUnit, GitHub annotations.
+
+use serde::Serialize;
+
+/// The outcome of a check, a step or a lesson.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    /// It held.
+    Pass,
+    /// It did not hold: the code under test is wrong.
+    Fail,
+    /// The runner could not check it (a broken lesson, a missing tool, an I/O error).
+    Error,
+    /// Not checked, with a reason (strace missing, an earlier step failed, `--server` mode).
+    Skipped,
+}
+
+impl Status {
+    /// The word printed in reports.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Error => "ERROR",
+            Self::Skipped => "SKIP",
+        }
+    }
+
+    /// Combines statuses: any failure fails, then any error errs, then any skip skips.
+    pub(crate) fn combine(statuses: impl IntoIterator<Item = Status>) -> Status {
+        let mut worst = Status::Pass;
+        for status in statuses {
+            worst = match (worst, status) {
+                (Status::Fail, _) | (_, Status::Fail) => Status::Fail,
+                (Status::Error, _) | (_, Status::Error) => Status::Error,
+                (Status::Skipped, _) | (_, Status::Skipped) => Status::Skipped,
+                _ => Status::Pass,
+            };
+        }
+        worst
+    }
+}
+
+/// One check inside a step (a command, a round of clients, an assertion).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CheckResult {
+    /// What was checked.
+    pub(crate) name: String,
+    /// Its outcome.
+    pub(crate) status: Status,
+    /// Details: expected-vs-got on failure, a figure on success.
+    pub(crate) detail: Option<String>,
+}
+
+impl CheckResult {
+    /// A check with a status and optional detail.
+    pub(crate) fn new(name: impl Into<String>, status: Status, detail: Option<String>) -> Self {
+        Self {
+            name: name.into(),
+            status,
+            detail,
+        }
+    }
+}
+
+/// One step of a lesson.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StepResult {
+    /// The step name.
+    pub(crate) name: String,
+    /// The step kind (`client`, `prove`, ...), or `build`.
+    pub(crate) kind: String,
+    /// Line of the step in the lesson file (0 for the build).
+    pub(crate) line: usize,
+    /// Outcome.
+    pub(crate) status: Status,
+    /// Wall time.
+    pub(crate) duration_ms: u64,
+    /// The checks it made.
+    pub(crate) checks: Vec<CheckResult>,
+    /// A step-level explanation (why it failed or was skipped).
+    pub(crate) message: Option<String>,
+    /// Common-mistakes hints, shown when it failed.
+    pub(crate) hints: Vec<String>,
+}
+
+/// One Done-when item.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DoneResult {
+    /// The item's text.
+    pub(crate) text: String,
+    /// `None` when it is not checked mechanically.
+    pub(crate) status: Option<Status>,
+    /// The steps that check it.
+    pub(crate) checked_by: Vec<String>,
+}
+
+/// One lesson run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LessonResult {
+    /// Lesson id.
+    pub(crate) id: String,
+    /// Lesson title.
+    pub(crate) title: String,
+    /// Lesson file, relative to the workspace.
+    pub(crate) file: String,
+    /// Overall outcome.
+    pub(crate) status: Status,
+    /// Steps passed.
+    pub(crate) points: u32,
+    /// Steps that count (skipped-by-mode steps do not).
+    pub(crate) max_points: u32,
+    /// Wall time.
+    pub(crate) duration_ms: u64,
+    /// Every step, build first.
+    pub(crate) steps: Vec<StepResult>,
+    /// Done-when items.
+    pub(crate) done_when: Vec<DoneResult>,
+}
+
+impl LessonResult {
+    /// The first failing (or erroring) step.
+    pub(crate) fn first_failure(&self) -> Option<&StepResult> {
+        self.steps
+            .iter()
+            .find(|step| matches!(step.status, Status::Fail | Status::Error))
+    }
+}
+
+/// A whole grading run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct GradeReport {
+    /// Overall outcome.
+    pub(crate) status: Status,
+    /// Points earned.
+    pub(crate) points: u32,
+    /// Points possible.
+    pub(crate) max_points: u32,
+    /// The `--server` command, if any.
+    pub(crate) server: Option<String>,
+    /// Every lesson graded.
+    pub(crate) lessons: Vec<LessonResult>,
+}
+
+impl GradeReport {
+    /// Builds the report from lesson results.
+    pub(crate) fn new(lessons: Vec<LessonResult>, server: Option<String>) -> Self {
+        let status = Status::combine(lessons.iter().map(|l| match l.status {
+            Status::Skipped => Status::Pass,
+            other => other,
+        }));
+        let points = lessons.iter().map(|l| l.points).sum();
+        let max_points = lessons.iter().map(|l| l.max_points).sum();
+        Self {
+            status,
+            points,
+            max_points,
+            server,
+            lessons,
+        }
+    }
+
+    /// JSON text.
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// JUnit XML: one test suite per lesson, one test case per step.
+    pub(crate) fn to_junit(&self) -> anyhow::Result<String> {
+        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+        let mut report = Report::new("cargo xtask grade");
+        for lesson in &self.lessons {
+            let mut suite = TestSuite::new(format!("{} {}", lesson.id, lesson.title));
+            suite.set_time(std::time::Duration::from_millis(lesson.duration_ms));
+            for step in &lesson.steps {
+                let mut status = match step.status {
+                    Status::Pass => TestCaseStatus::success(),
+                    Status::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
+                    Status::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
+                    Status::Skipped => TestCaseStatus::skipped(),
+                };
+                if step.status != Status::Pass {
+                    let text = step_text(step);
+                    if let Some(first) = text.lines().next() {
+                        status.set_message(first.to_owned());
+                    }
+                    status.set_description(text);
+                }
+                let mut case = TestCase::new(format!("{} {}", step.kind, step.name), status);
+                case.set_classname(format!("{}::{}", lesson.id, lesson.file));
+                case.set_time(std::time::Duration::from_millis(step.duration_ms));
+                suite.add_test_case(case);
+            }
+            report.add_test_suite(suite);
+        }
+        Ok(report.to_string()?)
+    }
+}
+
+/// A step's failure explanation as plain text: message, failing checks, hints.
+pub(crate) fn step_text(step: &StepResult) -> String {
+    let mut text = String::new();
+    if let Some(message) = &step.message {
+        text.push_str(message);
+        text.push('\n');
+    }
+    for check in step.checks.iter().filter(|c| c.status != Status::Pass) {
+        text.push_str(&format!("{} {}", check.status.word(), check.name));
+        if let Some(detail) = &check.detail {
+            text.push_str(": ");
+            text.push_str(detail);
+        }
+        text.push('\n');
+    }
+    for hint in &step.hints {
+        text.push_str("hint: ");
+        text.push_str(hint);
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(status: Status) -> StepResult {
+        StepResult {
+            name: "half-close".into(),
+            kind: "client".into(),
+            line: 12,
+            status,
+            duration_ms: 5,
+            checks: vec![CheckResult::new(
+                "round 0",
+                status,
+                Some("request 1 `sleep 200`: expected x, got y".into()),
+            )],
+            message: None,
+            hints: vec!["Closing on EOF — wait for owed answers".into()],
+        }
+    }
+
+    fn report() -> GradeReport {
+        let lesson = LessonResult {
+            id: "w05-l04".into(),
+            title: "IO-to-CPU handoff".into(),
+            file: "course/w05/04-io-cpu-handoff.md".into(),
+            status: Status::Fail,
+            points: 1,
+            max_points: 3,
+            duration_ms: 20,
+            steps: vec![
+                step(Status::Pass),
+                step(Status::Fail),
+                step(Status::Skipped),
+            ],
+            done_when: vec![],
+        };
+        GradeReport::new(vec![lesson], None)
+    }
+
+    #[test]
+    fn combine_prefers_failure() {
+        assert_eq!(
+            Status::combine([Status::Pass, Status::Skipped]),
+            Status::Skipped
+        );
+        assert_eq!(Status::combine([Status::Error, Status::Fail]), Status::Fail);
+        assert_eq!(Status::combine([]), Status::Pass);
+    }
+
+    #[test]
+    fn json_has_statuses_and_points() {
+        let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert_eq!(json["status"], "fail");
+        assert_eq!(json["points"], 1);
+        assert_eq!(json["max_points"], 3);
+        assert_eq!(json["lessons"][0]["steps"][1]["status"], "fail");
+        assert_eq!(json["lessons"][0]["steps"][2]["status"], "skipped");
+    }
+
+    #[test]
+    fn junit_is_valid_and_counts_failures() {
+        let xml = report().to_junit().unwrap();
+        let parsed = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+        assert_eq!(parsed.tests, 3);
+        assert_eq!(parsed.failures, 1);
+        assert!(xml.contains("hint: Closing on EOF"));
+    }
+}

@@ -1,0 +1,774 @@
+//! Runs a lesson: the build outside the timed window, then each step with its time limit.
+//!
+//! Servers, traces and background clients live in a [`Session`] for the length of one lesson;
+//! dropping it stops every server, so a failed or interrupted lesson leaves nothing behind.
+
+use crate::client::{self, SentCounter};
+use crate::lesson::pattern::{lines_match, split_lines};
+use crate::lesson::{ClientStep, ExpectStatus, Lesson, RunStep, Step, StepKind, Stream};
+use crate::process;
+use crate::prove;
+use crate::report::Printer;
+use crate::results::{CheckResult, DoneResult, LessonResult, Status, StepResult};
+use crate::server::{Launch, RunningServer, indent};
+use crate::trace::Trace;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How to run lessons.
+#[derive(Debug, Clone)]
+pub(crate) struct RunOptions {
+    /// Where commands run: the workspace, or a student's scratch copy of it.
+    pub(crate) root: PathBuf,
+    /// The cargo target folder builds go to (its `release/` goes first on `PATH`).
+    pub(crate) target_dir: PathBuf,
+    /// Where logs and traces are written.
+    pub(crate) log_dir: PathBuf,
+    /// `--server CMD`.
+    pub(crate) server: Option<String>,
+    /// The folder `--server` commands run in (where the user typed the command).
+    pub(crate) invocation_dir: PathBuf,
+    /// Run every step even after a failure.
+    pub(crate) keep_going: bool,
+    /// Relay server and client output.
+    pub(crate) verbose: bool,
+    /// Build before the steps.
+    pub(crate) build: bool,
+}
+
+/// One step's outcome before it is timed and named.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) status: Status,
+    pub(crate) checks: Vec<CheckResult>,
+    pub(crate) message: Option<String>,
+}
+
+impl Outcome {
+    pub(crate) fn from_checks(checks: Vec<CheckResult>) -> Self {
+        Self {
+            status: Status::combine(checks.iter().map(|c| c.status)),
+            checks,
+            message: None,
+        }
+    }
+
+    pub(crate) fn with(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            checks: Vec::new(),
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// A background client step in flight.
+#[derive(Debug)]
+struct Background {
+    handle: JoinHandle<Outcome>,
+    sent: Arc<SentCounter>,
+    total: usize,
+    started: Instant,
+    step: Step,
+}
+
+/// Everything a lesson run has started.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    pub(crate) servers: BTreeMap<String, RunningServer>,
+    pub(crate) traces: BTreeMap<String, Trace>,
+    backgrounds: BTreeMap<String, Background>,
+}
+
+impl Session {
+    /// The server that writes the log `name`.
+    pub(crate) fn server_with_log<'a>(
+        &'a self,
+        lesson: &Lesson,
+        log: &str,
+    ) -> Option<&'a RunningServer> {
+        lesson.steps.iter().find_map(|step| match &step.kind {
+            StepKind::Server(s) if s.log == log => self.servers.get(&step.name),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for trace in self.traces.values_mut() {
+            let _ = trace.finish();
+        }
+        for server in self.servers.values_mut() {
+            server.stop();
+        }
+    }
+}
+
+/// `PATH` with the release target folder first.
+fn path_env(options: &RunOptions) -> OsString {
+    let mut paths = vec![options.target_dir.join("release")];
+    if let Some(path) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// Runs a whole lesson and reports each step through `printer` as it finishes.
+pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
+    let started = Instant::now();
+    printer.lesson_header(lesson);
+    let mut steps: Vec<StepResult> = Vec::new();
+    let mut failed = false;
+
+    if options.build {
+        let build = build(lesson, options, printer);
+        failed = matches!(build.status, Status::Fail | Status::Error);
+        printer.step(&build);
+        steps.push(build);
+    }
+
+    let log_dir = options.log_dir.join(&lesson.front.id);
+    let _ = std::fs::create_dir_all(&log_dir);
+    let mut session = Session::default();
+    for step in &lesson.steps {
+        let step_started = Instant::now();
+        let outcome = if failed && !options.keep_going {
+            Outcome::with(Status::Skipped, "not run: an earlier step failed")
+        } else if options.server.is_some() && matches!(step.kind, StepKind::Run(_)) {
+            Outcome::with(
+                Status::Skipped,
+                "not run with --server: it tests the workspace's own code",
+            )
+        } else {
+            match &step.kind {
+                StepKind::Client(c) if c.background => {
+                    start_background(step, c, &mut session, printer);
+                    continue;
+                }
+                StepKind::Wait(target) => match session.backgrounds.remove(target) {
+                    Some(background) => {
+                        let result = finish_background(lesson, background);
+                        failed |= matches!(result.status, Status::Fail | Status::Error);
+                        printer.step(&result);
+                        steps.push(result);
+                        continue;
+                    }
+                    None => Outcome::with(
+                        Status::Error,
+                        format!("the background client `{target}` never started"),
+                    ),
+                },
+                _ => run_step(lesson, step, options, &log_dir, &mut session),
+            }
+        };
+        let result = step_result(lesson, step, outcome, step_started.elapsed());
+        failed |= matches!(result.status, Status::Fail | Status::Error);
+        printer.step(&result);
+        steps.push(result);
+    }
+    // Background clients nobody waited for are collected and reported at the end.
+    let pending: Vec<Background> = std::mem::take(&mut session.backgrounds)
+        .into_values()
+        .collect();
+    for background in pending {
+        let result = finish_background(lesson, background);
+        printer.step(&result);
+        steps.push(result);
+    }
+    // Stop everything before the logs are written, so they are complete.
+    for (name, server) in &mut session.servers {
+        server.stop();
+        let log = lesson
+            .steps
+            .iter()
+            .find_map(|s| match &s.kind {
+                StepKind::Server(server_step) if s.name == *name => Some(server_step.log.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| name.clone());
+        let _ = std::fs::write(log_dir.join(format!("{log}.log")), server.log_text());
+    }
+    drop(session);
+
+    let done_when = lesson
+        .done_when
+        .iter()
+        .map(|item| {
+            let status = (!item.checked_by.is_empty()).then(|| {
+                Status::combine(item.checked_by.iter().map(|name| {
+                    steps
+                        .iter()
+                        .find(|s| s.name == *name)
+                        .map_or(Status::Skipped, |s| s.status)
+                }))
+            });
+            DoneResult {
+                text: item.text.clone(),
+                status,
+                checked_by: item.checked_by.clone(),
+            }
+        })
+        .collect();
+    let counted: Vec<&StepResult> = steps
+        .iter()
+        .filter(|s| s.kind != "build")
+        .filter(|s| !(options.server.is_some() && s.kind == "run"))
+        .collect();
+    let points = counted.iter().filter(|s| s.status == Status::Pass).count() as u32;
+    let max_points = counted.len() as u32;
+    let status = Status::combine(steps.iter().map(|s| match s.status {
+        Status::Skipped => Status::Pass,
+        other => other,
+    }));
+    let result = LessonResult {
+        id: lesson.front.id.clone(),
+        title: lesson.front.title.clone(),
+        file: lesson.path.display().to_string(),
+        status,
+        points,
+        max_points,
+        duration_ms: started.elapsed().as_millis() as u64,
+        steps,
+        done_when,
+    };
+    printer.lesson_footer(&result, &log_dir);
+    result
+}
+
+fn step_result(lesson: &Lesson, step: &Step, outcome: Outcome, elapsed: Duration) -> StepResult {
+    let hints = if outcome.status == Status::Fail {
+        lesson.hints_for(&step.name)
+    } else {
+        Vec::new()
+    };
+    StepResult {
+        name: step.name.clone(),
+        kind: step.kind.word().to_owned(),
+        line: step.line,
+        status: outcome.status,
+        duration_ms: elapsed.as_millis() as u64,
+        checks: outcome.checks,
+        message: outcome.message,
+        hints,
+    }
+}
+
+fn run_step(
+    lesson: &Lesson,
+    step: &Step,
+    options: &RunOptions,
+    log_dir: &Path,
+    session: &mut Session,
+) -> Outcome {
+    let deadline = Instant::now() + step.timeout;
+    match &step.kind {
+        StepKind::Run(run) => run_commands(run, options, deadline),
+        StepKind::Server(server) => {
+            let port = match crate::server::free_port() {
+                Ok(port) => port,
+                Err(e) => return Outcome::with(Status::Error, format!("no free port: {e}")),
+            };
+            let lesson_command = server.command.replace("{port}", &port.to_string());
+            let (command, cwd) = match &options.server {
+                Some(custom) => {
+                    let args = lesson_command.split_once(' ').map_or("", |(_, args)| args);
+                    (
+                        custom
+                            .replace("{port}", &port.to_string())
+                            .replace("{args}", args),
+                        options.invocation_dir.as_path(),
+                    )
+                }
+                None => (lesson_command, options.root.as_path()),
+            };
+            let path = path_env(options);
+            let launch = Launch {
+                log_name: &server.log,
+                command: &command,
+                cwd,
+                path_env: &path,
+                port,
+                nofile: server.nofile,
+                verbose: options.verbose,
+            };
+            let mut running = match RunningServer::start(&launch) {
+                Ok(running) => running,
+                Err(e) => {
+                    return Outcome::with(
+                        Status::Error,
+                        format!("could not start `{command}`: {e}"),
+                    );
+                }
+            };
+            let ready = running.wait_ready(&server.ready, deadline);
+            let pid = running.pid();
+            session.servers.insert(step.name.clone(), running);
+            match ready {
+                Ok(()) => Outcome::from_checks(vec![CheckResult::new(
+                    format!("`{command}` is ready"),
+                    Status::Pass,
+                    Some(format!("pid {pid}, port {port}")),
+                )]),
+                Err(message) => Outcome::from_checks(vec![CheckResult::new(
+                    format!("`{command}` becomes ready"),
+                    Status::Fail,
+                    Some(message),
+                )]),
+            }
+        }
+        StepKind::Client(client) => {
+            let Some(server) = session.servers.get_mut(&client.server) else {
+                return Outcome::with(
+                    Status::Error,
+                    format!("the server `{}` was not started", client.server),
+                );
+            };
+            if let Some(status) = server.exited() {
+                return Outcome::with(
+                    Status::Fail,
+                    format!(
+                        "the server `{}` is not running: it exited ({status}); its output:\n{}",
+                        client.server,
+                        indent(&server.log_text())
+                    ),
+                );
+            }
+            let addr = server.addr();
+            let sent = SentCounter::default();
+            let outcome = run_clients(client, addr, deadline, &sent);
+            with_server_state(outcome, session.servers.get_mut(&client.server))
+        }
+        StepKind::Wait(_) => unreachable!("handled by run_lesson"),
+        StepKind::Signal(signal) => {
+            // Every background client must have sent its requests, and the server must have
+            // had a moment to read them: those are the accepted requests a drain must answer.
+            for background in session.backgrounds.values() {
+                if !background.sent.wait_for(background.total, deadline) {
+                    return Outcome::with(
+                        Status::Error,
+                        format!(
+                            "background client `{}` did not finish sending in time",
+                            background.step.name
+                        ),
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let Some(server) = session.servers.get_mut(&signal.server) else {
+                return Outcome::with(
+                    Status::Error,
+                    format!("the server `{}` was not started", signal.server),
+                );
+            };
+            if let Some(status) = server.exited() {
+                return Outcome::with(
+                    Status::Fail,
+                    format!("the server had already exited ({status}) before SIGTERM"),
+                );
+            }
+            match crate::sys::kill(server.pid(), signal.signal) {
+                Ok(()) => Outcome::from_checks(vec![CheckResult::new(
+                    format!("SIG{} sent to `{}`", signal.signal_name, signal.server),
+                    Status::Pass,
+                    None,
+                )]),
+                Err(e) => Outcome::with(Status::Error, format!("kill failed: {e}")),
+            }
+        }
+        StepKind::Trace(server_name) => {
+            let Some(server) = session.servers.get_mut(server_name) else {
+                return Outcome::with(
+                    Status::Error,
+                    format!("the server `{server_name}` was not started"),
+                );
+            };
+            let file = log_dir.join(format!("{}.strace", step.name));
+            let trace = Trace::attach(server.pid(), &file, deadline);
+            let outcome = match &trace {
+                Trace::Unavailable(reason) => Outcome::with(Status::Skipped, reason.clone()),
+                _ => Outcome::from_checks(vec![CheckResult::new(
+                    format!("strace attached to `{server_name}`"),
+                    Status::Pass,
+                    Some(file.display().to_string()),
+                )]),
+            };
+            session.traces.insert(step.name.clone(), trace);
+            outcome
+        }
+        StepKind::Prove(prove) => prove::run(lesson, prove, session, deadline),
+    }
+}
+
+/// Adds the server's output to a failure when the server died during the step.
+fn with_server_state(mut outcome: Outcome, server: Option<&mut RunningServer>) -> Outcome {
+    if outcome.status == Status::Fail {
+        if let Some(server) = server {
+            if let Some(status) = server.exited() {
+                outcome.message = Some(format!(
+                    "the server died during this step ({status}); its output:\n{}",
+                    indent(&server.log_text())
+                ));
+            }
+        }
+    }
+    outcome
+}
+
+/// Runs every round of a client step; one check per round.
+pub(crate) fn run_clients(
+    step: &ClientStep,
+    addr: std::net::SocketAddr,
+    deadline: Instant,
+    sent: &SentCounter,
+) -> Outcome {
+    let mut checks = Vec::new();
+    for round in 0..step.rounds {
+        let results: Vec<Result<Duration, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..step.clients)
+                .map(|client| {
+                    scope.spawn(move || {
+                        client::run_client(step, addr, client, round, deadline, sent)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the client thread panicked".to_owned()))
+                })
+                .collect()
+        });
+        let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        let slowest = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .max()
+            .copied()
+            .unwrap_or_default();
+        let name = if step.rounds > 1 {
+            format!("round {}: {} client(s)", round + 1, step.clients)
+        } else {
+            format!("{} client(s)", step.clients)
+        };
+        if failures.is_empty() {
+            let what = if step.reset {
+                "sent and reset"
+            } else {
+                "answered"
+            };
+            checks.push(CheckResult::new(
+                name,
+                Status::Pass,
+                Some(format!("all {what}, slowest {} ms", slowest.as_millis())),
+            ));
+        } else {
+            let mut detail = format!("{} of {} failed", failures.len(), step.clients);
+            for failure in failures.iter().take(3) {
+                detail.push_str("\n      ");
+                detail.push_str(&failure.replace('\n', "\n      "));
+            }
+            if failures.len() > 3 {
+                detail.push_str(&format!("\n      ... and {} more", failures.len() - 3));
+            }
+            checks.push(CheckResult::new(name, Status::Fail, Some(detail)));
+            break;
+        }
+    }
+    Outcome::from_checks(checks)
+}
+
+fn start_background(step: &Step, client: &ClientStep, session: &mut Session, printer: &Printer) {
+    let started = Instant::now();
+    let sent = Arc::new(SentCounter::default());
+    let total = client.clients * client.rounds;
+    let deadline = started + step.timeout;
+    let server = session
+        .servers
+        .get_mut(&client.server)
+        .map(|s| (s.addr(), s.exited()));
+    let (client, sent_for_thread) = (client.clone(), sent.clone());
+    let handle = std::thread::spawn(move || match server {
+        None => Outcome::with(
+            Status::Error,
+            format!("the server `{}` was not started", client.server),
+        ),
+        Some((_, Some(status))) => Outcome::with(
+            Status::Fail,
+            format!("the server `{}` is not running ({status})", client.server),
+        ),
+        Some((addr, None)) => run_clients(&client, addr, deadline, &sent_for_thread),
+    });
+    printer.background(&step.name);
+    session.backgrounds.insert(
+        step.name.clone(),
+        Background {
+            handle,
+            sent,
+            total,
+            started,
+            step: step.clone(),
+        },
+    );
+}
+
+fn finish_background(lesson: &Lesson, background: Background) -> StepResult {
+    let outcome = background
+        .handle
+        .join()
+        .unwrap_or_else(|_| Outcome::with(Status::Error, "the background client thread panicked"));
+    step_result(
+        lesson,
+        &background.step,
+        outcome,
+        background.started.elapsed(),
+    )
+}
+
+/// Runs the commands of a `run` step, sharing its deadline.
+fn run_commands(run: &RunStep, options: &RunOptions, deadline: Instant) -> Outcome {
+    let mut checks = Vec::new();
+    for (command, expected) in &run.commands {
+        let name = format!("$ {command}");
+        let output = match run_shell(command, options, deadline) {
+            Ok(output) => output,
+            Err(message) => {
+                checks.push(CheckResult::new(name, Status::Fail, Some(message)));
+                break;
+            }
+        };
+        let status_ok = match run.status {
+            ExpectStatus::Code(code) => output.code == Some(code),
+            ExpectStatus::Failure => output.code != Some(0),
+        };
+        let text = match run.stream {
+            Stream::Stdout => output.stdout.clone(),
+            Stream::Stderr => output.stderr.clone(),
+            Stream::Both => [output.stdout.clone(), output.stderr.clone()].concat(),
+        };
+        let lines = split_lines(&text);
+        let output_ok = expected.is_empty() || lines_match(expected, &lines);
+        if status_ok && output_ok {
+            checks.push(CheckResult::new(name, Status::Pass, None));
+            continue;
+        }
+        let mut detail = String::new();
+        if !status_ok {
+            let want = match run.status {
+                ExpectStatus::Code(code) => format!("exit status {code}"),
+                ExpectStatus::Failure => "a non-zero exit status".to_owned(),
+            };
+            let got = output.code.map_or_else(
+                || "killed by a signal".to_owned(),
+                |c| format!("exit status {c}"),
+            );
+            detail.push_str(&format!("expected {want}, got {got}\n"));
+        }
+        if !output_ok {
+            detail.push_str("expected output:\n");
+            for line in expected {
+                detail.push_str("    ");
+                detail.push_str(line.source());
+                detail.push('\n');
+            }
+        }
+        detail.push_str("got stdout:\n");
+        detail.push_str(&indent(&String::from_utf8_lossy(&output.stdout)));
+        if !output.stderr.is_empty() {
+            detail.push_str("got stderr:\n");
+            detail.push_str(&indent(&String::from_utf8_lossy(&output.stderr)));
+        }
+        checks.push(CheckResult::new(
+            name,
+            Status::Fail,
+            Some(detail.trim_end().to_owned()),
+        ));
+        break;
+    }
+    Outcome::from_checks(checks)
+}
+
+/// What a shell command did.
+#[derive(Debug)]
+struct ShellOutput {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs `sh -c command` in its own process group, with the deadline enforced.
+fn run_shell(
+    command: &str,
+    options: &RunOptions,
+    deadline: Instant,
+) -> Result<ShellOutput, String> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(&options.root)
+        .env("PATH", path_env(options))
+        .env("CARGO_TARGET_DIR", &options.target_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    process::configure(&mut cmd, None);
+    let mut child =
+        process::spawn(&mut cmd).map_err(|e| format!("could not run `sh -c {command}`: {e}"))?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let verbose = options.verbose;
+    let (out, err) = std::thread::scope(|scope| {
+        let out = scope.spawn(move || collect(stdout.as_mut(), verbose.then_some("stdout")));
+        let err = scope.spawn(move || collect(stderr.as_mut(), verbose.then_some("stderr")));
+        let status = process::wait_until(&mut child, deadline);
+        let timed_out = status.is_none();
+        let status = if timed_out {
+            process::stop_group(&mut child)
+        } else {
+            process::release_group(child.id());
+            status
+        };
+        let out = out.join().unwrap_or_default();
+        let err = err.join().unwrap_or_default();
+        ((out, status, timed_out), err)
+    });
+    let (stdout, status, timed_out) = out;
+    if timed_out {
+        return Err(format!(
+            "timed out; output so far:\n{}{}",
+            indent(&String::from_utf8_lossy(&stdout)),
+            indent(&String::from_utf8_lossy(&err))
+        ));
+    }
+    Ok(ShellOutput {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr: err,
+    })
+}
+
+fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
+    let mut all = Vec::new();
+    let Some(stream) = stream else { return all };
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(source) = relay {
+                    for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                        eprintln!("  [{source}] {line}");
+                    }
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    all
+}
+
+/// Builds the lesson's server binaries (release) and compiles its cargo commands, untimed.
+fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult {
+    let started = Instant::now();
+    let mut commands: Vec<String> = Vec::new();
+    if lesson.has_server() && options.server.is_none() {
+        commands.push(format!(
+            "cargo build --release -p {} --bins",
+            lesson.front.krate
+        ));
+    }
+    if options.server.is_none() {
+        for step in &lesson.steps {
+            if let StepKind::Run(run) = &step.kind {
+                for (command, _) in &run.commands {
+                    if let Some(prebuild) = prebuild_command(command) {
+                        if !commands.contains(&prebuild) {
+                            commands.push(prebuild);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut checks = Vec::new();
+    for command in commands {
+        printer.building(&command);
+        // Builds are not timed as steps, but still bounded so a wedged build cannot hang CI.
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        let check = match run_shell(&command, options, deadline) {
+            Ok(output) if output.code == Some(0) => {
+                CheckResult::new(format!("$ {command}"), Status::Pass, None)
+            }
+            Ok(output) => CheckResult::new(
+                format!("$ {command}"),
+                Status::Fail,
+                Some(format!(
+                    "the build failed:\n{}",
+                    indent(&String::from_utf8_lossy(&output.stderr))
+                )),
+            ),
+            Err(message) => CheckResult::new(format!("$ {command}"), Status::Fail, Some(message)),
+        };
+        let failed = check.status != Status::Pass;
+        checks.push(check);
+        if failed {
+            break;
+        }
+    }
+    let outcome = Outcome::from_checks(checks);
+    StepResult {
+        name: "build".to_owned(),
+        kind: "build".to_owned(),
+        line: 0,
+        status: outcome.status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        checks: outcome.checks,
+        message: None,
+        hints: Vec::new(),
+    }
+}
+
+/// The compile-only form of a `cargo test` / `cargo build` command, if it is one.
+pub(crate) fn prebuild_command(command: &str) -> Option<String> {
+    let rest = command.strip_prefix("cargo ")?;
+    if rest.starts_with("build") {
+        return Some(command.to_owned());
+    }
+    if !rest.starts_with("test") {
+        return None;
+    }
+    // Test-binary arguments after `--` are not cargo's; `--no-run` goes before them.
+    Some(match command.split_once(" -- ") {
+        Some((cargo_part, _)) => format!("{cargo_part} --no-run"),
+        None => format!("{command} --no-run"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuild_commands() {
+        assert_eq!(
+            prebuild_command("cargo test -p a").as_deref(),
+            Some("cargo test -p a --no-run")
+        );
+        assert_eq!(
+            prebuild_command("cargo test -p a -- --nocapture x").as_deref(),
+            Some("cargo test -p a --no-run")
+        );
+        assert_eq!(
+            prebuild_command("cargo build -p a").as_deref(),
+            Some("cargo build -p a")
+        );
+        assert_eq!(prebuild_command("handoff_server --help"), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! Background servers: started in their own process group, probed until ready, logged, and
+//! always stopped.
+
+use crate::lesson::Ready;
+use crate::process;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A log shared between the threads that fill it and the steps that read it.
+pub(crate) type SharedLog = Arc<Mutex<Vec<u8>>>;
+
+/// A server process the runner started.
+#[derive(Debug)]
+pub(crate) struct RunningServer {
+    /// The port it listens on.
+    pub(crate) port: u16,
+    /// Its stdout and stderr, interleaved as they arrived.
+    pub(crate) log: SharedLog,
+    child: Child,
+    relays: Vec<JoinHandle<()>>,
+    exit: Option<ExitStatus>,
+}
+
+/// Picks a free ephemeral port on 127.0.0.1.
+///
+/// The port is free when this returns; a server that starts right after almost always gets it,
+/// and a server that does not fails its readiness probe with its own error in the report.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// How a server is started.
+#[derive(Debug)]
+pub(crate) struct Launch<'a> {
+    /// The log's name, used to prefix relayed lines.
+    pub(crate) log_name: &'a str,
+    /// The shell command, placeholders already replaced.
+    pub(crate) command: &'a str,
+    /// Working directory.
+    pub(crate) cwd: &'a std::path::Path,
+    /// `PATH` for the server.
+    pub(crate) path_env: &'a std::ffi::OsStr,
+    /// The port in the command.
+    pub(crate) port: u16,
+    /// RLIMIT_NOFILE.
+    pub(crate) nofile: Option<u64>,
+    /// Relay output live.
+    pub(crate) verbose: bool,
+}
+
+impl RunningServer {
+    /// Starts the server; it is not ready yet (see [`RunningServer::wait_ready`]).
+    pub(crate) fn start(launch: &Launch<'_>) -> std::io::Result<Self> {
+        let mut command = Command::new("sh");
+        // `exec` makes the server itself the process the runner watches and signals.
+        command
+            .arg("-c")
+            .arg(format!("exec {}", launch.command))
+            .current_dir(launch.cwd)
+            .env("PATH", launch.path_env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        process::configure(&mut command, launch.nofile);
+        let mut child = process::spawn(&mut command)?;
+        let log: SharedLog = Arc::default();
+        let mut relays = Vec::new();
+        let prefix = launch.log_name.to_owned();
+        let verbose = launch.verbose;
+        if let Some(out) = child.stdout.take() {
+            relays.push(relay(out, log.clone(), prefix.clone(), verbose)?);
+        }
+        if let Some(err) = child.stderr.take() {
+            relays.push(relay(err, log.clone(), prefix, verbose)?);
+        }
+        Ok(Self {
+            port: launch.port,
+            log,
+            child,
+            relays,
+            exit: None,
+        })
+    }
+
+    /// The server's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The address clients connect to.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The exit status if the process has ended.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(status);
+                process::release_group(self.child.id());
+            }
+        }
+        self.exit
+    }
+
+    /// Waits until the process ends or `deadline` passes.
+    pub(crate) fn wait_exit(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Some(status) = process::wait_until(&mut self.child, deadline) {
+                self.exit = Some(status);
+                process::release_group(self.child.id());
+            }
+        }
+        self.exit
+    }
+
+    /// A copy of the log so far.
+    pub(crate) fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Probes until the server is ready; on failure, says why (with its output if it died).
+    pub(crate) fn wait_ready(&mut self, ready: &Ready, deadline: Instant) -> Result<(), String> {
+        // Bounded by the deadline; probes are cheap and spaced out.
+        loop {
+            if let Some(status) = self.exited() {
+                self.join_relays();
+                return Err(format!(
+                    "the server exited ({status}) before it was ready; its output:\n{}",
+                    indent(&self.log_text())
+                ));
+            }
+            let is_ready = match ready {
+                Ready::Tcp => {
+                    TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+                }
+                Ready::Line(text) => self
+                    .log_text()
+                    .lines()
+                    .any(|line| line.contains(text.as_str())),
+            };
+            if is_ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the server was not ready on port {} in time; its output so far:\n{}",
+                    self.port,
+                    indent(&self.log_text())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server's group (SIGTERM, then SIGKILL) and collects the rest of its output.
+    pub(crate) fn stop(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = process::stop_group(&mut self.child);
+        } else {
+            process::release_group(self.child.id());
+        }
+        self.join_relays();
+        self.exit
+    }
+
+    fn join_relays(&mut self) {
+        for relay in self.relays.drain(..) {
+            let _ = relay.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn relay(
+    stream: impl Read + Send + 'static,
+    log: SharedLog,
+    prefix: String,
+    verbose: bool,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("log-{prefix}"))
+        .spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            // Ends when the server (and everything that inherited the pipe) has closed it.
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                if verbose {
+                    eprint!("  [{prefix}] {}", String::from_utf8_lossy(&line));
+                    if !line.ends_with(b"\n") {
+                        eprintln!();
+                    }
+                }
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&line);
+                line.clear();
+            }
+        })
+}
+
+/// Indents text for the report, keeping at most its last 40 lines.
+pub(crate) fn indent(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let skipped = lines.len().saturating_sub(40);
+    let mut out = String::new();
+    if skipped > 0 {
+        out.push_str(&format!("    ... ({skipped} earlier lines)\n"));
+    }
+    for line in &lines[skipped..] {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if lines.is_empty() {
+        out.push_str("    (no output)\n");
+    }
+    out
+}

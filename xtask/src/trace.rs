@@ -1,0 +1,154 @@
+//! `console trace`: which threads of a server touch client sockets, seen through strace.
+//!
+//! strace is attached to the running server (`-p`, following every thread with `-f`) and records
+//! the I/O and close calls, with `-yy` so each fd is shown with what it is: a connected TCP
+//! socket reads `fd<TCP:[local->peer]>`, the listener `fd<TCP:[local]>`. The threads that made a
+//! call on a connected socket are the threads that touched a client socket.
+
+use crate::process;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// The calls recorded.
+const CALLS: &str = "read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendmmsg,recvmmsg,\
+                     shutdown,close,splice,sendfile";
+
+/// A running strace, or why there is none.
+#[derive(Debug)]
+pub(crate) enum Trace {
+    /// strace is attached and writing `file`.
+    Running {
+        /// The strace process.
+        child: Child,
+        /// Its output file.
+        file: PathBuf,
+    },
+    /// strace recorded and was detached; the threads that touched client sockets.
+    Finished(Result<BTreeSet<u64>, String>),
+    /// Not available: the reason (reported as SKIPPED).
+    Unavailable(String),
+}
+
+/// Whether strace can be run at all.
+fn strace_installed() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+impl Trace {
+    /// Attaches strace to `pid`, writing to `file`; waits until it has attached.
+    pub(crate) fn attach(pid: u32, file: &Path, deadline: Instant) -> Trace {
+        if !strace_installed() {
+            return Trace::Unavailable("strace is not installed".to_owned());
+        }
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-yy", "-s", "0", "-e"])
+            .arg(format!("trace={CALLS}"))
+            .args(["-e", "signal=none", "-o"])
+            .arg(file)
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        process::configure(&mut command, None);
+        let mut child = match process::spawn(&mut command) {
+            Ok(child) => child,
+            Err(error) => return Trace::Unavailable(format!("strace could not start: {error}")),
+        };
+        // strace reports each attached thread on stderr; the first report means it is tracing.
+        let (attached_tx, attached_rx) = mpsc::channel();
+        let stderr = child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            if let Some(stderr) = stderr {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("attached") {
+                        let _ = attached_tx.send(());
+                    }
+                    lines.push(line);
+                }
+            }
+            lines
+        });
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if attached_rx.recv_timeout(wait).is_ok() {
+            // The reader thread ends when strace exits; it is joined implicitly by then.
+            drop(reader);
+            return Trace::Running {
+                child,
+                file: file.to_path_buf(),
+            };
+        }
+        process::stop_group(&mut child);
+        let output = reader.join().unwrap_or_default().join("\n");
+        Trace::Unavailable(format!("strace could not attach to the server: {output}"))
+    }
+
+    /// Detaches strace (if still running) and returns the threads that touched client sockets.
+    pub(crate) fn finish(&mut self) -> Result<BTreeSet<u64>, String> {
+        if let Trace::Running { child, file } = self {
+            // SIGINT makes strace detach and flush; stop_group sends SIGTERM, which does too.
+            process::stop_group(child);
+            let text =
+                std::fs::read_to_string(&*file).map_err(|e| format!("cannot read the trace: {e}"));
+            *self = Trace::Finished(text.map(|t| socket_threads(&t)));
+        }
+        match self {
+            Trace::Finished(result) => result.clone(),
+            Trace::Unavailable(reason) => Err(reason.clone()),
+            Trace::Running { .. } => unreachable!("finished above"),
+        }
+    }
+}
+
+/// The thread ids of every traced call on a connected TCP socket.
+pub(crate) fn socket_threads(trace: &str) -> BTreeSet<u64> {
+    trace
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start_matches("[pid").trim_start();
+            let digits = line.find(|c: char| !c.is_ascii_digit())?;
+            let tid: u64 = line[..digits].parse().ok()?;
+            let call = line[digits..].trim_start_matches(']').trim_start();
+            // A connected socket is decorated with `<TCP:[local->peer]>` (or TCPv6).
+            let first_arg = call.split_once('(')?.1;
+            let decoration = first_arg.split_once('<')?.1;
+            let is_client = (decoration.starts_with("TCP:[") || decoration.starts_with("TCPv6:["))
+                && decoration
+                    .split(']')
+                    .next()
+                    .is_some_and(|inner| inner.contains("->"));
+            is_client.then_some(tid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_threads_on_connected_sockets_only() {
+        let trace = "\
+100 read(5<TCP:[127.0.0.1:4000->127.0.0.1:5000]>, \"\"..., 4096) = 5
+101 write(7<anon_inode:[eventfd]>, \"\\1\\0\\0\\0\\0\\0\\0\\0\", 8) = 8
+102 close(3<TCP:[127.0.0.1:4000]>) = 0
+[pid   103] sendto(9<TCPv6:[::1:4000->::1:5000]>, \"\"..., 7, MSG_NOSIGNAL, NULL, 0) = 7
+104 write(2</dev/pts/0>, \"worker\"..., 20) = 20
+";
+        assert_eq!(
+            socket_threads(trace).into_iter().collect::<Vec<_>>(),
+            [100, 103]
+        );
+    }
+}
