@@ -277,6 +277,7 @@ impl Session {
     }
 
     /// Whether a request is held for lack of room in the pool.
+    #[cfg(test)]
     pub(crate) fn is_waiting_for_pool(&self) -> bool {
         self.responses.held.is_some()
     }
@@ -328,6 +329,7 @@ impl Session {
     }
 
     /// Requests read and not yet answered.
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.responses.slots.len()
     }

@@ -41,6 +41,7 @@ impl<T> Slab<T> {
     }
 
     /// How many values are stored.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -81,6 +82,7 @@ impl<T> Slab<T> {
     }
 
     /// The value `key` names, if it is still stored.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: Key) -> Option<&T> {
         match self.entries.get(key.index as usize)? {
             Entry::Occupied { generation, value } if *generation == key.generation => Some(value),
@@ -182,11 +184,11 @@ mod tests {
     #[test]
     fn the_value_knows_its_key_and_a_failed_insert_stores_nothing() {
         let mut slab: Slab<Key> = Slab::new();
-        let key = slab.insert_with(|key| Ok::<_, ()>(key)).unwrap();
+        let key = slab.insert_with(Ok::<_, ()>).unwrap();
         assert_eq!(slab.get(key), Some(&key));
         assert_eq!(slab.insert_with(|_| Err("no fd")), Err("no fd"));
         assert_eq!(slab.len(), 1);
-        let next = slab.insert_with(|key| Ok::<_, ()>(key)).unwrap();
+        let next = slab.insert_with(Ok::<_, ()>).unwrap();
         assert_eq!(slab.get(next), Some(&next));
         assert!(!slab.is_empty());
     }
