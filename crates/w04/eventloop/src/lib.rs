@@ -35,10 +35,14 @@ pub mod sys;
 pub mod dispatcher;
 pub mod net;
 pub mod poller;
+pub mod slot;
 pub mod timer;
 pub mod waker;
+pub mod worker;
 
 pub use dispatcher::{Dispatcher, DispatcherHandle, FdKey};
 pub use poller::{Event, Events, Interest, Poller, Readiness};
+pub use slot::{Slot, SlotError, ThreadLocal};
 pub use timer::Timer;
 pub use waker::Waker;
+pub use worker::{Worker, WorkerError, WorkerPool};

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
-use eventloop::{Dispatcher, Interest, sys};
+use eventloop::{Dispatcher, Interest, WorkerPool, sys};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -44,13 +44,15 @@ fn dropping_everything_closes_every_fd_the_crate_opened() {
             .add_fd(accepted.as_fd(), Interest::READABLE, |_, _| {})
             .unwrap();
 
-        // A dispatcher on a worker thread, run and stopped.
-        let worker = std::thread::spawn(|| {
-            let dispatcher = Dispatcher::new("worker").unwrap();
-            dispatcher.exit();
-            dispatcher.run().unwrap();
-        });
-        worker.join().unwrap();
+        // A worker pool, started, used and stopped: each worker's dispatcher is closed too.
+        let mut pool = WorkerPool::new(3);
+        pool.start().unwrap();
+        assert!(
+            open_fds() >= before + 9,
+            "three dispatchers hold three fds each"
+        );
+        pool.post(|| {}).unwrap();
+        pool.stop();
 
         waker.wake();
         dispatcher.exit();
