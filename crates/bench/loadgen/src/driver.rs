@@ -228,7 +228,8 @@ fn drive(
     };
     let start = Instant::now();
     let deadline = plan.duration.map(|duration| start + duration);
-    let mut stopped = deadline.is_none();
+    // Set at the deadline of a timed run; a counted run stops through its quotas instead.
+    let mut stopped = false;
 
     for (token, connection) in connections.iter_mut().enumerate() {
         connection.last_heard = start;
