@@ -211,6 +211,12 @@ impl Intake {
     pub(crate) fn pending(&self) -> usize {
         pending(self.state.load(Ordering::Relaxed)) as usize
     }
+
+    /// The number of producers registered as blocked for room.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn blocked_producers(&self) -> usize {
+        waiters(self.state.load(Ordering::Relaxed)) as usize
+    }
 }
 
 /// Gives up the processor; loom's version lets the model checker run another thread.

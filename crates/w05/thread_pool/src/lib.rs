@@ -56,6 +56,9 @@ mod sleep;
 mod sync;
 mod worker;
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::mpsc;
@@ -215,31 +218,36 @@ impl ThreadPoolBuilder {
     }
 
     fn resolve_workers(&self) -> Result<usize, BuildError> {
-        let workers = match self.workers {
-            Some(workers) => workers,
-            None => match std::env::var(WORKERS_ENV) {
-                Ok(value) => value
-                    .trim()
-                    .parse::<NonZeroUsize>()
-                    .map_err(|_| BuildError::InvalidWorkersEnv {
-                        value: value.clone(),
-                    })?
-                    .get(),
-                Err(std::env::VarError::NotPresent) => {
-                    thread::available_parallelism().map_or(1, NonZeroUsize::get)
-                }
-                Err(std::env::VarError::NotUnicode(value)) => {
-                    return Err(BuildError::InvalidWorkersEnv {
-                        value: value.to_string_lossy().into_owned(),
-                    });
-                }
-            },
-        };
-        if workers == 0 {
-            return Err(BuildError::ZeroWorkers);
-        }
-        Ok(workers)
+        resolve_workers(self.workers, std::env::var_os(WORKERS_ENV))
     }
+}
+
+/// The worker count: the explicit setting if there is one, else the [`WORKERS_ENV`] value
+/// (`env_value`) if set, else the available parallelism.
+fn resolve_workers(
+    explicit: Option<usize>,
+    env_value: Option<std::ffi::OsString>,
+) -> Result<usize, BuildError> {
+    let workers = match (explicit, env_value) {
+        (Some(workers), _) => workers,
+        (None, Some(value)) => {
+            let invalid = || BuildError::InvalidWorkersEnv {
+                value: value.to_string_lossy().into_owned(),
+            };
+            value
+                .to_str()
+                .ok_or_else(invalid)?
+                .trim()
+                .parse::<NonZeroUsize>()
+                .map_err(|_| invalid())?
+                .get()
+        }
+        (None, None) => thread::available_parallelism().map_or(1, NonZeroUsize::get),
+    };
+    if workers == 0 {
+        return Err(BuildError::ZeroWorkers);
+    }
+    Ok(workers)
 }
 
 /// A fixed set of worker threads running submitted tasks, with work stealing, bounded intake and

@@ -163,6 +163,13 @@ mod loom_tests {
                     continue;
                 }
                 if self.stop.load(Ordering::Acquire) {
+                    // The stop flag is set after the last task is published, so seeing it makes
+                    // every task visible; look once more before leaving, as the pool's
+                    // "shut down and drained" exit check does.
+                    if self.try_take() {
+                        ran += 1;
+                        continue;
+                    }
                     return ran;
                 }
                 let _ = self.sleep.sleep_unless(|| {
@@ -193,6 +200,9 @@ mod loom_tests {
     /// with both workers asleep (loom would report the deadlock at the final join).
     #[test]
     fn loom_sleep_two_workers_two_tasks_no_lost_wakeup() {
+        // Three threads explore too many interleavings to finish quickly without a bound; three
+        // preemptions cover every ordering of announce/re-check/fence against publish/fence/load
+        // (a lost wake-up needs only one or two) and finish in about a minute in release mode.
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
         builder.check(|| {
