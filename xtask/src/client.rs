@@ -259,6 +259,10 @@ fn exchange(
                 }
             }
         }
+        if let Some(hold) = step.hold {
+            // An idle client keeps its descriptor on the server busy (the EMFILE check).
+            std::thread::sleep(hold.min(deadline.saturating_duration_since(Instant::now())));
+        }
         // Unblock the writer if the server stopped reading, then collect it.
         let _ = stream.shutdown(Shutdown::Both);
         let write_result = writer

@@ -127,7 +127,7 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
     let mut steps: Vec<StepResult> = Vec::new();
     let mut failed = false;
 
-    if options.build {
+    if options.build && needs_build(lesson, options) {
         let build = build(lesson, options, printer);
         failed = matches!(build.status, Status::Fail | Status::Error);
         printer.step(&build);
@@ -672,6 +672,19 @@ fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
         }
     }
     all
+}
+
+/// Whether the lesson has anything to build.
+fn needs_build(lesson: &Lesson, options: &RunOptions) -> bool {
+    options.server.is_none()
+        && lesson.steps.iter().any(|step| match &step.kind {
+            StepKind::Server(_) => true,
+            StepKind::Run(run) => run
+                .commands
+                .iter()
+                .any(|(command, _)| prebuild_command(command).is_some()),
+            _ => false,
+        })
 }
 
 /// Builds the lesson's server binaries (release) and compiles its cargo commands, untimed.

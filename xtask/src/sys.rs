@@ -129,3 +129,24 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
     // Linux has reported 100 on every architecture for decades; fall back to it on error.
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
+
+/// Takes one of `signals` (which the caller blocked) if it is pending, without waiting.
+#[allow(
+    dead_code,
+    reason = "used by examples/broken_server.rs, which includes this module"
+)]
+pub(crate) fn take_pending_signal(signals: &[libc::c_int]) -> io::Result<Option<libc::c_int>> {
+    let set = signal_set(signals)?;
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set and the timeout point to live, initialised values; a null siginfo pointer
+    // is allowed.
+    match syscall(unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) }) {
+        Ok(signal) => Ok(Some(signal)),
+        Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(error) => Err(error),
+    }
+}

@@ -211,6 +211,8 @@ pub(crate) struct ClientStep {
     pub(crate) reset: bool,
     /// Wait before connecting.
     pub(crate) delay: Option<Duration>,
+    /// Keep the connection open this long after the exchange.
+    pub(crate) hold: Option<Duration>,
     /// Run in the background.
     pub(crate) background: bool,
     /// Errors do not fail the step.

@@ -708,6 +708,7 @@ fn parse_step(
             let within = attrs.duration("within")?;
             let reset = attrs.flag("reset")?;
             let delay = attrs.duration("delay")?;
+            let hold = attrs.duration("hold")?;
             let background = attrs.flag("background")?;
             let tolerant = attrs.flag("tolerant")?;
             let mut sends = Vec::new();
@@ -755,6 +756,7 @@ fn parse_step(
                 within,
                 reset,
                 delay,
+                hold,
                 background,
                 tolerant,
                 sends,
