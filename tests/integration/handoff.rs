@@ -160,7 +160,7 @@ fn a_client_that_never_reads_cannot_grow_server_memory() {
 fn ping_is_answered_while_every_worker_is_busy() {
     let server = start(&["--workers", "2"]);
     let mut busy = server.client();
-    busy.send(b"sleep 2000\nsleep 2000\n");
+    busy.send(b"sleep 3000\nsleep 3000\n");
     let mut observer = server.client();
     wait_until(Duration::from_secs(10), "both workers are busy", || {
         stats_on(&mut observer).busy_workers == 2
@@ -173,12 +173,10 @@ fn ping_is_answered_while_every_worker_is_busy() {
         stats.busy_workers, 2,
         "ping was answered before the workers freed: {stats:?}"
     );
-    assert!(
-        elapsed < Duration::from_millis(1500),
-        "ping took {elapsed:?}"
-    );
-    assert_eq!(busy.read_line(), b"result: slept 2000ms\n");
-    assert_eq!(busy.read_line(), b"result: slept 2000ms\n");
+    // A hang guard, far below the sleeps: the proof is the busy count above.
+    assert!(elapsed < Duration::from_secs(2), "ping took {elapsed:?}");
+    assert_eq!(busy.read_line(), b"result: slept 3000ms\n");
+    assert_eq!(busy.read_line(), b"result: slept 3000ms\n");
 }
 
 #[test]

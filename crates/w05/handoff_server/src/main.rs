@@ -2,7 +2,8 @@
 //!
 //! The main thread runs an `eventloop` [`Dispatcher`] that owns the listener and every client
 //! socket; a `thread_pool` runs the CPU verbs; results come back through a `task_queue` and an
-//! eventfd waker. It speaks the course's wire protocol (`handoff_protocol`) exactly.
+//! eventfd waker. It speaks the course's wire protocol (`handoff_protocol`) exactly. The crate's
+//! `README.md` walks through a request's path, the backpressure rules and the defaults.
 //!
 //! - [`server`]: the loop side — accepting, reading, the handoff both ways, backpressure,
 //!   shutdown.
