@@ -246,7 +246,7 @@ pub struct Dispatcher {
     /// The event buffer; `None` while `run` is dispatching from it.
     events: RefCell<Option<Events>>,
     fds: RefCell<FdTable>,
-    timers: Rc<RefCell<TimerQueue>>,
+    pub(crate) timers: Rc<RefCell<TimerQueue>>,
     running: Cell<bool>,
     /// Keeps the dispatcher on its thread even if every other field were `Send`.
     _not_send: PhantomData<*const ()>,
@@ -587,5 +587,47 @@ impl std::fmt::Debug for DispatcherHandle {
         f.debug_struct("DispatcherHandle")
             .field("name", &self.shared.name)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posts_wake_the_loop_only_when_the_queue_becomes_non_empty() {
+        let dispatcher = Dispatcher::new("wakes").unwrap();
+        for _ in 0..100 {
+            dispatcher.post(|| {});
+        }
+        assert_eq!(
+            dispatcher.shared.post_waker.drain(),
+            1,
+            "100 posts, one wake"
+        );
+        dispatcher.exit();
+        dispatcher.run().unwrap();
+        // `run` returned without draining the eventfd (exit was already requested).
+        dispatcher.shared.post_waker.drain();
+        dispatcher.post(|| {});
+        assert_eq!(
+            dispatcher.shared.post_waker.drain(),
+            1,
+            "an emptied queue wakes again"
+        );
+    }
+
+    #[test]
+    fn fd_keys_round_trip_through_tokens_and_never_collide_with_internal_ones() {
+        let key = FdKey {
+            index: 7,
+            generation: 3,
+        };
+        assert_eq!(FdKey::from_token(key.token()), key);
+        let largest = FdKey {
+            index: u32::MAX - 2,
+            generation: u32::MAX,
+        };
+        assert!(largest.token() < TIMER_TOKEN);
     }
 }

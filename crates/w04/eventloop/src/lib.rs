@@ -46,3 +46,8 @@ pub use slot::{Slot, SlotError, ThreadLocal};
 pub use timer::Timer;
 pub use waker::Waker;
 pub use worker::{Worker, WorkerError, WorkerPool};
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -154,6 +154,74 @@ pub fn raise_signal(signal: c_int) -> io::Result<()> {
     }
 }
 
+/// Sends `signal` to process `pid` (a negative `pid` signals the process group `-pid`, as
+/// `kill(2)` does; `pid` 0 and -1 are refused, because they would signal our own group or every
+/// process we may signal).
+pub fn kill(pid: i32, signal: c_int) -> io::Result<()> {
+    if pid == 0 || pid == -1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill has no memory-safety preconditions; a stale pid at worst signals nothing.
+    syscall!(kill(pid, signal))?;
+    Ok(())
+}
+
+/// Unblocks every signal in the calling thread. Async-signal-safe (it allocates nothing), so it
+/// may run in a `pre_exec` hook: a child inherits its parent's mask across `exec`, and a server
+/// must see SIGTERM even if its launcher blocks it.
+pub fn unblock_all_signals() -> io::Result<()> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `set` is writable memory of the right type; sigemptyset initialises it.
+    syscall!(sigemptyset(set.as_mut_ptr()))?;
+    // SAFETY: sigemptyset initialised the set; the old mask is not requested (null).
+    let error =
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) };
+    if error == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(error))
+    }
+}
+
+/// Waits until one of `signals` (which the caller blocked) is pending, takes it and returns it.
+pub fn wait_for_signal(signals: &[c_int]) -> io::Result<c_int> {
+    let set = signal_set(signals)?;
+    let mut received: c_int = 0;
+    // SAFETY: both pointers are to live, initialised values for the duration of the call.
+    let error = unsafe { libc::sigwait(&set, &mut received) };
+    if error == 0 {
+        Ok(received)
+    } else {
+        Err(io::Error::from_raw_os_error(error))
+    }
+}
+
+/// Takes one of `signals` (which the caller blocked) if it is pending, without waiting.
+pub fn take_pending_signal(signals: &[c_int]) -> io::Result<Option<c_int>> {
+    let set = signal_set(signals)?;
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set and the timeout are live, initialised values; a null siginfo is allowed.
+    match syscall!(sigtimedwait(&set, std::ptr::null_mut(), &zero)) {
+        Ok(signal) => Ok(Some(signal)),
+        Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Clock ticks per second, the unit of the CPU times in `/proc/<pid>/stat` (100 if unknown).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = syscall!(sysconf(libc::_SC_CLK_TCK)).unwrap_or(100);
+    u64::try_from(ticks)
+        .ok()
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
 /// Creates a signalfd that reports `signals` (which the caller has blocked).
 pub fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
     let set = signal_set(signals)?;
@@ -496,6 +564,23 @@ pub fn setsockopt_int(
     Ok(())
 }
 
+/// Makes the next close of a socket send a TCP reset instead of a FIN (`SO_LINGER` of 0 s).
+pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a readable linger struct and its size is passed with it.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        (&raw const linger).cast(),
+        mem::size_of::<libc::linger>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
 /// Binds a socket to `addr`.
 pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_std(addr);
@@ -684,6 +769,34 @@ mod tests {
             let addr: SocketAddr = addr.parse().unwrap();
             assert_eq!(RawAddr::from_std(addr).to_std().unwrap(), addr);
         }
+    }
+
+    #[test]
+    fn signals_can_be_taken_synchronously() {
+        // A thread of its own, so the blocked mask and the raised signal stay there.
+        std::thread::spawn(|| {
+            block_signals(&[libc::SIGUSR2]).unwrap();
+            assert_eq!(take_pending_signal(&[libc::SIGUSR2]).unwrap(), None);
+            raise_signal(libc::SIGUSR2).unwrap();
+            assert_eq!(wait_for_signal(&[libc::SIGUSR2]).unwrap(), libc::SIGUSR2);
+            raise_signal(libc::SIGUSR2).unwrap();
+            assert_eq!(
+                take_pending_signal(&[libc::SIGUSR2]).unwrap(),
+                Some(libc::SIGUSR2)
+            );
+            unblock_all_signals().unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn kill_refuses_our_own_group_and_everyone() {
+        assert_eq!(kill(0, 0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(kill(-1, 0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        // Signal 0 checks that the process exists without signalling it.
+        kill(std::process::id() as i32, 0).unwrap();
+        assert!(clock_ticks_per_second() > 0);
     }
 
     #[test]

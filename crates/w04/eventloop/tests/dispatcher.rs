@@ -509,3 +509,44 @@ fn signals_arrive_through_the_signalfd() {
     .unwrap();
     assert_eq!(receiver.recv().unwrap(), libc::SIGUSR1);
 }
+
+#[test]
+fn a_tcp_peers_half_close_is_reported_as_read_closed() {
+    use eventloop::net::{DEFAULT_BACKLOG, TcpListener};
+    let dispatcher = Dispatcher::new("rdhup").unwrap();
+    let _guard = hang_guard(&dispatcher);
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG).unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let start = Instant::now();
+    let server_side = loop {
+        if let Some((stream, _)) = listener.accept().unwrap() {
+            break stream;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        thread::yield_now();
+    };
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = Rc::clone(&seen);
+    dispatcher
+        .add_fd(
+            server_side.as_fd(),
+            Interest::READABLE,
+            move |dispatcher, readiness| {
+                log.borrow_mut().push(readiness);
+                dispatcher.exit();
+            },
+        )
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    dispatcher.run().unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].is_read_closed(), "{:?}", seen[0]);
+    assert!(
+        !seen[0].is_hang_up(),
+        "only the peer's write side is closed: {:?}",
+        seen[0]
+    );
+    // Our side can still send to the half-closed peer.
+    assert_eq!(server_side.send(b"still open").unwrap(), 10);
+}
