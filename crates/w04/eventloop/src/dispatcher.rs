@@ -47,7 +47,7 @@
 //!
 //! [`add_signals`](Dispatcher::add_signals) delivers signals as ordinary events through a
 //! signalfd, so a server can shut down from its own loop with no signal handler. The signals
-//! must be blocked first ([`sys::block_signals`](crate::sys::block_signals)) in *every* thread —
+//! must be blocked first ([`sys::block_signals`]) in *every* thread —
 //! block them on the main thread before spawning any — or the kernel delivers them to a thread
 //! that does not block them, the old way, and the signalfd never sees them.
 
@@ -494,7 +494,7 @@ impl Dispatcher {
 
     /// Delivers `signals` through a signalfd: `callback` runs on the loop with each signal
     /// number. The caller must have blocked the signals in every thread first (see
-    /// [`sys::block_signals`](crate::sys::block_signals)).
+    /// [`sys::block_signals`]).
     ///
     /// The returned key removes the registration (and closes the signalfd) with
     /// [`remove_fd`](Self::remove_fd).
