@@ -716,6 +716,9 @@ fn parse_step(
             for (offset, text) in body_lines.iter().enumerate() {
                 if let Some(sent) = text.strip_prefix("> ") {
                     sends.push(sent.to_owned());
+                } else if *text == ">" {
+                    // An empty request line (editors strip the trailing space of `> `).
+                    sends.push(String::new());
                 } else if let Some(expected) = text.strip_prefix("< ") {
                     expects.push(ExpectLine::new(expected));
                 } else if *text == "<" {
