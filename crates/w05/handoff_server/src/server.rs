@@ -72,6 +72,10 @@ const ACCEPTS_PER_EVENT: usize = 64;
 /// How long accepting pauses after an accept error the listener could not absorb, so an
 /// unexpected persistent error cannot spin the loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long a connection closed for a line too long is drained before it is closed anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many bytes such a connection may still send while it is drained.
+const LINGER_MAX_BYTES: usize = 1 << 20;
 /// How long a shutdown waits for slow clients to take their answers before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -129,6 +133,9 @@ struct Connection {
     touched: bool,
     /// Whether the connection is in `Server::waiting_for_pool`.
     waiting_for_pool: bool,
+    /// Set while the connection lingers before its close (see `Server::linger`): the timer
+    /// that ends the wait, and the bytes still allowed to be discarded.
+    lingering: Option<(Timer, usize)>,
 }
 
 /// The state the loop shares between connections: the pool, the counters, the budget.
@@ -460,6 +467,7 @@ impl Server {
                 interest: Interest::READABLE,
                 touched: false,
                 waiting_for_pool: false,
+                lingering: None,
             })
         });
         match added {
@@ -476,6 +484,10 @@ impl Server {
         if readiness.is_error() || readiness.is_hang_up() {
             // A reset (or both directions shut): nobody can read an answer any more.
             self.close(dispatcher, key);
+            return;
+        }
+        if connection.lingering.is_some() {
+            self.discard_input(dispatcher, key);
             return;
         }
         if readiness.is_readable() || readiness.is_read_closed() {
@@ -582,6 +594,9 @@ impl Server {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
+        if connection.lingering.is_some() {
+            return;
+        }
         let mut host = SessionHost {
             core: &mut self.core,
             key,
@@ -609,7 +624,11 @@ impl Server {
             self.waiting_for_pool.push_back(key);
         }
         if connection.session.is_finished() {
-            self.close(dispatcher, key);
+            if connection.session.peer_may_still_send() {
+                self.linger(dispatcher, key);
+            } else {
+                self.close(dispatcher, key);
+            }
             return;
         }
         let wanted = Interest::NONE
@@ -621,6 +640,60 @@ impl Server {
                 Err(_) => self.close(dispatcher, key),
             }
         }
+    }
+
+    /// Closes a connection whose client may still be sending (after `line too long`) gently.
+    ///
+    /// Closing a socket that holds unread bytes makes the kernel answer with a reset, and a reset
+    /// can overtake — and destroy — the responses still on their way to the client. So the write
+    /// side is shut down first (the client reads every response, then EOF), and what the client
+    /// still sends is read and discarded until it closes too, for at most `LINGER_TIMEOUT` and
+    /// `LINGER_MAX_BYTES`.
+    fn linger(&mut self, dispatcher: &Dispatcher, key: Key) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        if connection.stream.shutdown_write().is_err()
+            || dispatcher
+                .modify_fd(connection.fd_key, Interest::READABLE)
+                .is_err()
+        {
+            self.close(dispatcher, key);
+            return;
+        }
+        connection.interest = Interest::READABLE;
+        let weak = self.this.clone();
+        let timer = dispatcher.create_timer(move |dispatcher| {
+            if let Some(server) = weak.upgrade() {
+                server.borrow_mut().close(dispatcher, key);
+            }
+        });
+        timer.enable(LINGER_TIMEOUT);
+        connection.lingering = Some((timer, LINGER_MAX_BYTES));
+        self.discard_input(dispatcher, key);
+    }
+
+    /// Reads and drops what a lingering connection sends; closes it at EOF, on an error, or once
+    /// it has sent too much.
+    fn discard_input(&mut self, dispatcher: &Dispatcher, key: Key) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        let Some((_, allowance)) = &mut connection.lingering else {
+            return;
+        };
+        for _ in 0..READS_PER_EVENT {
+            match connection.stream.recv(&mut self.read_buffer) {
+                Ok(received) if received > 0 && received < *allowance => *allowance -= received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                // EOF, an error, or past the allowance: done waiting.
+                _ => {
+                    self.close(dispatcher, key);
+                    return;
+                }
+            }
+        }
+        // More may be waiting; level-triggered epoll reports it on the next turn.
     }
 
     /// Unregisters and closes a connection. Its tasks still in the pool finish, and their

@@ -72,8 +72,11 @@ enum Input {
     Eof,
     /// The server is shutting down: complete lines already received are handled, nothing more.
     Stopped,
-    /// No more requests: everything received is handled, or the stream is unusable.
+    /// No more requests: everything received is handled.
     Ended,
+    /// No more requests because the stream is unusable (a line too long), while the peer may
+    /// still be sending: see [`Session::peer_may_still_send`].
+    Abandoned,
 }
 
 /// A response slot in request order.
@@ -216,7 +219,7 @@ impl Session {
     /// Handles complete request lines until none is left or a limit stops it.
     pub(crate) fn process_lines(&mut self, limits: &Limits, host: &mut dyn Host) -> Progress {
         loop {
-            if self.input == Input::Ended {
+            if matches!(self.input, Input::Ended | Input::Abandoned) {
                 return Progress::InputEnded;
             }
             if self.responses.held.is_some() {
@@ -240,7 +243,7 @@ impl Session {
                         Self::handle_frame(frame, &mut self.input, &mut self.responses, host);
                     }
                 }
-                Input::Stopped | Input::Ended => self.input = Input::Ended,
+                Input::Stopped | Input::Ended | Input::Abandoned => self.input = Input::Ended,
             }
         }
     }
@@ -256,7 +259,7 @@ impl Session {
             Frame::TooLong => {
                 // The error takes its place after every earlier response; nothing after it is
                 // read, and the connection closes once it is sent.
-                *input = Input::Ended;
+                *input = Input::Abandoned;
                 responses.push_ready(Slot::Ready(Reply::Error(ErrorReply::LineTooLong)), host);
             }
         }
@@ -322,10 +325,17 @@ impl Session {
     /// Whether the connection has nothing left to do: no more requests will come, every
     /// response is written and sent. The loop closes it then.
     pub(crate) fn is_finished(&self) -> bool {
-        self.input == Input::Ended
+        matches!(self.input, Input::Ended | Input::Abandoned)
             && self.responses.slots.is_empty()
             && self.responses.held.is_none()
             && self.unsent().is_empty()
+    }
+
+    /// Whether input stopped before the peer finished sending (a line too long). Closing such a
+    /// socket with unread bytes makes the kernel send a reset, which can destroy responses not
+    /// yet delivered, so the loop half-closes it and drains it first.
+    pub(crate) fn peer_may_still_send(&self) -> bool {
+        self.input == Input::Abandoned
     }
 
     /// Requests read and not yet answered.
@@ -582,6 +592,7 @@ mod tests {
         want.extend_from_slice(b"ERROR: line too long\n");
         assert_eq!(take_output(&mut session), want);
         assert!(session.is_finished());
+        assert!(session.peer_may_still_send());
         assert_eq!(host.errors, 1);
     }
 
@@ -611,6 +622,10 @@ mod tests {
             expected_all(&[b"sleep 0", b"ping", b"compute tail"])
         );
         assert!(session.is_finished());
+        assert!(
+            !session.peer_may_still_send(),
+            "the peer has finished sending"
+        );
     }
 
     #[test]
