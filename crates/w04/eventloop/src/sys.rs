@@ -1,6 +1,6 @@
 //! The system-call layer: the one place in the workspace that calls libc functions.
 //!
-//! Every call goes through the [`syscall!`](crate::syscall) macro, which turns the C convention
+//! Every call goes through the `syscall!` macro defined here, which turns the C convention
 //! "return -1 and set `errno`" into Rust's `io::Result`, so no caller can forget to check an error
 //! and no caller reads `errno` after something else has overwritten it. Everything above this
 //! module (the poller, the dispatcher, the sockets) is safe code built on the small wrappers here.
@@ -36,11 +36,15 @@ pub use libc::c_int;
 /// The macro contains the crate's only FFI `unsafe` block; each use site states, in a
 /// `// SAFETY:` comment, why its arguments are valid for that call.
 ///
+/// It expands to the call inside an `unsafe` block followed by [`check`]. It is private to this
+/// module on purpose: this is the one place that calls libc.
+///
 /// ```text
+/// // SAFETY: epoll_create1 takes only flags.
 /// let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+/// // SAFETY: epoll_create1 just returned this fd and nothing else owns it.
+/// let fd = unsafe { OwnedFd::from_raw_fd(fd) };
 /// ```
-#[macro_export]
-#[doc(hidden)]
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // SAFETY: every use site of this macro documents why its arguments satisfy the
@@ -51,7 +55,6 @@ macro_rules! syscall {
 }
 
 /// Return values that signal an error with `-1`.
-#[doc(hidden)]
 pub trait MinusOneIsError: Copy {
     /// Whether the value is the error marker `-1`.
     fn is_minus_one(self) -> bool;
@@ -75,8 +78,7 @@ impl MinusOneIsError for i64 {
     }
 }
 
-/// Turns a `-1` into the current `errno` as an `io::Error`; used by [`syscall!`](crate::syscall).
-#[doc(hidden)]
+/// Turns a `-1` into the current `errno` as an `io::Error`; used by the `syscall!` macro.
 pub fn check<T: MinusOneIsError>(result: T) -> io::Result<T> {
     if result.is_minus_one() {
         Err(io::Error::last_os_error())
