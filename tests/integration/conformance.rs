@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use handoff_protocol::{MAX_LINE_LEN, Stats};
 
 use crate::util::{
-    Client, READ_TIMEOUT, Server, ServerKind, assert_responses, expected, raise_fd_limit, show,
-    wait_until,
+    Client, READ_TIMEOUT, Server, ServerKind, assert_responses, expected, fd_heavy_test,
+    raise_fd_limit, show, wait_until,
 };
 
 /// Generates a module per server with one `#[test]` per listed function.
@@ -376,6 +376,7 @@ fn show_ok(request: &[u8]) -> String {
 }
 
 fn five_thousand_connections_leave_no_fd_behind(kind: ServerKind) {
+    let _one_at_a_time = fd_heavy_test();
     raise_fd_limit();
     let server = kind.start();
     let baseline = server.fds();

@@ -12,8 +12,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::Once;
 use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,20 @@ pub(crate) fn raise_fd_limit() {
     RAISE.call_once(|| {
         let (_, hard) = eventloop::sys::fd_limit().expect("getrlimit(RLIMIT_NOFILE)");
         eventloop::sys::set_fd_limit(hard, hard).expect("setrlimit(RLIMIT_NOFILE)");
+        assert!(
+            hard >= 8_192,
+            "the hard RLIMIT_NOFILE is {hard}; the connection tests need 8192 (raise it with \
+             `ulimit -Hn`)"
+        );
     });
+}
+
+/// Serialises the tests that open thousands of sockets, so two of them running at once cannot
+/// exhaust this process's fd limit between them.
+pub(crate) fn fd_heavy_test() -> MutexGuard<'static, ()> {
+    static FD_HEAVY: Mutex<()> = Mutex::new(());
+    // A test that failed while holding the lock poisoned it; the fds it held are closed by now.
+    FD_HEAVY.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Builds a [`Server`] process: arguments, stderr capture, a file-descriptor limit.
@@ -243,7 +256,7 @@ impl Server {
 
     /// Sends `signal` to the server.
     pub(crate) fn signal(&self, signal: c_int) {
-        send_signal(self.pid(), signal).expect("kill(2) the server");
+        eventloop::sys::kill(self.pid(), signal).expect("kill(2) the server");
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit; returns the status and the captured stderr
@@ -325,7 +338,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = send_signal(self.pid(), libc::SIGTERM);
+            let _ = eventloop::sys::kill(self.pid(), libc::SIGTERM);
             if self.wait_exit(EXIT_TIMEOUT).is_none() {
                 self.kill_and_wait();
             }
@@ -334,14 +347,6 @@ impl Drop for Server {
             let _ = reader.join();
         }
     }
-}
-
-/// Sends `signal` to process `pid`, through the workspace's one syscall helper.
-fn send_signal(pid: i32, signal: c_int) -> io::Result<()> {
-    // SAFETY: kill takes two integers; the pid is our own child, which has not been reaped
-    // while the `Server` that owns it is alive, so the pid cannot name another process.
-    eventloop::syscall!(kill(pid, signal))?;
-    Ok(())
 }
 
 /// A blocking client connection with a read timeout.
