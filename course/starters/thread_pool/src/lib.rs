@@ -1,0 +1,355 @@
+//! W05 L02–L03 (starter): a work-stealing thread pool with bounded intake, caught panics and clean shutdown.
+//!
+//! # Design
+//!
+//! - **Work stealing** on crossbeam-deque: tasks spawned from outside the pool go to a global
+//!   `Injector`; tasks spawned from inside a task go to the running worker's local deque. A worker
+//!   looks in its own deque, then takes a batch from the injector, then steals from the other
+//!   workers starting at a random one (see the `worker` module).
+//! - **Bounded intake**: at most `capacity` tasks are *pending* (accepted, not yet started).
+//!   [`spawn`](ThreadPool::spawn) blocks while the pool is full; [`try_spawn`](ThreadPool::try_spawn)
+//!   never blocks and hands the task back. A spawn from one of the pool's own workers never
+//!   blocks (the waiting worker would be one of the threads that makes room); it may exceed the
+//!   capacity instead.
+//! - **Idle workers** spin briefly (exponential backoff, then yields, for about 50 µs) and then
+//!   sleep. Sleeping and waking follow an announce-then-recheck protocol that cannot lose a
+//!   wake-up and costs a submitter no system call while every worker is awake; it is written down
+//!   in `src/sleep/README.md` and checked with loom.
+//! - **Panics** never kill a worker: every task runs under `catch_unwind`, the panic is counted,
+//!   and [`spawn_with`](ThreadPool::spawn_with) hands the outcome (value or [`TaskPanic`]) to its
+//!   `on_done` callback on the worker thread.
+//! - **Shutdown** ([`shutdown`](ThreadPool::shutdown), or `Drop`) stops intake, lets the workers
+//!   run every accepted task, and joins every worker thread before returning.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use thread_pool::ThreadPool;
+//!
+//! let pool = ThreadPool::builder().workers(2).capacity(64).thread_name("example").build()?;
+//! let (results, received) = mpsc::channel();
+//! for n in 0..10u64 {
+//!     let results = results.clone();
+//!     pool.spawn_with(move || n * n, move |outcome| results.send(outcome).unwrap())
+//!         .unwrap_or_else(|_| panic!("the pool is running"));
+//! }
+//! let mut squares: Vec<u64> = received.iter().take(10).map(Result::unwrap).collect();
+//! squares.sort_unstable();
+//! assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+//! pool.shutdown();
+//! assert_eq!(pool.stats().completed, 10);
+//! # Ok::<(), thread_pool::BuildError>(())
+//! ```
+//!
+//! Tasks must be `Send + 'static`, since they run on another thread after `spawn` returns:
+//!
+//! ```compile_fail
+//! let pool = thread_pool::ThreadPool::builder().workers(1).build().unwrap();
+//! let local = std::rc::Rc::new(5);
+//! pool.spawn(move || drop(local));
+//! ```
+//!
+//! # Starter code
+//!
+//! This is the lesson's starting point: the reference crate's public API and its private
+//! scaffolding (the shared state the unit tests inspect: `ThreadPool::shared` and `threads`,
+//! `Shared::injector`, `stealers` and `sleep`), with every body a `todo!()` naming the lesson it
+//! belongs to (W05 L02 for the lifecycle, W05 L03 for shutdown). The module docs and doc comments
+//! describe what each piece must do; the tests in `src/tests.rs` say when it does.
+
+// The scaffolding is unused, and its parameters unread, until you write the bodies; remove this
+// line once you have.
+#![allow(dead_code, unused_variables, unused_imports, unused_mut)]
+
+mod error;
+mod intake;
+mod sleep;
+mod sync;
+mod worker;
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_deque::{Injector, Worker};
+
+pub use error::{BuildError, SpawnError, TaskPanic, TrySpawnError};
+use intake::{Intake, MAX_CAPACITY, Refused};
+use sleep::Sleep;
+use worker::{Job, Outcome, Shared, WorkerStats};
+
+/// The environment variable that sets the default worker count (a positive integer) when
+/// [`ThreadPoolBuilder::workers`] is not called.
+pub const WORKERS_ENV: &str = "THREAD_POOL_WORKERS";
+
+/// The default bound on pending tasks.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// The default thread-name prefix; workers are named `<prefix>-<index>`.
+pub const DEFAULT_THREAD_NAME: &str = "thread-pool";
+
+/// A snapshot of the pool's counters, as returned by [`ThreadPool::stats`]. The fields are read
+/// one after another without a common lock, so under load they are each exact but not
+/// necessarily from the same instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The number of worker threads.
+    pub workers: usize,
+    /// Workers running a task right now.
+    pub busy: usize,
+    /// Tasks accepted but not yet started (the ones that count against the capacity).
+    pub queued: usize,
+    /// Tasks that returned normally (including their `on_done` callback).
+    pub completed: u64,
+    /// Tasks whose body or `on_done` callback panicked.
+    pub panicked: u64,
+}
+
+/// Configures and starts a [`ThreadPool`]; get one from [`ThreadPool::builder`].
+#[derive(Debug, Clone)]
+pub struct ThreadPoolBuilder {
+    workers: Option<usize>,
+    capacity: usize,
+    thread_name: String,
+}
+
+impl Default for ThreadPoolBuilder {
+    fn default() -> Self {
+        todo!("W05 L02: default")
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// Sets the number of worker threads. Without this call the count comes from the
+    /// [`WORKERS_ENV`] environment variable if it is set, else from
+    /// [`std::thread::available_parallelism`].
+    pub fn workers(mut self, workers: usize) -> Self {
+        todo!("W05 L02: workers")
+    }
+
+    /// Sets the most tasks that may be pending (accepted, not yet started) at once; the default is
+    /// [`DEFAULT_CAPACITY`].
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        todo!("W05 L02: capacity")
+    }
+
+    /// Sets the worker thread-name prefix; workers are named `<prefix>-<index>`.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        todo!("W05 L02: thread_name")
+    }
+
+    /// Starts the workers and returns once every one of them is running.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for a zero worker count or capacity, an unusable [`WORKERS_ENV`] value, or
+    /// a thread the operating system refused to start (the workers already started are joined
+    /// before this returns).
+    ///
+    /// ```
+    /// use thread_pool::{BuildError, ThreadPool};
+    ///
+    /// assert!(matches!(ThreadPool::builder().workers(0).build(), Err(BuildError::ZeroWorkers)));
+    /// let pool = ThreadPool::builder().workers(3).build()?;
+    /// assert_eq!(pool.worker_count(), 3);
+    /// # Ok::<(), BuildError>(())
+    /// ```
+    pub fn build(self) -> Result<ThreadPool, BuildError> {
+        todo!("W05 L02: build")
+    }
+
+    fn resolve_workers(&self) -> Result<usize, BuildError> {
+        todo!("W05 L02: resolve_workers")
+    }
+}
+
+/// The worker count: the explicit setting if there is one, else the [`WORKERS_ENV`] value
+/// (`env_value`) if set, else the available parallelism.
+fn resolve_workers(
+    explicit: Option<usize>,
+    env_value: Option<std::ffi::OsString>,
+) -> Result<usize, BuildError> {
+    todo!("W05 L02: resolve_workers")
+}
+
+/// A fixed set of worker threads running submitted tasks, with work stealing, bounded intake and
+/// clean shutdown. `Send + Sync`: share it by reference or in an `Arc`.
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    /// The workers' join handles; emptied by the first shutdown that joins them. The lock is held
+    /// while joining, so a concurrent second `shutdown` also returns only after the join.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    workers: usize,
+}
+
+impl ThreadPool {
+    /// A builder with the defaults: [`WORKERS_ENV`] or all available cores, [`DEFAULT_CAPACITY`],
+    /// threads named `thread-pool-<index>`.
+    pub fn builder() -> ThreadPoolBuilder {
+        todo!("W05 L02: builder")
+    }
+
+    /// Submits `task`, blocking while `capacity` tasks are pending.
+    ///
+    /// Called from inside one of this pool's tasks, the task goes to the running worker's local
+    /// deque and the call never blocks (it may exceed the capacity).
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`] holding `task` once the pool is shut down (including while this call
+    /// waited for room).
+    pub fn spawn<F>(&self, task: F) -> Result<(), SpawnError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        todo!("W05 L02: spawn")
+    }
+
+    /// Submits `task` if a slot is free right now; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySpawnError::Full`] or [`TrySpawnError::ShutDown`], each holding `task`.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use thread_pool::{ThreadPool, TrySpawnError};
+    ///
+    /// let pool = ThreadPool::builder().workers(1).capacity(1).build()?;
+    /// let (release, gate) = mpsc::channel::<()>();
+    /// let (started_tx, started) = mpsc::channel();
+    /// // Occupy the only worker, then fill the only pending slot.
+    /// pool.try_spawn(move || { started_tx.send(()).unwrap(); gate.recv().unwrap(); }).unwrap();
+    /// started.recv().unwrap();
+    /// pool.try_spawn(|| ()).unwrap();
+    /// let (ran_tx, ran) = mpsc::channel();
+    /// let refused = pool.try_spawn(move || ran_tx.send("ran").unwrap()).unwrap_err();
+    /// assert!(refused.is_full());
+    /// // The task came back untouched; the caller may run it itself.
+    /// (refused.into_inner())();
+    /// assert_eq!(ran.recv().unwrap(), "ran");
+    /// release.send(()).unwrap();
+    /// pool.shutdown();
+    /// assert!(matches!(pool.try_spawn(|| ()), Err(TrySpawnError::ShutDown(_))));
+    /// # Ok::<(), thread_pool::BuildError>(())
+    /// ```
+    pub fn try_spawn<F>(&self, task: F) -> Result<(), TrySpawnError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        todo!("W05 L02: try_spawn")
+    }
+
+    /// Submits `task`, blocking while the pool is full, and arranges for `on_done` to receive its
+    /// outcome: `Ok(value)`, or `Err(TaskPanic)` if the task panicked. `on_done` runs on the worker
+    /// thread right after the task; keep it short (hand the result to whoever needs it).
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`] holding `(task, on_done)` once the pool is shut down.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use thread_pool::ThreadPool;
+    ///
+    /// let pool = ThreadPool::builder().workers(1).build()?;
+    /// let (tx, rx) = mpsc::channel();
+    /// pool.spawn_with(|| -> u32 { panic!("no answer") }, move |outcome| tx.send(outcome).unwrap())
+    ///     .unwrap_or_else(|_| unreachable!("the pool is running"));
+    /// assert_eq!(rx.recv().unwrap().unwrap_err().message(), "no answer");
+    /// pool.shutdown();
+    /// assert_eq!(pool.stats().panicked, 1);
+    /// # Ok::<(), thread_pool::BuildError>(())
+    /// ```
+    pub fn spawn_with<T, R, D>(&self, task: T, on_done: D) -> Result<(), SpawnError<(T, D)>>
+    where
+        T: FnOnce() -> R + Send + 'static,
+        D: FnOnce(Result<R, TaskPanic>) + Send + 'static,
+        R: 'static,
+    {
+        todo!("W05 L02: spawn_with")
+    }
+
+    /// [`spawn_with`](Self::spawn_with) that never blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySpawnError::Full`] or [`TrySpawnError::ShutDown`], each holding `(task, on_done)`.
+    pub fn try_spawn_with<T, R, D>(&self, task: T, on_done: D) -> Result<(), TrySpawnError<(T, D)>>
+    where
+        T: FnOnce() -> R + Send + 'static,
+        D: FnOnce(Result<R, TaskPanic>) + Send + 'static,
+        R: 'static,
+    {
+        todo!("W05 L02: try_spawn_with")
+    }
+
+    /// Stops intake, runs every accepted task, and joins every worker thread; returns once they
+    /// have all exited. Calling it again (or concurrently) is harmless and also returns only after
+    /// the workers are joined. `Drop` calls it.
+    ///
+    /// Called from inside one of this pool's own tasks, it stops intake and returns at once: a
+    /// worker cannot join itself. The workers still finish every accepted task and exit; the
+    /// owner's `shutdown` or `Drop` joins them.
+    pub fn shutdown(&self) {
+        todo!("W05 L03: shutdown")
+    }
+
+    /// A snapshot of the pool's counters.
+    pub fn stats(&self) -> PoolStats {
+        todo!("W05 L02: stats")
+    }
+
+    /// The number of worker threads.
+    pub fn worker_count(&self) -> usize {
+        todo!("W05 L02: worker_count")
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun (spawns are refused from then on).
+    pub fn is_shut_down(&self) -> bool {
+        todo!("W05 L03: is_shut_down")
+    }
+
+    /// Takes a pending slot. `block` asks to wait for room, which a worker of this pool never
+    /// does (see `spawn`).
+    fn reserve_slot(&self, block: bool) -> Result<(), Refused> {
+        todo!("W05 L02: reserve_slot")
+    }
+
+    /// Makes a job whose slot is reserved visible to the workers, and wakes one if any sleeps.
+    fn publish(&self, job: Job) {
+        todo!("W05 L02: publish")
+    }
+}
+
+/// Wraps a task and its completion callback into one job: the task runs under `catch_unwind`,
+/// and `on_done` receives its value or the panic.
+fn completion_job<T, R, D>(task: T, on_done: D) -> Job
+where
+    T: FnOnce() -> R + Send + 'static,
+    D: FnOnce(Result<R, TaskPanic>) + Send + 'static,
+    R: 'static,
+{
+    todo!("W05 L02: completion_job")
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("stats", &self.stats())
+            .field("shut_down", &self.is_shut_down())
+            .finish()
+    }
+}
