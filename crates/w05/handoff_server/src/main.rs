@@ -79,7 +79,7 @@ struct Cli {
     max_in_flight: usize,
 
     /// Per connection: bytes of responses the client has not taken yet beyond which the loop
-    /// stops reading that connection until it drains (default 1 MiB).
+    /// stops reading that connection until it drains (1048576 is 1 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = positive)]
     max_unsent_bytes: usize,
 
