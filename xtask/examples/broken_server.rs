@@ -503,7 +503,7 @@ fn reader(socket: &Arc<TcpStream>, writer: &Sender<ToWriter>, to_loop: &Sender<T
         }
     }
     if bug != Bug::DropFinalLine {
-        if bug == Bug::KeepCr {
+        if bug == Bug::KeepCr || bug == Bug::OffByOne {
             if !raw.is_empty() {
                 send(seq, Some(std::mem::take(&mut raw)));
                 seq += 1;

@@ -76,6 +76,8 @@ struct Background {
     total: usize,
     started: Instant,
     step: Step,
+    /// Whether a later step has already waited for this client's requests to be sent.
+    settled: bool,
 }
 
 /// Everything a lesson run has started.
@@ -165,7 +167,10 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
                         format!("the background client `{target}` never started"),
                     ),
                 },
-                _ => run_step(lesson, step, options, &log_dir, &mut session),
+                _ => match settle_backgrounds(&mut session, Instant::now() + step.timeout) {
+                    Err(outcome) => outcome,
+                    Ok(()) => run_step(lesson, step, options, &log_dir, &mut session),
+                },
             }
         };
         let result = step_result(lesson, step, outcome, step_started.elapsed());
@@ -347,20 +352,6 @@ fn run_step(
         }
         StepKind::Wait(_) => unreachable!("handled by run_lesson"),
         StepKind::Signal(signal) => {
-            // Every background client must have sent its requests, and the server must have
-            // had a moment to read them: those are the accepted requests a drain must answer.
-            for background in session.backgrounds.values() {
-                if !background.sent.wait_for(background.total, deadline) {
-                    return Outcome::with(
-                        Status::Error,
-                        format!(
-                            "background client `{}` did not finish sending in time",
-                            background.step.name
-                        ),
-                    );
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
             let Some(server) = session.servers.get_mut(&signal.server) else {
                 return Outcome::with(
                     Status::Error,
@@ -485,6 +476,30 @@ pub(crate) fn run_clients(
     Outcome::from_checks(checks)
 }
 
+/// Waits until every background client has sent its requests, then 100 ms more so the server
+/// has read them: the steps after a background client act on a server that holds its requests
+/// (a `ping` while the workers are busy, a SIGTERM with requests in flight).
+fn settle_backgrounds(session: &mut Session, deadline: Instant) -> Result<(), Outcome> {
+    let mut waited = false;
+    for background in session.backgrounds.values_mut().filter(|b| !b.settled) {
+        if !background.sent.wait_for(background.total, deadline) {
+            return Err(Outcome::with(
+                Status::Error,
+                format!(
+                    "background client `{}` did not finish sending in time",
+                    background.step.name
+                ),
+            ));
+        }
+        background.settled = true;
+        waited = true;
+    }
+    if waited {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 fn start_background(step: &Step, client: &ClientStep, session: &mut Session, printer: &Printer) {
     let started = Instant::now();
     let sent = Arc::new(SentCounter::default());
@@ -515,6 +530,7 @@ fn start_background(step: &Step, client: &ClientStep, session: &mut Session, pri
             total,
             started,
             step: step.clone(),
+            settled: false,
         },
     );
 }

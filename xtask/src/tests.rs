@@ -1,1 +1,311 @@
-//! placeholder
+//! End-to-end tests of the runner: the course's server lessons, executed from the lesson files,
+//! must reject each planted mistake of the `broken_server` fixture with the right step and the
+//! right message, and must pass the real `handoff_server` five runs in a row.
+//!
+//! Lesson runs are serialised (one at a time) because several steps measure time or CPU use;
+//! running them side by side on a small machine would test the machine, not the server.
+
+use crate::lesson::{self, Lesson};
+use crate::report::Printer;
+use crate::results::{LessonResult, Status};
+use crate::runner::{self, RunOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// One lesson run at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The profile folder this test binary was built into (`target/debug`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/xtask-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("profile folder")
+        .to_path_buf()
+}
+
+/// The fixture, built by `cargo test` as an example of this package.
+fn fixture() -> PathBuf {
+    let path = profile_dir().join("examples/broken_server");
+    assert!(
+        path.is_file(),
+        "{} is missing: cargo test builds it",
+        path.display()
+    );
+    path
+}
+
+/// The real server, built once (debug, sharing this test build's dependencies).
+fn handoff_server() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let profile = profile_dir();
+        let target = profile.parent().expect("target folder");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "handoff_server", "--bins"])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(crate::workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building handoff_server failed");
+        profile.join("handoff_server")
+    })
+}
+
+fn lesson(id: &str) -> Lesson {
+    lesson::find(&crate::workspace_root(), id).unwrap()
+}
+
+/// Runs a lesson against `server` (a command with `{args}`), stopping at the first failure.
+fn run(id: &str, server: String) -> LessonResult {
+    let lesson = lesson(id);
+    let root = crate::workspace_root();
+    let log_dir = std::env::temp_dir().join(format!("xtask-test-logs-{}", std::process::id()));
+    let options = RunOptions {
+        root: root.clone(),
+        target_dir: profile_dir().parent().unwrap().to_path_buf(),
+        log_dir: log_dir.clone(),
+        server: Some(server),
+        invocation_dir: root,
+        keep_going: false,
+        verbose: false,
+        build: false,
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let result = runner::run_lesson(&lesson, &options, &Printer::silent());
+    let _ = std::fs::remove_dir_all(log_dir.join(id));
+    result
+}
+
+fn broken(bug: &str) -> String {
+    format!("{} --bug {bug} {{args}}", fixture().display())
+}
+
+/// Everything a failed step says, for assertions and for the test's own failure message.
+fn describe(result: &LessonResult) -> String {
+    let mut text = format!(
+        "{} {:?} {}/{}\n",
+        result.id, result.status, result.points, result.max_points
+    );
+    for step in &result.steps {
+        text.push_str(&format!(
+            "  {:?} {} {}\n",
+            step.status, step.kind, step.name
+        ));
+        if step.status != Status::Pass {
+            text.push_str(&crate::results::step_text(step));
+        }
+    }
+    text
+}
+
+/// Asserts that `bug` makes `lesson` fail first at `step`, with `message` in its report and the
+/// step's Common-mistakes hint attached.
+fn assert_rejected(bug: &str, lesson: &str, step: &str, message: &str) {
+    let result = run(lesson, broken(bug));
+    let report = describe(&result);
+    assert_eq!(
+        result.status,
+        Status::Fail,
+        "bug {bug} was not rejected:\n{report}"
+    );
+    let failed = result.first_failure().expect("a failing step");
+    assert_eq!(
+        failed.name, step,
+        "bug {bug} was caught by the wrong step:\n{report}"
+    );
+    let text = crate::results::step_text(failed);
+    assert!(
+        text.contains(message),
+        "bug {bug}: expected `{message}` in the report:\n{report}"
+    );
+    assert!(
+        !failed.hints.is_empty(),
+        "bug {bug}: step {step} failed without a hint:\n{report}"
+    );
+}
+
+#[test]
+fn the_fixture_without_a_bug_passes_every_server_lesson() {
+    for id in ["w05-l04", "w05-l06", "w05-quest"] {
+        let result = run(id, broken("none"));
+        assert!(
+            matches!(result.status, Status::Pass),
+            "{}",
+            describe(&result)
+        );
+    }
+}
+
+#[test]
+fn the_real_server_passes_five_runs_in_a_row() {
+    let server = format!("{} {{args}}", handoff_server().display());
+    for round in 1..=5 {
+        for id in ["w05-l04", "w05-l06", "w05-quest"] {
+            let result = run(id, server.clone());
+            assert_eq!(
+                result.status,
+                Status::Pass,
+                "run {round}:\n{}",
+                describe(&result)
+            );
+        }
+    }
+}
+
+#[test]
+fn dropping_owed_answers_on_half_close_is_rejected() {
+    assert_rejected(
+        "drop-on-half-close",
+        "w05-l04",
+        "ten-clients",
+        "got nothing",
+    );
+}
+
+#[test]
+fn computing_on_the_loop_is_rejected() {
+    assert_rejected(
+        "compute-on-loop",
+        "w05-l04",
+        "ping-while-busy",
+        "more than the 250 ms allowed",
+    );
+}
+
+#[test]
+fn a_worker_touching_a_client_socket_is_rejected_or_skipped_without_strace() {
+    let result = run("w05-l04", broken("worker-writes-socket"));
+    let report = describe(&result);
+    let step = result
+        .steps
+        .iter()
+        .find(|s| s.name == "workers-off-sockets")
+        .expect("the step ran");
+    let strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if strace
+        && result
+            .steps
+            .iter()
+            .all(|s| s.name != "io" || s.status == Status::Pass)
+    {
+        assert_eq!(step.status, Status::Fail, "{report}");
+        assert!(
+            crate::results::step_text(step).contains("made system calls on client sockets"),
+            "{report}"
+        );
+        assert_eq!(
+            result.first_failure().map(|s| s.name.as_str()),
+            Some("workers-off-sockets"),
+            "{report}"
+        );
+    } else {
+        // Never claimed: the check is reported as skipped, not passed.
+        assert_eq!(step.status, Status::Skipped, "{report}");
+    }
+}
+
+#[test]
+fn delivering_to_the_wrong_client_after_fd_reuse_is_rejected() {
+    assert_rejected(
+        "fd-reuse",
+        "w05-l06",
+        "reused-fd",
+        "got `result: slept 300ms`",
+    );
+}
+
+#[test]
+fn out_of_order_answers_are_rejected() {
+    assert_rejected(
+        "out-of-order",
+        "w05-l06",
+        "pipelined-order",
+        "expected `result: slept 300ms`",
+    );
+}
+
+#[test]
+fn exiting_on_sigterm_without_draining_is_rejected() {
+    assert_rejected("no-drain", "w05-quest", "in-flight", "got nothing");
+}
+
+#[test]
+fn leaking_a_descriptor_per_connection_is_rejected() {
+    assert_rejected(
+        "fd-leak",
+        "w05-l06",
+        "no-fd-leak",
+        "leaks a descriptor per connection",
+    );
+}
+
+#[test]
+fn dying_on_a_task_panic_is_rejected() {
+    assert_rejected(
+        "panic-kills",
+        "w05-quest",
+        "panic-isolation",
+        "ERROR: task panicked: boom",
+    );
+}
+
+#[test]
+fn keeping_the_cr_of_crlf_is_rejected() {
+    assert_rejected("keep-cr", "w05-l06", "crlf", "request 1 `compute crlf\\r`");
+}
+
+#[test]
+fn dropping_a_final_line_without_newline_is_rejected() {
+    assert_rejected(
+        "drop-final-line",
+        "w05-l06",
+        "final-line",
+        "request 2 `compute last`",
+    );
+}
+
+#[test]
+fn an_off_by_one_line_limit_is_rejected() {
+    assert_rejected(
+        "off-by-one",
+        "w05-l06",
+        "line-limit",
+        "got `ERROR: line too long`",
+    );
+}
+
+#[test]
+fn spinning_on_emfile_is_rejected() {
+    assert_rejected(
+        "spin-on-emfile",
+        "w05-quest",
+        "no-spin-on-emfile",
+        "it spins",
+    );
+}
+
+#[test]
+fn a_server_that_dies_at_start_fails_fast_with_its_output() {
+    let result = run(
+        "w05-l04",
+        "sh -c 'echo cannot bind >&2; exit 3' {args}".to_owned(),
+    );
+    let failed = result.first_failure().expect("a failure");
+    assert_eq!(failed.name, "main");
+    let text = crate::results::step_text(failed);
+    assert!(
+        text.contains("exited") && text.contains("cannot bind"),
+        "{}",
+        describe(&result)
+    );
+    assert!(
+        failed.duration_ms < 5_000,
+        "it must fail fast, not wait for the timeout"
+    );
+}

@@ -83,7 +83,9 @@ fn references_must_name_steps() {
 fn structure_is_checked() {
     let example = format_example();
     let missing = example.replace("## Why it matters", "## Why");
-    assert!(parse_err(&missing).contains("lacks the section `## Why it matters`"));
+    assert!(parse_err(&missing).contains("expected `Why it matters` next"));
+    let cut = example.split("## Diagram").next().unwrap().to_owned();
+    assert!(parse_err(&cut).contains("lacks the section `## Diagram`"));
     let front = example.replace(
         "crate: handoff_server\n",
         "crate: handoff_server\nauthor: x\n",
