@@ -248,8 +248,8 @@ fn list_command() -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let progress = Progress::load(&root);
     println!(
-        "{:<11} {:<9} {:<8} {:<8} {:<9} {}",
-        "lesson", "last", "points", "started", "duration", "title (file)"
+        "{:<11} {:<9} {:<8} {:<8} {:<9} title (file)",
+        "lesson", "last", "points", "started", "duration"
     );
     let (lessons, broken) = lesson::discover_all(&root)?;
     for lesson in lessons {
