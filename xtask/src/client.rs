@@ -165,7 +165,22 @@ pub(crate) fn run_client(
         if step.reset || step.tolerant {
             return Ok(());
         }
-        check_responses(step, &script.requests, &responses)
+        let expects: Vec<ExpectLine> = step
+            .expects
+            .iter()
+            .map(|line| match line {
+                ExpectLine::Line(pattern) if pattern.source().contains('{') => {
+                    let source = pattern
+                        .source()
+                        .replace("{client}", &client.to_string())
+                        .replace("{round}", &round.to_string())
+                        .replace("{port}", &addr.port().to_string());
+                    ExpectLine::new(&source)
+                }
+                other => other.clone(),
+            })
+            .collect();
+        check_responses(step, &expects, &script.requests, &responses)
     });
     match result {
         Err(message) if !step.tolerant => Err(format!("{who}{message}")),
@@ -302,6 +317,7 @@ fn expected_line_count(requests: &[Vec<u8>]) -> usize {
 
 fn check_responses(
     step: &ClientStep,
+    expects: &[ExpectLine],
     requests: &[Vec<u8>],
     responses: &[u8],
 ) -> Result<(), String> {
@@ -346,10 +362,10 @@ fn check_responses(
             ));
         }
     }
-    if step.expects.is_empty() {
+    if expects.is_empty() {
         return Ok(());
     }
-    if lines_match(&step.expects, &lines) {
+    if lines_match(&expects, &lines) {
         return Ok(());
     }
     let has_any_lines = step
@@ -357,8 +373,8 @@ fn check_responses(
         .iter()
         .any(|e| matches!(e, ExpectLine::AnyLines));
     if !has_any_lines {
-        for index in 0..step.expects.len().max(lines.len()) {
-            let want = step.expects.get(index);
+        for index in 0..expects.len().max(lines.len()) {
+            let want = expects.get(index);
             let got = lines.get(index);
             let ok = match (want, got) {
                 (Some(ExpectLine::Line(p)), Some(g)) => p.matches(g),
@@ -383,7 +399,7 @@ fn check_responses(
             }
         }
     }
-    let want: Vec<&str> = step.expects.iter().map(ExpectLine::source).collect();
+    let want: Vec<&str> = expects.iter().map(ExpectLine::source).collect();
     let got: Vec<String> = lines.iter().map(|l| show(l)).collect();
     Err(format!(
         "expected the lines\n      {}\n    got\n      {}",

@@ -74,7 +74,11 @@ impl Printer {
             return;
         }
         let seconds = step.duration_ms as f64 / 1000.0;
-        let label = format!("{} {}", step.kind, step.name);
+        let label = if step.kind == step.name {
+            step.kind.clone()
+        } else {
+            format!("{} {}", step.kind, step.name)
+        };
         eprintln!(
             "  {}  {label:<32} {seconds:>7.2}s",
             self.paint(step.status, &format!("{:<5}", step.status.word()))

@@ -690,6 +690,20 @@ fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
     all
 }
 
+/// The first `count` lines of compiler output, indented: the first error is the one to read.
+fn first_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: String = lines
+        .iter()
+        .take(count)
+        .map(|line| format!("    {line}\n"))
+        .collect();
+    if lines.len() > count {
+        out.push_str(&format!("    ... ({} more lines)\n", lines.len() - count));
+    }
+    out
+}
+
 /// Whether the lesson has anything to build.
 fn needs_build(lesson: &Lesson, options: &RunOptions) -> bool {
     options.server.is_none()
@@ -740,7 +754,7 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
                 Status::Fail,
                 Some(format!(
                     "the build failed:\n{}",
-                    indent(&String::from_utf8_lossy(&output.stderr))
+                    first_lines(&String::from_utf8_lossy(&output.stderr), 40)
                 )),
             ),
             Err(message) => CheckResult::new(format!("$ {command}"), Status::Fail, Some(message)),
