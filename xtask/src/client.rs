@@ -10,8 +10,12 @@ use crate::sys;
 use handoff_protocol::{MAX_LINE_LEN, Stats, expected_response};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// `--verbose`: relay every client's requests and responses, prefixed by step, client and round.
+pub(crate) static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 /// Counts clients that have sent all their lines, so a `signal` step can wait for them.
 #[derive(Debug, Default)]
@@ -162,6 +166,17 @@ pub(crate) fn run_client(
     let outcome = exchange(step, addr, &script, deadline, sent);
     let elapsed = started.elapsed();
     let result = outcome.and_then(|responses| {
+        if VERBOSE.load(Ordering::Relaxed) {
+            let prefix = format!("[{} c{client} r{round}]", step.name);
+            let mut text = String::new();
+            for request in &script.requests {
+                text.push_str(&format!("  {prefix} > {}\n", show(request)));
+            }
+            for line in split_lines(&responses) {
+                text.push_str(&format!("  {prefix} < {}\n", show(line)));
+            }
+            eprint!("{text}");
+        }
         if step.reset || step.tolerant {
             return Ok(());
         }
@@ -365,7 +380,7 @@ fn check_responses(
     if expects.is_empty() {
         return Ok(());
     }
-    if lines_match(&expects, &lines) {
+    if lines_match(expects, &lines) {
         return Ok(());
     }
     let has_any_lines = step

@@ -125,6 +125,9 @@ fn path_env(options: &RunOptions) -> OsString {
 /// Runs a whole lesson and reports each step through `printer` as it finishes.
 pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
     let started = Instant::now();
+    if options.verbose {
+        client::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     printer.lesson_header(lesson);
     let mut steps: Vec<StepResult> = Vec::new();
     let mut failed = false;

@@ -129,7 +129,7 @@ fn assert_rejected(bug: &str, lesson: &str, step: &str, message: &str) {
 
 #[test]
 fn the_fixture_without_a_bug_passes_every_server_lesson() {
-    for id in ["w05-l04", "w05-l06", "w05-quest"] {
+    for id in ["w05-l04", "w05-l05", "w05-l06", "w05-quest"] {
         let result = run(id, broken("none"));
         assert!(
             matches!(result.status, Status::Pass),
@@ -143,7 +143,7 @@ fn the_fixture_without_a_bug_passes_every_server_lesson() {
 fn the_real_server_passes_five_runs_in_a_row() {
     let server = format!("{} {{args}}", handoff_server().display());
     for round in 1..=5 {
-        for id in ["w05-l04", "w05-l06", "w05-quest"] {
+        for id in ["w05-l04", "w05-l05", "w05-l06", "w05-quest"] {
             let result = run(id, server.clone());
             assert_eq!(
                 result.status,
@@ -307,5 +307,108 @@ fn a_server_that_dies_at_start_fails_fast_with_its_output() {
     assert!(
         failed.duration_ms < 5_000,
         "it must fail fast, not wait for the timeout"
+    );
+}
+
+/// A lesson made of `console run` steps, run in-process in a scratch folder.
+#[test]
+fn run_steps_match_output_and_status_and_report_hints() {
+    let text = r#"---
+id: w09-l01
+title: "Run steps"
+order: 1
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console run name=echo
+$ printf 'a\nhello world\nb\n'
+...
+hello [..]
+...
+```
+
+```console run name=fails status=fail
+$ exit 3
+```
+
+## Expected
+
+```console run name=wrong
+$ echo nope
+yes
+```
+
+## Prove
+
+```console run name=never
+$ echo never
+```
+
+## Done when
+- Output matches. (checked by: echo)
+- Looks nice.
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| Printing nope | Print yes | `wrong` |
+## Diagram
+```text
+a -> b
+```
+"#;
+    let lesson = crate::lesson::parse::parse_lesson(text, Path::new("run.md")).unwrap();
+    let scratch = std::env::temp_dir().join(format!("xtask-run-steps-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let options = RunOptions {
+        root: scratch.clone(),
+        target_dir: scratch.join("target"),
+        log_dir: scratch.join("logs"),
+        server: None,
+        invocation_dir: scratch.clone(),
+        keep_going: false,
+        verbose: false,
+        build: true,
+    };
+    let result = runner::run_lesson(&lesson, &options, &Printer::silent());
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let report = describe(&result);
+    let statuses: Vec<(&str, Status)> = result
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("echo", Status::Pass),
+            ("fails", Status::Pass),
+            ("wrong", Status::Fail),
+            ("never", Status::Skipped)
+        ],
+        "{report}"
+    );
+    let wrong = result.first_failure().unwrap();
+    let text = crate::results::step_text(wrong);
+    assert!(
+        text.contains("expected output:") && text.contains("yes") && text.contains("nope"),
+        "{report}"
+    );
+    assert_eq!(wrong.hints, ["Printing nope — Print yes"]);
+    assert_eq!((result.points, result.max_points), (2, 4));
+    assert_eq!(result.done_when[0].status, Some(Status::Pass));
+    assert_eq!(
+        result.done_when[1].status, None,
+        "an item without steps is never claimed"
     );
 }

@@ -191,6 +191,8 @@ pub(crate) struct ServerStep {
 /// `console client`.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientStep {
+    /// The step's name, for `--verbose` output.
+    pub(crate) name: String,
     /// The server to connect to.
     pub(crate) server: String,
     /// Concurrent clients per round.

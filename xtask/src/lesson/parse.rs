@@ -749,6 +749,7 @@ fn parse_step(
                 ));
             }
             StepKind::Client(ClientStep {
+                name: name.clone(),
                 server,
                 clients,
                 rounds,
