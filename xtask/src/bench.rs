@@ -361,8 +361,6 @@ impl Tools {
         };
         let strace = if !measure::available("strace") {
             Err("strace not installed".to_owned())
-        } else if !measure::available("timeout") {
-            Err("timeout not installed".to_owned())
         } else {
             Ok(())
         };
@@ -435,17 +433,16 @@ fn count_syscalls(
         }
     }
 
-    // strace -c -f, for the names of the calls.
+    // strace -c -f, for the names of the calls. It stops when the server does.
     row.strace_syscalls_per_request = match &tools.strace {
         Err(reason) => Err(reason.clone()),
         Ok(()) => {
-            let attached = measure::attach_strace(
-                server.pid(),
-                window,
-                &out_dir.join(format!("{stem}.strace.txt")),
-            )?;
+            let attached =
+                measure::attach_strace(server.pid(), &out_dir.join(format!("{stem}.strace.txt")))?;
             std::thread::sleep(measure::ATTACH_ALLOWANCE);
-            let summary = load.run(&server, scenario, args.syscall_duration)?;
+            let summary = load.run(&server, scenario, args.syscall_duration);
+            drop(server);
+            let summary = summary?;
             match attached
                 .finish()
                 .and_then(|report| measure::parse_strace(&report))

@@ -86,18 +86,12 @@ pub(crate) fn attach_perf(pid: u32, window: Duration, output: &Path) -> anyhow::
     })
 }
 
-/// Starts `strace -c -f` on `pid`, interrupted by `timeout` after `window`.
-pub(crate) fn attach_strace(pid: u32, window: Duration, output: &Path) -> anyhow::Result<Attached> {
-    let child = Command::new("timeout")
-        .args([
-            "-s",
-            "INT",
-            &format!("{:.3}", window.as_secs_f64()),
-            "strace",
-            "-c",
-            "-f",
-            "-o",
-        ])
+/// Starts `strace -c -f` on `pid`. It runs until the server exits: `strace` writes its summary
+/// when its last tracee is gone, and ending the server is the one reliable way to stop it (a
+/// SIGINT that arrives while `strace` is busy decoding can stay blocked for good).
+pub(crate) fn attach_strace(pid: u32, output: &Path) -> anyhow::Result<Attached> {
+    let child = Command::new("strace")
+        .args(["-c", "-f", "-o"])
         .arg(output)
         .arg("-p")
         .arg(pid.to_string())
@@ -113,7 +107,8 @@ pub(crate) fn attach_strace(pid: u32, window: Duration, output: &Path) -> anyhow
 }
 
 impl Attached {
-    /// Waits for the tool to finish and returns its report.
+    /// Waits for the tool to finish (for strace: call it after ending the server) and returns
+    /// its report.
     pub(crate) fn finish(mut self) -> anyhow::Result<String> {
         self.child.wait().context("waiting for the counting tool")?;
         std::fs::read_to_string(&self.output)
