@@ -120,10 +120,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let total = args.rounds * scenarios.len() * binaries.len();
     let mut runs = Vec::with_capacity(total);
     for round in 1..=args.rounds {
-        for scenario in &scenarios {
+        for (index, scenario) in scenarios.iter().enumerate() {
             for offset in 0..binaries.len() {
                 // Rotate the server order by round and scenario so no server always goes first.
-                let binary = &binaries[(offset + round + runs.len()) % binaries.len()];
+                let binary = &binaries[(round + index + offset) % binaries.len()];
                 let run = measure_run(binary, &load, scenario, &args, round)?;
                 eprintln!(
                     "bench: [{:>2}/{total}] round {round} {} {:<18} {:<14} {:>10.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  ctx/req {:.4}",

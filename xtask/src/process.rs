@@ -9,10 +9,19 @@ use crate::sys;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Process groups started and not yet reaped; Ctrl-C stops all of them.
 static LIVE_GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Set once Ctrl-C (or SIGTERM/SIGHUP) arrived: the report stops, the cleanup runs.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the runner is being interrupted (its output after that point would only confuse).
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
 
 /// How long a group gets between SIGTERM and SIGKILL.
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
@@ -110,6 +119,7 @@ pub(crate) fn install_interrupt_handler() -> std::io::Result<()> {
         .name("interrupt".into())
         .spawn(move || {
             if let Ok(signal) = sys::wait_for_signal(&signals) {
+                INTERRUPTED.store(true, Ordering::Relaxed);
                 let groups: Vec<u32> = LIVE_GROUPS
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -70,7 +70,7 @@ impl Printer {
 
     /// One line per step with its time, then details for anything that did not pass.
     pub(crate) fn step(&self, step: &StepResult) {
-        if !self.enabled {
+        if !self.enabled || crate::process::interrupted() {
             return;
         }
         let seconds = step.duration_ms as f64 / 1000.0;
@@ -107,7 +107,7 @@ impl Printer {
     }
 
     pub(crate) fn lesson_footer(&self, result: &LessonResult, log_dir: &Path) {
-        if !self.enabled {
+        if !self.enabled || crate::process::interrupted() {
             return;
         }
         if !result.done_when.is_empty() {

@@ -31,7 +31,7 @@ pub(crate) fn draw(
     rows: &[Row],
 ) -> anyhow::Result<()> {
     let positive = rows.iter().map(|r| r.throughput_rps).filter(|&v| v > 0.0);
-    let top = positive.clone().fold(1.0f64, f64::max) * 2.0;
+    let top = positive.clone().fold(1.0f64, f64::max) * 3.0;
     let bottom = positive.fold(top, f64::min).max(1.0) / 2.0;
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
@@ -49,14 +49,9 @@ pub(crate) fn draw(
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(scenarios.len().max(1))
-        .x_label_formatter(&|x| {
-            // Labels sit at the centre of each group.
-            let index = x.floor() as usize;
-            scenarios
-                .get(index)
-                .map_or_else(String::new, |id| (*id).to_owned())
-        })
+        // The scenario names are written above their groups instead: a numeric axis puts its
+        // labels at round numbers, not at the centres of the groups.
+        .x_labels(0)
         .y_desc("requests per second")
         .y_label_formatter(&|v| format_rate(*v))
         .draw()
@@ -89,9 +84,22 @@ pub(crate) fn draw(
                 Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour(server).filled())
             });
     }
+    let labels: Vec<Text<'_, (f64, f64), String>> = scenarios
+        .iter()
+        .enumerate()
+        .map(|(group, id)| {
+            let tallest = rows
+                .iter()
+                .filter(|r| r.scenario == *id)
+                .map(|r| r.throughput_rps)
+                .fold(bottom, f64::max);
+            Text::new((*id).to_owned(), (group as f64 + 0.4, tallest * 1.25), ("sans-serif", 16))
+        })
+        .collect();
+    chart.draw_series(labels).map_err(|e| anyhow::anyhow!("{e}"))?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
