@@ -93,10 +93,16 @@ pub(crate) fn draw(
                 .filter(|r| r.scenario == *id)
                 .map(|r| r.throughput_rps)
                 .fold(bottom, f64::max);
-            Text::new((*id).to_owned(), (group as f64 + 0.4, tallest * 1.25), ("sans-serif", 16))
+            Text::new(
+                (*id).to_owned(),
+                (group as f64 + 0.4, tallest * 1.25),
+                ("sans-serif", 16),
+            )
         })
         .collect();
-    chart.draw_series(labels).map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .draw_series(labels)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -123,6 +129,43 @@ fn format_rate(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(scenario: &'static str, server: ServerKind, throughput_rps: f64) -> Row {
+        Row {
+            scenario,
+            server,
+            runs: 1,
+            throughput_rps,
+            p50_us: 1.0,
+            p99_us: 1.0,
+            p999_us: 1.0,
+            max_us: 1.0,
+            context_switches_per_request: 0.0,
+            vs_tokio: None,
+            p99_vs_tokio: None,
+        }
+    }
+
+    #[test]
+    fn draws_a_bar_per_server_and_scenario_with_labels() {
+        let path = std::env::temp_dir().join(format!("bench-chart-{}.svg", std::process::id()));
+        let rows = [
+            row("S1", ServerKind::Handoff, 120_000.0),
+            row("S1", ServerKind::Tokio, 84_000.0),
+            row("S3", ServerKind::Handoff, 1_900_000.0),
+            row("S3", ServerKind::Tokio, 1_400_000.0),
+        ];
+        let servers = [ServerKind::Handoff, ServerKind::Tokio];
+        draw(&path, &["S1", "S3"], &servers, &rows).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        for text in ["S1", "S3", "handoff_server", "tokio_server"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        // Four bars and two legend swatches, filled with the servers' colours.
+        assert_eq!(svg.matches("fill=\"#2B6CB0\"").count(), 3, "{svg}");
+    }
 
     #[test]
     fn rates_are_abbreviated() {
