@@ -71,6 +71,8 @@ type FdCallback = Box<dyn FnMut(&Dispatcher, Readiness)>;
 /// A posted callback.
 type Post = Box<dyn FnOnce() + Send>;
 
+/// How many events one `epoll_wait` may return.
+const EVENT_CAPACITY: usize = 256;
 /// The epoll token of the post queue's eventfd.
 const POST_TOKEN: u64 = u64::MAX;
 /// The epoll token of the timerfd.
@@ -269,7 +271,7 @@ impl Dispatcher {
                 exit_requested: AtomicBool::new(false),
             }),
             poller,
-            events: RefCell::new(Some(Events::with_capacity(256))),
+            events: RefCell::new(Some(Events::with_capacity(EVENT_CAPACITY))),
             fds: RefCell::new(FdTable::default()),
             timers: Rc::new(RefCell::new(timers)),
             running: Cell::new(false),
@@ -298,6 +300,11 @@ impl Dispatcher {
     /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued
     /// (see the module docs) and returns.
     ///
+    /// A callback that panics unwinds out of `run` (the dispatcher stays usable; a panicking fd
+    /// callback is lost, so its registration never fires again, and posts taken in the same batch
+    /// after a panicking one are dropped). Catch panics inside callbacks
+    /// that must survive them, as [`Worker`](crate::Worker) does for posted work.
+    ///
     /// Returns an error if `epoll_wait` or the timerfd fails, or if called from inside one of
     /// its own callbacks (the loop is already running).
     pub fn run(&self) -> io::Result<()> {
@@ -306,10 +313,12 @@ impl Dispatcher {
                 "Dispatcher::run called while it is already running",
             ));
         }
+        // A callback that panics unwinds out of `run`; the guard still marks the loop as
+        // stopped, so `run` can be called again after the panic is caught.
+        let _running = RunningGuard(&self.running);
         let result = self.run_until_exit();
         // Pending posts run even if the loop failed: their senders may be waiting on them.
         self.run_posts_until_empty();
-        self.running.set(false);
         result
     }
 
@@ -324,7 +333,8 @@ impl Dispatcher {
                 .events
                 .borrow_mut()
                 .take()
-                .expect("the event buffer is put back after each batch");
+                // Missing only if a callback panicked out of the previous batch.
+                .unwrap_or_else(|| Events::with_capacity(EVENT_CAPACITY));
             let waited = self.poller.wait(&mut events, None);
             if let Ok(count) = waited {
                 for index in 0..count {
@@ -515,6 +525,15 @@ impl Dispatcher {
     }
 }
 
+/// Clears the dispatcher's `running` flag when `run` returns or unwinds.
+struct RunningGuard<'a>(&'a Cell<bool>);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 fn stale_key() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -553,7 +572,8 @@ impl std::fmt::Debug for Dispatcher {
 /// A handle to a [`Dispatcher`] for other threads: post work to it, or make it exit.
 ///
 /// Cloneable, `Send` and `Sync`. Posting through a handle whose dispatcher has been dropped
-/// drops the callback without running it.
+/// drops the callback without running it. Handles share the post queue's eventfd, so it stays
+/// open until the dispatcher and its last handle are gone.
 #[derive(Clone)]
 pub struct DispatcherHandle {
     shared: Arc<Shared>,
@@ -615,6 +635,17 @@ mod tests {
             1,
             "an emptied queue wakes again"
         );
+    }
+
+    #[test]
+    fn run_can_be_called_again_after_a_callback_panicked() {
+        let dispatcher = Dispatcher::new("panics").unwrap();
+        dispatcher.post(|| panic!("deliberate"));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatcher.run()));
+        assert!(unwound.is_err());
+        let handle = dispatcher.handle();
+        dispatcher.post(move || handle.exit());
+        dispatcher.run().unwrap();
     }
 
     #[test]
