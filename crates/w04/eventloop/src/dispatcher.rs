@@ -227,6 +227,21 @@ impl Shared {
 /// It lives on the thread that created it (it is neither `Send` nor `Sync`); other threads talk
 /// to it through a [`DispatcherHandle`].
 ///
+/// The compiler enforces that: a dispatcher cannot be sent to another thread,
+///
+/// ```compile_fail
+/// let dispatcher = eventloop::Dispatcher::new("pinned").unwrap();
+/// std::thread::spawn(move || dispatcher.run());
+/// ```
+///
+/// and a callback posted from another thread must itself be `Send` (an `Rc` is not):
+///
+/// ```compile_fail
+/// let dispatcher = eventloop::Dispatcher::new("posts").unwrap();
+/// let shared = std::rc::Rc::new(1);
+/// dispatcher.handle().post(move || drop(shared));
+/// ```
+///
 /// ```
 /// use eventloop::Dispatcher;
 /// use std::sync::mpsc;

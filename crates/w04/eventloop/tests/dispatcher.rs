@@ -550,3 +550,31 @@ fn a_tcp_peers_half_close_is_reported_as_read_closed() {
     // Our side can still send to the half-closed peer.
     assert_eq!(server_side.send(b"still open").unwrap(), 10);
 }
+
+#[test]
+fn a_one_shot_timer_can_rearm_itself_from_its_callback() {
+    let dispatcher = Dispatcher::new("rearm").unwrap();
+    let _guard = hang_guard(&dispatcher);
+    let fired = Rc::new(Cell::new(0));
+    let me: Rc<RefCell<Option<Timer>>> = Rc::new(RefCell::new(None));
+    let (count, myself) = (Rc::clone(&fired), Rc::clone(&me));
+    let timer = dispatcher.create_timer(move |dispatcher| {
+        count.set(count.get() + 1);
+        let myself = myself.borrow();
+        let timer = myself.as_ref().unwrap();
+        assert!(
+            !timer.is_enabled(),
+            "a one-shot timer is disabled while its callback runs"
+        );
+        if count.get() < 3 {
+            timer.enable(Duration::from_millis(1));
+        } else {
+            dispatcher.exit();
+        }
+    });
+    timer.enable(Duration::ZERO);
+    *me.borrow_mut() = Some(timer);
+    dispatcher.run().unwrap();
+    assert_eq!(fired.get(), 3);
+    me.borrow_mut().take();
+}
