@@ -222,7 +222,7 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut progress = Progress::load(&root);
+    let progress = Progress::load(&root);
     let (options, graded_student) = options_for(&root, &lesson, run, &progress)?;
     if graded_student {
         eprintln!(
@@ -231,8 +231,7 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
         );
     }
     let result = runner::run_lesson(&lesson, &options, &Printer::for_terminal());
-    progress.record(&result, graded_student);
-    progress.save(&root)?;
+    Progress::update(&root, |progress| progress.record(&result, graded_student))?;
     Ok(exit_code(result.status))
 }
 
@@ -302,15 +301,13 @@ fn grade_lessons(
         .filter(|l| run.server.is_none() || l.has_server())
         .collect();
     anyhow::ensure!(!lessons.is_empty(), "no lesson to grade");
-    let mut progress = Progress::load(root);
     let mut results = Vec::new();
     for lesson in &lessons {
-        let (options, graded_student) = options_for(root, lesson, run, &progress)?;
+        let (options, graded_student) = options_for(root, lesson, run, &Progress::load(root))?;
         let result = runner::run_lesson(lesson, &options, printer);
-        progress.record(&result, graded_student);
+        Progress::update(root, |progress| progress.record(&result, graded_student))?;
         results.push(result);
     }
-    progress.save(root)?;
     // A lesson file that breaks the format is an error of the course, graded as such.
     for file in broken {
         eprintln!(
@@ -384,14 +381,14 @@ fn grade_command(
 fn start_command(id: &str, reset: bool) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
-    let mut progress = Progress::load(&root);
     let dir = student::install_starter(&root, &lesson, reset)?;
-    progress
-        .lessons
-        .entry(lesson.front.id.clone())
-        .or_default()
-        .started = true;
-    progress.save(&root)?;
+    Progress::update(&root, |progress| {
+        progress
+            .lessons
+            .entry(lesson.front.id.clone())
+            .or_default()
+            .started = true;
+    })?;
     let verb = if reset { "reset" } else { "started" };
     println!(
         "{} {verb}: your code is in {}",

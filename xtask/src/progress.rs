@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// What is remembered about one lesson.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct LessonProgress {
-    /// `cargo xtask start` was run and no reset since... (a reset keeps it started).
+    /// `cargo xtask start` was run (a reset keeps the lesson started).
     pub(crate) started: bool,
     /// The last result: pass, fail, error.
     pub(crate) last_status: Option<String>,
@@ -44,10 +44,22 @@ impl Progress {
             .unwrap_or_default()
     }
 
-    /// Saves the file.
+    /// Saves the file (written aside, then renamed, so a reader never sees half a file).
     pub(crate) fn save(&self, root: &Path) -> anyhow::Result<()> {
-        std::fs::write(Self::path(root), serde_json::to_string_pretty(self)? + "\n")?;
+        let path = Self::path(root);
+        let aside = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&aside, serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::rename(&aside, &path)?;
         Ok(())
+    }
+
+    /// Loads the file, applies `change`, and saves it at once, so runs that overlap (a long
+    /// `grade` and a `start` in another terminal) lose as little of each other's progress as
+    /// possible.
+    pub(crate) fn update(root: &Path, change: impl FnOnce(&mut Progress)) -> anyhow::Result<()> {
+        let mut progress = Self::load(root);
+        change(&mut progress);
+        progress.save(root)
     }
 
     /// Whether a lesson is started.
@@ -73,5 +85,46 @@ impl Progress {
         entry.at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{LessonResult, Status};
+
+    #[test]
+    fn progress_is_keyed_by_lesson_id_and_survives_a_reload() {
+        let root = std::env::temp_dir().join(format!("xtask-progress-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut progress = Progress::load(&root);
+        assert!(!progress.is_started("w05-l01"));
+        progress
+            .lessons
+            .entry("w05-l01".into())
+            .or_default()
+            .started = true;
+        let result = LessonResult {
+            id: "w05-l01".into(),
+            title: "t".into(),
+            // The file name plays no part in the key: a renamed lesson keeps its progress.
+            file: "course/w05/renamed.md".into(),
+            status: Status::Fail,
+            points: 3,
+            max_points: 8,
+            duration_ms: 1,
+            steps: Vec::new(),
+            done_when: Vec::new(),
+        };
+        progress.record(&result, true);
+        progress.save(&root).unwrap();
+        let reloaded = Progress::load(&root);
+        let entry = &reloaded.lessons["w05-l01"];
+        assert!(entry.started && entry.graded_student);
+        assert_eq!(
+            (entry.last_status.as_deref(), entry.points, entry.max_points),
+            (Some("fail"), 3, 8)
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -25,8 +25,9 @@ pub(crate) fn run(
     let log_name = step.log.clone().unwrap_or_default();
     let mut checks = Vec::new();
     for (source, assertion) in &step.assertions {
+        let started = Instant::now();
         let (status, detail) = evaluate(assertion, step, session, &log_lines, &log_name, deadline);
-        checks.push(CheckResult::new(source.clone(), status, detail));
+        checks.push(CheckResult::new(source.clone(), status, detail).timed(started.elapsed()));
     }
     Outcome::from_checks(checks)
 }

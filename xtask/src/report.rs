@@ -90,8 +90,11 @@ impl Printer {
             }
             let detail = check.detail.as_deref().unwrap_or("");
             let detail = detail.replace('\n', "\n          ");
+            let time = check
+                .duration_ms
+                .map_or(String::new(), |ms| format!(" ({:.2}s)", ms as f64 / 1000.0));
             eprintln!(
-                "        {} {}{}{}",
+                "        {} {}{time}{}{}",
                 self.paint(check.status, check.status.word()),
                 check.name,
                 if detail.is_empty() { "" } else { " — " },
@@ -127,13 +130,24 @@ impl Printer {
                 eprintln!("    {mark} {}{note}", item.text);
             }
         }
+        let build_ms: u64 = result
+            .steps
+            .iter()
+            .filter(|s| s.kind == "build")
+            .map(|s| s.duration_ms)
+            .sum();
+        let build = if build_ms > 0 {
+            format!(" (+ {:.1}s untimed build)", build_ms as f64 / 1000.0)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "  {} {}: {}/{} steps passed in {:.1}s (logs: {})",
+            "  {} {}: {}/{} steps passed in {:.1}s{build} (logs: {})",
             self.paint(result.status, result.status.word()),
             result.id,
             result.points,
             result.max_points,
-            result.duration_ms as f64 / 1000.0,
+            result.duration_ms.saturating_sub(build_ms) as f64 / 1000.0,
             log_dir.display()
         );
     }

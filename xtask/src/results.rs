@@ -51,15 +51,24 @@ pub(crate) struct CheckResult {
     pub(crate) status: Status,
     /// Details: expected-vs-got on failure, a figure on success.
     pub(crate) detail: Option<String>,
+    /// How long the check took, when it was timed on its own.
+    pub(crate) duration_ms: Option<u64>,
 }
 
 impl CheckResult {
+    /// The same check with its own time.
+    pub(crate) fn timed(mut self, elapsed: std::time::Duration) -> Self {
+        self.duration_ms = Some(elapsed.as_millis() as u64);
+        self
+    }
+
     /// A check with a status and optional detail.
     pub(crate) fn new(name: impl Into<String>, status: Status, detail: Option<String>) -> Self {
         Self {
             name: name.into(),
             status,
             detail,
+            duration_ms: None,
         }
     }
 }

@@ -424,6 +424,7 @@ pub(crate) fn run_clients(
 ) -> Outcome {
     let mut checks = Vec::new();
     for round in 0..step.rounds {
+        let round_started = Instant::now();
         let results: Vec<Result<Duration, String>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..step.clients)
                 .map(|client| {
@@ -458,11 +459,14 @@ pub(crate) fn run_clients(
             } else {
                 "answered"
             };
-            checks.push(CheckResult::new(
-                name,
-                Status::Pass,
-                Some(format!("all {what}, slowest {} ms", slowest.as_millis())),
-            ));
+            checks.push(
+                CheckResult::new(
+                    name,
+                    Status::Pass,
+                    Some(format!("all {what}, slowest {} ms", slowest.as_millis())),
+                )
+                .timed(round_started.elapsed()),
+            );
         } else {
             let mut detail = format!("{} of {} failed", failures.len(), step.clients);
             for failure in failures.iter().take(3) {
@@ -472,7 +476,9 @@ pub(crate) fn run_clients(
             if failures.len() > 3 {
                 detail.push_str(&format!("\n      ... and {} more", failures.len() - 3));
             }
-            checks.push(CheckResult::new(name, Status::Fail, Some(detail)));
+            checks.push(
+                CheckResult::new(name, Status::Fail, Some(detail)).timed(round_started.elapsed()),
+            );
             break;
         }
     }
@@ -556,10 +562,14 @@ fn run_commands(run: &RunStep, options: &RunOptions, deadline: Instant) -> Outco
     let mut checks = Vec::new();
     for (command, expected) in &run.commands {
         let name = format!("$ {command}");
+        let command_started = Instant::now();
         let output = match run_shell(command, options, deadline) {
             Ok(output) => output,
             Err(message) => {
-                checks.push(CheckResult::new(name, Status::Fail, Some(message)));
+                checks.push(
+                    CheckResult::new(name, Status::Fail, Some(message))
+                        .timed(command_started.elapsed()),
+                );
                 break;
             }
         };
@@ -575,7 +585,8 @@ fn run_commands(run: &RunStep, options: &RunOptions, deadline: Instant) -> Outco
         let lines = split_lines(&text);
         let output_ok = expected.is_empty() || lines_match(expected, &lines);
         if status_ok && output_ok {
-            checks.push(CheckResult::new(name, Status::Pass, None));
+            checks
+                .push(CheckResult::new(name, Status::Pass, None).timed(command_started.elapsed()));
             continue;
         }
         let mut detail = String::new();
@@ -604,11 +615,10 @@ fn run_commands(run: &RunStep, options: &RunOptions, deadline: Instant) -> Outco
             detail.push_str("got stderr:\n");
             detail.push_str(&indent(&String::from_utf8_lossy(&output.stderr)));
         }
-        checks.push(CheckResult::new(
-            name,
-            Status::Fail,
-            Some(detail.trim_end().to_owned()),
-        ));
+        checks.push(
+            CheckResult::new(name, Status::Fail, Some(detail.trim_end().to_owned()))
+                .timed(command_started.elapsed()),
+        );
         break;
     }
     Outcome::from_checks(checks)
