@@ -120,6 +120,8 @@ struct Server {
     accept_pause: RefCell<Option<Timer>>,
     connections: RefCell<HashMap<u64, Connection>>,
     next_id: Cell<u64>,
+    /// The buffer every connection receives into before its bytes go to its framer.
+    scratch: RefCell<Vec<u8>>,
     /// How many connections are open (the table is borrowed while a request is answered, so
     /// `stats` reads this counter rather than the table's length).
     open_connections: Cell<u64>,
@@ -166,6 +168,7 @@ impl Server {
             accept_pause: RefCell::new(None),
             connections: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
+            scratch: RefCell::new(vec![0; READ_CHUNK]),
             open_connections: Cell::new(0),
             completed: Cell::new(0),
             errors: Cell::new(0),
@@ -307,7 +310,12 @@ impl Server {
             || readiness.is_read_closed()
             || readiness.is_hang_up()
             || readiness.is_error();
-        if wants_read && connection.reading() && connection.read_some().is_err() {
+        if wants_read
+            && connection.reading()
+            && connection
+                .read_some(&mut self.scratch.borrow_mut())
+                .is_err()
+        {
             // A reset (or any receive error) ends only this connection.
             return Next::Close;
         }
@@ -467,18 +475,23 @@ impl Connection {
         !self.input_ended && self.pending_output() < OUTPUT_LIMIT
     }
 
-    /// Receives up to `READS_PER_TURN` chunks; notes end of input. `Err` ends the connection.
-    fn read_some(&mut self) -> io::Result<()> {
+    /// Receives up to `READS_PER_TURN` chunks through the loop's shared `scratch` buffer (so an
+    /// idle connection holds no 64 KiB read buffer of its own); notes end of input. `Err` ends
+    /// the connection.
+    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<()> {
         for _ in 0..READS_PER_TURN {
-            let stream = &self.stream;
-            match self.framer.fill_with(READ_CHUNK, |buf| stream.recv(buf)) {
+            match self.stream.recv(scratch) {
                 Ok(0) => {
                     self.input_ended = true;
                     self.answer_final_line = true;
                     return Ok(());
                 }
-                Ok(n) if n < READ_CHUNK => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => {
+                    self.framer.extend(&scratch[..n]);
+                    if n < scratch.len() {
+                        return Ok(());
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) => return Err(error),
             }
@@ -498,6 +511,10 @@ impl Connection {
                 if self.sent == self.output.len() {
                     self.output.clear();
                     self.sent = 0;
+                    // Give back the memory of a past burst, so idle connections stay small.
+                    if self.output.capacity() > READ_CHUNK {
+                        self.output = Vec::new();
+                    }
                 } else if self.sent > OUTPUT_LIMIT {
                     // Reclaim the sent prefix now and then, so the buffer does not creep.
                     self.output.drain(..self.sent);
