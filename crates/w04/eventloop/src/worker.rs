@@ -387,6 +387,13 @@ impl WorkerPool {
     }
 }
 
+impl Default for WorkerPool {
+    /// A pool with one worker per CPU, as [`WorkerPool::with_cpu_count`].
+    fn default() -> WorkerPool {
+        WorkerPool::with_cpu_count()
+    }
+}
+
 impl Drop for WorkerPool {
     fn drop(&mut self) {
         self.stop();
@@ -485,6 +492,10 @@ mod tests {
     #[test]
     fn cpu_count_pool_has_at_least_one_worker() {
         assert!(WorkerPool::with_cpu_count().worker_count() >= 1);
+        assert_eq!(
+            WorkerPool::default().worker_count(),
+            WorkerPool::with_cpu_count().worker_count()
+        );
         assert_eq!(WorkerPool::new(0).worker_count(), 1);
     }
 }
