@@ -142,6 +142,16 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let server = match &cli.command {
+        Command::Lesson { run, .. } | Command::Grade { run, .. } => run.server.as_deref(),
+        _ => None,
+    };
+    if server.is_some_and(|command| !command.contains("{port}")) {
+        eprintln!(
+            "error: --server needs `{{port}}` where the port goes, e.g. --server './server {{port}}'"
+        );
+        return ExitCode::from(2);
+    }
     if let Err(error) = process::install_interrupt_handler() {
         eprintln!("warning: Ctrl-C will not stop servers cleanly: {error}");
     }
