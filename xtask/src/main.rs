@@ -113,6 +113,9 @@ enum Command {
         /// Only this week, for example `w05`.
         #[arg(long)]
         week: Option<String>,
+        /// Report a lesson without a starter instead of failing on it.
+        #[arg(long)]
+        allow_missing: bool,
     },
     /// Benchmarks the servers against each other.
     Bench(bench::BenchArgs),
@@ -170,7 +173,10 @@ fn main() -> ExitCode {
         } => grade_command(week.as_deref(), format, out.as_deref(), &run),
         Command::Start { id } => start_command(&id, false),
         Command::Reset { id } => start_command(&id, true),
-        Command::Starters { week } => starters_command(week.as_deref()),
+        Command::Starters {
+            week,
+            allow_missing,
+        } => starters_command(week.as_deref(), allow_missing),
         Command::Bench(args) => bench::run(args),
     };
     match result {
@@ -413,7 +419,7 @@ fn start_command(id: &str, reset: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn starters_command(week: Option<&str>) -> anyhow::Result<ExitCode> {
+fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let mut wrong = Vec::new();
     for lesson in lesson::discover(&root)?
@@ -422,11 +428,11 @@ fn starters_command(week: Option<&str>) -> anyhow::Result<ExitCode> {
     {
         let starter = student::starter_dir(&root, &lesson);
         if !starter.is_dir() {
-            eprintln!(
-                "{}: no starter in {} (not checked)",
-                lesson.front.id,
-                starter.display()
-            );
+            let relative = starter.strip_prefix(&root).unwrap_or(&starter);
+            eprintln!("{}: no starter in {}", lesson.front.id, relative.display());
+            if !allow_missing {
+                wrong.push(lesson.front.id.clone());
+            }
             continue;
         }
         let scratch = student::prepare_scratch(&root, &lesson, &starter)?;
