@@ -1,0 +1,483 @@
+//! The [`Dispatcher`]: an Envoy-style event loop that owns one thread's I/O, timers and posted
+//! work.
+//!
+//! A dispatcher is a [`Poller`] plus three kinds of event source, all of them fds in one epoll
+//! set, so one `epoll_wait` sleeps on everything at once:
+//!
+//! - **fds** registered with [`Dispatcher::add_fd`] and a callback that receives the
+//!   [`Readiness`];
+//! - **timers** ([`Dispatcher::create_timer`]), all multiplexed on one timerfd (see
+//!   [`Timer`]);
+//! - **posted callbacks** ([`Dispatcher::post`], or [`DispatcherHandle::post`] from any
+//!   thread), which are how other threads hand work to this one. The queue is a mutex-guarded
+//!   `VecDeque`; a post wakes the loop (through an eventfd, see [`Waker`]) only when it makes the
+//!   queue go from empty to non-empty, because a non-empty queue is already due to be drained.
+//!   The loop drains the eventfd first, then swaps the whole queue out under the lock, and runs
+//!   the callbacks *unlocked*, in FIFO order, so a callback may post again without deadlock.
+//!
+//! # The fd-reuse bug, and generation-checked keys
+//!
+//! One `epoll_wait` returns a *batch* of events, and the loop runs their callbacks one after the
+//! other. Suppose the callback of event 1 closes connection B (whose event 2 is in the same batch)
+//! and accepts a new connection C, which the kernel gives B's old fd number. A loop that finds
+//! callbacks by fd number would now run C's callback for B's stale event — reading from the wrong
+//! client, or acting on a hang-up C never had. Here every registration gets an [`FdKey`]: a slot
+//! index plus a *generation* that is incremented whenever the slot is freed. The epoll token
+//! carries both; an event whose generation no longer matches its slot is dropped. So a callback
+//! never fires for an fd removed earlier in the same batch, and a stale key can never modify or
+//! remove a newer registration.
+//!
+//! # Re-entrancy
+//!
+//! Every loop-side callback receives `&Dispatcher`, and while it runs it is taken out of its
+//! table, so it may add or remove fds and timers — its own included — without any `RefCell`
+//! borrow being held. A callback that removes its own registration is dropped when it returns.
+//!
+//! # Exit, and posts pending at exit
+//!
+//! [`exit`](Dispatcher::exit) (or [`DispatcherHandle::exit`]) asks `run` to return; the loop
+//! finishes the current batch of events first. An exit requested before `run` is called makes
+//! the next `run` return at once. **Rule for pending posts:** before `run` returns, it runs every
+//! callback still in the post queue — including ones those callbacks post in turn — until the
+//! queue is empty. Nothing posted before `exit` is lost. A callback posted after `run` has
+//! returned waits for the next `run`; when the `Dispatcher` is dropped, callbacks still queued
+//! are dropped without running, and later posts through a handle are dropped at once.
+//!
+//! # Signals
+//!
+//! [`add_signals`](Dispatcher::add_signals) delivers signals as ordinary events through a
+//! signalfd, so a server can shut down from its own loop with no signal handler. The signals
+//! must be blocked first ([`sys::block_signals`]) in *every* thread —
+//! block them on the main thread before spawning any — or the kernel delivers them to a thread
+//! that does not block them, the old way, and the signalfd never sees them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
+
+use crate::poller::{Events, Interest, Poller, Readiness};
+use crate::sys;
+use crate::timer::{self, Timer, TimerQueue};
+use crate::waker::Waker;
+
+/// An fd callback, run on the loop thread with the readiness epoll reported.
+type FdCallback = Box<dyn FnMut(&Dispatcher, Readiness)>;
+/// A posted callback.
+type Post = Box<dyn FnOnce() + Send>;
+
+/// How many events one `epoll_wait` may return.
+const EVENT_CAPACITY: usize = 256;
+/// The epoll token of the post queue's eventfd.
+const POST_TOKEN: u64 = u64::MAX;
+/// The epoll token of the timerfd.
+const TIMER_TOKEN: u64 = u64::MAX - 1;
+
+/// Identifies an fd registration of a [`Dispatcher`]: a table slot and its generation.
+///
+/// A key outlives its registration harmlessly: once the fd is removed, the key matches nothing,
+/// even after the slot is reused for another fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FdKey {
+    index: u32,
+    generation: u32,
+}
+
+impl FdKey {
+    fn token(self) -> u64 {
+        todo!("W04 L05: token")
+    }
+
+    fn from_token(token: u64) -> FdKey {
+        todo!("W04 L05: from_token")
+    }
+}
+
+/// A registered fd.
+struct FdEntry {
+    /// The fd number, for `epoll_ctl`. The registration does not own the fd; see `remove_fd`.
+    fd: RawFd,
+    /// The callback; `None` while it runs.
+    callback: Option<FdCallback>,
+}
+
+/// A slot of the fd table. `generation` is incremented whenever the slot is freed.
+struct FdSlot {
+    generation: u32,
+    entry: Option<FdEntry>,
+}
+
+#[derive(Default)]
+struct FdTable {
+    slots: Vec<FdSlot>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl FdTable {
+    fn get_mut(&mut self, key: FdKey) -> Option<&mut FdEntry> {
+        todo!("W04 L05: get_mut")
+    }
+
+    fn insert(&mut self, entry: FdEntry) -> FdKey {
+        todo!("W04 L05: insert")
+    }
+
+    fn remove(&mut self, key: FdKey) -> Option<FdEntry> {
+        todo!("W04 L05: remove")
+    }
+}
+
+/// The part of a dispatcher that other threads reach through a [`DispatcherHandle`].
+struct Shared {
+    name: String,
+    /// The thread that created the dispatcher, the only one that can run it.
+    thread: ThreadId,
+    /// Invariant: when non-empty, a wake is pending on `post_waker` or the loop is about to
+    /// drain the queue (it drains the eventfd before taking the queue).
+    posts: Mutex<PostQueue>,
+    post_waker: Waker,
+    /// Set by `exit`, consumed by `run`.
+    exit_requested: AtomicBool,
+}
+
+#[derive(Default)]
+struct PostQueue {
+    callbacks: VecDeque<Post>,
+    /// Set when the dispatcher is dropped: later posts are dropped at once.
+    closed: bool,
+}
+
+impl Shared {
+    /// The post queue; a callback that panicked elsewhere does not poison the queue itself (the
+    /// lock guards only the push and the swap, which cannot leave it half-updated).
+    fn posts(&self) -> MutexGuard<'_, PostQueue> {
+        todo!("W04 L05: posts")
+    }
+
+    fn post(&self, callback: Post) {
+        todo!("W04 L05: post")
+    }
+
+    fn exit(&self) {
+        todo!("W04 L05: exit")
+    }
+
+    fn take_posts(&self) -> VecDeque<Post> {
+        todo!("W04 L05: take_posts")
+    }
+}
+
+/// An event loop for one thread: fds, timers, signals and posted callbacks.
+///
+/// It lives on the thread that created it (it is neither `Send` nor `Sync`); other threads talk
+/// to it through a [`DispatcherHandle`].
+///
+/// The compiler enforces that: a dispatcher cannot be sent to another thread,
+///
+/// ```compile_fail
+/// let dispatcher = eventloop::Dispatcher::new("pinned").unwrap();
+/// std::thread::spawn(move || dispatcher.run());
+/// ```
+///
+/// and a callback posted from another thread must itself be `Send` (an `Rc` is not):
+///
+/// ```compile_fail
+/// let dispatcher = eventloop::Dispatcher::new("posts").unwrap();
+/// let shared = std::rc::Rc::new(1);
+/// dispatcher.handle().post(move || drop(shared));
+/// ```
+///
+/// ```
+/// use eventloop::Dispatcher;
+/// use std::sync::mpsc;
+///
+/// let dispatcher = Dispatcher::new("main").unwrap();
+/// let handle = dispatcher.handle();
+/// let (sender, receiver) = mpsc::channel();
+/// let helper = std::thread::spawn(move || {
+///     handle.post(move || sender.send("ran on the loop").unwrap());
+///     handle.exit();
+/// });
+/// dispatcher.run().unwrap();
+/// helper.join().unwrap();
+/// assert_eq!(receiver.recv().unwrap(), "ran on the loop");
+/// ```
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+    poller: Poller,
+    /// The event buffer; `None` while `run` is dispatching from it.
+    events: RefCell<Option<Events>>,
+    fds: RefCell<FdTable>,
+    pub(crate) timers: Rc<RefCell<TimerQueue>>,
+    running: Cell<bool>,
+    /// Keeps the dispatcher on its thread even if every other field were `Send`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Dispatcher {
+    /// Creates a dispatcher named `name` (the name is for logs and thread names).
+    pub fn new(name: impl Into<String>) -> io::Result<Dispatcher> {
+        todo!("W04 L05: new")
+    }
+
+    /// The dispatcher's name.
+    pub fn name(&self) -> &str {
+        todo!("W04 L05: name")
+    }
+
+    /// A handle for other threads: [`post`](DispatcherHandle::post) and
+    /// [`exit`](DispatcherHandle::exit).
+    pub fn handle(&self) -> DispatcherHandle {
+        todo!("W04 L05: handle")
+    }
+
+    /// Whether the calling thread is this dispatcher's thread (the one that created it).
+    pub fn is_dispatcher_thread(&self) -> bool {
+        todo!("W04 L05: is_dispatcher_thread")
+    }
+
+    /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued
+    /// (see the module docs) and returns.
+    ///
+    /// A callback that panics unwinds out of `run` (the dispatcher stays usable; a panicking fd
+    /// callback is lost, so its registration never fires again, and posts taken in the same batch
+    /// after a panicking one are dropped). Catch panics inside callbacks
+    /// that must survive them, as [`Worker`](crate::Worker) does for posted work.
+    ///
+    /// Returns an error if `epoll_wait` or the timerfd fails, or if called from inside one of
+    /// its own callbacks (the loop is already running).
+    pub fn run(&self) -> io::Result<()> {
+        todo!("W04 L05: run")
+    }
+
+    fn run_until_exit(&self) -> io::Result<()> {
+        todo!("W04 L05: run_until_exit")
+    }
+
+    fn dispatch(&self, token: u64, readiness: Readiness) {
+        todo!("W04 L05: dispatch")
+    }
+
+    fn dispatch_fd(&self, key: FdKey, readiness: Readiness) {
+        todo!("W04 L05: dispatch_fd")
+    }
+
+    /// Runs the posts queued now, in FIFO order; posts they make wait for the next turn.
+    fn run_posts(&self) {
+        todo!("W04 L05: run_posts")
+    }
+
+    fn run_posts_until_empty(&self) {
+        todo!("W04 L05: run_posts_until_empty")
+    }
+
+    /// Asks [`run`](Self::run) to return after the current batch of events.
+    pub fn exit(&self) {
+        todo!("W04 L05: exit")
+    }
+
+    /// Queues `callback` to run on the loop thread, after the events being handled now.
+    pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
+        todo!("W04 L05: post")
+    }
+
+    /// Registers `fd` with `interest`; `callback` runs on the loop whenever it is ready.
+    ///
+    /// The dispatcher does not own `fd`: call [`remove_fd`](Self::remove_fd) before closing it.
+    pub fn add_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        callback: impl FnMut(&Dispatcher, Readiness) + 'static,
+    ) -> io::Result<FdKey> {
+        todo!("W04 L05: add_fd")
+    }
+
+    fn add_fd_boxed(
+        &self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        callback: FdCallback,
+    ) -> io::Result<FdKey> {
+        todo!("W04 L05: add_fd_boxed")
+    }
+
+    /// Changes the interest of a registered fd (also re-arms a one-shot registration).
+    ///
+    /// A stale key gives a `NotFound` error.
+    pub fn modify_fd(&self, key: FdKey, interest: Interest) -> io::Result<()> {
+        todo!("W04 L05: modify_fd")
+    }
+
+    /// Unregisters an fd; its callback will not run again, not even for an event already in the
+    /// current batch. Call it before closing the fd.
+    ///
+    /// A stale key gives a `NotFound` error. The registration is removed from the table even if
+    /// the fd was already closed (the error from epoll is returned then).
+    pub fn remove_fd(&self, key: FdKey) -> io::Result<()> {
+        todo!("W04 L05: remove_fd")
+    }
+
+    /// How many fds are registered (internal ones not counted).
+    pub fn fd_count(&self) -> usize {
+        todo!("W04 L05: fd_count")
+    }
+
+    /// Creates a disabled timer whose `callback` runs on the loop when it fires.
+    pub fn create_timer(&self, callback: impl FnMut(&Dispatcher) + 'static) -> Timer {
+        todo!("W04 L05: create_timer")
+    }
+
+    /// Creates a [`Waker`] for this loop: any thread may call [`Waker::wake`], and `callback`
+    /// then runs on the loop — once for any number of wakes that arrive before it runs.
+    ///
+    /// The eventfd is drained *before* `callback` runs, so a wake that races with the callback is
+    /// never lost: it makes the callback run again. The registration lasts as long as the
+    /// dispatcher.
+    pub fn add_waker(&self, mut callback: impl FnMut(&Dispatcher) + 'static) -> io::Result<Waker> {
+        todo!("W04 L05: add_waker")
+    }
+
+    /// Delivers `signals` through a signalfd: `callback` runs on the loop with each signal
+    /// number. The caller must have blocked the signals in every thread first (see
+    /// [`sys::block_signals`]).
+    ///
+    /// The returned key removes the registration (and closes the signalfd) with
+    /// [`remove_fd`](Self::remove_fd).
+    pub fn add_signals(
+        &self,
+        signals: &[libc::c_int],
+        mut callback: impl FnMut(&Dispatcher, libc::c_int) + 'static,
+    ) -> io::Result<FdKey> {
+        todo!("W04 L05: add_signals")
+    }
+}
+
+/// Clears the dispatcher's `running` flag when `run` returns or unwinds.
+struct RunningGuard<'a>(&'a Cell<bool>);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
+}
+
+fn stale_key() -> io::Error {
+    todo!("W04 L05: stale_key")
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("name", &self.shared.name)
+            .field("fds", &self.fds.borrow().len)
+            .field("running", &self.running.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle to a [`Dispatcher`] for other threads: post work to it, or make it exit.
+///
+/// Cloneable, `Send` and `Sync`. Posting through a handle whose dispatcher has been dropped
+/// drops the callback without running it. Handles share the post queue's eventfd, so it stays
+/// open until the dispatcher and its last handle are gone.
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    shared: Arc<Shared>,
+}
+
+impl DispatcherHandle {
+    /// Queues `callback` to run on the dispatcher's thread; wakes the loop if the queue was
+    /// empty.
+    pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
+        todo!("W04 L05: post")
+    }
+
+    /// Asks the dispatcher's `run` to return (after the posts queued before it have run).
+    pub fn exit(&self) {
+        todo!("W04 L05: exit")
+    }
+
+    /// The dispatcher's name.
+    pub fn name(&self) -> &str {
+        todo!("W04 L05: name")
+    }
+
+    /// Whether the calling thread is the dispatcher's thread.
+    pub fn is_dispatcher_thread(&self) -> bool {
+        todo!("W04 L05: is_dispatcher_thread")
+    }
+}
+
+impl std::fmt::Debug for DispatcherHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherHandle")
+            .field("name", &self.shared.name)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posts_wake_the_loop_only_when_the_queue_becomes_non_empty() {
+        let dispatcher = Dispatcher::new("wakes").unwrap();
+        for _ in 0..100 {
+            dispatcher.post(|| {});
+        }
+        assert_eq!(
+            dispatcher.shared.post_waker.drain(),
+            1,
+            "100 posts, one wake"
+        );
+        dispatcher.exit();
+        dispatcher.run().unwrap();
+        // `run` returned without draining the eventfd (exit was already requested).
+        dispatcher.shared.post_waker.drain();
+        dispatcher.post(|| {});
+        assert_eq!(
+            dispatcher.shared.post_waker.drain(),
+            1,
+            "an emptied queue wakes again"
+        );
+    }
+
+    #[test]
+    fn run_can_be_called_again_after_a_callback_panicked() {
+        let dispatcher = Dispatcher::new("panics").unwrap();
+        dispatcher.post(|| panic!("deliberate"));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatcher.run()));
+        assert!(unwound.is_err());
+        let handle = dispatcher.handle();
+        dispatcher.post(move || handle.exit());
+        dispatcher.run().unwrap();
+    }
+
+    #[test]
+    fn fd_keys_round_trip_through_tokens_and_never_collide_with_internal_ones() {
+        let key = FdKey {
+            index: 7,
+            generation: 3,
+        };
+        assert_eq!(FdKey::from_token(key.token()), key);
+        let largest = FdKey {
+            index: u32::MAX - 2,
+            generation: u32::MAX,
+        };
+        assert!(largest.token() < TIMER_TOKEN);
+    }
+}

@@ -1,0 +1,71 @@
+//! W04 (starter): an epoll reactor and the Envoy-style threading layer built on it, on raw libc.
+//!
+//! The crate is layered; each layer's module docs teach the idea it rests on:
+//!
+//! 1. [`sys`]: the only module that calls libc. One `syscall!` macro turns `-1` into
+//!    `io::Error`; every fd is an `OwnedFd` from the line it is created; `CLOEXEC | NONBLOCK`.
+//! 2. [`net`]: non-blocking TCP sockets — SIGPIPE-proof sends, an accept that survives running
+//!    out of fds (`EMFILE`) without spinning.
+//! 3. [`poller`]: epoll and its readiness model — level- versus edge-triggered, one-shot,
+//!    half-close (`EPOLLRDHUP`).
+//! 4. [`waker`]: waking a loop from another thread with an eventfd, and why wakes coalesce.
+//! 5. [`timer`]: any number of timers on one timerfd.
+//! 6. [`dispatcher`]: the event loop — fds, timers, signals and posted callbacks, with
+//!    generation-checked keys against the fd-reuse bug.
+//! 7. [`worker`]: named threads that each run a dispatcher, and a pool of them.
+//! 8. [`slot`]: thread-local slots — one value per dispatcher thread, read without a lock.
+//!
+//! ```
+//! use std::time::Duration;
+//! use eventloop::Dispatcher;
+//!
+//! let dispatcher = Dispatcher::new("example").unwrap();
+//! let handle = dispatcher.handle();
+//! // A timer that ends the loop; a post from another thread that runs first.
+//! let timer = dispatcher.create_timer(|dispatcher| dispatcher.exit());
+//! timer.enable(Duration::from_millis(5));
+//! let (sender, receiver) = std::sync::mpsc::channel();
+//! std::thread::spawn(move || handle.post(move || sender.send(42).unwrap())).join().unwrap();
+//! dispatcher.run().unwrap();
+//! assert_eq!(receiver.try_recv(), Ok(42));
+//! ```
+//!
+//! # Starter code
+//!
+//! This is the lesson's starting point: the reference crate's public API and the private
+//! scaffolding its tests rely on, every body a `todo!()` naming the lesson. The `syscall!` macro
+//! and its `check` helper in `sys` are given: they are the project's one way to call libc. The
+//! module docs and doc comments say what each piece must do; the tests say when it does.
+
+// The scaffolding is unused, and its parameters unread, until you write the bodies; remove this
+// line once you have.
+#![allow(
+    dead_code,
+    unused_variables,
+    unused_imports,
+    unused_mut,
+    unreachable_code,
+    unused_macros
+)]
+
+pub mod sys;
+
+pub mod dispatcher;
+pub mod net;
+pub mod poller;
+pub mod slot;
+pub mod timer;
+pub mod waker;
+pub mod worker;
+
+pub use dispatcher::{Dispatcher, DispatcherHandle, FdKey};
+pub use poller::{Event, Events, Interest, Poller, Readiness};
+pub use slot::{Slot, SlotError, ThreadLocal};
+pub use timer::Timer;
+pub use waker::Waker;
+pub use worker::{Worker, WorkerError, WorkerPool};
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

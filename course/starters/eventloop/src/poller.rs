@@ -1,0 +1,497 @@
+//! The readiness poller: a thin, safe layer over `epoll`.
+//!
+//! # The readiness model
+//!
+//! epoll does not do I/O; it tells you *when I/O would not block*. You register an fd with an
+//! [`Interest`] (readable, writable, or both) and a 64-bit token of your choosing; [`Poller::wait`]
+//! sleeps until at least one registered fd is ready and returns [`Event`]s carrying your tokens.
+//! Then you do the `recv`/`send`/`accept` yourself, on a non-blocking fd, until it says
+//! `WouldBlock`. One thread can serve thousands of connections this way, because it only ever
+//! touches fds that can make progress.
+//!
+//! # Level- versus edge-triggered
+//!
+//! - **Level-triggered** (the default) reports an fd as long as the condition holds: if 100 bytes
+//!   are waiting and you read 10, the next `wait` reports it again. Forgetting some data costs a
+//!   wake-up, never a hang; that is why the dispatcher uses it.
+//! - **Edge-triggered** ([`Interest::edge`]) reports a *change*: new bytes arrived since the last
+//!   report. If you read 10 of 100 bytes and wait again, nothing is reported until *more* bytes
+//!   arrive — the other 90 sit there. Edge-triggered code must therefore read until `WouldBlock`
+//!   every time. It saves wake-ups when you do, and hangs connections when you don't.
+//! - **One-shot** ([`Interest::oneshot`]) reports once and then disables the fd until it is
+//!   re-armed with [`Poller::modify`], which hands an fd to exactly one of several threads.
+//!
+//! Each [`Readiness`] reports separately what epoll reports: readable, writable, *read-closed*
+//! (`EPOLLRDHUP`: the peer shut down its write side, so after the remaining data a read returns
+//! end-of-input), *hang-up* (`EPOLLHUP`: both directions are finished) and *error* (`EPOLLERR`).
+//! Hang-up and error are always reported, whatever the interest, so a connection that is not
+//! being read (because its output is backed up) still learns that it died.
+//!
+//! # Timeouts and signals
+//!
+//! `epoll_wait` takes milliseconds; a timeout of 0.3 ms truncated to 0 would make a loop spin
+//! instead of sleeping, so [`Poller::wait`] rounds sub-millisecond remainders *up*. A signal
+//! arriving during the wait makes it fail with `EINTR`; the poller retries with whatever is left
+//! of the timeout instead of returning early with no events.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// What an fd is registered for: readable and/or writable, level- or edge-triggered, one-shot.
+///
+/// ```
+/// use eventloop::Interest;
+///
+/// let both = Interest::READABLE | Interest::WRITABLE;
+/// assert!(both.is_readable() && both.is_writable());
+/// assert!(Interest::READABLE.edge().is_edge());
+/// assert!(!Interest::NONE.is_readable());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Interest {
+    readable: bool,
+    writable: bool,
+    edge: bool,
+    oneshot: bool,
+}
+
+impl Interest {
+    /// No readiness at all: only hang-up and error are reported (a paused connection).
+    pub const NONE: Interest = Interest {
+        readable: false,
+        writable: false,
+        edge: false,
+        oneshot: false,
+    };
+    /// Readable (and read-closed, `EPOLLRDHUP`), level-triggered.
+    pub const READABLE: Interest = Interest {
+        readable: true,
+        ..Interest::NONE
+    };
+    /// Writable, level-triggered.
+    pub const WRITABLE: Interest = Interest {
+        writable: true,
+        ..Interest::NONE
+    };
+    /// Readable and writable, level-triggered.
+    pub const BOTH: Interest = Interest {
+        readable: true,
+        writable: true,
+        ..Interest::NONE
+    };
+
+    /// The same interest, edge-triggered (`EPOLLET`).
+    #[must_use]
+    pub const fn edge(self) -> Interest {
+        // W04 L05: edge
+        todo!()
+    }
+
+    /// The same interest, one-shot (`EPOLLONESHOT`): disabled after one event until re-armed.
+    #[must_use]
+    pub const fn oneshot(self) -> Interest {
+        // W04 L05: oneshot
+        todo!()
+    }
+
+    /// The same interest with readable set to `on`.
+    #[must_use]
+    pub const fn with_readable(self, on: bool) -> Interest {
+        // W04 L05: with_readable
+        todo!()
+    }
+
+    /// The same interest with writable set to `on`.
+    #[must_use]
+    pub const fn with_writable(self, on: bool) -> Interest {
+        // W04 L05: with_writable
+        todo!()
+    }
+
+    /// Whether readability is of interest.
+    pub const fn is_readable(self) -> bool {
+        // W04 L05: is_readable
+        todo!()
+    }
+
+    /// Whether writability is of interest.
+    pub const fn is_writable(self) -> bool {
+        // W04 L05: is_writable
+        todo!()
+    }
+
+    /// Whether the interest is edge-triggered.
+    pub const fn is_edge(self) -> bool {
+        // W04 L05: is_edge
+        todo!()
+    }
+
+    /// Whether the interest is one-shot.
+    pub const fn is_oneshot(self) -> bool {
+        // W04 L05: is_oneshot
+        todo!()
+    }
+
+    /// The `epoll_event.events` bits for this interest.
+    pub(crate) fn to_epoll(self) -> u32 {
+        todo!("W04 L05: to_epoll")
+    }
+}
+
+impl std::ops::BitOr for Interest {
+    type Output = Interest;
+
+    fn bitor(self, other: Interest) -> Interest {
+        todo!("W04 L05: bitor")
+    }
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names = Vec::new();
+        for (on, name) in [
+            (self.readable, "READABLE"),
+            (self.writable, "WRITABLE"),
+            (self.edge, "EDGE"),
+            (self.oneshot, "ONESHOT"),
+        ] {
+            if on {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            names.push("NONE");
+        }
+        write!(f, "Interest({})", names.join(" | "))
+    }
+}
+
+/// What epoll reported for one fd.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    bits: u32,
+}
+
+impl Readiness {
+    /// Builds a readiness from raw `epoll_event.events` bits.
+    pub const fn from_epoll(bits: u32) -> Readiness {
+        // W04 L05: from_epoll
+        todo!()
+    }
+
+    /// The raw `epoll_event.events` bits.
+    pub const fn bits(self) -> u32 {
+        // W04 L05: bits
+        todo!()
+    }
+
+    /// Data can be read (or end-of-input / an error can be read): `EPOLLIN`.
+    pub const fn is_readable(self) -> bool {
+        // W04 L05: is_readable
+        todo!()
+    }
+
+    /// Data can be written: `EPOLLOUT`.
+    pub const fn is_writable(self) -> bool {
+        // W04 L05: is_writable
+        todo!()
+    }
+
+    /// The peer shut down its write side (half-close): `EPOLLRDHUP`.
+    pub const fn is_read_closed(self) -> bool {
+        // W04 L05: is_read_closed
+        todo!()
+    }
+
+    /// Both directions are finished (for example after a reset): `EPOLLHUP`.
+    pub const fn is_hang_up(self) -> bool {
+        // W04 L05: is_hang_up
+        todo!()
+    }
+
+    /// An error is pending on the fd: `EPOLLERR`.
+    pub const fn is_error(self) -> bool {
+        // W04 L05: is_error
+        todo!()
+    }
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("readable", &self.is_readable())
+            .field("writable", &self.is_writable())
+            .field("read_closed", &self.is_read_closed())
+            .field("hang_up", &self.is_hang_up())
+            .field("error", &self.is_error())
+            .finish()
+    }
+}
+
+/// One readiness event: the token the fd was registered with, and what it is ready for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// The token given at registration.
+    pub token: u64,
+    /// What the fd is ready for.
+    pub readiness: Readiness,
+}
+
+/// A reusable buffer for the events of one [`Poller::wait`].
+///
+/// It is allocated once and reused by every wait, so polling allocates nothing.
+pub struct Events {
+    buf: Vec<MaybeUninit<libc::epoll_event>>,
+    len: usize,
+}
+
+impl Events {
+    /// A buffer that receives up to `capacity` events per wait (at least 1).
+    pub fn with_capacity(capacity: usize) -> Events {
+        todo!("W04 L05: with_capacity")
+    }
+
+    /// How many events the last wait returned.
+    pub fn len(&self) -> usize {
+        todo!("W04 L05: len")
+    }
+
+    /// Whether the last wait returned no events (a timeout).
+    pub fn is_empty(&self) -> bool {
+        todo!("W04 L05: is_empty")
+    }
+
+    /// The `index`-th event of the last wait.
+    pub fn get(&self, index: usize) -> Option<Event> {
+        todo!("W04 L05: get")
+    }
+
+    /// The events of the last wait.
+    pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+        todo!("W04 L05: iter");
+        // The type the body must return; unreachable until the `todo!` above is replaced.
+        std::iter::empty()
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// An epoll instance.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// use eventloop::{Events, Interest, Poller, sys};
+///
+/// let poller = Poller::new().unwrap();
+/// let (a, b) = sys::socketpair().unwrap();
+/// poller.add(a.as_fd(), 7, Interest::READABLE).unwrap();
+/// let mut events = Events::with_capacity(16);
+/// poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+/// assert!(events.is_empty(), "nothing to read yet");
+/// sys::write(b.as_fd(), b"x").unwrap();
+/// poller.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+/// let event = events.get(0).unwrap();
+/// assert_eq!(event.token, 7);
+/// assert!(event.readiness.is_readable());
+/// ```
+#[derive(Debug)]
+pub struct Poller {
+    epoll: OwnedFd,
+}
+
+impl Poller {
+    /// Creates an epoll instance (close-on-exec).
+    pub fn new() -> io::Result<Poller> {
+        todo!("W04 L05: new")
+    }
+
+    /// Registers `fd` with `interest`; its events will carry `token`.
+    ///
+    /// The registration lives as long as the *open file* does, not the fd number: remove it
+    /// before closing the fd, or a duplicate of the fd keeps delivering events.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        todo!("W04 L05: add")
+    }
+
+    /// Changes a registered fd's interest and token (also re-arms a one-shot fd).
+    pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        todo!("W04 L05: modify")
+    }
+
+    /// Removes a registered fd.
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        todo!("W04 L05: delete")
+    }
+
+    /// Waits until at least one registered fd is ready or `timeout` passes (`None`: forever),
+    /// filling `events`; returns the number of events.
+    ///
+    /// `EINTR` is retried with the remaining time; a timeout that is not a whole number of
+    /// milliseconds is rounded up, so a short timeout sleeps rather than spins.
+    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        todo!("W04 L05: wait")
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        todo!("W04 L05: as_fd")
+    }
+}
+
+/// Milliseconds for `epoll_wait`, rounded up and clamped to `c_int`.
+fn round_up_to_ms(duration: Duration) -> libc::c_int {
+    todo!("W04 L05: round_up_to_ms")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_millisecond_timeouts_round_up() {
+        assert_eq!(round_up_to_ms(Duration::ZERO), 0);
+        assert_eq!(round_up_to_ms(Duration::from_nanos(1)), 1);
+        assert_eq!(round_up_to_ms(Duration::from_micros(300)), 1);
+        assert_eq!(round_up_to_ms(Duration::from_millis(2)), 2);
+        assert_eq!(round_up_to_ms(Duration::from_micros(2001)), 3);
+        assert_eq!(
+            round_up_to_ms(Duration::from_secs(u64::MAX)),
+            libc::c_int::MAX
+        );
+    }
+
+    #[test]
+    fn short_timeout_sleeps_at_least_that_long() {
+        let poller = Poller::new().unwrap();
+        let mut events = Events::with_capacity(4);
+        let start = Instant::now();
+        assert_eq!(
+            poller
+                .wait(&mut events, Some(Duration::from_micros(300)))
+                .unwrap(),
+            0
+        );
+        assert!(start.elapsed() >= Duration::from_micros(300));
+    }
+
+    fn wait_once(poller: &Poller, events: &mut Events) -> Vec<Event> {
+        poller.wait(events, Some(Duration::ZERO)).unwrap();
+        events.iter().collect()
+    }
+
+    #[test]
+    fn level_triggered_reports_again_until_drained() {
+        let poller = Poller::new().unwrap();
+        let (a, b) = sys::socketpair().unwrap();
+        poller.add(a.as_fd(), 1, Interest::READABLE).unwrap();
+        let mut events = Events::with_capacity(4);
+        sys::write(b.as_fd(), b"0123456789").unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(wait_once(&poller, &mut events).len(), 1);
+        sys::read(a.as_fd(), &mut buf).unwrap();
+        assert_eq!(
+            wait_once(&poller, &mut events).len(),
+            1,
+            "6 bytes left: still readable"
+        );
+        let mut rest = [0u8; 16];
+        assert_eq!(sys::read(a.as_fd(), &mut rest).unwrap(), 6);
+        assert!(
+            wait_once(&poller, &mut events).is_empty(),
+            "drained: no more events"
+        );
+    }
+
+    #[test]
+    fn edge_triggered_reports_only_new_arrivals() {
+        let poller = Poller::new().unwrap();
+        let (a, b) = sys::socketpair().unwrap();
+        poller.add(a.as_fd(), 1, Interest::READABLE.edge()).unwrap();
+        let mut events = Events::with_capacity(4);
+        sys::write(b.as_fd(), b"0123456789").unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(wait_once(&poller, &mut events).len(), 1);
+        sys::read(a.as_fd(), &mut buf).unwrap();
+        assert!(
+            wait_once(&poller, &mut events).is_empty(),
+            "edge-triggered: the 6 bytes left are not reported again"
+        );
+        sys::write(b.as_fd(), b"x").unwrap();
+        assert_eq!(
+            wait_once(&poller, &mut events).len(),
+            1,
+            "a new arrival is a new edge"
+        );
+    }
+
+    #[test]
+    fn oneshot_reports_once_until_rearmed() {
+        let poller = Poller::new().unwrap();
+        let (a, b) = sys::socketpair().unwrap();
+        poller
+            .add(a.as_fd(), 1, Interest::READABLE.oneshot())
+            .unwrap();
+        let mut events = Events::with_capacity(4);
+        sys::write(b.as_fd(), b"x").unwrap();
+        assert_eq!(wait_once(&poller, &mut events).len(), 1);
+        assert!(
+            wait_once(&poller, &mut events).is_empty(),
+            "disabled after one event"
+        );
+        poller
+            .modify(a.as_fd(), 2, Interest::READABLE.oneshot())
+            .unwrap();
+        let got = wait_once(&poller, &mut events);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].token, 2);
+    }
+
+    #[test]
+    fn peer_half_close_reports_read_closed() {
+        let poller = Poller::new().unwrap();
+        let (a, b) = sys::socketpair().unwrap();
+        poller.add(a.as_fd(), 1, Interest::READABLE).unwrap();
+        let mut events = Events::with_capacity(4);
+        assert!(wait_once(&poller, &mut events).is_empty());
+        sys::shutdown(b.as_fd(), libc::SHUT_WR).unwrap();
+        let got = wait_once(&poller, &mut events);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].readiness.is_read_closed(), "{:?}", got[0].readiness);
+        assert!(got[0].readiness.is_readable(), "end of input is readable");
+        assert!(
+            !got[0].readiness.is_hang_up(),
+            "our write side is still open"
+        );
+        drop(b);
+        let got = wait_once(&poller, &mut events);
+        assert!(
+            got[0].readiness.is_hang_up(),
+            "peer fully closed: {:?}",
+            got[0].readiness
+        );
+    }
+
+    #[test]
+    fn writable_and_none_interest() {
+        let poller = Poller::new().unwrap();
+        let (a, _b) = sys::socketpair().unwrap();
+        poller.add(a.as_fd(), 1, Interest::NONE).unwrap();
+        let mut events = Events::with_capacity(4);
+        assert!(wait_once(&poller, &mut events).is_empty());
+        poller.modify(a.as_fd(), 1, Interest::WRITABLE).unwrap();
+        let got = wait_once(&poller, &mut events);
+        assert!(got[0].readiness.is_writable());
+        poller.delete(a.as_fd()).unwrap();
+        assert!(wait_once(&poller, &mut events).is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! Thread-local slots: one value per dispatcher thread, read without a lock.
+//!
+//! Envoy's answer to shared mutable state is not to share it: configuration, caches and stats
+//! that every worker reads all the time are kept as *one copy per thread*. A [`Slot`] names such
+//! a value. The main thread [`set`](Slot::set)s it with an *initialiser*, and the initialiser is
+//! posted to every registered dispatcher thread, so each thread builds its own value on its own
+//! thread. [`get`](Slot::get) then reads the calling thread's copy from a `thread_local!` table:
+//! no lock, no atomic read-modify-write, no cache line bouncing between cores. An update is a
+//! new `set`: the threads switch to the new value one by one, each at a point where it is
+//! between callbacks, which is what makes the scheme safe without locks.
+//!
+//! The pieces:
+//!
+//! - [`ThreadLocal`] (Envoy's `ThreadLocal::Instance`) is created on the main thread. Dispatcher
+//!   threads are registered with it ([`register_thread`](ThreadLocal::register_thread)) before
+//!   any slot is allocated, and it allocates slots
+//!   ([`allocate_slot`](ThreadLocal::allocate_slot)).
+//! - Each thread's values live in a `thread_local!` vector indexed by slot. Every value records
+//!   the unique id of the slot that installed it, so a slot index that is freed and reused can
+//!   never hand out the old slot's value, not even on a thread whose cleanup has not run yet.
+//! - Dropping a [`Slot`] while its updates are still queued on other threads is safe: the queued
+//!   initialisers hold the slot's shared state alive (no use after free), check that the slot is
+//!   still alive before installing anything (no stale value), and a cleanup posted behind them
+//!   removes whatever the slot had installed.
+//! - Shutdown: [`shutdown_thread`](ThreadLocal::shutdown_thread) drops the calling thread's
+//!   values; [`shutdown_global`](ThreadLocal::shutdown_global) stops all further `set`s and
+//!   posts `shutdown_thread` to every registered thread (then runs it on the main thread).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
+
+use crate::dispatcher::DispatcherHandle;
+
+/// Why a thread-local operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlotError {
+    /// The operation belongs to the main thread (the one that created the [`ThreadLocal`]).
+    NotMainThread,
+    /// [`ThreadLocal::shutdown_global`] has run.
+    ShutDown,
+    /// Threads must be registered before the first slot is allocated, so that every slot's
+    /// value reaches every thread.
+    SlotsAlreadyAllocated,
+}
+
+impl std::fmt::Display for SlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlotError::NotMainThread => write!(f, "only the main thread may do this"),
+            SlotError::ShutDown => write!(f, "thread-local storage has been shut down"),
+            SlotError::SlotsAlreadyAllocated => {
+                write!(f, "threads must be registered before slots are allocated")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SlotError {}
+
+/// One thread's value for one slot.
+struct Value {
+    /// The unique id of the slot that installed it.
+    slot_id: u64,
+    /// The id of the `ThreadLocal` the slot belongs to, for `shutdown_thread`.
+    instance_id: u64,
+    value: Rc<dyn Any>,
+}
+
+thread_local! {
+    /// This thread's values, indexed by slot index (indices are unique across all instances).
+    static VALUES: RefCell<Vec<Option<Value>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Slot indices in use across every `ThreadLocal`; freed indices are reused.
+static INDICES: Mutex<Indices> = Mutex::new(Indices {
+    next: 0,
+    free: Vec::new(),
+});
+/// Unique ids for slots and instances.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Indices {
+    next: usize,
+    free: Vec<usize>,
+}
+
+/// The index table is a plain free list; a panic while it is locked cannot leave it
+/// inconsistent, so a poisoned lock is simply taken over.
+fn indices() -> MutexGuard<'static, Indices> {
+    todo!("W04 L05: indices")
+}
+
+fn unique_id() -> u64 {
+    todo!("W04 L05: unique_id")
+}
+
+fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
+    todo!("W04 L05: install")
+}
+
+/// Removes this thread's value of slot `slot_id` at `index`, if it is that slot's.
+fn clear(index: usize, slot_id: u64) {
+    todo!("W04 L05: clear")
+}
+
+fn clear_instance(instance_id: u64) {
+    todo!("W04 L05: clear_instance")
+}
+
+/// The state a `ThreadLocal` shares with its slots and with the callbacks it posts.
+#[derive(Debug)]
+struct Instance {
+    id: u64,
+    main_thread: ThreadId,
+    registered: Mutex<Vec<DispatcherHandle>>,
+    /// How many slots are alive; registration is refused once one has been allocated.
+    live_slots: AtomicU64,
+    shut_down: AtomicBool,
+}
+
+impl Instance {
+    fn registered(&self) -> MutexGuard<'_, Vec<DispatcherHandle>> {
+        todo!("W04 L05: registered")
+    }
+
+    fn check_main_thread(&self) -> Result<(), SlotError> {
+        todo!("W04 L05: check_main_thread")
+    }
+
+    fn is_shut_down(&self) -> bool {
+        todo!("W04 L05: is_shut_down")
+    }
+}
+
+/// Thread-local storage for a set of dispatcher threads (Envoy's `ThreadLocal::Instance`).
+///
+/// ```
+/// use eventloop::WorkerPool;
+/// use eventloop::slot::ThreadLocal;
+///
+/// let mut pool = WorkerPool::new(2);
+/// pool.start().unwrap();
+/// let tls = ThreadLocal::new();
+/// for dispatcher in pool.dispatchers() {
+///     tls.register_thread(dispatcher).unwrap();
+/// }
+/// let slot = std::sync::Arc::new(tls.allocate_slot::<String>().unwrap());
+/// // Each thread builds its own value, on its own thread.
+/// slot.set(|| std::thread::current().name().unwrap_or("main").to_owned()).unwrap();
+/// let (sender, receiver) = std::sync::mpsc::channel();
+/// for index in 0..2 {
+///     let (slot, sender) = (slot.clone(), sender.clone());
+///     pool.post_to(index, move || sender.send(slot.get().unwrap().to_string()).unwrap()).unwrap();
+/// }
+/// let mut seen: Vec<String> = receiver.iter().take(2).collect();
+/// seen.sort();
+/// assert_eq!(seen, ["worker_0", "worker_1"]);
+/// tls.shutdown_global().unwrap();
+/// pool.stop();
+/// ```
+#[derive(Debug)]
+pub struct ThreadLocal {
+    instance: Arc<Instance>,
+}
+
+impl ThreadLocal {
+    /// Creates the instance; the calling thread becomes its main thread.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> ThreadLocal {
+        todo!("W04 L05: new")
+    }
+
+    /// Registers a dispatcher thread: every slot's value will be built on it. Main thread only,
+    /// and only before the first slot is allocated.
+    pub fn register_thread(&self, dispatcher: DispatcherHandle) -> Result<(), SlotError> {
+        todo!("W04 L05: register_thread")
+    }
+
+    /// How many dispatcher threads are registered (the main thread not counted).
+    pub fn registered_thread_count(&self) -> usize {
+        todo!("W04 L05: registered_thread_count")
+    }
+
+    /// Allocates a slot for values of type `T`. Main thread only.
+    pub fn allocate_slot<T: 'static>(&self) -> Result<Slot<T>, SlotError> {
+        todo!("W04 L05: allocate_slot")
+    }
+
+    /// Drops the calling thread's values of this instance's slots (Envoy's `shutdownThread`).
+    pub fn shutdown_thread(&self) {
+        todo!("W04 L05: shutdown_thread")
+    }
+
+    /// Stops all further `set`s, posts [`shutdown_thread`](Self::shutdown_thread) to every
+    /// registered thread, and runs it on the main thread. Main thread only.
+    ///
+    /// A dispatcher that has already stopped never runs its posted shutdown; its thread's values
+    /// are dropped when that thread exits, as every thread-local is.
+    pub fn shutdown_global(&self) -> Result<(), SlotError> {
+        todo!("W04 L05: shutdown_global")
+    }
+
+    /// Whether [`shutdown_global`](Self::shutdown_global) has run.
+    pub fn is_shut_down(&self) -> bool {
+        todo!("W04 L05: is_shut_down")
+    }
+}
+
+/// A slot's shared state: what queued initialisers and cleanups hold on to.
+#[derive(Debug)]
+struct SlotShared {
+    instance: Arc<Instance>,
+    index: usize,
+    /// Unique across all slots ever allocated, unlike `index`.
+    id: u64,
+    /// Cleared when the `Slot` is dropped; initialisers still in flight check it.
+    alive: AtomicBool,
+}
+
+/// A thread-local slot holding one `T` per thread, built on each thread by [`set`](Self::set).
+///
+/// `Slot` is `Send + Sync` whatever `T` is, because values never move between threads: each
+/// thread builds its own and [`get`](Self::get) returns the calling thread's.
+#[derive(Debug)]
+pub struct Slot<T> {
+    shared: Arc<SlotShared>,
+    _values: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Slot<T> {
+    /// Sets the slot: `init` runs on every registered dispatcher thread (posted, so each builds
+    /// its own value between callbacks) and, right now, on the main thread. Main thread only.
+    pub fn set(&self, init: impl Fn() -> T + Send + Sync + 'static) -> Result<(), SlotError> {
+        todo!("W04 L05: set")
+    }
+
+    /// The calling thread's value, if this slot has set one on this thread. Lock-free: a
+    /// `thread_local!` lookup and a reference-count increment.
+    pub fn get(&self) -> Option<Rc<T>> {
+        todo!("W04 L05: get")
+    }
+
+    /// The slot's index (reused after the slot is dropped).
+    pub fn index(&self) -> usize {
+        todo!("W04 L05: index")
+    }
+}
+
+impl<T> Drop for Slot<T> {
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
+}

@@ -1,0 +1,216 @@
+//! The `epoll_server` binary, run as a child process: its command line, a real exchange over
+//! 127.0.0.1, and the promises that are its own (inline `panic` handling, the output cap).
+//!
+//! The protocol in full is checked by the workspace's conformance suite, which runs against this
+//! binary too; building it is one more reason for this file to exist.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use assert_cmd::cargo::cargo_bin;
+use predicates::prelude::*;
+
+/// A running server; `Drop` kills and waits for it, so no test leaves a process behind.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut child = Command::new(cargo_bin("epoll_server"))
+            .arg("0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn epoll_server");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        // The server prints this line before it serves anyone; if it died, read_line sees EOF.
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            _stdout: stdout,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    }
+
+    /// Resident memory of the server process, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn exchange(stream: &mut TcpStream, request: &[u8], lines: usize) -> String {
+    stream.write_all(request).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = String::new();
+    for _ in 0..lines {
+        reader.read_line(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn help_shows_usage_and_examples() {
+    assert_cmd::Command::new(cargo_bin("epoll_server"))
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage: epoll_server"))
+        .stdout(predicate::str::contains("--bind"))
+        .stdout(predicate::str::contains("Examples:"));
+}
+
+#[test]
+fn a_bad_port_is_refused_with_a_message() {
+    assert_cmd::Command::new(cargo_bin("epoll_server"))
+        .arg("70000")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("70000"));
+    assert_cmd::Command::new(cargo_bin("epoll_server"))
+        .args(["0", "--bind", "not-an-address"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--bind"));
+}
+
+#[test]
+fn answers_ping_compute_and_errors_in_order() {
+    let server = Server::start();
+    let mut client = server.connect();
+    let got = exchange(
+        &mut client,
+        b"ping\r\ncompute hello\nfactorial 5\nnope\n\npanic boom\nping\n",
+        7,
+    );
+    assert_eq!(
+        got,
+        "pong\nresult: 9555e8555c62dcfd\nresult: 120\nERROR: unknown command\nERROR: empty request\n\
+         ERROR: task panicked: boom\npong\n"
+    );
+    let stats = exchange(&mut client, b"stats\n", 1);
+    assert!(
+        stats.starts_with(
+            "connections=1 queue_depth=0 workers=0 busy_workers=0 completed=7 errors=3 panics=1"
+        ),
+        "{stats}"
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_cannot_grow_the_servers_memory() {
+    // 32 MiB of `compute` requests would be answered with about 100 MiB. The kernel's socket
+    // buffers hold a few MiB at most, so the flood can only be written in full if the server
+    // reads it all; the server holds at most about 1 MiB of unsent output per client, so it must
+    // stop reading this client, and the writer must get stuck.
+    const FLOOD: usize = 32 * 1024 * 1024;
+    let server = Server::start();
+    let baseline = server.rss_kib();
+    let flooder = server.connect();
+    let written = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut stream = flooder.try_clone().unwrap();
+        stream.set_write_timeout(None).unwrap();
+        let (written, done) = (Arc::clone(&written), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let chunk = b"compute\n".repeat(8 * 1024);
+            for _ in 0..FLOOD / chunk.len() {
+                // The write fails once the test closes the connection below.
+                if stream.write_all(&chunk).is_err() {
+                    return;
+                }
+                written.fetch_add(chunk.len(), Ordering::SeqCst);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    // Sample the server until the writer has made no progress for 50 samples in a row (it is
+    // stuck) or has finished; a hard cap on samples bounds the test.
+    let mut peak = baseline;
+    let mut last = usize::MAX;
+    let mut still = 0;
+    for _ in 0..4000 {
+        peak = peak.max(server.rss_kib());
+        if done.load(Ordering::SeqCst) {
+            break;
+        }
+        let now = written.load(Ordering::SeqCst);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 50 {
+            break;
+        }
+        // The pace of sampling, not a synchronisation: the loop ends on observed progress.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the whole flood was accepted: the server kept reading a client that does not read"
+    );
+    // While it is stuck, the server still serves others.
+    let mut other = server.connect();
+    assert_eq!(exchange(&mut other, b"ping\n", 1), "pong\n");
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib < 16,
+        "the server grew by {grown_mib} MiB for one non-reading client"
+    );
+    // Closing the flooding connection unblocks the writer (with an error) and frees the server.
+    flooder.shutdown(std::net::Shutdown::Both).unwrap();
+    writer.join().unwrap();
+    drop(flooder);
+    assert_eq!(exchange(&mut other, b"ping\n", 1), "pong\n");
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_status_zero() {
+    let mut server = Server::start();
+    let mut client = server.connect();
+    assert_eq!(exchange(&mut client, b"ping\n", 1), "pong\n");
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

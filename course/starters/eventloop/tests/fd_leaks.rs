@@ -1,0 +1,73 @@
+//! After everything the crate opened is dropped, every fd it opened is closed.
+//!
+//! This file is its own test binary with a single test, so no other test's fds come and go
+//! while it counts `/proc/self/fd`.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::{Dispatcher, Interest, WorkerPool, sys};
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .count()
+}
+
+#[test]
+fn dropping_everything_closes_every_fd_the_crate_opened() {
+    sys::block_signals(&[libc::SIGUSR2]).unwrap();
+    let before = open_fds();
+    {
+        let dispatcher = Dispatcher::new("fds").unwrap();
+        let timers: Vec<_> = (0..1000).map(|_| dispatcher.create_timer(|_| {})).collect();
+        for timer in &timers {
+            timer.enable(Duration::from_secs(60));
+        }
+        let waker = dispatcher.add_waker(|_| {}).unwrap();
+        let _signals = dispatcher.add_signals(&[libc::SIGUSR2], |_, _| {}).unwrap();
+        let (a, b) = sys::socketpair().unwrap();
+        dispatcher
+            .add_fd(a.as_fd(), Interest::READABLE, |_, _| {})
+            .unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let accepted = loop {
+            if let Some((stream, _)) = listener.accept().unwrap() {
+                break stream;
+            }
+            std::thread::yield_now();
+        };
+        dispatcher
+            .add_fd(accepted.as_fd(), Interest::READABLE, |_, _| {})
+            .unwrap();
+
+        // A worker pool, started, used and stopped: each worker's dispatcher is closed too.
+        let mut pool = WorkerPool::new(3);
+        pool.start().unwrap();
+        assert!(
+            open_fds() >= before + 9,
+            "three dispatchers hold three fds each"
+        );
+        pool.post(|| {}).unwrap();
+        pool.stop();
+
+        waker.wake();
+        dispatcher.exit();
+        dispatcher.run().unwrap();
+        assert!(
+            open_fds() > before + 8,
+            "the objects above hold fds while alive"
+        );
+        drop((timers, waker, client, accepted, listener));
+        drop(dispatcher);
+        drop((a, b));
+    }
+    assert_eq!(
+        open_fds(),
+        before,
+        "every fd the crate opened is closed again"
+    );
+}
