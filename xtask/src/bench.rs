@@ -126,7 +126,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let binary = &binaries[(round + index + offset) % binaries.len()];
                 let run = measure_run(binary, &load, scenario, &args, round)?;
                 eprintln!(
-                    "bench: [{:>2}/{total}] round {round} {} {:<18} {:<14} {:>10.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  ctx/req {:.4}",
+                    "bench: [{:>2}/{total}] round {round} {} {:<18} {:<14} {:>10.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  ctx/req {:.4}  CPU µs/req server {:.2} loadgen {:.2}",
                     runs.len() + 1,
                     scenario.id,
                     scenario.shape(),
@@ -135,6 +135,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     run.load.latency.p50_us,
                     run.load.latency.p99_us,
                     run.context_switches.total() as f64 / run.load.completed.max(1) as f64,
+                    run.server_cpu_us_per_request(),
+                    run.load.loadgen_cpu_us_per_request,
                 );
                 runs.push(run);
             }
@@ -319,6 +321,7 @@ fn measure_run(
 ) -> anyhow::Result<Run> {
     let mut server = binary.start(args.workers)?;
     let before = ContextSwitches::of(server.pid())?;
+    let cpu_before = server::cpu_time(server.pid())?;
     let summary = load
         .run(&server, scenario, args.duration)
         .with_context(|| {
@@ -330,6 +333,7 @@ fn measure_run(
             )
         })?;
     let after = ContextSwitches::of(server.pid())?;
+    let cpu_after = server::cpu_time(server.pid())?;
     anyhow::ensure!(
         server.is_running(),
         "{} died during {}",
@@ -342,6 +346,7 @@ fn measure_run(
         server: binary.kind,
         load: summary,
         context_switches: after.since(before),
+        server_cpu_s: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
     })
 }
 

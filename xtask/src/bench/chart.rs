@@ -141,6 +141,8 @@ mod tests {
             p999_us: 1.0,
             max_us: 1.0,
             context_switches_per_request: 0.0,
+            server_cpu_us_per_request: 0.0,
+            loadgen_cpu_us_per_request: 0.0,
             vs_tokio: None,
             p99_vs_tokio: None,
         }

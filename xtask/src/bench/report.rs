@@ -28,6 +28,9 @@ pub(crate) struct LoadgenSummary {
     pub(crate) latency: LoadgenLatency,
     /// The first error, if any.
     pub(crate) first_error: Option<String>,
+    /// The load generator's own CPU time per response, µs.
+    #[serde(default)]
+    pub(crate) loadgen_cpu_us_per_request: f64,
 }
 
 /// Latency percentiles in microseconds, as loadgen reports them.
@@ -56,6 +59,15 @@ pub(crate) struct Run {
     pub(crate) load: LoadgenSummary,
     /// The server's context switches during the run.
     pub(crate) context_switches: ContextSwitches,
+    /// The server's CPU time (all threads, user + system) during the run, seconds.
+    pub(crate) server_cpu_s: f64,
+}
+
+impl Run {
+    /// The server's CPU time per response, µs.
+    pub(crate) fn server_cpu_us_per_request(&self) -> f64 {
+        self.server_cpu_s * 1e6 / self.load.completed.max(1) as f64
+    }
 }
 
 /// Medians of one (scenario, server) pair over the rounds.
@@ -79,6 +91,10 @@ pub(crate) struct Row {
     pub(crate) max_us: f64,
     /// Median context switches per request (server side, all threads).
     pub(crate) context_switches_per_request: f64,
+    /// Median server CPU time per request, µs (all threads, user + system).
+    pub(crate) server_cpu_us_per_request: f64,
+    /// Median load generator CPU time per request, µs.
+    pub(crate) loadgen_cpu_us_per_request: f64,
     /// Throughput divided by the Tokio server's (None without a Tokio row).
     pub(crate) vs_tokio: Option<f64>,
     /// p99 divided by the Tokio server's.
@@ -163,6 +179,8 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
                     context_switches_per_request: pick(&|r| {
                         r.context_switches.total() as f64 / r.load.completed.max(1) as f64
                     }),
+                    server_cpu_us_per_request: pick(&|r| r.server_cpu_us_per_request()),
+                    loadgen_cpu_us_per_request: pick(&|r| r.load.loadgen_cpu_us_per_request),
                     vs_tokio: None,
                     p99_vs_tokio: None,
                 })
@@ -236,8 +254,9 @@ pub(crate) fn markdown(
 ) -> String {
     let mut out = String::new();
     out.push_str(
-        "| Scenario | Server | req/s | × tokio | p50 µs | p99 µs | p99.9 µs | max µs | p99 × tokio | ctx sw/req |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| Scenario | Server | req/s | × tokio | p50 µs | p99 µs | p99.9 µs | max µs | p99 × tokio | \
+         ctx sw/req | server CPU µs/req | loadgen CPU µs/req |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let shape = scenarios
@@ -246,7 +265,7 @@ pub(crate) fn markdown(
             .map(Scenario::shape);
         let _ = writeln!(
             out,
-            "| {} {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.3} |",
+            "| {} {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.3} | {:.2} | {:.2} |",
             row.scenario,
             shape.unwrap_or_default(),
             row.server,
@@ -258,6 +277,8 @@ pub(crate) fn markdown(
             row.max_us,
             ratio(row.p99_vs_tokio),
             row.context_switches_per_request,
+            row.server_cpu_us_per_request,
+            row.loadgen_cpu_us_per_request,
         );
     }
     out.push_str("\n| Scenario | Target (handoff_server) | Measured | Met |\n|---|---|---|---|\n");
@@ -342,11 +363,13 @@ mod tests {
                     max_us: 1.0,
                 },
                 first_error: None,
+                loadgen_cpu_us_per_request: 1.0,
             },
             context_switches: ContextSwitches {
                 voluntary: 10,
                 involuntary: 0,
             },
+            server_cpu_s: 0.002,
         }
     }
 
@@ -376,6 +399,7 @@ mod tests {
             .unwrap();
         assert_eq!(s1.vs_tokio, Some(1.4));
         assert!((s1.context_switches_per_request - 0.01).abs() < 1e-9);
+        assert!((s1.server_cpu_us_per_request - 2.0).abs() < 1e-9);
         let verdicts = verdicts(scenarios, &rows, 2);
         let met = |id: &str| verdicts.iter().find(|v| v.scenario == id).unwrap().met;
         assert_eq!(met("S1"), Some(true), "1.4× ≥ 1.3× and p99 better");

@@ -129,6 +129,7 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
     let threads = cli.threads.clamp(1, cli.connections);
     driver::raise_fd_limit(cli.connections + 64).context("raising the open-file limit")?;
 
+    let cpu_at_start = report::process_cpu_time();
     let mix = Arc::new(Mix::new(cli.mix));
     let progress = Arc::new(Progress::default());
     // Every thread connects first; the clock starts once all connections are up.
@@ -208,6 +209,7 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         throughput_rps: 0.0,
         latency: Latency::default(),
         first_error: None,
+        loadgen_cpu_us_per_request: 0.0,
     };
     for result in results {
         let result = result?;
@@ -227,6 +229,10 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         Duration::from_secs_f64(summary.elapsed_s),
     );
     summary.latency = Latency::from_nanos(&latencies);
+    if let (Some(start), Some(end)) = (cpu_at_start, report::process_cpu_time()) {
+        let micros = end.saturating_sub(start).as_secs_f64() * 1e6;
+        summary.loadgen_cpu_us_per_request = micros / summary.completed.max(1) as f64;
+    }
     Ok(summary)
 }
 
