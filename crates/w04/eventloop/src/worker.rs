@@ -206,10 +206,14 @@ impl Worker {
     pub fn post(&self, work: impl FnOnce() + Send + 'static) -> Result<(), WorkerError> {
         let running = self.running.as_ref().ok_or(WorkerError::NotRunning)?;
         let handled = Arc::clone(&self.handled);
-        let name = self.name.clone();
         running.handle.post(move || {
             if panic::catch_unwind(AssertUnwindSafe(work)).is_err() {
-                eprintln!("worker {name}: a posted callback panicked");
+                // The worker thread carries the worker's name, so nothing is cloned per post.
+                let thread = thread::current();
+                eprintln!(
+                    "worker {}: a posted callback panicked",
+                    thread.name().unwrap_or("?")
+                );
             }
             handled.fetch_add(1, Ordering::Relaxed);
         });
