@@ -211,7 +211,6 @@ pub struct ThreadLocal {
 
 impl ThreadLocal {
     /// Creates the instance; the calling thread becomes its main thread.
-    #[allow(clippy::new_without_default)]
     pub fn new() -> ThreadLocal {
         ThreadLocal {
             instance: Arc::new(Instance {
@@ -293,6 +292,13 @@ impl ThreadLocal {
     /// Whether [`shutdown_global`](Self::shutdown_global) has run.
     pub fn is_shut_down(&self) -> bool {
         self.instance.is_shut_down()
+    }
+}
+
+impl Default for ThreadLocal {
+    /// The same as [`ThreadLocal::new`]: the calling thread becomes the main thread.
+    fn default() -> ThreadLocal {
+        ThreadLocal::new()
     }
 }
 
