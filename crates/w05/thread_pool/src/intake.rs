@@ -28,8 +28,28 @@ const WAITER_MASK: u64 = ((1 << 15) - 1) << WAITER_SHIFT;
 /// The bits holding the pending-task count (48 bits).
 const PENDING_MASK: u64 = WAITER_ONE - 1;
 
-/// The largest capacity the pending counter can represent.
-pub(crate) const MAX_CAPACITY: usize = PENDING_MASK as usize;
+/// The largest capacity accepted. Half the pending field, so that reservations which are added
+/// optimistically and then undone (see [`Intake::try_reserve`]) can never carry into the waiter
+/// bits.
+pub(crate) const MAX_CAPACITY: usize = (PENDING_MASK / 2) as usize;
+
+/// A refused reservation: why, and whether undoing it left a shut-down pool drained (the caller
+/// must then wake sleeping workers so they can exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// Why the reservation was refused.
+    pub(crate) reason: Refused,
+    /// Whether the undo took the last pending count of a shut-down pool.
+    pub(crate) drained: bool,
+}
+
+impl Refusal {
+    /// Refused because the pool is shut down, with nothing to undo.
+    const SHUT_DOWN: Self = Self {
+        reason: Refused::ShutDown,
+        drained: false,
+    };
+}
 
 /// Why a reservation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,37 +95,38 @@ impl Intake {
     }
 
     /// Reserves a slot for one task without blocking.
-    pub(crate) fn try_reserve(&self) -> Result<(), Refused> {
-        let mut state = self.state.load(Ordering::Relaxed);
-        loop {
-            if state & SHUTDOWN != 0 {
-                return Err(Refused::ShutDown);
-            }
-            if pending(state) >= self.capacity {
-                return Err(Refused::Full);
-            }
-            // Acquire/Release on the word is all the protocol needs: the task itself is published
-            // through the deques, and every decision here reads the latest value of this one word.
-            match self.state.compare_exchange_weak(
-                state,
-                state + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(actual) => state = actual,
-            }
-        }
+    ///
+    /// The common case is a single `fetch_add`: the submit path is the pool's hottest, and the
+    /// word it touches is also written by every worker taking a task, so each extra access is a
+    /// cache-line transfer. An add that finds the pool full or shut down is undone at once. The
+    /// undo is a decrement like a worker's, with the same duties (see [`Self::task_taken`]); its
+    /// return value (true when the undo left a shut-down pool drained) is passed on in
+    /// [`Refusal::drained`] so the caller can wake sleeping workers to exit.
+    pub(crate) fn try_reserve(&self) -> Result<(), Refusal> {
+        // Acquire/Release on the word is all the protocol needs: the task itself is published
+        // through the deques, and every decision here reads the latest value of this one word.
+        let before = self.state.fetch_add(1, Ordering::AcqRel);
+        let reason = if before & SHUTDOWN != 0 {
+            Refused::ShutDown
+        } else if pending(before) >= self.capacity {
+            Refused::Full
+        } else {
+            return Ok(());
+        };
+        // While the add is outstanding, a concurrent reservation may see one slot fewer than is
+        // really free and be refused as full; "full" is a snapshot under concurrency anyway.
+        let drained = self.task_taken();
+        Err(Refusal { reason, drained })
     }
 
     /// Reserves a slot for one task even when the pool is at capacity; refuses only after shutdown.
     /// Used for spawns from the pool's own workers, which must never wait for room: the waiting
     /// worker would be one of the threads that makes room.
-    pub(crate) fn reserve_over_capacity(&self) -> Result<(), Refused> {
+    pub(crate) fn reserve_over_capacity(&self) -> Result<(), Refusal> {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & SHUTDOWN != 0 {
-                return Err(Refused::ShutDown);
+                return Err(Refusal::SHUT_DOWN);
             }
             // The pending field has 48 bits; reaching that many queued tasks would exhaust memory
             // long before it overflowed into the waiter bits.
@@ -122,10 +143,31 @@ impl Intake {
     }
 
     /// Reserves a slot for one task, blocking while the pool is at capacity.
-    pub(crate) fn reserve(&self) -> Result<(), Refused> {
+    pub(crate) fn reserve(&self) -> Result<(), Refusal> {
         match self.try_reserve() {
-            Err(Refused::Full) => {}
+            Err(Refusal {
+                reason: Refused::Full,
+                ..
+            }) => {}
             settled => return settled,
+        }
+        // A full pool usually frees a slot within microseconds (a worker takes a task every few
+        // hundred nanoseconds under load), while blocking costs a futex wait here and a futex wake
+        // in the worker. So spin briefly first, like an idle worker does. Left out of loom models,
+        // whose state space it would multiply without exercising anything new.
+        #[cfg(not(loom))]
+        {
+            let backoff = crossbeam_utils::Backoff::new();
+            while !backoff.is_completed() {
+                backoff.snooze();
+                match self.try_reserve() {
+                    Err(Refusal {
+                        reason: Refused::Full,
+                        ..
+                    }) => {}
+                    settled => return settled,
+                }
+            }
         }
         let mut guard = sync::lock(&self.room_lock);
         loop {
@@ -133,7 +175,7 @@ impl Intake {
             // Take a free slot or register as a waiter, in one compare-and-swap.
             loop {
                 if state & SHUTDOWN != 0 {
-                    return Err(Refused::ShutDown);
+                    return Err(Refusal::SHUT_DOWN);
                 }
                 let (next, reserved) = if pending(state) < self.capacity {
                     (state + 1, true)
@@ -239,17 +281,22 @@ mod loom_tests {
     fn loom_intake_blocked_producer_is_woken_by_task_taken() {
         loom::model(|| {
             let intake = Arc::new(Intake::new(1));
+            // Stands in for the deque: tasks whose reservation succeeded and which were pushed.
+            let published = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
             let producer = {
                 let intake = Arc::clone(&intake);
+                let published = Arc::clone(&published);
                 thread::spawn(move || {
-                    intake.reserve().unwrap();
-                    intake.reserve().unwrap();
+                    for _ in 0..2 {
+                        intake.reserve().unwrap();
+                        published.fetch_add(1, Ordering::Release);
+                    }
                 })
             };
-            // The worker takes two tasks, each once it has been reserved.
+            // The worker takes two tasks, each once it has been published.
             let mut taken = 0;
             while taken < 2 {
-                if intake.pending() > 0 {
+                if published.load(Ordering::Acquire) > taken {
                     intake.task_taken();
                     taken += 1;
                 } else {
@@ -274,7 +321,10 @@ mod loom_tests {
             };
             assert!(intake.shut_down());
             let outcome = producer.join().unwrap();
-            assert_eq!(outcome, Err(Refused::ShutDown));
+            assert_eq!(
+                outcome.map_err(|refusal| refusal.reason),
+                Err(Refused::ShutDown)
+            );
             assert!(!intake.is_drained(), "one accepted task is still pending");
             assert!(intake.task_taken(), "the last pending task after shutdown");
             assert!(intake.is_drained());

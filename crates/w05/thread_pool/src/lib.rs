@@ -447,16 +447,25 @@ impl ThreadPool {
     /// Takes a pending slot. `block` asks to wait for room, which a worker of this pool never
     /// does (see `spawn`).
     fn reserve_slot(&self, block: bool) -> Result<(), Refused> {
-        match self.shared.intake.try_reserve() {
-            Err(Refused::Full) if block => {
+        let intake = &self.shared.intake;
+        let reserved = match intake.try_reserve() {
+            Err(refusal) if block && refusal.reason == Refused::Full => {
                 if worker::is_worker_of(&self.shared) {
-                    self.shared.intake.reserve_over_capacity()
+                    intake.reserve_over_capacity()
                 } else {
-                    self.shared.intake.reserve()
+                    intake.reserve()
                 }
             }
             settled => settled,
-        }
+        };
+        reserved.map_err(|refusal| {
+            if refusal.drained {
+                // Undoing the refused reservation took the last pending count of a shut-down
+                // pool: the sleeping workers may exit now, and must be told.
+                self.shared.sleep.wake_all();
+            }
+            refusal.reason
+        })
     }
 
     /// Makes a job whose slot is reserved visible to the workers, and wakes one if any sleeps.

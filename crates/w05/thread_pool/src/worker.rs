@@ -167,14 +167,24 @@ impl WorkerThread {
 
     fn main_loop(&mut self) {
         loop {
-            if let Some(job) = self.find_job().or_else(|| self.spin_for_job()) {
+            // Active: run whatever can be found without counting as a searcher.
+            while let Some(job) = self.find_job() {
+                self.run_job(job);
+            }
+            // Nothing found: search for a bounded time, counted as a searcher so producers need
+            // not wake anybody.
+            let context = Rc::clone(&self.context);
+            let shared = &context.shared;
+            shared.sleep.start_searching();
+            if let Some(job) = self.spin_for_job() {
+                shared.sleep.stop_searching(|| shared.work_visible());
                 self.run_job(job);
                 continue;
             }
-            if self.shared().intake.is_drained() {
+            if shared.intake.is_drained() {
+                shared.sleep.stop_searching(|| false);
                 return;
             }
-            let shared = &self.context.shared;
             // Whether it slept or not, the next round looks for work (and for the exit) again.
             let _: Slept = shared
                 .sleep

@@ -1,22 +1,43 @@
-//! How idle workers go to sleep and how producers wake them without ever losing a wake-up.
+//! How idle workers search, go to sleep, and get woken, without ever losing a wake-up.
 //!
 //! The protocol, and why it is correct, is written down in `README.md` beside this file
-//! (`crates/w05/thread_pool/src/sleep/README.md`); read that first. In short: a worker that found no work *announces* itself as a sleeper, then
-//! *re-checks* for work, and only then waits; a producer *publishes* its task, then checks for
-//! sleepers, and wakes one only if there is one. A sequentially consistent fence on each side makes
-//! it impossible for both checks to miss each other, so a hot submit path makes no system call.
+//! (`crates/w05/thread_pool/src/sleep/README.md`); read that first. In short: a worker that found
+//! no work becomes a *searcher* for a bounded spin; then it *announces* itself as a sleeper,
+//! *re-checks* for work, and only then waits. A producer *publishes* its task, then reads the
+//! counts, and wakes a sleeper only when nobody is searching (a searcher will find the task) and
+//! somebody sleeps. A sequentially consistent fence on each side makes it impossible for the
+//! re-check and the producer's read to miss each other, so a hot submit path makes no system call.
 //!
-//! The spinning that precedes sleeping lives in the worker loop; this module is only the part that
-//! must be exactly right, kept small and free of crossbeam-deque so loom can check it.
+//! The spinning itself lives in the worker loop; this module is only the part that must be exactly
+//! right, kept small and free of crossbeam-deque so loom can check it.
 
 use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, fence};
 
-/// The sleeping half of the idle protocol.
+/// One sleeping worker in [`Sleep::counts`].
+const SLEEPER_ONE: usize = 1;
+/// Where the searching-worker count starts in [`Sleep::counts`].
+const SEARCHER_SHIFT: u32 = usize::BITS / 2;
+/// One searching worker in [`Sleep::counts`].
+const SEARCHER_ONE: usize = 1 << SEARCHER_SHIFT;
+/// The bits holding the sleeper count.
+const SLEEPER_MASK: usize = SEARCHER_ONE - 1;
+
+fn sleepers(counts: usize) -> usize {
+    counts & SLEEPER_MASK
+}
+
+fn searchers(counts: usize) -> usize {
+    counts >> SEARCHER_SHIFT
+}
+
+/// The idle protocol's shared state.
 #[derive(Debug)]
 pub(crate) struct Sleep {
-    /// Workers between their announcement and the end of their wait. Incremented before the
-    /// re-check, decremented after waking (or after the re-check found work).
-    sleepers: AtomicUsize,
+    /// Two counts in one word, so a worker moves from searching to sleeping in one atomic step
+    /// and a producer reads both at once: the low half counts *sleepers* (workers between their
+    /// announcement and the end of their wait), the high half counts *searchers* (workers spinning
+    /// in search of work, which will find a newly published task without being woken).
+    counts: AtomicUsize,
     /// Held by a worker from its announcement until it waits on `wakeup`, and taken by a producer
     /// before it notifies, so a notification can never fall between the re-check and the wait.
     lock: Mutex<()>,
@@ -35,51 +56,81 @@ pub(crate) enum Slept {
 }
 
 impl Sleep {
-    /// A `Sleep` with nobody asleep.
+    /// A `Sleep` with nobody searching or asleep.
     pub(crate) fn new() -> Self {
         Self {
-            sleepers: AtomicUsize::new(0),
+            counts: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wakeup: Condvar::new(),
         }
     }
 
-    /// Puts the calling worker to sleep unless `stay_awake` — evaluated *after* the worker has
-    /// announced itself as a sleeper — reports work (or a reason to exit).
+    /// The calling worker found nothing and starts its bounded spin. While it is counted here,
+    /// producers do not wake sleepers: this worker will find their tasks.
+    pub(crate) fn start_searching(&self) {
+        // Relaxed is enough: a producer that skips its wake-up because of this count relies on the
+        // searcher's later fence-protected check (`stop_searching` or `sleep_unless`), not on this
+        // increment, to see its task.
+        self.counts.fetch_add(SEARCHER_ONE, Ordering::Relaxed);
+    }
+
+    /// The calling worker stops searching because it found a task (or the pool is exiting). If it
+    /// was the last searcher and `more_work` reports work still visible, it wakes a sleeper: a
+    /// producer may have skipped its wake-up counting on this searcher, whose found task may be a
+    /// different one.
+    pub(crate) fn stop_searching(&self, more_work: impl FnOnce() -> bool) {
+        let before = self.counts.fetch_sub(SEARCHER_ONE, Ordering::Relaxed);
+        if searchers(before) == 1 && sleepers(before) > 0 {
+            // Pairs with the producer's fence in `wake_one`, as in `sleep_unless`: either the
+            // producer sees the searcher count drop to zero and wakes a sleeper itself, or this
+            // check sees the producer's task.
+            fence(Ordering::SeqCst);
+            if more_work() {
+                self.wake_one();
+            }
+        }
+    }
+
+    /// Moves the calling *searching* worker to sleep, unless `stay_awake`, evaluated after the
+    /// announcement, reports work (or a reason to exit). Either way the worker is no longer
+    /// counted as searching when this returns.
     ///
     /// The caller must treat [`Slept::Woken`] as "look for work again", never as "there is work":
     /// a wake-up may be spurious, or another worker may have taken the task first.
     pub(crate) fn sleep_unless(&self, stay_awake: impl FnOnce() -> bool) -> Slept {
         let guard = sync::lock(&self.lock);
-        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        // One step from searcher to sleeper, so a producer never sees this worker as neither.
+        self.counts
+            .fetch_add(SLEEPER_ONE.wrapping_sub(SEARCHER_ONE), Ordering::Relaxed);
         // Pairs with the fence in `wake_one`/`wake_all`. Either this fence comes first in the
         // single total order of SeqCst fences, and then the producer's load after its fence sees
-        // our increment above; or the producer's fence comes first, and then the loads that
+        // the announcement above; or the producer's fence comes first, and then the loads that
         // `stay_awake` makes below see the task the producer published before its fence.
         fence(Ordering::SeqCst);
         if stay_awake() {
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            self.counts.fetch_sub(SLEEPER_ONE, Ordering::Relaxed);
             return Slept::StayedAwake;
         }
-        // `wait` releases the lock atomically, so a producer that saw our announcement and takes
-        // the lock to notify can only do so once we are waiting.
+        // `wait` releases the lock atomically, so a producer that saw the announcement and takes
+        // the lock to notify can only do so once this worker is waiting.
         let guard = sync::wait(&self.wakeup, guard);
         drop(guard);
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        self.counts.fetch_sub(SLEEPER_ONE, Ordering::Relaxed);
         Slept::Woken
     }
 
-    /// Called by a producer right after it published a task: wakes one sleeping worker, if any.
-    /// With nobody asleep this is a fence and a load, with no system call.
+    /// Called by a producer right after it published a task: wakes one sleeping worker if nobody
+    /// is searching. With a searcher about, or nobody asleep, this is a fence and a load.
     pub(crate) fn wake_one(&self) {
-        // Pairs with the fence in `sleep_unless`; see there.
+        // Pairs with the fences in `sleep_unless` and `stop_searching`; see there.
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) == 0 {
+        let counts = self.counts.load(Ordering::Relaxed);
+        if searchers(counts) > 0 || sleepers(counts) == 0 {
             return;
         }
         // Taking the lock waits out any worker between its announcement and its wait. The
         // notification itself is sent after unlocking so the woken worker does not immediately
-        // block on the lock we hold.
+        // block on the lock just released.
         drop(sync::lock(&self.lock));
         self.wakeup.notify_one();
     }
@@ -88,7 +139,7 @@ impl Sleep {
     /// that is shutting down was taken): wakes every sleeping worker.
     pub(crate) fn wake_all(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) == 0 {
+        if sleepers(self.counts.load(Ordering::Relaxed)) == 0 {
             return;
         }
         drop(sync::lock(&self.lock));
@@ -98,7 +149,7 @@ impl Sleep {
     /// How many workers are announced as sleeping right now.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn sleepers(&self) -> usize {
-        self.sleepers.load(Ordering::Relaxed)
+        sleepers(self.counts.load(Ordering::Relaxed))
     }
 }
 
@@ -153,8 +204,9 @@ mod loom_tests {
             false
         }
 
-        /// The worker loop: take tasks until told to stop and nothing is left, sleeping through
-        /// the protocol whenever there is nothing to do. Returns how many tasks it ran.
+        /// The worker loop, shaped like the pool's: take tasks while there are any; otherwise
+        /// search (here: one more look), then sleep through the protocol; leave once told to stop
+        /// and nothing is left. Returns how many tasks it ran.
         fn work(&self) -> usize {
             let mut ran = 0;
             loop {
@@ -162,7 +214,15 @@ mod loom_tests {
                     ran += 1;
                     continue;
                 }
+                self.sleep.start_searching();
+                if self.try_take() {
+                    self.sleep
+                        .stop_searching(|| self.tasks.load(Ordering::Relaxed) > 0);
+                    ran += 1;
+                    continue;
+                }
                 if self.stop.load(Ordering::Acquire) {
+                    self.sleep.stop_searching(|| false);
                     // The stop flag is set after the last task is published, so seeing it makes
                     // every task visible; look once more before leaving, as the pool's
                     // "shut down and drained" exit check does.
@@ -200,11 +260,12 @@ mod loom_tests {
     /// with both workers asleep (loom would report the deadlock at the final join).
     #[test]
     fn loom_sleep_two_workers_two_tasks_no_lost_wakeup() {
-        // Three threads explore too many interleavings to finish quickly without a bound; three
-        // preemptions cover every ordering of announce/re-check/fence against publish/fence/load
-        // (a lost wake-up needs only one or two) and finish in about a minute in release mode.
+        // Three threads explore too many interleavings to finish quickly without a bound; two
+        // preemptions cover the orderings of announce/re-check/fence against publish/fence/load
+        // that a lost wake-up needs (the re-check-before-announce bug fails with one) and finish
+        // in well under a minute in release mode. A bound of three took many minutes.
         let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
+        builder.preemption_bound = Some(2);
         builder.check(|| {
             let model = Model::new();
             let workers: Vec<_> = (0..2)
@@ -238,6 +299,7 @@ mod loom_tests {
                             done.store(true, Ordering::Release);
                             return;
                         }
+                        model.sleep.start_searching();
                         let _ = model
                             .sleep
                             .sleep_unless(|| model.tasks.load(Ordering::Relaxed) > 0);
