@@ -33,11 +33,17 @@ pub enum Frame<'a> {
 /// Accumulates received bytes and hands out complete lines.
 ///
 /// Lines are returned as slices of the framer's own buffer, so framing copies nothing beyond the
-/// bytes received; consumed bytes are discarded lazily, when the buffer next needs room.
+/// bytes received; consumed bytes are discarded lazily, when the buffer next needs room. The
+/// buffer never holds more than one line over the limit plus one read, because a longer pending
+/// line is reported as [`Frame::TooLong`].
 #[derive(Debug, Default)]
 pub struct LineFramer {
-    /// Received bytes; `buf[consumed..]` are not yet handed out.
+    /// The buffer; every byte of it is initialised, so [`fill_with`](Self::fill_with) can lend
+    /// its tail to `recv` without zeroing it again on every call. `buf[consumed..end]` holds the
+    /// received bytes not yet handed out; `buf[end..]` is spare room.
     buf: Vec<u8>,
+    /// Where the received bytes end.
+    end: usize,
     /// How many bytes at the front of `buf` belong to lines already handed out.
     consumed: usize,
     /// How many bytes after `consumed` are known to hold no `\n`, so a line that arrives a
@@ -55,8 +61,9 @@ impl LineFramer {
 
     /// Appends received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.buf.extend_from_slice(bytes);
+        self.reserve(bytes.len());
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
     }
 
     /// Lets `read` write received bytes straight into the framer's buffer, avoiding a copy.
@@ -82,12 +89,10 @@ impl LineFramer {
         min_spare: usize,
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        self.compact();
-        let filled = self.buf.len();
-        self.buf.resize(filled + min_spare, 0);
-        let result = read(&mut self.buf[filled..]);
+        self.reserve(min_spare);
+        let result = read(&mut self.buf[self.end..self.end + min_spare]);
         let got = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(filled + got.min(min_spare));
+        self.end += got.min(min_spare);
         result
     }
 
@@ -97,7 +102,7 @@ impl LineFramer {
         if self.overflowed {
             return None;
         }
-        let pending = &self.buf[self.consumed..];
+        let pending = &self.buf[self.consumed..self.end];
         match memchr::memchr(b'\n', &pending[self.scanned..]) {
             Some(offset) => {
                 let line_len = self.scanned + offset;
@@ -128,29 +133,36 @@ impl LineFramer {
     /// such a line like any other; no `\r` is stripped from it, because the protocol strips a `\r`
     /// only when it stands right before a `\n`.
     pub fn finish(&mut self) -> Option<Frame<'_>> {
-        if self.overflowed || self.consumed == self.buf.len() {
+        if self.overflowed || self.consumed == self.end {
             return None;
         }
         let start = self.consumed;
-        self.consumed = self.buf.len();
+        self.consumed = self.end;
         self.scanned = 0;
-        if self.buf.len() - start > MAX_LINE_LEN {
+        if self.end - start > MAX_LINE_LEN {
             self.overflowed = true;
             return Some(Frame::TooLong);
         }
-        Some(Frame::Line(&self.buf[start..]))
+        Some(Frame::Line(&self.buf[start..self.end]))
     }
 
     /// Bytes received but not yet handed out as lines.
     pub fn pending_len(&self) -> usize {
-        self.buf.len() - self.consumed
+        self.end - self.consumed
     }
 
-    /// Drops the bytes of lines already handed out, so the buffer does not grow with the stream.
-    fn compact(&mut self) {
+    /// Makes room for `additional` bytes after the pending ones: first by moving the pending
+    /// bytes to the front (dropping the lines already handed out, so the buffer does not grow
+    /// with the stream), then, only if that is not enough, by growing the buffer. Only growth
+    /// writes zeros, once per new byte.
+    fn reserve(&mut self, additional: usize) {
         if self.consumed > 0 {
-            self.buf.drain(..self.consumed);
+            self.buf.copy_within(self.consumed..self.end, 0);
+            self.end -= self.consumed;
             self.consumed = 0;
+        }
+        if self.buf.len() < self.end + additional {
+            self.buf.resize(self.end + additional, 0);
         }
     }
 }
@@ -178,7 +190,10 @@ mod tests {
     fn splits_lines_and_strips_one_cr() {
         let mut framer = LineFramer::new();
         framer.extend(b"a\nb\r\nc\r\r\n\n");
-        assert_eq!(lines(&mut framer), vec![b"a".to_vec(), b"b".to_vec(), b"c\r".to_vec(), vec![]]);
+        assert_eq!(
+            lines(&mut framer),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c\r".to_vec(), vec![]]
+        );
         assert_eq!(framer.finish(), None);
     }
 
@@ -191,7 +206,14 @@ mod tests {
             framer.extend(&[*byte]);
             got.extend(lines(&mut framer));
         }
-        assert_eq!(got, vec![b"compute one".to_vec(), b"ping".to_vec(), b"fail x y".to_vec()]);
+        assert_eq!(
+            got,
+            vec![
+                b"compute one".to_vec(),
+                b"ping".to_vec(),
+                b"fail x y".to_vec()
+            ]
+        );
     }
 
     #[test]
@@ -242,5 +264,32 @@ mod tests {
             .unwrap();
         assert_eq!(lines(&mut framer), vec![b"a".to_vec()]);
         assert_eq!(framer.pending_len(), 1);
+        framer
+            .fill_with(16, |spare| {
+                spare[..2].copy_from_slice(b"c\n");
+                Ok::<_, ()>(2)
+            })
+            .unwrap();
+        assert_eq!(lines(&mut framer), vec![b"bc".to_vec()]);
+        assert_eq!(framer.finish(), None);
+    }
+
+    #[test]
+    fn the_buffer_stays_bounded_by_one_line_and_one_read() {
+        let mut framer = LineFramer::new();
+        for round in 0..1000 {
+            framer.extend(format!("compute {round}\n").as_bytes());
+            while framer.next_frame().is_some() {}
+        }
+        assert!(
+            framer.buf.len() < 64,
+            "the buffer grew with the stream: {}",
+            framer.buf.len()
+        );
+        framer.extend(&[b'x'; MAX_LINE_LEN]);
+        framer.extend(b"\n");
+        assert!(
+            matches!(framer.next_frame(), Some(Frame::Line(line)) if line.len() == MAX_LINE_LEN)
+        );
     }
 }

@@ -169,9 +169,9 @@ pub fn expected_response(line: &[u8]) -> Option<Vec<u8>> {
     let reply = match verb {
         Verb::Stats => return None,
         Verb::Sleep => sleep_ms(args).map_or_else(Reply::Error, Reply::Slept),
-        Verb::Panic => {
-            Reply::Error(ErrorReply::Panicked(String::from_utf8_lossy(args).into_owned()))
-        }
+        Verb::Panic => Reply::Error(ErrorReply::Panicked(
+            String::from_utf8_lossy(args).into_owned(),
+        )),
         _ => reply_without_side_effects(verb, args),
     };
     Some(reply.to_bytes())
@@ -288,7 +288,9 @@ impl Stats {
     /// Reads a `stats` response line back (with or without its `\n`); `None` if a required key
     /// is missing or not a number. Extra keys are allowed, as the protocol allows them.
     pub fn parse(line: &[u8]) -> Option<Stats> {
-        let line = std::str::from_utf8(line).ok()?.trim_end_matches(['\r', '\n']);
+        let line = std::str::from_utf8(line)
+            .ok()?
+            .trim_end_matches(['\r', '\n']);
         let mut stats = Stats::default();
         let mut seen = 0u8;
         for pair in line.split(' ') {
@@ -321,9 +323,18 @@ mod tests {
 
     #[test]
     fn compute_is_xxh3_of_every_byte_after_the_first_space() {
-        assert_eq!(response(b"compute test"), format!("result: {:016x}\n", xxh3_64(b"test")));
-        assert_eq!(response(b"compute  a "), format!("result: {:016x}\n", xxh3_64(b" a ")));
-        assert_eq!(response(b"compute"), format!("result: {:016x}\n", xxh3_64(b"")));
+        assert_eq!(
+            response(b"compute test"),
+            format!("result: {:016x}\n", xxh3_64(b"test"))
+        );
+        assert_eq!(
+            response(b"compute  a "),
+            format!("result: {:016x}\n", xxh3_64(b" a "))
+        );
+        assert_eq!(
+            response(b"compute"),
+            format!("result: {:016x}\n", xxh3_64(b""))
+        );
         assert_eq!(response(b"compute "), response(b"compute"));
     }
 
@@ -333,10 +344,19 @@ mod tests {
         let twice = xxh3_64(&once.to_le_bytes());
         assert_eq!(response(b"rehash 1 abc"), format!("result: {once:016x}\n"));
         assert_eq!(response(b"rehash 2 abc"), format!("result: {twice:016x}\n"));
-        assert_eq!(response(b"rehash 1"), format!("result: {:016x}\n", xxh3_64(b"")));
+        assert_eq!(
+            response(b"rehash 1"),
+            format!("result: {:016x}\n", xxh3_64(b""))
+        );
         assert_eq!(response(b"rehash 0 abc"), "ERROR: rounds out of range\n");
-        assert_eq!(response(b"rehash 100000001 abc"), "ERROR: rounds out of range\n");
-        assert_eq!(response(b"rehash 99999999999999999999 x"), "ERROR: rounds out of range\n");
+        assert_eq!(
+            response(b"rehash 100000001 abc"),
+            "ERROR: rounds out of range\n"
+        );
+        assert_eq!(
+            response(b"rehash 99999999999999999999 x"),
+            "ERROR: rounds out of range\n"
+        );
         assert_eq!(response(b"rehash x abc"), "ERROR: invalid number\n");
         assert_eq!(response(b"rehash -1 abc"), "ERROR: invalid number\n");
         assert_eq!(response(b"rehash"), "ERROR: invalid number\n");
@@ -347,7 +367,10 @@ mod tests {
         assert_eq!(response(b"factorial 0"), "result: 1\n");
         assert_eq!(response(b"factorial 20"), "result: 2432902008176640000\n");
         assert_eq!(response(b"factorial 21"), "ERROR: overflow\n");
-        assert_eq!(response(b"factorial 123456789012345678901234567890"), "ERROR: overflow\n");
+        assert_eq!(
+            response(b"factorial 123456789012345678901234567890"),
+            "ERROR: overflow\n"
+        );
         assert_eq!(response(b"factorial -1"), "ERROR: invalid number\n");
         assert_eq!(response(b"factorial"), "ERROR: invalid number\n");
         assert_eq!(response(b"factorial 5 6"), "ERROR: invalid number\n");
@@ -360,7 +383,10 @@ mod tests {
         assert_eq!(response(b"sleep soon"), "ERROR: invalid number\n");
         assert_eq!(response(b"fail disk on fire"), "ERROR: disk on fire\n");
         assert_eq!(response(b"fail"), "ERROR: \n");
-        assert_eq!(response(b"panic at the disco"), "ERROR: task panicked: at the disco\n");
+        assert_eq!(
+            response(b"panic at the disco"),
+            "ERROR: task panicked: at the disco\n"
+        );
         assert_eq!(response(b"ping"), "pong\n");
         assert_eq!(response(b"ping extra"), "pong\n");
         assert_eq!(response(b""), "ERROR: empty request\n");
@@ -371,17 +397,32 @@ mod tests {
     fn execute_sleeps_and_panics_for_real() {
         assert_eq!(execute(Verb::Sleep, b"1"), Reply::Slept(1));
         let panic = std::panic::catch_unwind(|| execute(Verb::Panic, b"boom")).unwrap_err();
-        assert_eq!(panic.downcast_ref::<String>().map(String::as_str), Some("boom"));
+        assert_eq!(
+            panic.downcast_ref::<String>().map(String::as_str),
+            Some("boom")
+        );
     }
 
     #[test]
     fn fail_echoes_bytes_that_are_not_utf8() {
-        assert_eq!(expected_response(b"fail \xff\x00").unwrap(), b"ERROR: \xff\x00\n");
+        assert_eq!(
+            expected_response(b"fail \xff\x00").unwrap(),
+            b"ERROR: \xff\x00\n"
+        );
     }
 
     #[test]
     fn stats_round_trip() {
-        let stats = Stats { connections: 1, queue_depth: 2, workers: 3, busy_workers: 4, completed: 5, errors: 6, panics: 7, rejected: 8 };
+        let stats = Stats {
+            connections: 1,
+            queue_depth: 2,
+            workers: 3,
+            busy_workers: 4,
+            completed: 5,
+            errors: 6,
+            panics: 7,
+            rejected: 8,
+        };
         let mut line = Vec::new();
         stats.write_to(&mut line);
         assert_eq!(Stats::parse(&line), Some(stats));

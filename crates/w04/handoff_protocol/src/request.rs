@@ -113,7 +113,9 @@ pub(crate) fn parse_number(bytes: &[u8]) -> Number {
     }
     bytes
         .iter()
-        .try_fold(0u64, |value, digit| value.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
+        .try_fold(0u64, |value, digit| {
+            value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
         .map_or(Number::TooLarge, Number::Value)
 }
 
@@ -138,7 +140,12 @@ mod tests {
             (b"computex", Verb::Unknown),
             (b"\xff\xfe", Verb::Unknown),
         ] {
-            assert_eq!(split_request(line).0, verb, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                split_request(line).0,
+                verb,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -153,7 +160,10 @@ mod tests {
     fn numbers() {
         assert_eq!(parse_number(b"0"), Number::Value(0));
         assert_eq!(parse_number(b"0020"), Number::Value(20));
-        assert_eq!(parse_number(b"18446744073709551615"), Number::Value(u64::MAX));
+        assert_eq!(
+            parse_number(b"18446744073709551615"),
+            Number::Value(u64::MAX)
+        );
         assert_eq!(parse_number(b"18446744073709551616"), Number::TooLarge);
         for invalid in [&b""[..], b"-1", b"+1", b"1 ", b" 1", b"1.0", b"x", b"1e3"] {
             assert_eq!(parse_number(invalid), Number::Invalid);
