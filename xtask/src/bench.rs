@@ -89,7 +89,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let out_dir = root.join("target").join("bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
-    let machine = Machine::read();
+    let mut machine = Machine::read();
     eprintln!("bench: {machine}");
     let executables = build(&root, &servers)?;
     let loadgen = executables
@@ -165,6 +165,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    machine.load_average_end = load_average();
     let rows = report::rows(&scenarios, &servers, &runs);
     let verdicts = report::verdicts(&scenarios, &rows, args.workers);
     let table = report::markdown(&scenarios, &rows, &verdicts, &syscalls);
@@ -475,6 +476,7 @@ struct Machine {
     cpu_model: String,
     kernel: String,
     load_average: String,
+    load_average_end: String,
     date_utc: String,
 }
 
@@ -506,22 +508,38 @@ impl Machine {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
             cpu_model,
             kernel: read("/proc/sys/kernel/osrelease"),
-            load_average: read("/proc/loadavg")
-                .split(' ')
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
+            load_average: load_average(),
+            load_average_end: String::new(),
             date_utc,
         }
     }
+}
+
+/// The 1-, 5- and 15-minute load averages: how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl std::fmt::Display for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} CPUs ({}), Linux {}, load average {} at the start, {}",
-            self.cpus, self.cpu_model, self.kernel, self.load_average, self.date_utc
+            "{} CPUs ({}), Linux {}, load average {} at the start{}, {}",
+            self.cpus,
+            self.cpu_model,
+            self.kernel,
+            self.load_average,
+            if self.load_average_end.is_empty() {
+                String::new()
+            } else {
+                format!(" and {} at the end", self.load_average_end)
+            },
+            self.date_utc
         )
     }
 }
