@@ -95,7 +95,7 @@ impl ServerBinary {
             .with_context(|| format!("starting {}", self.path.display()))?;
         let stdout = child.stdout.take().context("the server's stdout")?;
         let mut server = RunningServer { child, addr: None };
-        // Read the first line on a helper thread so a server that never prints cannot hang us;
+        // Read the first line on a thread of its own so a server that never prints cannot hang us;
         // the thread ends when the server's stdout closes, which dropping the server ensures.
         let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
