@@ -37,6 +37,8 @@ pub(crate) fn configure(command: &mut Command, nofile: Option<u64>) {
             // The runner blocks SIGINT/SIGTERM to handle Ctrl-C on a thread of its own; a child
             // inherits that mask and would ignore SIGTERM unless it is unblocked here.
             sys::unblock_all_signals()?;
+            // Best effort: on a kernel without the flag the child inherits what we inherited.
+            let _ = sys::cloexec_inherited_fds();
             if let Some(limit) = nofile {
                 sys::set_nofile_limit(limit)?;
             }

@@ -234,7 +234,7 @@ fn evaluate(
                     match poll_count(&format!("/proc/{pid}/fd"), |n| n <= *bound, deadline) {
                         Ok(n) if n <= *bound => pass(format!("{n} open fd(s)")),
                         Ok(n) => fail(format!(
-                            "the server still has {n} open fds, more than {bound}: it leaks a descriptor per connection"
+                            "the server still has {n} open fds, more than {bound}: a descriptor outlives its connection"
                         )),
                         Err(e) => (Status::Error, Some(e)),
                     }

@@ -93,6 +93,22 @@ pub(crate) fn unblock_all_signals() -> io::Result<()> {
     pthread_result(unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) })
 }
 
+/// Marks every fd from 3 up close-on-exec, so a child started by the runner inherits only its
+/// standard streams, whatever the runner itself inherited (a server's fd count must not depend on
+/// the shell that started the runner). Async-signal-safe; kernels before 5.11 lack the flag, and
+/// the caller may ignore that error.
+pub(crate) fn cloexec_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range only changes flags of this process's descriptors; it touches no memory.
+    syscall(unsafe {
+        libc::close_range(
+            3,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    })
+    .map(drop)
+}
+
 /// Waits until one of `signals` (which the caller blocked) is pending and returns it.
 pub(crate) fn wait_for_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
     let set = signal_set(signals)?;

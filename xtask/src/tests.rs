@@ -241,7 +241,7 @@ fn leaking_a_descriptor_per_connection_is_rejected() {
         "fd-leak",
         "w05-l06",
         "no-fd-leak",
-        "leaks a descriptor per connection",
+        "a descriptor outlives its connection",
     );
 }
 
