@@ -310,10 +310,8 @@ fn a_server_that_dies_at_start_fails_fast_with_its_output() {
     );
 }
 
-/// A lesson made of `console run` steps, run in-process in a scratch folder.
-#[test]
-fn run_steps_match_output_and_status_and_report_hints() {
-    let text = r#"---
+/// A lesson made of `console run` steps only.
+const RUN_STEPS_LESSON: &str = r#"---
 id: w09-l01
 title: "Run steps"
 order: 1
@@ -367,8 +365,14 @@ $ echo never
 a -> b
 ```
 "#;
+
+/// Runs a lesson text in-process in a scratch folder.
+fn run_local_lesson(text: &str, keep_going: bool) -> LessonResult {
     let lesson = crate::lesson::parse::parse_lesson(text, Path::new("run.md")).unwrap();
-    let scratch = std::env::temp_dir().join(format!("xtask-run-steps-{}", std::process::id()));
+    let scratch = std::env::temp_dir().join(format!(
+        "xtask-run-steps-{}-{keep_going}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&scratch).unwrap();
     let options = RunOptions {
         root: scratch.clone(),
@@ -376,12 +380,32 @@ a -> b
         log_dir: scratch.join("logs"),
         server: None,
         invocation_dir: scratch.clone(),
-        keep_going: false,
+        keep_going,
         verbose: false,
         build: true,
     };
     let result = runner::run_lesson(&lesson, &options, &Printer::silent());
     std::fs::remove_dir_all(&scratch).unwrap();
+    result
+}
+
+#[test]
+fn keep_going_runs_the_steps_after_a_failure() {
+    let result = run_local_lesson(RUN_STEPS_LESSON, true);
+    let never = result.steps.iter().find(|s| s.name == "never").unwrap();
+    assert_eq!(never.status, Status::Pass, "{}", describe(&result));
+    assert_eq!(
+        result.status,
+        Status::Fail,
+        "one failure still fails the lesson"
+    );
+    assert_eq!((result.points, result.max_points), (3, 4));
+}
+
+/// Run steps: output with wildcards, exit statuses, hints, Done-when, points.
+#[test]
+fn run_steps_match_output_and_status_and_report_hints() {
+    let result = run_local_lesson(RUN_STEPS_LESSON, false);
     let report = describe(&result);
     let statuses: Vec<(&str, Status)> = result
         .steps
