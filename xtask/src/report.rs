@@ -45,6 +45,7 @@ impl Printer {
         format!("\x1b[1;{code}m{text}\x1b[0m")
     }
 
+    /// The lesson's title line.
     pub(crate) fn lesson_header(&self, lesson: &Lesson) {
         if self.enabled {
             eprintln!(
@@ -56,12 +57,14 @@ impl Printer {
         }
     }
 
+    /// A build command starting (builds are not timed as steps).
     pub(crate) fn building(&self, command: &str) {
         if self.enabled {
             eprintln!("  ....  build: {command} (not timed)");
         }
     }
 
+    /// A background client step starting.
     pub(crate) fn background(&self, name: &str) {
         if self.enabled {
             eprintln!("  ....  client {name}: running in the background");
@@ -109,6 +112,7 @@ impl Printer {
         }
     }
 
+    /// The Done-when items and the lesson's verdict.
     pub(crate) fn lesson_footer(&self, result: &LessonResult, log_dir: &Path) {
         if !self.enabled || crate::process::interrupted() {
             return;

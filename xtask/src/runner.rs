@@ -45,12 +45,16 @@ pub(crate) struct RunOptions {
 /// One step's outcome before it is timed and named.
 #[derive(Debug)]
 pub(crate) struct Outcome {
+    /// The step's status.
     pub(crate) status: Status,
+    /// The checks it made.
     pub(crate) checks: Vec<CheckResult>,
+    /// A step-level explanation.
     pub(crate) message: Option<String>,
 }
 
 impl Outcome {
+    /// The outcome of a list of checks: the worst of their statuses.
     pub(crate) fn from_checks(checks: Vec<CheckResult>) -> Self {
         Self {
             status: Status::combine(checks.iter().map(|c| c.status)),
@@ -59,6 +63,7 @@ impl Outcome {
         }
     }
 
+    /// An outcome with no checks, only a status and why.
     pub(crate) fn with(status: Status, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -83,8 +88,11 @@ struct Background {
 /// Everything a lesson run has started.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
+    /// Servers by step name (kept after they exit, for their logs and exit status).
     pub(crate) servers: BTreeMap<String, RunningServer>,
+    /// strace records by step name.
     pub(crate) traces: BTreeMap<String, Trace>,
+    /// Background client steps still running, by step name.
     backgrounds: BTreeMap<String, Background>,
 }
 
