@@ -175,6 +175,7 @@ impl ThreadPoolBuilder {
             intake: Intake::new(self.capacity),
             sleep: Sleep::new(),
             stats: (0..workers).map(|_| WorkerStats::default()).collect(),
+            max_searchers: workers.div_ceil(2),
         });
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         let mut threads = Vec::with_capacity(workers);

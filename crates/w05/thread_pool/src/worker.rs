@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) sleep: Sleep,
     /// Per-worker statistics, indexed like the workers.
     pub(crate) stats: Box<[WorkerStats]>,
+    /// The most workers that spin in search of work at once (half of them, at least one).
+    pub(crate) max_searchers: usize,
 }
 
 impl Shared {
@@ -172,23 +174,27 @@ impl WorkerThread {
                 self.run_job(job);
             }
             // Nothing found: search for a bounded time, counted as a searcher so producers need
-            // not wake anybody.
+            // not wake anybody; unless enough workers search already.
             let context = Rc::clone(&self.context);
             let shared = &context.shared;
-            shared.sleep.start_searching();
-            if let Some(job) = self.spin_for_job() {
-                shared.sleep.stop_searching(|| shared.work_visible());
-                self.run_job(job);
-                continue;
+            let searching = shared.sleep.try_start_searching(shared.max_searchers);
+            if searching {
+                if let Some(job) = self.spin_for_job() {
+                    shared.sleep.stop_searching(|| shared.work_visible());
+                    self.run_job(job);
+                    continue;
+                }
             }
             if shared.intake.is_drained() {
-                shared.sleep.stop_searching(|| false);
+                if searching {
+                    shared.sleep.stop_searching(|| false);
+                }
                 return;
             }
             // Whether it slept or not, the next round looks for work (and for the exit) again.
-            let _: Slept = shared
-                .sleep
-                .sleep_unless(|| shared.work_visible() || shared.intake.is_drained());
+            let _: Slept = shared.sleep.sleep_unless(searching, || {
+                shared.work_visible() || shared.intake.is_drained()
+            });
         }
     }
 

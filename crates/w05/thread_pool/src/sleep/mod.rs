@@ -65,13 +65,26 @@ impl Sleep {
         }
     }
 
-    /// The calling worker found nothing and starts its bounded spin. While it is counted here,
-    /// producers do not wake sleepers: this worker will find their tasks.
-    pub(crate) fn start_searching(&self) {
+    /// The calling worker found nothing and asks to start its bounded spin. Refused (returns
+    /// `false`) when `max_searchers` workers already search: on a machine with few cores, more
+    /// spinners than that only steal processor time from the threads doing work and from the
+    /// producers, while one searcher already takes every new task without a wake-up. A refused
+    /// worker goes straight to [`sleep_unless`](Self::sleep_unless) with `searching = false`.
+    ///
+    /// While a worker is counted as searching, producers do not wake sleepers: it will find their
+    /// tasks.
+    pub(crate) fn try_start_searching(&self, max_searchers: usize) -> bool {
         // Relaxed is enough: a producer that skips its wake-up because of this count relies on the
         // searcher's later fence-protected check (`stop_searching` or `sleep_unless`), not on this
         // increment, to see its task.
-        self.counts.fetch_add(SEARCHER_ONE, Ordering::Relaxed);
+        let before = self.counts.fetch_add(SEARCHER_ONE, Ordering::Relaxed);
+        if searchers(before) < max_searchers {
+            return true;
+        }
+        // Too many searchers: undo. Like leaving the search for any other reason, this must not
+        // strand a task whose producer skipped its wake-up on seeing the transient count.
+        self.stop_searching(|| true);
+        false
     }
 
     /// The calling worker stops searching because it found a task (or the pool is exiting). If it
@@ -91,17 +104,21 @@ impl Sleep {
         }
     }
 
-    /// Moves the calling *searching* worker to sleep, unless `stay_awake`, evaluated after the
-    /// announcement, reports work (or a reason to exit). Either way the worker is no longer
-    /// counted as searching when this returns.
+    /// Moves the calling worker to sleep, unless `stay_awake`, evaluated after the announcement,
+    /// reports work (or a reason to exit). `searching` says whether the caller is counted as a
+    /// searcher; either way it is counted as neither searching nor sleeping when this returns.
     ///
     /// The caller must treat [`Slept::Woken`] as "look for work again", never as "there is work":
     /// a wake-up may be spurious, or another worker may have taken the task first.
-    pub(crate) fn sleep_unless(&self, stay_awake: impl FnOnce() -> bool) -> Slept {
+    pub(crate) fn sleep_unless(&self, searching: bool, stay_awake: impl FnOnce() -> bool) -> Slept {
         let guard = sync::lock(&self.lock);
         // One step from searcher to sleeper, so a producer never sees this worker as neither.
-        self.counts
-            .fetch_add(SLEEPER_ONE.wrapping_sub(SEARCHER_ONE), Ordering::Relaxed);
+        let announce = if searching {
+            SLEEPER_ONE.wrapping_sub(SEARCHER_ONE)
+        } else {
+            SLEEPER_ONE
+        };
+        self.counts.fetch_add(announce, Ordering::Relaxed);
         // Pairs with the fence in `wake_one`/`wake_all`. Either this fence comes first in the
         // single total order of SeqCst fences, and then the producer's load after its fence sees
         // the announcement above; or the producer's fence comes first, and then the loads that
@@ -214,15 +231,18 @@ mod loom_tests {
                     ran += 1;
                     continue;
                 }
-                self.sleep.start_searching();
-                if self.try_take() {
+                // At most one searcher, as the pool allows with two workers.
+                let searching = self.sleep.try_start_searching(1);
+                if searching && self.try_take() {
                     self.sleep
                         .stop_searching(|| self.tasks.load(Ordering::Relaxed) > 0);
                     ran += 1;
                     continue;
                 }
                 if self.stop.load(Ordering::Acquire) {
-                    self.sleep.stop_searching(|| false);
+                    if searching {
+                        self.sleep.stop_searching(|| false);
+                    }
                     // The stop flag is set after the last task is published, so seeing it makes
                     // every task visible; look once more before leaving, as the pool's
                     // "shut down and drained" exit check does.
@@ -232,7 +252,7 @@ mod loom_tests {
                     }
                     return ran;
                 }
-                let _ = self.sleep.sleep_unless(|| {
+                let _ = self.sleep.sleep_unless(searching, || {
                     self.tasks.load(Ordering::Relaxed) > 0 || self.stop.load(Ordering::Relaxed)
                 });
             }
@@ -299,10 +319,10 @@ mod loom_tests {
                             done.store(true, Ordering::Release);
                             return;
                         }
-                        model.sleep.start_searching();
+                        let searching = model.sleep.try_start_searching(1);
                         let _ = model
                             .sleep
-                            .sleep_unless(|| model.tasks.load(Ordering::Relaxed) > 0);
+                            .sleep_unless(searching, || model.tasks.load(Ordering::Relaxed) > 0);
                     }
                 })
             };
