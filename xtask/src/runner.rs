@@ -691,21 +691,34 @@ fn run_shell(
     })
 }
 
+/// Reads a child's stream to its end; with `relay`, prints each complete line as it arrives,
+/// prefixed by the stream's name.
 fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
     let mut all = Vec::new();
     let Some(stream) = stream else { return all };
     let mut buf = [0u8; 8192];
+    // Bytes of `all` already relayed: only whole lines are printed, however the child's writes
+    // happen to be split.
+    let mut relayed = 0;
     loop {
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if let Some(source) = relay {
-                    for line in String::from_utf8_lossy(&buf[..n]).lines() {
-                        eprintln!("  [{source}] {line}");
+                all.extend_from_slice(&buf[..n]);
+                if let (Some(source), Some(end)) = (relay, all.iter().rposition(|&b| b == b'\n')) {
+                    if end >= relayed {
+                        for line in String::from_utf8_lossy(&all[relayed..end]).lines() {
+                            eprintln!("  [{source}] {line}");
+                        }
+                        relayed = end + 1;
                     }
                 }
-                all.extend_from_slice(&buf[..n]);
             }
+        }
+    }
+    if let Some(source) = relay {
+        if relayed < all.len() {
+            eprintln!("  [{source}] {}", String::from_utf8_lossy(&all[relayed..]));
         }
     }
     all
