@@ -1,0 +1,174 @@
+//! `handoff_server`: the W05 IO-to-CPU handoff server (starter) (lessons L04–L06 and the quest).
+//!
+//! The main thread runs an `eventloop` [`Dispatcher`] that owns the listener and every client
+//! socket; a `thread_pool` runs the CPU verbs; results come back through a `task_queue` and an
+//! eventfd waker. It speaks the course's wire protocol (`handoff_protocol`) exactly. The crate's
+//! `README.md` walks through a request's path, the backpressure rules and the defaults.
+//!
+//! - [`server`]: the loop side — accepting, reading, the handoff both ways, backpressure,
+//!   shutdown.
+//! - [`session`]: one connection's protocol state (framing, response order, limits), without a
+//!   socket, so it is unit-tested on its own.
+//! - [`slab`]: connections keyed by (index, generation), so a late result never reaches the wrong
+//!   client.
+//!
+//! Shutdown order on SIGINT/SIGTERM: the signals are blocked on the main thread before the pool
+//! starts (every worker inherits the mask) and arrive through the dispatcher's signalfd; the loop
+//! stops accepting and reading, answers every request it has read, closes each connection once
+//! its answers are sent, and returns; then the pool is shut down (every accepted task runs, every
+//! worker is joined) and the process exits 0.
+//!
+//! # Starter code
+//!
+//! The command line and the start-up order below are given; `server`, `session` and `slab` are
+//! the reference's modules with every body a `todo!()`: the loop side of the handoff (W05 L04),
+//! the failure path (W05 L05), the per-connection protocol state and the generational slab. The
+//! unit tests in `session.rs` and `slab.rs`, and the workspace's integration tests
+//! (`tests/integration/handoff.rs`), say when they work.
+
+// The scaffolding is unused, and its parameters unread, until you write the bodies; remove this
+// line once you have.
+#![allow(
+    dead_code,
+    unused_variables,
+    unused_imports,
+    unused_mut,
+    unreachable_code
+)]
+
+mod server;
+mod session;
+mod slab;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use eventloop::Dispatcher;
+
+use crate::server::{Config, WORKER_THREAD_NAME};
+use crate::session::Limits;
+
+const EXAMPLES: &str = "\
+Examples:
+  handoff_server 9090
+      Listen on 127.0.0.1:9090 with one worker per CPU.
+  handoff_server 0 --workers 4 --log
+      Pick a free port (printed as `listening on 127.0.0.1:<port>`), run 4 workers, and log the
+      loop's thread id and, from each worker, every task it runs.
+  handoff_server 9090 --bind 0.0.0.0 --queue 256 --max-in-flight 64
+      Listen on every interface, let at most 256 tasks wait for a worker, and read at most 64
+      unanswered requests ahead on any one connection.
+
+Then, from another terminal:
+  echo \"compute test\" | nc -q1 localhost 9090        # result: 9ec9f7918d7dfc40
+  printf 'ping\\nfactorial 20\\nstats\\n' | nc -q1 localhost 9090
+
+SIGINT or SIGTERM: stop accepting, answer every request already read, join the workers, exit 0.";
+
+/// The IO-to-CPU handoff server: an epoll event loop owns every socket and a thread pool runs
+/// the CPU work, speaking the course's line protocol (compute, rehash, factorial, sleep, fail,
+/// panic, ping, stats).
+#[derive(Debug, Parser)]
+#[command(name = "handoff_server", version, after_help = EXAMPLES)]
+struct Cli {
+    /// TCP port to listen on; 0 picks a free port. Either way the first stdout line is
+    /// `listening on <addr>:<port>`.
+    #[arg(value_name = "PORT", default_value_t = 0)]
+    port: u16,
+
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+
+    /// Worker threads [default: the number of CPUs, or THREAD_POOL_WORKERS if set].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    workers: Option<usize>,
+
+    /// Tasks that may wait in the pool for a worker. When they are all taken, the loop stops
+    /// reading requests until a result frees room (nothing is dropped).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
+    queue: usize,
+
+    /// Per connection: unanswered requests beyond which the loop stops reading that connection
+    /// until answers go out.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
+    max_in_flight: usize,
+
+    /// Per connection: bytes of responses the client has not taken yet beyond which the loop
+    /// stops reading that connection until it drains (1048576 is 1 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = positive)]
+    max_unsent_bytes: usize,
+
+    /// Log `main <thread-id>` once from the loop, and `worker <thread-id> task <task-id> <verb>`
+    /// on stderr from the worker that runs each task.
+    #[arg(long)]
+    log: bool,
+}
+
+/// A count that must be at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("handoff_server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    // Before any thread exists: every worker inherits this mask, so the signals can only ever
+    // be read from the loop's signalfd and never kill the process the default way.
+    eventloop::sys::block_signals(&[libc::SIGINT, libc::SIGTERM])
+        .context("cannot block SIGINT and SIGTERM")?;
+    if !cli.log {
+        quiet_task_panics();
+    }
+    let config = Config {
+        addr: SocketAddr::new(cli.bind, cli.port),
+        workers: cli.workers,
+        queue: cli.queue,
+        limits: Limits {
+            max_in_flight: cli.max_in_flight,
+            max_unsent: cli.max_unsent_bytes,
+        },
+        log: cli.log,
+    };
+    let dispatcher = Dispatcher::new("handoff-loop")?;
+    let server = server::start(&dispatcher, &config)?;
+    dispatcher.run().context("the event loop failed")?;
+    // Every connection is closed; the pool may still run tasks of clients that went away.
+    server.borrow_mut().shut_down_pool();
+    drop(dispatcher);
+    drop(server);
+    Ok(())
+}
+
+/// Keeps a task's panic from printing the default panic report on stderr.
+///
+/// A `panic` request is part of the protocol: the pool catches it and the client gets
+/// `ERROR: task panicked: <msg>`, and `stats` counts it. A full report per request would only
+/// flood the log. Panics on any other thread still get the default report, and with `--log` the
+/// reports stay on.
+fn quiet_task_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_worker = std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with(WORKER_THREAD_NAME));
+        if !on_worker {
+            default_hook(info);
+        }
+    }));
+}

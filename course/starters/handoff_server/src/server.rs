@@ -1,0 +1,324 @@
+//! The event loop side of the server: the listener, the connections, the handoff to the pool and
+//! the results coming back.
+//!
+//! One [`Dispatcher`] on the main thread owns every socket. Its callbacks all land in one
+//! [`Server`] (behind an `Rc<RefCell<_>>`, since the dispatcher and its callbacks live on this
+//! thread only):
+//!
+//! - **listener readable** → accept up to a batch of connections, each registered with its slab
+//!   [`Key`] captured in its callback;
+//! - **connection ready** → `recv` (a few times at most, for fairness), hand the bytes to the
+//!   connection's [`Session`], which answers loop verbs and submits worker verbs, then send;
+//! - **waker** → drain every finished task from the results [`TaskQueue`] at once, give each
+//!   reply to its session (or drop it if the key is stale), then send once per touched connection;
+//! - **SIGINT/SIGTERM** (signalfd) → stop accepting and reading, answer what was read, close.
+//!
+//! ## The handoff, both ways
+//!
+//! A worker verb becomes a pool task that owns a copy of its argument bytes (in a buffer the loop
+//! recycles, so steady traffic allocates no argument buffers) and returns the [`Reply`]. Its
+//! `on_done` callback runs on the worker: it pushes `(key, seq, outcome)` into the results queue
+//! and wakes the loop **only if that push made the queue non-empty** — a non-empty queue already
+//! has a wake on its way, because the loop drains the eventfd before it drains the queue. So a
+//! burst of results costs one eventfd write and one loop wake-up, not one per result.
+//!
+//! ## Backpressure
+//!
+//! The loop counts the tasks it has handed out and not yet got back (`in_flight`). It hands out
+//! at most `--queue` + workers, so at most `--queue` tasks wait in the pool; a worker verb read
+//! when that budget is spent is *held* by its session, that connection stops being read, and it
+//! waits in the `waiting_for_pool` list until results free the budget. Nothing is dropped and the
+//! loop never blocks. Because every task pushes exactly one result, the results queue (sized to
+//! the same budget) can never be full, so a worker's push never blocks either. Per connection,
+//! the session's limits (requests in flight, unsent bytes) switch reading off the same way.
+//!
+//! ## Readiness
+//!
+//! Registrations are level-triggered. A connection asks for readable only while its session
+//! wants input, and for writable only while it has unsent output, so an idle or paused
+//! connection costs nothing, and a changed interest is one `epoll_ctl` that happens only on the
+//! rare transitions (a full socket buffer, a limit reached).
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::VecDeque;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, Waker};
+use handoff_protocol::{ErrorReply, Reply, Stats, Verb, execute};
+use task_queue::TaskQueue;
+use thread_pool::{TaskPanic, ThreadPool};
+
+use crate::session::{Host, Limits, Progress, Session};
+use crate::slab::{Key, Slab};
+
+/// The prefix of the worker threads' names (`ps -T`, panic messages).
+pub(crate) const WORKER_THREAD_NAME: &str = "handoff-worker";
+
+/// How much one `recv` may read. Received bytes are copied from this scratch buffer into the
+/// connection's framer, which costs only the bytes that arrived.
+const READ_CHUNK: usize = 64 * 1024;
+/// How many `recv`s one connection gets per readiness event, so one fast sender cannot keep the
+/// loop from everyone else; level-triggered epoll reports the rest next turn.
+const READS_PER_EVENT: usize = 4;
+/// How many connections one listener event may accept before the loop serves other events.
+const ACCEPTS_PER_EVENT: usize = 64;
+/// How long accepting pauses after an accept error the listener could not absorb, so an
+/// unexpected persistent error cannot spin the loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long a connection closed for a line too long is drained before it is closed anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many bytes such a connection may still send while it is drained.
+const LINGER_MAX_BYTES: usize = 1 << 20;
+/// How long a shutdown waits for slow clients to take their answers before closing anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the command line decides.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Where to listen.
+    pub(crate) addr: SocketAddr,
+    /// Worker threads; `None` lets the pool choose (the CPU count).
+    pub(crate) workers: Option<usize>,
+    /// Tasks that may wait in the pool beyond those running.
+    pub(crate) queue: usize,
+    /// Per-connection limits.
+    pub(crate) limits: Limits,
+    /// Log `main <tid>` and one line per task.
+    pub(crate) log: bool,
+}
+
+/// A finished task on its way back to the loop.
+#[derive(Debug)]
+struct Completion {
+    key: Key,
+    seq: u64,
+    /// The reply and the argument buffer (for reuse), or the panic.
+    outcome: Result<(Reply, Vec<u8>), TaskPanic>,
+}
+
+/// The way back from the workers: the results queue and the loop's waker.
+#[derive(Debug)]
+struct ResultsChannel {
+    queue: TaskQueue<Completion>,
+    waker: Waker,
+}
+
+impl ResultsChannel {
+    /// Called on a worker: queues a result and wakes the loop if the queue was empty.
+    fn deliver(&self, completion: Completion) {
+        todo!("W05 L04: deliver")
+    }
+}
+
+/// One client connection on the loop.
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+    fd_key: FdKey,
+    session: Session,
+    /// The interest registered with epoll now.
+    interest: Interest,
+    /// Whether the connection is in `Server::touched` (so it is listed once).
+    touched: bool,
+    /// Whether the connection is in `Server::waiting_for_pool`.
+    waiting_for_pool: bool,
+    /// Set while the connection lingers before its close (see `Server::linger`): the timer
+    /// that ends the wait, and the bytes still allowed to be discarded.
+    lingering: Option<(Timer, usize)>,
+}
+
+/// The state the loop shares between connections: the pool, the counters, the budget.
+#[derive(Debug)]
+struct Core {
+    pool: ThreadPool,
+    results: Arc<ResultsChannel>,
+    /// Tasks handed to the pool whose results the loop has not drained yet.
+    in_flight: usize,
+    /// The most tasks `in_flight` may reach: the queue capacity plus one per worker.
+    max_in_flight: usize,
+    next_task_id: u64,
+    /// Responses written to connections' output buffers.
+    completed: u64,
+    /// Of those, `ERROR: …` responses.
+    errors: u64,
+    /// Panics reported by finished tasks. Counted here, when the loop receives the report,
+    /// rather than read from the pool's counter, which a worker bumps only after `on_done`
+    /// returns: a client that has its `ERROR: task panicked` answer must find it in `stats`.
+    panics: u64,
+    connections: usize,
+    /// The listener, until shutdown closes it.
+    listener: Option<(TcpListener, FdKey)>,
+    /// `rejected()` of the listener when it was closed.
+    rejected_at_close: u64,
+    /// Argument buffers returned by finished tasks, for the next submissions.
+    spare_buffers: Vec<Vec<u8>>,
+    log: bool,
+}
+
+/// How many recycled argument buffers the loop keeps; beyond this they are freed.
+const SPARE_BUFFERS: usize = 1024;
+/// Argument buffers larger than this are freed rather than kept, so one huge request does not
+/// pin its memory for good.
+const SPARE_BUFFER_MAX: usize = 4096;
+
+impl Core {
+    fn stats(&self) -> Stats {
+        todo!("W05 L04: stats")
+    }
+
+    /// Hands one worker verb to the pool; `false` if the budget or the pool is full.
+    fn submit(&mut self, key: Key, seq: u64, verb: Verb, args: &[u8]) -> bool {
+        todo!("W05 L04: submit")
+    }
+
+    /// Takes a finished task off the books and returns its reply.
+    fn finish(&mut self, outcome: Result<(Reply, Vec<u8>), TaskPanic>) -> Reply {
+        todo!("W05 L04: finish")
+    }
+}
+
+/// The [`Host`] a session gets: the core, plus the key its tasks carry back.
+struct SessionHost<'a> {
+    core: &'a mut Core,
+    key: Key,
+}
+
+impl Host for SessionHost<'_> {
+    fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
+        todo!("W05 L04: try_submit")
+    }
+
+    fn stats(&self) -> Stats {
+        todo!("W05 L04: stats")
+    }
+
+    fn responded(&mut self, is_error: bool) {
+        todo!("W05 L04: responded")
+    }
+}
+
+/// Everything the loop's callbacks share (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Server {
+    /// This server, for the callbacks it registers (weak: the dispatcher owns the callbacks,
+    /// and the callbacks must not keep the server alive past the loop).
+    this: Weak<RefCell<Server>>,
+    core: Core,
+    connections: Slab<Connection>,
+    limits: Limits,
+    /// Connections that need processing and a send before the loop sleeps again.
+    touched: Vec<Key>,
+    /// Connections holding a request the pool had no room for, oldest first.
+    waiting_for_pool: VecDeque<Key>,
+    /// The reused buffer results are drained into.
+    drained: Vec<Completion>,
+    /// The reused receive buffer.
+    read_buffer: Box<[u8]>,
+    /// Re-enables accepting after an accept error.
+    accept_pause: Option<Timer>,
+    /// Set once SIGINT or SIGTERM arrived.
+    shutting_down: bool,
+    /// Closes whatever is left when a shutdown takes too long.
+    drain_deadline: Option<Timer>,
+}
+
+/// Builds the server on `dispatcher` and prints the listening line; the caller runs the loop.
+///
+/// The caller must have blocked SIGINT and SIGTERM on this thread before any thread exists
+/// (the pool's workers are started here and inherit the mask).
+pub(crate) fn start(
+    dispatcher: &Dispatcher,
+    config: &Config,
+) -> anyhow::Result<Rc<RefCell<Server>>> {
+    todo!("W05 L04: start")
+}
+
+impl Server {
+    /// Stops the pool after the loop has returned: runs any task still accepted (from clients
+    /// that went away) and joins every worker.
+    pub(crate) fn shut_down_pool(&mut self) {
+        todo!("W05 L04: shut_down_pool")
+    }
+
+    fn on_listener_ready(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: on_listener_ready")
+    }
+
+    fn pause_accepting(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: pause_accepting")
+    }
+
+    fn resume_accepting(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: resume_accepting")
+    }
+
+    fn add_connection(&mut self, dispatcher: &Dispatcher, stream: TcpStream) {
+        todo!("W05 L04: add_connection")
+    }
+
+    fn on_connection_ready(&mut self, dispatcher: &Dispatcher, key: Key, readiness: Readiness) {
+        todo!("W05 L04: on_connection_ready")
+    }
+
+    /// Drains every finished task, routes each reply to its connection (or drops it), frees
+    /// pool budget for held requests, then sends once per connection that got something.
+    fn on_results(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: on_results")
+    }
+
+    /// Gives freed pool budget to connections holding a request, oldest first.
+    fn offer_room_to_waiting(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: offer_room_to_waiting")
+    }
+
+    /// The one place a connection moves forward: handle buffered lines, send once, close it if
+    /// it is done, and register the interest its state calls for.
+    fn service(&mut self, dispatcher: &Dispatcher, key: Key) {
+        todo!("W05 L04: service")
+    }
+
+    /// Closes a connection whose client may still be sending (after `line too long`) gently.
+    ///
+    /// Closing a socket that holds unread bytes makes the kernel answer with a reset, and a reset
+    /// can overtake — and destroy — the responses still on their way to the client. So the write
+    /// side is shut down first (the client reads every response, then EOF), and what the client
+    /// still sends is read and discarded until it closes too, for at most `LINGER_TIMEOUT` and
+    /// `LINGER_MAX_BYTES`.
+    fn linger(&mut self, dispatcher: &Dispatcher, key: Key) {
+        todo!("W05 L04: linger")
+    }
+
+    /// Reads and drops what a lingering connection sends; closes it at EOF, on an error, or once
+    /// it has sent too much.
+    fn discard_input(&mut self, dispatcher: &Dispatcher, key: Key) {
+        todo!("W05 L04: discard_input")
+    }
+
+    /// Unregisters and closes a connection. Its tasks still in the pool finish, and their
+    /// results are dropped when they arrive.
+    fn close(&mut self, dispatcher: &Dispatcher, key: Key) {
+        todo!("W05 L04: close")
+    }
+
+    /// SIGINT or SIGTERM: stop accepting, stop reading, answer what was read, then exit.
+    /// A second signal closes everything at once.
+    fn on_shutdown_signal(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: on_shutdown_signal")
+    }
+
+    fn close_all(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: close_all")
+    }
+
+    /// During a shutdown, ends the loop once every connection has been answered and closed.
+    fn check_shutdown_done(&mut self, dispatcher: &Dispatcher) {
+        todo!("W05 L04: check_shutdown_done")
+    }
+}

@@ -1,0 +1,143 @@
+//! A slab of connections keyed by (index, generation).
+//!
+//! A result comes back from a worker long after its request was read; by then the connection may
+//! be gone, and the kernel may even have handed its fd number to a new client. Keying connections
+//! by their fd would deliver the old client's answer to the new one. A [`Key`] instead names one
+//! *occupancy* of a slot: removing a value bumps the slot's generation, so every key that was
+//! handed out for the old value stops matching, whoever occupies the slot next.
+
+/// Names one value stored in a [`Slab`]; stale once that value is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    index: u32,
+    generation: u32,
+}
+
+/// One slot: a value with the generation it was stored under, or a free slot that remembers the
+/// generation its next value will get.
+#[derive(Debug)]
+enum Entry<T> {
+    Occupied { generation: u32, value: T },
+    Vacant { next_generation: u32 },
+}
+
+/// A growable array of values with O(1) insert, lookup and removal, and keys that never alias.
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    entries: Vec<Entry<T>>,
+    /// Indexes of vacant entries, reused last-freed first, as the kernel reuses fd numbers.
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    /// An empty slab.
+    pub(crate) fn new() -> Self {
+        todo!("W05 L04: new")
+    }
+
+    /// How many values are stored.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no value is stored.
+    pub(crate) fn is_empty(&self) -> bool {
+        todo!("W05 L04: is_empty")
+    }
+
+    /// Stores the value `make` builds from its own key, and returns that key.
+    ///
+    /// The value learns its key before it exists, so it can register callbacks that carry it.
+    pub(crate) fn insert_with<E>(
+        &mut self,
+        make: impl FnOnce(Key) -> Result<T, E>,
+    ) -> Result<Key, E> {
+        todo!("W05 L04: insert_with")
+    }
+
+    /// The value `key` names, if it is still stored.
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: Key) -> Option<&T> {
+        match self.entries.get(key.index as usize)? {
+            Entry::Occupied { generation, value } if *generation == key.generation => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value `key` names, if it is still stored, mutably.
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        todo!("W05 L04: get_mut")
+    }
+
+    /// Removes and returns the value `key` names; `None` if it was already gone.
+    pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
+        todo!("W05 L04: remove")
+    }
+
+    /// The keys of every stored value.
+    pub(crate) fn keys(&self) -> Vec<Key> {
+        todo!("W05 L04: keys")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(slab: &mut Slab<&'static str>, value: &'static str) -> Key {
+        slab.insert_with(|_| Ok::<_, ()>(value)).unwrap()
+    }
+
+    #[test]
+    fn stores_finds_and_removes() {
+        let mut slab = Slab::new();
+        let a = insert(&mut slab, "a");
+        let b = insert(&mut slab, "b");
+        assert_eq!(
+            (slab.get(a), slab.get(b), slab.len()),
+            (Some(&"a"), Some(&"b"), 2)
+        );
+        assert_eq!(slab.remove(a), Some("a"));
+        assert_eq!(slab.remove(a), None, "a key removes its value once");
+        assert_eq!(slab.get(a), None);
+        assert_eq!(slab.len(), 1);
+        *slab.get_mut(b).unwrap() = "b2";
+        assert_eq!(slab.keys(), vec![b]);
+        assert_eq!(slab.get(b), Some(&"b2"));
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_answer_to_the_old_key() {
+        let mut slab = Slab::new();
+        let old = insert(&mut slab, "old client");
+        slab.remove(old);
+        let new = insert(&mut slab, "new client");
+        assert_eq!(
+            new.index, old.index,
+            "the slot is reused, like an fd number"
+        );
+        assert_ne!(new, old);
+        assert_eq!(
+            slab.get(old),
+            None,
+            "a late result for the old client finds nothing"
+        );
+        assert_eq!(slab.get_mut(old), None);
+        assert_eq!(slab.remove(old), None);
+        assert_eq!(slab.get(new), Some(&"new client"));
+    }
+
+    #[test]
+    fn the_value_knows_its_key_and_a_failed_insert_stores_nothing() {
+        let mut slab: Slab<Key> = Slab::new();
+        let key = slab.insert_with(Ok::<_, ()>).unwrap();
+        assert_eq!(slab.get(key), Some(&key));
+        assert_eq!(slab.insert_with(|_| Err("no fd")), Err("no fd"));
+        assert_eq!(slab.len(), 1);
+        let next = slab.insert_with(Ok::<_, ()>).unwrap();
+        assert_eq!(slab.get(next), Some(&next));
+        assert!(!slab.is_empty());
+    }
+}

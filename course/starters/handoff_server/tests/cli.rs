@@ -1,0 +1,99 @@
+//! The command line: `--help`, argument errors, and one exchange over the wire.
+//!
+//! The protocol itself is tested against the running binary by the workspace's integration
+//! suite (`tests/integration`); this file's presence also makes `cargo test --workspace` build
+//! the `handoff_server` binary that suite runs.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt as _;
+use predicates::prelude::*;
+
+#[test]
+fn help_lists_every_flag_with_examples() {
+    let assert = assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .arg("--help")
+        .assert();
+    let mut output = predicate::str::contains("[PORT]").boxed();
+    for flag in [
+        "--bind",
+        "--workers",
+        "--queue",
+        "--max-in-flight",
+        "--max-unsent-bytes",
+        "--log",
+    ] {
+        output = output.and(predicate::str::contains(flag)).boxed();
+    }
+    output = output.and(predicate::str::contains("Examples:")).boxed();
+    assert.success().stdout(output);
+}
+
+#[test]
+fn a_bad_flag_fails_with_a_clear_message() {
+    assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .arg("--wrokers")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unexpected argument '--wrokers'"));
+    assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .args(["0", "--workers", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("must be at least 1"));
+    assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .arg("seventy")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid value 'seventy'"));
+}
+
+/// Kills and reaps the server however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn port_zero_prints_the_port_and_serves_a_compute() {
+    let child = Command::cargo_bin("handoff_server")
+        .unwrap()
+        .args(["0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening on 127.0.0.1:")
+        .map(str::to_owned);
+    let port: u16 = addr
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("first line is not `listening on 127.0.0.1:<port>`: {line:?}"));
+    assert_ne!(port, 0);
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(b"compute test\n").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut response = String::new();
+    BufReader::new(stream).read_line(&mut response).unwrap();
+    assert_eq!(response, "result: 9ec9f7918d7dfc40\n");
+}
