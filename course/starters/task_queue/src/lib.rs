@@ -1,7 +1,7 @@
 //! W05 L01 (starter): the bounded task queue contract, with the L03 close semantics.
 //!
-//! [`TaskQueue<T>`] is a bounded multi-producer, multi-consumer FIFO queue built from exactly one
-//! [`Mutex`](std::sync::Mutex) and two [`Condvar`](std::sync::Condvar)s:
+//! [`TaskQueue<T>`] is a bounded multi-producer, multi-consumer FIFO queue built from exactly
+//! one `std::sync::Mutex` and two `std::sync::Condvar`s:
 //!
 //! - `not_empty` is where consumers wait while the queue holds no item;
 //! - `not_full` is where producers wait while the queue holds `capacity` items.
