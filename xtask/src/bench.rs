@@ -219,12 +219,29 @@ fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_owned)
 }
 
-/// `cargo xtask bench` and the arguments it was given, for the report.
+/// `cargo xtask bench` and the arguments it was given, for the report, prefixed by `nice -n N`
+/// when the benchmark runs at a changed priority (every server and loadgen inherit it).
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    format!("cargo xtask {}", args.join(" "))
+    let command = format!("cargo xtask {}", args.join(" "))
         .trim_end()
-        .to_owned()
+        .to_owned();
+    match own_niceness() {
+        Some(nice) if nice != 0 => format!("nice -n {nice} {command}"),
+        _ => command,
+    }
+}
+
+/// This process's nice value: field 19 of `/proc/self/stat`, counted after the parenthesised
+/// command name, where field 3 is the first.
+fn own_niceness() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
 }
 
 /// Builds the release binaries and returns their paths by name, as cargo reports them.
@@ -584,6 +601,12 @@ fn splice(existing: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_names_a_changed_priority() {
+        assert!(own_niceness().is_some());
+        assert!(command_line().contains("cargo xtask"));
+    }
 
     #[test]
     fn splice_replaces_only_the_results_section() {
