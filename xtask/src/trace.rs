@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// The calls recorded.
@@ -26,6 +27,8 @@ pub(crate) enum Trace {
         child: Child,
         /// Its output file.
         file: PathBuf,
+        /// The thread reading strace's stderr; it ends when strace does.
+        reader: JoinHandle<Vec<String>>,
     },
     /// strace recorded and was detached; the threads that touched client sockets.
     Finished(Result<BTreeSet<u64>, String>),
@@ -82,11 +85,10 @@ impl Trace {
         });
         let wait = deadline.saturating_duration_since(Instant::now());
         if attached_rx.recv_timeout(wait).is_ok() {
-            // The reader thread ends when strace exits; it is joined implicitly by then.
-            drop(reader);
             return Trace::Running {
                 child,
                 file: file.to_path_buf(),
+                reader,
             };
         }
         process::stop_group(&mut child);
@@ -96,11 +98,21 @@ impl Trace {
 
     /// Detaches strace (if still running) and returns the threads that touched client sockets.
     pub(crate) fn finish(&mut self) -> Result<BTreeSet<u64>, String> {
-        if let Trace::Running { child, file } = self {
-            // SIGINT makes strace detach and flush; stop_group sends SIGTERM, which does too.
-            process::stop_group(child);
+        if matches!(self, Trace::Running { .. }) {
+            let placeholder = Trace::Finished(Err("the trace was being read".to_owned()));
+            let Trace::Running {
+                mut child,
+                file,
+                reader,
+            } = std::mem::replace(self, placeholder)
+            else {
+                unreachable!("checked just above");
+            };
+            // SIGTERM makes strace detach from the server and flush its output.
+            process::stop_group(&mut child);
+            let _ = reader.join();
             let text =
-                std::fs::read_to_string(&*file).map_err(|e| format!("cannot read the trace: {e}"));
+                std::fs::read_to_string(&file).map_err(|e| format!("cannot read the trace: {e}"));
             *self = Trace::Finished(text.map(|t| socket_threads(&t)));
         }
         match self {
