@@ -149,9 +149,10 @@ fn main() -> ExitCode {
         Command::Lesson { run, .. } | Command::Grade { run, .. } => run.server.as_deref(),
         _ => None,
     };
-    if server.is_some_and(|command| !command.contains("{port}")) {
+    // `{args}` carries the lesson's own arguments, which always include its `{port}`.
+    if server.is_some_and(|command| !command.contains("{port}") && !command.contains("{args}")) {
         eprintln!(
-            "error: --server needs `{{port}}` where the port goes, e.g. --server './server {{port}}'"
+            "error: --server needs `{{port}}` (or `{{args}}`) where the port goes, e.g. --server './server {{port}}'"
         );
         return ExitCode::from(2);
     }
@@ -179,6 +180,11 @@ fn main() -> ExitCode {
         } => starters_command(week.as_deref(), allow_missing),
         Command::Bench(args) => bench::run(args),
     };
+    // Interrupted: the servers were stopped on the way out, and the exit status says so, whether
+    // the handler thread or this one got to the end first.
+    if process::interrupted() {
+        return ExitCode::from(130);
+    }
     match result {
         Ok(code) => code,
         Err(error) => {
