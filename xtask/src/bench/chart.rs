@@ -145,6 +145,7 @@ mod tests {
             loadgen_cpu_us_per_request: 0.0,
             vs_tokio: None,
             p99_vs_tokio: None,
+            cpu_vs_tokio: None,
         }
     }
 

@@ -99,6 +99,9 @@ pub(crate) struct Row {
     pub(crate) vs_tokio: Option<f64>,
     /// p99 divided by the Tokio server's.
     pub(crate) p99_vs_tokio: Option<f64>,
+    /// Server CPU time per request divided by the Tokio server's: what the throughput ratio
+    /// would be the inverse of if CPU were the only limit.
+    pub(crate) cpu_vs_tokio: Option<f64>,
 }
 
 /// Whether the handoff server met a scenario's target.
@@ -183,17 +186,25 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
                     loadgen_cpu_us_per_request: pick(&|r| r.load.loadgen_cpu_us_per_request),
                     vs_tokio: None,
                     p99_vs_tokio: None,
+                    cpu_vs_tokio: None,
                 })
             })
             .collect();
         let tokio = scenario_rows
             .iter()
             .find(|row| row.server == ServerKind::Tokio)
-            .map(|row| (row.throughput_rps, row.p99_us));
-        if let Some((throughput, p99)) = tokio {
+            .map(|row| {
+                (
+                    row.throughput_rps,
+                    row.p99_us,
+                    row.server_cpu_us_per_request,
+                )
+            });
+        if let Some((throughput, p99, cpu)) = tokio {
             for row in &mut scenario_rows {
                 row.vs_tokio = (throughput > 0.0).then(|| row.throughput_rps / throughput);
                 row.p99_vs_tokio = (p99 > 0.0).then(|| row.p99_us / p99);
+                row.cpu_vs_tokio = (cpu > 0.0).then(|| row.server_cpu_us_per_request / cpu);
             }
         }
         rows.extend(scenario_rows);
@@ -216,7 +227,10 @@ pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> 
                 (Target::VersusTokio { ratio }, Some(row)) => {
                     match (row.vs_tokio, row.p99_vs_tokio) {
                         (Some(vs), Some(p99)) => (
-                            format!("{vs:.2}× tokio, p99 {p99:.2}× tokio's"),
+                            format!(
+                                "{vs:.2}× tokio, p99 {p99:.2}× tokio's (CPU per request {})",
+                                self::ratio(row.cpu_vs_tokio)
+                            ),
                             Some(vs >= ratio && p99 <= 1.0),
                         ),
                         _ => ("tokio_server not run".to_owned(), None),
