@@ -28,8 +28,28 @@ const WAITER_MASK: u64 = ((1 << 15) - 1) << WAITER_SHIFT;
 /// The bits holding the pending-task count (48 bits).
 const PENDING_MASK: u64 = WAITER_ONE - 1;
 
-/// The largest capacity the pending counter can represent.
-pub(crate) const MAX_CAPACITY: usize = PENDING_MASK as usize;
+/// The largest capacity accepted. Half the pending field, so that reservations which are added
+/// optimistically and then undone (see [`Intake::try_reserve`]) can never carry into the waiter
+/// bits.
+pub(crate) const MAX_CAPACITY: usize = (PENDING_MASK / 2) as usize;
+
+/// A refused reservation: why, and whether undoing it left a shut-down pool drained (the caller
+/// must then wake sleeping workers so they can exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// Why the reservation was refused.
+    pub(crate) reason: Refused,
+    /// Whether the undo took the last pending count of a shut-down pool.
+    pub(crate) drained: bool,
+}
+
+impl Refusal {
+    /// Refused because the pool is shut down, with nothing to undo.
+    const SHUT_DOWN: Self = Self {
+        reason: Refused::ShutDown,
+        drained: false,
+    };
+}
 
 /// Why a reservation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +89,26 @@ impl Intake {
     }
 
     /// Reserves a slot for one task without blocking.
-    pub(crate) fn try_reserve(&self) -> Result<(), Refused> {
+    ///
+    /// The common case is a single `fetch_add`: the submit path is the pool's hottest, and the
+    /// word it touches is also written by every worker taking a task, so each extra access is a
+    /// cache-line transfer. An add that finds the pool full or shut down is undone at once. The
+    /// undo is a decrement like a worker's, with the same duties (see [`Self::task_taken`]); its
+    /// return value (true when the undo left a shut-down pool drained) is passed on in
+    /// [`Refusal::drained`] so the caller can wake sleeping workers to exit.
+    pub(crate) fn try_reserve(&self) -> Result<(), Refusal> {
         todo!("W05 L02: try_reserve")
     }
 
     /// Reserves a slot for one task even when the pool is at capacity; refuses only after shutdown.
     /// Used for spawns from the pool's own workers, which must never wait for room: the waiting
     /// worker would be one of the threads that makes room.
-    pub(crate) fn reserve_over_capacity(&self) -> Result<(), Refused> {
+    pub(crate) fn reserve_over_capacity(&self) -> Result<(), Refusal> {
         todo!("W05 L02: reserve_over_capacity")
     }
 
     /// Reserves a slot for one task, blocking while the pool is at capacity.
-    pub(crate) fn reserve(&self) -> Result<(), Refused> {
+    pub(crate) fn reserve(&self) -> Result<(), Refusal> {
         todo!("W05 L02: reserve")
     }
 
@@ -138,17 +165,22 @@ mod loom_tests {
     fn loom_intake_blocked_producer_is_woken_by_task_taken() {
         loom::model(|| {
             let intake = Arc::new(Intake::new(1));
+            // Stands in for the deque: tasks whose reservation succeeded and which were pushed.
+            let published = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
             let producer = {
                 let intake = Arc::clone(&intake);
+                let published = Arc::clone(&published);
                 thread::spawn(move || {
-                    intake.reserve().unwrap();
-                    intake.reserve().unwrap();
+                    for _ in 0..2 {
+                        intake.reserve().unwrap();
+                        published.fetch_add(1, Ordering::Release);
+                    }
                 })
             };
-            // The worker takes two tasks, each once it has been reserved.
+            // The worker takes two tasks, each once it has been published.
             let mut taken = 0;
             while taken < 2 {
-                if intake.pending() > 0 {
+                if published.load(Ordering::Acquire) > taken {
                     intake.task_taken();
                     taken += 1;
                 } else {
@@ -173,7 +205,10 @@ mod loom_tests {
             };
             assert!(intake.shut_down());
             let outcome = producer.join().unwrap();
-            assert_eq!(outcome, Err(Refused::ShutDown));
+            assert_eq!(
+                outcome.map_err(|refusal| refusal.reason),
+                Err(Refused::ShutDown)
+            );
             assert!(!intake.is_drained(), "one accepted task is still pending");
             assert!(intake.task_taken(), "the last pending task after shutdown");
             assert!(intake.is_drained());

@@ -49,6 +49,7 @@
 //! let local = std::rc::Rc::new(5);
 //! pool.spawn(move || drop(local));
 //! ```
+
 //!
 //! # Starter code
 //!
@@ -57,7 +58,6 @@
 //! `Shared::injector`, `stealers` and `sleep`), with every body a `todo!()` naming the lesson it
 //! belongs to (W05 L02 for the lifecycle, W05 L03 for shutdown). The module docs and doc comments
 //! describe what each piece must do; the tests in `src/tests.rs` say when it does.
-
 // The scaffolding is unused, and its parameters unread, until you write the bodies; remove this
 // line once you have.
 #![allow(dead_code, unused_variables, unused_imports, unused_mut)]

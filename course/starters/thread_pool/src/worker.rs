@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) sleep: Sleep,
     /// Per-worker statistics, indexed like the workers.
     pub(crate) stats: Box<[WorkerStats]>,
+    /// The most workers that spin in search of work at once (half of them, at least one).
+    pub(crate) max_searchers: usize,
 }
 
 impl Shared {

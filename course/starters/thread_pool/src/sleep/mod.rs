@@ -1,22 +1,43 @@
-//! How idle workers go to sleep and how producers wake them without ever losing a wake-up.
+//! How idle workers search, go to sleep, and get woken, without ever losing a wake-up.
 //!
 //! The protocol, and why it is correct, is written down in `README.md` beside this file
-//! (`crates/w05/thread_pool/src/sleep/README.md`); read that first. In short: a worker that found no work *announces* itself as a sleeper, then
-//! *re-checks* for work, and only then waits; a producer *publishes* its task, then checks for
-//! sleepers, and wakes one only if there is one. A sequentially consistent fence on each side makes
-//! it impossible for both checks to miss each other, so a hot submit path makes no system call.
+//! (`crates/w05/thread_pool/src/sleep/README.md`); read that first. In short: a worker that found
+//! no work becomes a *searcher* for a bounded spin; then it *announces* itself as a sleeper,
+//! *re-checks* for work, and only then waits. A producer *publishes* its task, then reads the
+//! counts, and wakes a sleeper only when nobody is searching (a searcher will find the task) and
+//! somebody sleeps. A sequentially consistent fence on each side makes it impossible for the
+//! re-check and the producer's read to miss each other, so a hot submit path makes no system call.
 //!
-//! The spinning that precedes sleeping lives in the worker loop; this module is only the part that
-//! must be exactly right, kept small and free of crossbeam-deque so loom can check it.
+//! The spinning itself lives in the worker loop; this module is only the part that must be exactly
+//! right, kept small and free of crossbeam-deque so loom can check it.
 
 use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, fence};
 
-/// The sleeping half of the idle protocol.
+/// One sleeping worker in [`Sleep::counts`].
+const SLEEPER_ONE: usize = 1;
+/// Where the searching-worker count starts in [`Sleep::counts`].
+const SEARCHER_SHIFT: u32 = usize::BITS / 2;
+/// One searching worker in [`Sleep::counts`].
+const SEARCHER_ONE: usize = 1 << SEARCHER_SHIFT;
+/// The bits holding the sleeper count.
+const SLEEPER_MASK: usize = SEARCHER_ONE - 1;
+
+fn sleepers(counts: usize) -> usize {
+    todo!("W05 L02: sleepers")
+}
+
+fn searchers(counts: usize) -> usize {
+    todo!("W05 L02: searchers")
+}
+
+/// The idle protocol's shared state.
 #[derive(Debug)]
 pub(crate) struct Sleep {
-    /// Workers between their announcement and the end of their wait. Incremented before the
-    /// re-check, decremented after waking (or after the re-check found work).
-    sleepers: AtomicUsize,
+    /// Two counts in one word, so a worker moves from searching to sleeping in one atomic step
+    /// and a producer reads both at once: the low half counts *sleepers* (workers between their
+    /// announcement and the end of their wait), the high half counts *searchers* (workers spinning
+    /// in search of work, which will find a newly published task without being woken).
+    counts: AtomicUsize,
     /// Held by a worker from its announcement until it waits on `wakeup`, and taken by a producer
     /// before it notifies, so a notification can never fall between the re-check and the wait.
     lock: Mutex<()>,
@@ -35,22 +56,43 @@ pub(crate) enum Slept {
 }
 
 impl Sleep {
-    /// A `Sleep` with nobody asleep.
+    /// A `Sleep` with nobody searching or asleep.
     pub(crate) fn new() -> Self {
         todo!("W05 L02: new")
     }
 
-    /// Puts the calling worker to sleep unless `stay_awake` — evaluated *after* the worker has
-    /// announced itself as a sleeper — reports work (or a reason to exit).
+    /// The calling worker found nothing and asks to start its bounded spin. Refused (returns
+    /// `false`) when `max_searchers` workers already search: on a machine with few cores, more
+    /// spinners than that only steal processor time from the threads doing work and from the
+    /// producers, while one searcher already takes every new task without a wake-up. A refused
+    /// worker goes straight to [`sleep_unless`](Self::sleep_unless) with `searching = false`.
+    ///
+    /// While a worker is counted as searching, producers do not wake sleepers: it will find their
+    /// tasks.
+    pub(crate) fn try_start_searching(&self, max_searchers: usize) -> bool {
+        todo!("W05 L02: try_start_searching")
+    }
+
+    /// The calling worker stops searching because it found a task (or the pool is exiting). If it
+    /// was the last searcher and `more_work` reports work still visible, it wakes a sleeper: a
+    /// producer may have skipped its wake-up counting on this searcher, whose found task may be a
+    /// different one.
+    pub(crate) fn stop_searching(&self, more_work: impl FnOnce() -> bool) {
+        todo!("W05 L02: stop_searching")
+    }
+
+    /// Moves the calling worker to sleep, unless `stay_awake`, evaluated after the announcement,
+    /// reports work (or a reason to exit). `searching` says whether the caller is counted as a
+    /// searcher; either way it is counted as neither searching nor sleeping when this returns.
     ///
     /// The caller must treat [`Slept::Woken`] as "look for work again", never as "there is work":
     /// a wake-up may be spurious, or another worker may have taken the task first.
-    pub(crate) fn sleep_unless(&self, stay_awake: impl FnOnce() -> bool) -> Slept {
+    pub(crate) fn sleep_unless(&self, searching: bool, stay_awake: impl FnOnce() -> bool) -> Slept {
         todo!("W05 L02: sleep_unless")
     }
 
-    /// Called by a producer right after it published a task: wakes one sleeping worker, if any.
-    /// With nobody asleep this is a fence and a load, with no system call.
+    /// Called by a producer right after it published a task: wakes one sleeping worker if nobody
+    /// is searching. With a searcher about, or nobody asleep, this is a fence and a load.
     pub(crate) fn wake_one(&self) {
         todo!("W05 L02: wake_one")
     }
@@ -64,7 +106,7 @@ impl Sleep {
     /// How many workers are announced as sleeping right now.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn sleepers(&self) -> usize {
-        self.sleepers.load(Ordering::Relaxed)
+        sleepers(self.counts.load(Ordering::Relaxed))
     }
 }
 
@@ -119,8 +161,9 @@ mod loom_tests {
             false
         }
 
-        /// The worker loop: take tasks until told to stop and nothing is left, sleeping through
-        /// the protocol whenever there is nothing to do. Returns how many tasks it ran.
+        /// The worker loop, shaped like the pool's: take tasks while there are any; otherwise
+        /// search (here: one more look), then sleep through the protocol; leave once told to stop
+        /// and nothing is left. Returns how many tasks it ran.
         fn work(&self) -> usize {
             let mut ran = 0;
             loop {
@@ -128,7 +171,18 @@ mod loom_tests {
                     ran += 1;
                     continue;
                 }
+                // At most one searcher, as the pool allows with two workers.
+                let searching = self.sleep.try_start_searching(1);
+                if searching && self.try_take() {
+                    self.sleep
+                        .stop_searching(|| self.tasks.load(Ordering::Relaxed) > 0);
+                    ran += 1;
+                    continue;
+                }
                 if self.stop.load(Ordering::Acquire) {
+                    if searching {
+                        self.sleep.stop_searching(|| false);
+                    }
                     // The stop flag is set after the last task is published, so seeing it makes
                     // every task visible; look once more before leaving, as the pool's
                     // "shut down and drained" exit check does.
@@ -138,7 +192,7 @@ mod loom_tests {
                     }
                     return ran;
                 }
-                let _ = self.sleep.sleep_unless(|| {
+                let _ = self.sleep.sleep_unless(searching, || {
                     self.tasks.load(Ordering::Relaxed) > 0 || self.stop.load(Ordering::Relaxed)
                 });
             }
@@ -166,11 +220,12 @@ mod loom_tests {
     /// with both workers asleep (loom would report the deadlock at the final join).
     #[test]
     fn loom_sleep_two_workers_two_tasks_no_lost_wakeup() {
-        // Three threads explore too many interleavings to finish quickly without a bound; three
-        // preemptions cover every ordering of announce/re-check/fence against publish/fence/load
-        // (a lost wake-up needs only one or two) and finish in about a minute in release mode.
+        // Three threads explore too many interleavings to finish quickly without a bound; two
+        // preemptions cover the orderings of announce/re-check/fence against publish/fence/load
+        // that a lost wake-up needs (the re-check-before-announce bug fails with one) and finish
+        // in well under a minute in release mode. A bound of three took many minutes.
         let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
+        builder.preemption_bound = Some(2);
         builder.check(|| {
             let model = Model::new();
             let workers: Vec<_> = (0..2)
@@ -204,9 +259,10 @@ mod loom_tests {
                             done.store(true, Ordering::Release);
                             return;
                         }
+                        let searching = model.sleep.try_start_searching(1);
                         let _ = model
                             .sleep
-                            .sleep_unless(|| model.tasks.load(Ordering::Relaxed) > 0);
+                            .sleep_unless(searching, || model.tasks.load(Ordering::Relaxed) > 0);
                     }
                 })
             };
