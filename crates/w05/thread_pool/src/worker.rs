@@ -30,6 +30,9 @@ use crate::sleep::{Sleep, Slept};
 /// the CPU an idle pool burns to that much per burst of work.
 pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(50);
 
+/// How much of [`SPIN_BUDGET`] an idle worker busy-waits before it starts yielding between looks.
+pub(crate) const PURE_SPIN: Duration = Duration::from_micros(10);
+
 /// An upper bound on idle rounds, in case the clock misbehaves.
 const MAX_SPIN_ROUNDS: u32 = 4096;
 
@@ -168,22 +171,27 @@ impl WorkerThread {
     }
 
     fn main_loop(&mut self) {
+        let context = Rc::clone(&self.context);
+        let shared = &context.shared;
         loop {
-            // Active: run whatever can be found without counting as a searcher.
-            while let Some(job) = self.find_job() {
-                self.run_job(job);
-            }
-            // Nothing found: search for a bounded time, counted as a searcher so producers need
-            // not wake anybody; unless enough workers search already.
-            let context = Rc::clone(&self.context);
-            let shared = &context.shared;
-            let searching = shared.sleep.try_start_searching(shared.max_searchers);
-            if searching {
-                if let Some(job) = self.spin_for_job() {
+            // With its own deque empty, the worker counts itself as a searcher *before* looking
+            // elsewhere: a producer publishing a task right after this worker's last task
+            // finished then sees the count and does not wake a sleeper for a task this worker is
+            // about to take. With tasks still in its own deque it just takes the next one, which
+            // keeps the shared counts untouched in a burst.
+            let searching =
+                context.local.is_empty() && shared.sleep.try_start_searching(shared.max_searchers);
+            let found = match self.find_job() {
+                Some(job) => Some(job),
+                None if searching => self.spin_for_job(),
+                None => None,
+            };
+            if let Some(job) = found {
+                if searching {
                     shared.sleep.stop_searching(|| shared.work_visible());
-                    self.run_job(job);
-                    continue;
                 }
+                self.run_job(job);
+                continue;
             }
             if shared.intake.is_drained() {
                 if searching {
@@ -237,14 +245,20 @@ impl WorkerThread {
         let backoff = Backoff::new();
         let started = Instant::now();
         for _ in 0..MAX_SPIN_ROUNDS {
-            backoff.snooze();
+            // Busy-wait (`spin`) first: a producer that saw this worker counted as a searcher
+            // relies on it to take the task promptly, and yielding would hand the processor to
+            // whatever else is runnable for a whole time slice. Only after `PURE_SPIN` does the
+            // worker yield between looks (`snooze`), so that on a machine with more runnable
+            // threads than cores it stops taking time from the threads doing work.
+            if started.elapsed() < PURE_SPIN {
+                backoff.spin();
+            } else {
+                backoff.snooze();
+            }
             if let Some(job) = self.find_job() {
                 return Some(job);
             }
-            if self.shared().intake.is_drained() {
-                return None;
-            }
-            if backoff.is_completed() && started.elapsed() >= SPIN_BUDGET {
+            if self.shared().intake.is_drained() || started.elapsed() >= SPIN_BUDGET {
                 return None;
             }
         }
