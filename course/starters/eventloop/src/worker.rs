@@ -271,6 +271,13 @@ impl WorkerPool {
     }
 }
 
+impl Default for WorkerPool {
+    /// A pool with one worker per CPU, as [`WorkerPool::with_cpu_count`].
+    fn default() -> WorkerPool {
+        todo!("W04 L05: default")
+    }
+}
+
 impl Drop for WorkerPool {
     fn drop(&mut self) {
         // Starter: nothing to release until your type owns something that needs it.
@@ -369,6 +376,10 @@ mod tests {
     #[test]
     fn cpu_count_pool_has_at_least_one_worker() {
         assert!(WorkerPool::with_cpu_count().worker_count() >= 1);
+        assert_eq!(
+            WorkerPool::default().worker_count(),
+            WorkerPool::with_cpu_count().worker_count()
+        );
         assert_eq!(WorkerPool::new(0).worker_count(), 1);
     }
 }

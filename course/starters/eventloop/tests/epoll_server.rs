@@ -214,3 +214,33 @@ fn sigterm_stops_the_server_with_exit_status_zero() {
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn idle_connections_cost_little_memory() {
+    // 1,000 connections that each sent one request: the server keeps no per-connection read
+    // buffer between reads (a 64 KiB buffer each would be over 60 MiB).
+    const CONNECTIONS: usize = 1000;
+    let (soft, hard) = eventloop::sys::fd_limit().unwrap();
+    if soft < 4096 {
+        // The server inherits the raised limit; 1,000 clients plus the server's own fds fit.
+        eventloop::sys::set_fd_limit(hard.min(4096).max(soft), hard).unwrap();
+    }
+    let server = Server::start();
+    let baseline = server.rss_kib();
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut client = server.connect();
+        client.write_all(b"ping\n").unwrap();
+        clients.push(client);
+    }
+    for client in &mut clients {
+        let mut pong = [0u8; 5];
+        client.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"pong\n");
+    }
+    let grown_mib = server.rss_kib().saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib < 16,
+        "{CONNECTIONS} idle connections cost {grown_mib} MiB"
+    );
+}

@@ -21,10 +21,20 @@ fn dropping_everything_closes_every_fd_the_crate_opened() {
     let before = open_fds();
     {
         let dispatcher = Dispatcher::new("fds").unwrap();
+        assert_eq!(
+            open_fds(),
+            before + 3,
+            "a dispatcher holds epoll, eventfd and timerfd"
+        );
         let timers: Vec<_> = (0..1000).map(|_| dispatcher.create_timer(|_| {})).collect();
         for timer in &timers {
             timer.enable(Duration::from_secs(60));
         }
+        assert_eq!(
+            open_fds(),
+            before + 3,
+            "a thousand timers share the one timerfd"
+        );
         let waker = dispatcher.add_waker(|_| {}).unwrap();
         let _signals = dispatcher.add_signals(&[libc::SIGUSR2], |_, _| {}).unwrap();
         let (a, b) = sys::socketpair().unwrap();

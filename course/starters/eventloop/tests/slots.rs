@@ -6,6 +6,14 @@ use std::sync::{Arc, mpsc};
 
 use eventloop::{Slot, SlotError, ThreadLocal, WorkerPool};
 
+/// Slot indices are process-wide, and one test checks that a freed index is reused; the tests
+/// of this file take this lock so that no other test allocates in between.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 /// Runs `read` on every worker (posted, so it runs after everything posted before it) and
 /// returns the results in worker order.
 fn on_each_worker<R: Send + 'static>(
@@ -40,6 +48,7 @@ fn thread_name() -> String {
 
 #[test]
 fn each_thread_sees_its_own_value_and_shutdown_is_clean() {
+    let _serial = serial();
     let mut pool = started_pool();
     let tls = ThreadLocal::new();
     for dispatcher in pool.dispatchers() {
@@ -92,6 +101,7 @@ fn each_thread_sees_its_own_value_and_shutdown_is_clean() {
 
 #[test]
 fn dropping_a_slot_with_updates_in_flight_installs_nothing_and_confuses_no_later_slot() {
+    let _serial = serial();
     let mut pool = started_pool();
     let tls = ThreadLocal::new();
     for dispatcher in pool.dispatchers() {
@@ -154,6 +164,7 @@ fn dropping_a_slot_with_updates_in_flight_installs_nothing_and_confuses_no_later
 
 #[test]
 fn registration_and_slots_belong_to_the_main_thread() {
+    let _serial = serial();
     let mut pool = started_pool();
     let tls = Arc::new(ThreadLocal::new());
     tls.register_thread(pool.dispatchers()[0].clone()).unwrap();

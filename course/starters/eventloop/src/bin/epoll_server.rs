@@ -60,11 +60,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long the listener pauses after an accept error it cannot shed (so it cannot spin).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// The W04 single-threaded epoll server: every verb runs inline on the event loop.
+/// The W04 single-threaded epoll server: every verb runs inline on the event loop, so one slow
+/// request (`sleep 1000`) delays every client.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about,
     after_help = "Examples:\n  epoll_server 9090                  listen on 127.0.0.1:9090\n  \
                   epoll_server 0                     pick a free port (printed on stdout)\n  \
                   epoll_server 0 --bind 0.0.0.0      listen on every interface\n\n\
@@ -75,7 +75,7 @@ struct Args {
     #[arg(default_value_t = 9090)]
     port: u16,
     /// The address to bind.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     bind: IpAddr,
 }
 
