@@ -180,7 +180,7 @@ impl Core {
 
     /// Takes a finished task off the books and returns its reply.
     fn finish(&mut self, outcome: Result<(Reply, Vec<u8>), TaskPanic>) -> Reply {
-        todo!("W05 L04: finish")
+        todo!("W05 L05: finish")
     }
 }
 
