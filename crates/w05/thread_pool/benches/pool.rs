@@ -286,6 +286,7 @@ struct Summary {
     name: &'static str,
     burst_ns_per_task: f64,
     round_trip_mean_ns: f64,
+    round_trip_p50_ns: u128,
     round_trip_p99_ns: u128,
     idle_cpu_ms_per_s: f64,
 }
@@ -303,6 +304,7 @@ fn summarise<P: Pool>(pool: &P) -> Summary {
         .collect();
     trips.sort_unstable();
     let round_trip_mean_ns = trips.iter().sum::<u128>() as f64 / trips.len() as f64;
+    let round_trip_p50_ns = trips[trips.len() / 2];
     let round_trip_p99_ns = trips[trips.len() * 99 / 100];
 
     // Let the workers finish their spinning, then watch the idle process for one second.
@@ -317,6 +319,7 @@ fn summarise<P: Pool>(pool: &P) -> Summary {
         name: pool.name(),
         burst_ns_per_task,
         round_trip_mean_ns,
+        round_trip_p50_ns,
         round_trip_p99_ns,
         idle_cpu_ms_per_s,
     }
@@ -372,15 +375,16 @@ fn main() {
     }
     println!();
     println!(
-        "| pool ({WORKERS} workers) | burst, ns/task | round trip mean | round trip p99 | idle CPU |"
+        "| pool ({WORKERS} workers) | burst, ns/task | round trip mean | round trip p50 | round trip p99 | idle CPU |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for row in rows {
         println!(
-            "| {} | {:.0} | {:.2} µs | {:.2} µs | {:.0} ms/s |",
+            "| {} | {:.0} | {:.2} µs | {:.2} µs | {:.2} µs | {:.0} ms/s |",
             row.name,
             row.burst_ns_per_task,
             row.round_trip_mean_ns / 1000.0,
+            row.round_trip_p50_ns as f64 / 1000.0,
             row.round_trip_p99_ns as f64 / 1000.0,
             row.idle_cpu_ms_per_s,
         );
