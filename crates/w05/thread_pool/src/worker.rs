@@ -7,8 +7,10 @@
 //! 2. the global injector, taking a batch into its local deque;
 //! 3. the other workers' deques, starting from a random one so thieves spread out.
 //!
-//! Finding nothing, it spins with exponential backoff (then yields) for at most
-//! [`SPIN_BUDGET`], and only then goes to sleep through [`Sleep`](crate::sleep::Sleep).
+//! Finding nothing, it searches: it busy-waits with exponential backoff for [`PURE_SPIN`], then
+//! yields between looks, for at most [`SPIN_BUDGET`] in all, and only then goes to sleep through
+//! [`Sleep`](crate::sleep::Sleep). At most half the workers search at once; the others go to sleep
+//! at once. The protocol is described in `src/sleep/README.md`.
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
@@ -239,8 +241,8 @@ impl WorkerThread {
         }
     }
 
-    /// The bounded spin before sleeping: exponential backoff, then yields, for at most
-    /// [`SPIN_BUDGET`].
+    /// The bounded spin before sleeping: busy-waiting with exponential backoff for [`PURE_SPIN`],
+    /// then yielding between looks, for at most [`SPIN_BUDGET`] in all.
     fn spin_for_job(&mut self) -> Option<Job> {
         let backoff = Backoff::new();
         let started = Instant::now();
