@@ -11,10 +11,10 @@
 //!   never blocks and hands the task back. A spawn from one of the pool's own workers never
 //!   blocks (the waiting worker would be one of the threads that makes room); it may exceed the
 //!   capacity instead.
-//! - **Idle workers** spin briefly (exponential backoff, then yields, for about 50 µs) and then
+//! - **Idle workers** spin briefly (busy-waiting for 10 µs, then yielding, 50 µs in all) and then
 //!   sleep. Sleeping and waking follow an announce-then-recheck protocol that cannot lose a
-//!   wake-up and costs a submitter no system call while every worker is awake; it is written down
-//!   in `src/sleep/README.md` and checked with loom.
+//!   wake-up and costs a submitter no system call while some worker is searching for work or none
+//!   sleeps; it is written down in `src/sleep/README.md` and checked with loom.
 //! - **Panics** never kill a worker: every task runs under `catch_unwind`, the panic is counted,
 //!   and [`spawn_with`](ThreadPool::spawn_with) hands the outcome (value or [`TaskPanic`]) to its
 //!   `on_done` callback on the worker thread.

@@ -7,8 +7,10 @@
 //! 2. the global injector, taking a batch into its local deque;
 //! 3. the other workers' deques, starting from a random one so thieves spread out.
 //!
-//! Finding nothing, it spins with exponential backoff (then yields) for at most
-//! [`SPIN_BUDGET`], and only then goes to sleep through [`Sleep`](crate::sleep::Sleep).
+//! Finding nothing, it searches: it busy-waits with exponential backoff for [`PURE_SPIN`], then
+//! yields between looks, for at most [`SPIN_BUDGET`] in all, and only then goes to sleep through
+//! [`Sleep`](crate::sleep::Sleep). At most half the workers search at once; the others go to sleep
+//! at once. The protocol is described in `src/sleep/README.md`.
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
@@ -29,6 +31,9 @@ use crate::sleep::{Sleep, Slept};
 /// for about as long as a wake-up would cost keeps a busy pool awake between tasks, and bounds
 /// the CPU an idle pool burns to that much per burst of work.
 pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(50);
+
+/// How much of [`SPIN_BUDGET`] an idle worker busy-waits before it starts yielding between looks.
+pub(crate) const PURE_SPIN: Duration = Duration::from_micros(10);
 
 /// An upper bound on idle rounds, in case the clock misbehaves.
 const MAX_SPIN_ROUNDS: u32 = 4096;
@@ -150,8 +155,8 @@ impl WorkerThread {
         todo!("W05 L02: find_job")
     }
 
-    /// The bounded spin before sleeping: exponential backoff, then yields, for at most
-    /// [`SPIN_BUDGET`].
+    /// The bounded spin before sleeping: busy-waiting with exponential backoff for [`PURE_SPIN`],
+    /// then yielding between looks, for at most [`SPIN_BUDGET`] in all.
     fn spin_for_job(&mut self) -> Option<Job> {
         todo!("W05 L02: spin_for_job")
     }

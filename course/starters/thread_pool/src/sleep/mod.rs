@@ -161,21 +161,20 @@ mod loom_tests {
             false
         }
 
-        /// The worker loop, shaped like the pool's: take tasks while there are any; otherwise
-        /// search (here: one more look), then sleep through the protocol; leave once told to stop
-        /// and nothing is left. Returns how many tasks it ran.
+        /// The worker loop, shaped like the pool's: count as a searcher (if allowed), look for a
+        /// task; finding none, sleep through the protocol; leave once told to stop and nothing is
+        /// left. Returns how many tasks it ran.
         fn work(&self) -> usize {
             let mut ran = 0;
             loop {
-                if self.try_take() {
-                    ran += 1;
-                    continue;
-                }
-                // At most one searcher, as the pool allows with two workers.
+                // Counted as a searcher before looking (at most one searcher, as the pool
+                // allows with two workers), exactly as the pool's worker loop does.
                 let searching = self.sleep.try_start_searching(1);
-                if searching && self.try_take() {
-                    self.sleep
-                        .stop_searching(|| self.tasks.load(Ordering::Relaxed) > 0);
+                if self.try_take() {
+                    if searching {
+                        self.sleep
+                            .stop_searching(|| self.tasks.load(Ordering::Relaxed) > 0);
+                    }
                     ran += 1;
                     continue;
                 }
