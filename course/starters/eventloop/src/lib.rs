@@ -34,7 +34,7 @@
 //!
 //! This is the lesson's starting point: the reference crate's public API and the private
 //! scaffolding its tests rely on, every body a `todo!()` naming the lesson. The `syscall!` macro
-//! and its `check` helper in `sys` are given: they are the project's one way to call libc. The
+//! and its `check` function in `sys` are given: they are the project's one way to call libc. The
 //! module docs and doc comments say what each piece must do; the tests say when it does.
 
 // The scaffolding is unused, and its parameters unread, until you write the bodies; remove this
