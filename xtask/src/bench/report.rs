@@ -426,4 +426,24 @@ mod tests {
             "{table}"
         );
     }
+
+    #[test]
+    fn a_missing_tool_is_reported_as_skipped_with_its_reason() {
+        let row = SyscallRow {
+            scenario: "S2",
+            server: ServerKind::Handoff,
+            perf_requests: 1000,
+            perf_syscalls_per_request: Ok(0.25),
+            perf_context_switches_per_request: Ok(0.01),
+            proc_context_switches_per_request: 0.01,
+            strace_syscalls_per_request: Err("strace not installed".to_owned()),
+            strace_top: Vec::new(),
+            strace_requests: 0,
+        };
+        let table = markdown(&ALL[..], &[], &[], &[row]);
+        assert!(
+            table.contains("| S2 | handoff_server | 0.250 | 0.0100 | 0.0100 | skipped (strace not installed) | – |"),
+            "{table}"
+        );
+    }
 }
