@@ -814,7 +814,10 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
 
 /// The compile-only form of a `cargo test` / `cargo build` command, if it is one.
 pub(crate) fn prebuild_command(command: &str) -> Option<String> {
-    let rest = command.strip_prefix("cargo ")?;
+    // Leading `NAME=value` words (`RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo ...`)
+    // are kept: they change what is built, so the compile-only run needs them too.
+    let cargo_at = leading_assignments_end(command);
+    let rest = command[cargo_at..].strip_prefix("cargo ")?;
     if rest.starts_with("build") {
         return Some(command.to_owned());
     }
@@ -828,12 +831,54 @@ pub(crate) fn prebuild_command(command: &str) -> Option<String> {
     })
 }
 
+/// Where the command proper starts, after any leading shell variable assignments (whose values
+/// may be quoted and hold spaces).
+fn leading_assignments_end(command: &str) -> usize {
+    let bytes = command.as_bytes();
+    let mut at = 0;
+    loop {
+        let name_len = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        if name_len == 0 || bytes[at].is_ascii_digit() || bytes.get(at + name_len) != Some(&b'=') {
+            return at;
+        }
+        let mut i = at + name_len + 1;
+        let mut quote = None;
+        while i < bytes.len() {
+            match (quote, bytes[i]) {
+                (None, b'"' | b'\'') => quote = Some(bytes[i]),
+                (Some(q), b) if b == q => quote = None,
+                (None, b' ' | b'\t') => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        if quote.is_some() {
+            return at;
+        }
+        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+            i += 1;
+        }
+        at = i;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn prebuild_commands() {
+        assert_eq!(
+            prebuild_command(
+                "RUSTFLAGS=\"--cfg loom\" CARGO_TARGET_DIR=target/loom cargo test --release -p a --lib -- loom"
+            )
+            .as_deref(),
+            Some("RUSTFLAGS=\"--cfg loom\" CARGO_TARGET_DIR=target/loom cargo test --release -p a --lib --no-run")
+        );
+        assert_eq!(prebuild_command("X=1 echo cargo test"), None);
         assert_eq!(
             prebuild_command("cargo test -p a").as_deref(),
             Some("cargo test -p a --no-run")
