@@ -341,7 +341,7 @@ where
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        // Starter: nothing to release until your type owns something that needs it.
+        // W05 L03: dropping the pool shuts it down (stop intake, run what was accepted, join).
     }
 }
 
