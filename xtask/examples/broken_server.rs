@@ -23,14 +23,7 @@
 //!
 //! Usage: `broken_server PORT [--workers N] [--queue N] [--log] [--bug NAME]`.
 
-#[path = "../src/sys.rs"]
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the fixture uses a few of the runner's helpers"
-)]
-mod sys;
-
+use eventloop::sys;
 use handoff_protocol::{
     ErrorReply, Frame, LineFramer, MAX_LINE_LEN, Reply, Stats, Verb, execute, split_request,
 };
