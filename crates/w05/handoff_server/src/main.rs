@@ -18,6 +18,7 @@
 //! its answers are sent, and returns; then the pool is shut down (every accepted task runs, every
 //! worker is joined) and the process exits 0.
 
+mod batch;
 mod server;
 mod session;
 mod slab;

@@ -15,21 +15,23 @@
 //!
 //! ## The handoff, both ways
 //!
-//! A worker verb becomes a pool task that owns a copy of its argument bytes (in a buffer the loop
-//! recycles, so steady traffic allocates no argument buffers) and returns the [`Reply`]. Its
-//! `on_done` callback runs on the worker: it pushes `(key, seq, outcome)` into the results queue
-//! and wakes the loop **only if that push made the queue non-empty** — a non-empty queue already
-//! has a wake on its way, because the loop drains the eventfd before it drains the queue. So a
-//! burst of results costs one eventfd write and one loop wake-up, not one per result.
+//! The worker verbs read from one connection in one turn become one pool task, a [`Batch`]
+//! (see the `batch` module for why): each request keeps its own sequence number, the batch
+//! copies the argument bytes into a buffer the loop recycles, and the worker fills in one reply
+//! per request. The task then pushes the batch into the results queue and wakes the loop **only
+//! if that push made the queue non-empty** — a non-empty queue already has a wake on its way,
+//! because the loop drains the eventfd before it drains the queue. So a burst of results costs
+//! one eventfd write and one loop wake-up, not one per result.
 //!
 //! ## Backpressure
 //!
-//! The loop counts the tasks it has handed out and not yet got back (`in_flight`). It hands out
-//! at most `--queue` + workers, so at most `--queue` tasks wait in the pool; a worker verb read
-//! when that budget is spent is *held* by its session, that connection stops being read, and it
-//! waits in the `waiting_for_pool` list until results free the budget. Nothing is dropped and the
-//! loop never blocks. Because every task pushes exactly one result, the results queue (sized to
-//! the same budget) can never be full, so a worker's push never blocks either. Per connection,
+//! The loop counts the requests it has handed out and not yet got back (`in_flight`). It hands
+//! out at most `--queue` + workers, so at most `--queue` requests wait in the pool; a worker verb
+//! read when that budget is spent is *held* by its session, that connection stops being read, and
+//! it waits in the `waiting_for_pool` list until results free the budget. Nothing is dropped and
+//! the loop never blocks. Every batch holds at least one request of the budget and pushes exactly
+//! one result, so the pool and the results queue (both sized to the budget) can never be full:
+//! handing a batch over never waits, and a worker's push never blocks either. Per connection,
 //! the session's limits (requests in flight, unsent bytes) switch reading off the same way.
 //!
 //! ## Readiness
@@ -51,10 +53,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, Waker};
-use handoff_protocol::{ErrorReply, Reply, Stats, Verb, execute};
+use handoff_protocol::{ErrorReply, Reply, Stats, Verb};
 use task_queue::TaskQueue;
 use thread_pool::{TaskPanic, ThreadPool};
 
+use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::session::{Host, Limits, Progress, Session};
 use crate::slab::{Key, Slab};
 
@@ -94,28 +97,21 @@ pub(crate) struct Config {
     pub(crate) log: bool,
 }
 
-/// A finished task on its way back to the loop.
-#[derive(Debug)]
-struct Completion {
-    key: Key,
-    seq: u64,
-    /// The reply and the argument buffer (for reuse), or the panic.
-    outcome: Result<(Reply, Vec<u8>), TaskPanic>,
-}
-
-/// The way back from the workers: the results queue and the loop's waker.
+/// The way back from the workers: the results queue (one entry per finished batch) and the
+/// loop's waker.
 #[derive(Debug)]
 struct ResultsChannel {
-    queue: TaskQueue<Completion>,
+    queue: TaskQueue<Batch>,
     waker: Waker,
 }
 
 impl ResultsChannel {
-    /// Called on a worker: queues a result and wakes the loop if the queue was empty.
-    fn deliver(&self, completion: Completion) {
-        // The queue holds every result the loop can have outstanding, so this never blocks;
-        // it fails only once the queue is closed at shutdown, when nobody wants the result.
-        if let Ok(1) = self.queue.push(completion) {
+    /// Called on a worker: queues a finished batch and wakes the loop if the queue was empty.
+    fn deliver(&self, batch: Batch) {
+        // The queue holds every batch the loop can have outstanding (each holds at least one
+        // request of the budget), so this never blocks; it fails only once the queue is closed
+        // at shutdown, when nobody wants the result.
+        if let Ok(1) = self.queue.push(batch) {
             self.waker.wake();
         }
     }
@@ -143,10 +139,14 @@ struct Connection {
 struct Core {
     pool: ThreadPool,
     results: Arc<ResultsChannel>,
-    /// Tasks handed to the pool whose results the loop has not drained yet.
+    /// Requests handed to the pool whose replies the loop has not drained yet.
     in_flight: usize,
-    /// The most tasks `in_flight` may reach: the queue capacity plus one per worker.
+    /// The most requests `in_flight` may reach: the queue capacity plus one per worker.
     max_in_flight: usize,
+    /// The batch being filled during this turn (see [`Core::flush`]); empty between turns.
+    open_batch: Batch,
+    /// Finished batches, emptied, for reuse: steady traffic allocates no batches.
+    spare_batches: Vec<Batch>,
     next_task_id: u64,
     /// Responses written to connections' output buffers.
     completed: u64,
@@ -161,16 +161,11 @@ struct Core {
     listener: Option<(TcpListener, FdKey)>,
     /// `rejected()` of the listener when it was closed.
     rejected_at_close: u64,
-    /// Argument buffers returned by finished tasks, for the next submissions.
-    spare_buffers: Vec<Vec<u8>>,
     log: bool,
 }
 
-/// How many recycled argument buffers the loop keeps; beyond this they are freed.
-const SPARE_BUFFERS: usize = 1024;
-/// Argument buffers larger than this are freed rather than kept, so one huge request does not
-/// pin its memory for good.
-const SPARE_BUFFER_MAX: usize = 4096;
+/// How many recycled batches the loop keeps; beyond this they are freed.
+const SPARE_BATCHES: usize = 1024;
 
 impl Core {
     fn stats(&self) -> Stats {
@@ -191,56 +186,73 @@ impl Core {
         }
     }
 
-    /// Hands one worker verb to the pool; `false` if the budget or the pool is full.
+    /// Takes one worker verb of connection `key` into this turn's batch; `false` if the
+    /// budget is spent (the session then holds the request and offers it again later).
+    ///
+    /// The request is not handed to the pool yet: [`flush`](Self::flush) does that once the
+    /// loop has read everything it will read from this connection in this turn, so a pipelined
+    /// read of sixteen requests becomes one task (see the `batch` module). A request that
+    /// [`travels_alone`] is handed over at once in a batch of its own.
     fn submit(&mut self, key: Key, seq: u64, verb: Verb, args: &[u8]) -> bool {
         if self.in_flight >= self.max_in_flight {
             return false;
         }
-        let mut buffer = self.spare_buffers.pop().unwrap_or_default();
-        buffer.clear();
-        buffer.extend_from_slice(args);
-        let task_id = self.next_task_id;
-        let log = self.log;
-        let task = move || {
-            if log {
-                eprintln!(
-                    "worker {} task {task_id} {}",
-                    eventloop::sys::gettid(),
-                    verb.as_str()
-                );
-            }
-            let reply = execute(verb, &buffer);
-            (reply, buffer)
-        };
+        if self.open_batch.key() != Some(key) || travels_alone(verb) {
+            // Batches never mix connections, and a slow request never waits behind others.
+            self.flush();
+        }
+        if self.open_batch.is_empty() {
+            self.open_batch.start(key);
+        }
+        self.open_batch.push(seq, verb, self.next_task_id, args);
+        self.in_flight += 1;
+        self.next_task_id += 1;
+        if travels_alone(verb) || self.open_batch.len() >= MAX_BATCH {
+            self.flush();
+        }
+        true
+    }
+
+    /// Hands the open batch, if it holds any request, to the pool as one task.
+    ///
+    /// The pool's capacity is the whole request budget and every queued task holds at least one
+    /// request of that budget, so the pool always has room: `spawn` never blocks here.
+    fn flush(&mut self) {
+        if self.open_batch.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::replace(
+            &mut self.open_batch,
+            self.spare_batches.pop().unwrap_or_default(),
+        );
         let results = Arc::clone(&self.results);
-        let on_done = move |outcome| results.deliver(Completion { key, seq, outcome });
-        match self.pool.try_spawn_with(task, on_done) {
-            Ok(()) => {
-                self.in_flight += 1;
-                self.next_task_id += 1;
-                true
-            }
-            // Full: the pool's own queue is at capacity (workers have not taken their tasks
-            // yet). The session holds the request and offers it again when a result frees room.
-            Err(_) => false,
+        let log = self.log;
+        // Panics are caught per request inside `run`, so the task itself never panics and its
+        // batch always comes back.
+        let task = move || {
+            batch.run(log);
+            results.deliver(batch);
+        };
+        if self.pool.spawn(task).is_err() {
+            // Only a shut-down pool refuses, and the pool shuts down only after the loop has
+            // returned, so no connection is left waiting for these requests.
+            eprintln!("handoff_server: the pool refused a batch while shutting down");
         }
     }
 
-    /// Takes a finished task off the books and returns its reply.
-    fn finish(&mut self, outcome: Result<(Reply, Vec<u8>), TaskPanic>) -> Reply {
+    /// Takes a finished request off the books and returns its reply.
+    fn finish(&mut self, outcome: Result<Reply, TaskPanic>) -> Reply {
         self.in_flight -= 1;
-        match outcome {
-            Ok((reply, buffer)) => {
-                if self.spare_buffers.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX
-                {
-                    self.spare_buffers.push(buffer);
-                }
-                reply
-            }
-            Err(panic) => {
-                self.panics += 1;
-                Reply::Error(ErrorReply::Panicked(panic.message().to_owned()))
-            }
+        outcome.unwrap_or_else(|panic| {
+            self.panics += 1;
+            Reply::Error(ErrorReply::Panicked(panic.message().to_owned()))
+        })
+    }
+
+    /// Keeps an emptied batch for reuse.
+    fn recycle(&mut self, batch: Batch) {
+        if self.spare_batches.len() < SPARE_BATCHES {
+            self.spare_batches.push(batch);
         }
     }
 }
@@ -279,8 +291,8 @@ pub(crate) struct Server {
     touched: Vec<Key>,
     /// Connections holding a request the pool had no room for, oldest first.
     waiting_for_pool: VecDeque<Key>,
-    /// The reused buffer results are drained into.
-    drained: Vec<Completion>,
+    /// The reused buffer finished batches are drained into.
+    drained: Vec<Batch>,
     /// The reused receive buffer.
     read_buffer: Box<[u8]>,
     /// Re-enables accepting after an accept error.
@@ -303,14 +315,20 @@ pub(crate) fn start(
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let local_addr = listener.local_addr()?;
 
-    let mut builder = ThreadPool::builder()
-        .capacity(config.queue)
-        .thread_name(WORKER_THREAD_NAME);
+    let mut builder = ThreadPool::builder().thread_name(WORKER_THREAD_NAME);
     if let Some(workers) = config.workers {
         builder = builder.workers(workers);
     }
-    let pool = builder.build().context("cannot start the worker threads")?;
-    let max_in_flight = config.queue + pool.worker_count();
+    let max_in_flight = config.queue
+        + builder
+            .worker_count()
+            .context("cannot start the worker threads")?;
+    // The loop's budget of requests, not the pool's capacity, is what bounds the work handed
+    // out; the pool is sized to the whole budget so that it always has room for a batch.
+    let pool = builder
+        .capacity(max_in_flight)
+        .build()
+        .context("cannot start the worker threads")?;
 
     // The waker's callback needs the server and the server needs the waker, so the callback
     // finds the server through a cell filled right after both exist.
@@ -343,7 +361,8 @@ pub(crate) fn start(
                 connections: 0,
                 listener: None,
                 rejected_at_close: 0,
-                spare_buffers: Vec::new(),
+                open_batch: Batch::default(),
+                spare_batches: Vec::new(),
                 log: config.log,
             },
             connections: Slab::new(),
@@ -531,23 +550,28 @@ impl Server {
     fn on_results(&mut self, dispatcher: &Dispatcher) {
         let mut drained = std::mem::take(&mut self.drained);
         self.core.results.queue.drain_into(&mut drained);
-        for completion in drained.drain(..) {
-            let reply = self.core.finish(completion.outcome);
-            // A stale key (the client went away, its slot maybe reused) finds nothing, and
-            // the reply is dropped: it never reaches another client.
-            if let Some(connection) = self.connections.get_mut(completion.key) {
-                let mut host = SessionHost {
-                    core: &mut self.core,
-                    key: completion.key,
-                };
-                connection
-                    .session
-                    .complete(completion.seq, reply, &mut host);
-                if !connection.touched {
-                    connection.touched = true;
-                    self.touched.push(completion.key);
+        for mut batch in drained.drain(..) {
+            let key = batch.key();
+            // A stale key (the client went away, its slot maybe reused) finds nothing, and the
+            // replies are dropped: they never reach another client.
+            let mut connection = key.and_then(|key| self.connections.get_mut(key));
+            for (seq, outcome) in batch.take_replies() {
+                let reply = self.core.finish(outcome);
+                if let (Some(connection), Some(key)) = (connection.as_deref_mut(), key) {
+                    let mut host = SessionHost {
+                        core: &mut self.core,
+                        key,
+                    };
+                    connection.session.complete(seq, reply, &mut host);
                 }
             }
+            if let (Some(connection), Some(key)) = (connection, key) {
+                if !connection.touched {
+                    connection.touched = true;
+                    self.touched.push(key);
+                }
+            }
+            self.core.recycle(batch);
         }
         self.drained = drained;
         self.offer_room_to_waiting(dispatcher);
@@ -590,7 +614,15 @@ impl Server {
 
     /// The one place a connection moves forward: handle buffered lines, send once, close it if
     /// it is done, and register the interest its state calls for.
+    ///
+    /// The worker requests this turn read from the connection leave as one batch at the end.
     fn service(&mut self, dispatcher: &Dispatcher, key: Key) {
+        self.advance(dispatcher, key);
+        self.core.flush();
+    }
+
+    /// [`service`](Self::service) before the batch is handed over.
+    fn advance(&mut self, dispatcher: &Dispatcher, key: Key) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
