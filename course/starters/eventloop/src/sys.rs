@@ -353,6 +353,14 @@ pub fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
     todo!("W04 L05: shutdown")
 }
 
+/// Marks every fd from `first` up close-on-exec, so a child about to `exec` inherits only the
+/// descriptors below `first` (its standard streams, for `first = 3`), whatever its parent
+/// inherited. Async-signal-safe, for a `pre_exec` hook. Kernels before 5.11 lack the flag and
+/// answer `EINVAL`, which a caller may treat as "nothing to do".
+pub fn cloexec_fds_from(first: u32) -> io::Result<()> {
+    todo!("W04 L05: cloexec_fds_from")
+}
+
 /// The number of fds this process may have open (the soft `RLIMIT_NOFILE`).
 pub fn fd_limit() -> io::Result<(u64, u64)> {
     todo!("W04 L05: fd_limit")
@@ -374,6 +382,32 @@ mod tests {
         let mut buf = [0u8; 4];
         let error = read(a.as_fd(), &mut buf).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// A duplicate of `fd` without the close-on-exec flag: the one kind of fd this crate never
+    /// creates on purpose, made here to watch `cloexec_fds_from` set the flag.
+    fn dup_without_cloexec(fd: BorrowedFd<'_>) -> OwnedFd {
+        // SAFETY: `fd` is open (it is borrowed).
+        let fd = syscall!(fcntl(fd.as_raw_fd(), libc::F_DUPFD, 0)).unwrap();
+        // SAFETY: fcntl(F_DUPFD) just returned this new fd and nothing else owns it.
+        unsafe { owned(fd) }
+    }
+
+    fn fd_flags(fd: BorrowedFd<'_>) -> c_int {
+        // SAFETY: `fd` is open (it is borrowed); F_GETFD reads its flags.
+        syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFD)).unwrap()
+    }
+
+    #[test]
+    fn cloexec_fds_from_marks_descriptors_close_on_exec() {
+        let (a, _b) = socketpair().unwrap();
+        let cleared = dup_without_cloexec(a.as_fd());
+        assert_eq!(fd_flags(cleared.as_fd()) & libc::FD_CLOEXEC, 0);
+        cloexec_fds_from(3).unwrap();
+        assert_eq!(
+            fd_flags(cleared.as_fd()) & libc::FD_CLOEXEC,
+            libc::FD_CLOEXEC
+        );
     }
 
     #[test]

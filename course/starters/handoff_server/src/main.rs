@@ -36,6 +36,7 @@
     unreachable_code
 )]
 
+mod batch;
 mod server;
 mod session;
 mod slab;
@@ -135,6 +136,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     if !cli.log {
         quiet_task_panics();
     }
+    // Also before any thread exists, so that every worker inherits it.
+    tighten_timer_slack();
     let config = Config {
         addr: SocketAddr::new(cli.bind, cli.port),
         workers: cli.workers,
@@ -153,6 +156,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drop(dispatcher);
     drop(server);
     Ok(())
+}
+
+/// The timer slack the server's threads run with, in nanoseconds (see [`tighten_timer_slack`]).
+const TIMER_SLACK_NS: u64 = 1_000;
+
+/// Lowers this thread's timer slack to [`TIMER_SLACK_NS`]; threads started afterwards inherit it.
+///
+/// Linux lets a timed sleep of a normal thread end up to 50 µs late by default (the *timer
+/// slack*, which lets the kernel batch timer wake-ups to save power). A `sleep <ms>` request
+/// holds its worker for the requested time plus that slack, so with `sleep 1` requests the
+/// default costs about 5 % of the workers' capacity: measured on the project's machine, a 1 ms
+/// `thread::sleep` took 1,109 µs at the median with the default slack and 1,043 µs with 1 µs.
+///
+/// The value is written to `/proc/self/timerslack_ns` (the calling thread's slack, when called on
+/// the main thread), a plain file write rather than a `prctl` call. Without `/proc`, or on a
+/// kernel that predates the file, the default stays, which costs only that precision.
+fn tighten_timer_slack() {
+    let _ = std::fs::write("/proc/self/timerslack_ns", TIMER_SLACK_NS.to_string());
 }
 
 /// Keeps a task's panic from printing the default panic report on stderr.

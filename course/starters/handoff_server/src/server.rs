@@ -15,21 +15,23 @@
 //!
 //! ## The handoff, both ways
 //!
-//! A worker verb becomes a pool task that owns a copy of its argument bytes (in a buffer the loop
-//! recycles, so steady traffic allocates no argument buffers) and returns the [`Reply`]. Its
-//! `on_done` callback runs on the worker: it pushes `(key, seq, outcome)` into the results queue
-//! and wakes the loop **only if that push made the queue non-empty** — a non-empty queue already
-//! has a wake on its way, because the loop drains the eventfd before it drains the queue. So a
-//! burst of results costs one eventfd write and one loop wake-up, not one per result.
+//! The worker verbs read from one connection in one turn become one pool task, a [`Batch`]
+//! (see the `batch` module for why): each request keeps its own sequence number, the batch
+//! copies the argument bytes into a buffer the loop recycles, and the worker fills in one reply
+//! per request. The task then pushes the batch into the results queue and wakes the loop **only
+//! if that push made the queue non-empty** — a non-empty queue already has a wake on its way,
+//! because the loop drains the eventfd before it drains the queue. So a burst of results costs
+//! one eventfd write and one loop wake-up, not one per result.
 //!
 //! ## Backpressure
 //!
-//! The loop counts the tasks it has handed out and not yet got back (`in_flight`). It hands out
-//! at most `--queue` + workers, so at most `--queue` tasks wait in the pool; a worker verb read
-//! when that budget is spent is *held* by its session, that connection stops being read, and it
-//! waits in the `waiting_for_pool` list until results free the budget. Nothing is dropped and the
-//! loop never blocks. Because every task pushes exactly one result, the results queue (sized to
-//! the same budget) can never be full, so a worker's push never blocks either. Per connection,
+//! The loop counts the requests it has handed out and not yet got back (`in_flight`). It hands
+//! out at most `--queue` + workers, so at most `--queue` requests wait in the pool; a worker verb
+//! read when that budget is spent is *held* by its session, that connection stops being read, and
+//! it waits in the `waiting_for_pool` list until results free the budget. Nothing is dropped and
+//! the loop never blocks. Every batch holds at least one request of the budget and pushes exactly
+//! one result, so the pool and the results queue (both sized to the budget) can never be full:
+//! handing a batch over never waits, and a worker's push never blocks either. Per connection,
 //! the session's limits (requests in flight, unsent bytes) switch reading off the same way.
 //!
 //! ## Readiness
@@ -51,10 +53,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, Waker};
-use handoff_protocol::{ErrorReply, Reply, Stats, Verb, execute};
+use handoff_protocol::{ErrorReply, Reply, Stats, Verb};
 use task_queue::TaskQueue;
 use thread_pool::{TaskPanic, ThreadPool};
 
+use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::session::{Host, Limits, Progress, Session};
 use crate::slab::{Key, Slab};
 
@@ -94,25 +97,17 @@ pub(crate) struct Config {
     pub(crate) log: bool,
 }
 
-/// A finished task on its way back to the loop.
-#[derive(Debug)]
-struct Completion {
-    key: Key,
-    seq: u64,
-    /// The reply and the argument buffer (for reuse), or the panic.
-    outcome: Result<(Reply, Vec<u8>), TaskPanic>,
-}
-
-/// The way back from the workers: the results queue and the loop's waker.
+/// The way back from the workers: the results queue (one entry per finished batch) and the
+/// loop's waker.
 #[derive(Debug)]
 struct ResultsChannel {
-    queue: TaskQueue<Completion>,
+    queue: TaskQueue<Batch>,
     waker: Waker,
 }
 
 impl ResultsChannel {
-    /// Called on a worker: queues a result and wakes the loop if the queue was empty.
-    fn deliver(&self, completion: Completion) {
+    /// Called on a worker: queues a finished batch and wakes the loop if the queue was empty.
+    fn deliver(&self, batch: Batch) {
         todo!("W05 L04: deliver")
     }
 }
@@ -139,10 +134,14 @@ struct Connection {
 struct Core {
     pool: ThreadPool,
     results: Arc<ResultsChannel>,
-    /// Tasks handed to the pool whose results the loop has not drained yet.
+    /// Requests handed to the pool whose replies the loop has not drained yet.
     in_flight: usize,
-    /// The most tasks `in_flight` may reach: the queue capacity plus one per worker.
+    /// The most requests `in_flight` may reach: the queue capacity plus one per worker.
     max_in_flight: usize,
+    /// The batch being filled during this turn (see [`Core::flush`]); empty between turns.
+    open_batch: Batch,
+    /// Finished batches, emptied, for reuse: steady traffic allocates no batches.
+    spare_batches: Vec<Batch>,
     next_task_id: u64,
     /// Responses written to connections' output buffers.
     completed: u64,
@@ -157,30 +156,54 @@ struct Core {
     listener: Option<(TcpListener, FdKey)>,
     /// `rejected()` of the listener when it was closed.
     rejected_at_close: u64,
-    /// Argument buffers returned by finished tasks, for the next submissions.
-    spare_buffers: Vec<Vec<u8>>,
     log: bool,
 }
 
-/// How many recycled argument buffers the loop keeps; beyond this they are freed.
-const SPARE_BUFFERS: usize = 1024;
-/// Argument buffers larger than this are freed rather than kept, so one huge request does not
-/// pin its memory for good.
-const SPARE_BUFFER_MAX: usize = 4096;
+/// How many recycled batches the loop keeps; beyond this they are freed.
+const SPARE_BATCHES: usize = 1024;
 
 impl Core {
+    /// The loop's books for a fresh server: nothing in flight, no connection, no listener yet.
+    fn new(
+        pool: ThreadPool,
+        results: Arc<ResultsChannel>,
+        max_in_flight: usize,
+        log: bool,
+    ) -> Self {
+        todo!("W05 L04: new")
+    }
+
     fn stats(&self) -> Stats {
         todo!("W05 L04: stats")
     }
 
-    /// Hands one worker verb to the pool; `false` if the budget or the pool is full.
+    /// Takes one worker verb of connection `key` into this turn's batch; `false` if the
+    /// budget is spent (the session then holds the request and offers it again later).
+    ///
+    /// The request is not handed to the pool yet: [`flush`](Self::flush) does that once the
+    /// loop has read everything it will read from this connection in this turn, so a pipelined
+    /// read of sixteen requests becomes one task (see the `batch` module). A request that
+    /// [`travels_alone`] is handed over at once in a batch of its own.
     fn submit(&mut self, key: Key, seq: u64, verb: Verb, args: &[u8]) -> bool {
         todo!("W05 L04: submit")
     }
 
-    /// Takes a finished task off the books and returns its reply.
-    fn finish(&mut self, outcome: Result<(Reply, Vec<u8>), TaskPanic>) -> Reply {
+    /// Hands the open batch, if it holds any request, to the pool as one task.
+    ///
+    /// The pool's capacity is the whole request budget and every queued task holds at least one
+    /// request of that budget, so the pool always has room: `spawn` never blocks here.
+    fn flush(&mut self) {
+        todo!("W05 L04: flush")
+    }
+
+    /// Takes a finished request off the books and returns its reply.
+    fn finish(&mut self, outcome: Result<Reply, TaskPanic>) -> Reply {
         todo!("W05 L05: finish")
+    }
+
+    /// Keeps an emptied batch for reuse.
+    fn recycle(&mut self, batch: Batch) {
+        todo!("W05 L04: recycle")
     }
 }
 
@@ -217,8 +240,8 @@ pub(crate) struct Server {
     touched: Vec<Key>,
     /// Connections holding a request the pool had no room for, oldest first.
     waiting_for_pool: VecDeque<Key>,
-    /// The reused buffer results are drained into.
-    drained: Vec<Completion>,
+    /// The reused buffer finished batches are drained into.
+    drained: Vec<Batch>,
     /// The reused receive buffer.
     read_buffer: Box<[u8]>,
     /// Re-enables accepting after an accept error.
@@ -280,8 +303,15 @@ impl Server {
 
     /// The one place a connection moves forward: handle buffered lines, send once, close it if
     /// it is done, and register the interest its state calls for.
+    ///
+    /// The worker requests this turn read from the connection leave as one batch at the end.
     fn service(&mut self, dispatcher: &Dispatcher, key: Key) {
         todo!("W05 L04: service")
+    }
+
+    /// [`service`](Self::service) before the batch is handed over.
+    fn advance(&mut self, dispatcher: &Dispatcher, key: Key) {
+        todo!("W05 L04: advance")
     }
 
     /// Closes a connection whose client may still be sending (after `line too long`) gently.
@@ -320,5 +350,83 @@ impl Server {
     /// During a shutdown, ends the loop once every connection has been answered and closed.
     fn check_shutdown_done(&mut self, dispatcher: &Dispatcher) {
         todo!("W05 L04: check_shutdown_done")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core with a one-worker pool whose results nobody drains but the test.
+    fn core(dispatcher: &Dispatcher) -> Core {
+        let pool = ThreadPool::builder()
+            .workers(1)
+            .capacity(64)
+            .build()
+            .unwrap();
+        let results = Arc::new(ResultsChannel {
+            queue: TaskQueue::new(64).unwrap(),
+            waker: dispatcher.add_waker(|_| {}).unwrap(),
+        });
+        Core::new(pool, results, 64, false)
+    }
+
+    fn keys(count: usize) -> Vec<Key> {
+        let mut slab = Slab::new();
+        (0..count)
+            .map(|_| slab.insert_with(|_| Ok::<_, ()>(())).unwrap())
+            .collect()
+    }
+
+    /// Shuts the pool down (every task runs) and returns how many tasks ran and the requests
+    /// of each finished batch, in the order the batches were queued.
+    fn finish(core: &Core) -> (u64, Vec<usize>) {
+        core.pool.shutdown();
+        let batches = core.results.queue.drain();
+        (
+            core.pool.stats().completed,
+            batches.iter().map(Batch::len).collect(),
+        )
+    }
+
+    #[test]
+    fn requests_of_one_connection_in_one_turn_travel_as_one_task() {
+        let dispatcher = Dispatcher::new("test").unwrap();
+        let mut core = core(&dispatcher);
+        let key = keys(1)[0];
+        for seq in 0..MAX_BATCH as u64 {
+            assert!(core.submit(key, seq, Verb::Compute, b"x"));
+        }
+        core.flush();
+        assert_eq!(finish(&core), (1, vec![MAX_BATCH]));
+        assert_eq!(core.in_flight, MAX_BATCH);
+    }
+
+    #[test]
+    fn a_batch_is_capped_never_mixes_connections_and_a_sleep_travels_alone() {
+        let dispatcher = Dispatcher::new("test").unwrap();
+        let mut core = core(&dispatcher);
+        let keys = keys(2);
+        for seq in 0..MAX_BATCH as u64 + 1 {
+            assert!(core.submit(keys[0], seq, Verb::Compute, b"x"));
+        }
+        assert!(core.submit(keys[1], 0, Verb::Compute, b"y"));
+        assert!(core.submit(keys[1], 1, Verb::Sleep, b"0"));
+        assert!(core.submit(keys[1], 2, Verb::Compute, b"z"));
+        core.flush();
+        assert_eq!(finish(&core), (5, vec![MAX_BATCH, 1, 1, 1, 1]));
+    }
+
+    #[test]
+    fn a_spent_budget_refuses_the_request_instead_of_batching_it() {
+        let dispatcher = Dispatcher::new("test").unwrap();
+        let mut core = core(&dispatcher);
+        core.max_in_flight = 2;
+        let key = keys(1)[0];
+        assert!(core.submit(key, 0, Verb::Compute, b"x"));
+        assert!(core.submit(key, 1, Verb::Compute, b"x"));
+        assert!(!core.submit(key, 2, Verb::Compute, b"x"));
+        core.flush();
+        assert_eq!(finish(&core), (1, vec![2]));
     }
 }

@@ -97,3 +97,26 @@ fn port_zero_prints_the_port_and_serves_a_compute() {
     BufReader::new(stream).read_line(&mut response).unwrap();
     assert_eq!(response, "result: 9ec9f7918d7dfc40\n");
 }
+
+#[test]
+fn the_server_runs_with_a_tight_timer_slack_so_sleep_requests_end_on_time() {
+    let child = Command::cargo_bin("handoff_server")
+        .unwrap()
+        .args(["0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    // The listening line comes after the slack is set and the workers (which inherit it) run.
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line:?}");
+    let path = format!("/proc/{}/timerslack_ns", child.0.id());
+    let Ok(slack) = std::fs::read_to_string(&path) else {
+        // A kernel without the file: the server leaves the default too, nothing to check.
+        return;
+    };
+    assert_eq!(slack.trim(), "1000", "{path}");
+}

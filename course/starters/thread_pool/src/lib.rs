@@ -164,6 +164,23 @@ impl ThreadPoolBuilder {
         todo!("W05 L02: build")
     }
 
+    /// The number of workers [`build`](Self::build) would start: the explicit setting, else
+    /// [`WORKERS_ENV`], else the available parallelism. Lets a caller size things that depend on
+    /// the worker count (such as the capacity) before building.
+    ///
+    /// # Errors
+    ///
+    /// The [`BuildError`] that `build` would return for the worker count.
+    ///
+    /// ```
+    /// let builder = thread_pool::ThreadPool::builder().workers(3);
+    /// assert_eq!(builder.worker_count()?, 3);
+    /// # Ok::<(), thread_pool::BuildError>(())
+    /// ```
+    pub fn worker_count(&self) -> Result<usize, BuildError> {
+        todo!("W05 L02: worker_count")
+    }
+
     fn resolve_workers(&self) -> Result<usize, BuildError> {
         todo!("W05 L02: resolve_workers")
     }

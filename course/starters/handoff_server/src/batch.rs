@@ -1,0 +1,166 @@
+//! A batch: the worker requests of one connection read in one loop turn, handed to the pool as
+//! one task and brought back as one result.
+//!
+//! ## Why batch
+//!
+//! At pipelining depth 16 one `recv` brings sixteen requests. Handed over one by one, each would
+//! cost a task allocation (the pool boxes every task), a push onto the pool's queue, possibly a
+//! wake-up of a sleeping worker, and a push onto the results queue on the way back. A batch pays
+//! each of those once for all the requests read from a connection in one turn, and the batch
+//! itself (its request list, its argument bytes, its replies) is recycled by the loop, so steady
+//! traffic allocates nothing per request on the way to the worker and back.
+//!
+//! ## What a batch keeps apart
+//!
+//! - **Ordering** is still per request: every request keeps its own sequence number, and the
+//!   session writes each reply in its slot, exactly as for a single task.
+//! - **Panics** are caught per request ([`TaskPanic::catch`]): one `panic` request gets its
+//!   `ERROR: task panicked` answer and the other requests in the same batch get theirs.
+//! - **Slow requests** travel alone (see [`travels_alone`]): a request that holds a worker without
+//!   computing (`sleep`) would make every request batched behind it wait, and two such requests
+//!   from one connection must be able to run on two workers at once.
+//! - **Parallelism**: a batch holds at most [`MAX_BATCH`] requests, so a single connection that
+//!   pipelines hundreds of requests still spreads them over every worker.
+
+use std::ops::Range;
+
+use handoff_protocol::{ErrorReply, Reply, Verb, execute};
+use thread_pool::TaskPanic;
+
+use crate::slab::Key;
+
+/// The most requests one batch holds. Sixteen covers one read of a client pipelining sixteen
+/// deep (the depth the benchmarks use) while still giving every worker a share of a deeper
+/// pipeline.
+pub(crate) const MAX_BATCH: usize = 16;
+
+/// Whether a request gets a task of its own instead of joining its connection's batch: `sleep`
+/// blocks a worker for milliseconds without using it, so it must not hold up other requests, and
+/// several of them must run on several workers at once.
+pub(crate) fn travels_alone(verb: Verb) -> bool {
+    todo!("W05 L04: travels_alone")
+}
+
+/// One request inside a batch.
+#[derive(Debug)]
+struct Request {
+    seq: u64,
+    verb: Verb,
+    /// The server-wide task number, for `--log`.
+    task_id: u64,
+    /// Where its argument bytes are in [`Batch::args`].
+    args: Range<usize>,
+}
+
+/// Requests of one connection on their way to a worker, and their replies on the way back.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// The connection the requests came from.
+    key: Option<Key>,
+    requests: Vec<Request>,
+    /// Every request's argument bytes, one after another.
+    args: Vec<u8>,
+    /// Filled by [`run`](Self::run): one outcome per request, in the same order.
+    replies: Vec<Result<Reply, TaskPanic>>,
+}
+
+/// How many argument bytes a recycled batch may keep allocated; a batch that carried a huge
+/// request is trimmed back so it does not pin that memory for good.
+const MAX_KEPT_ARGS: usize = 16 * 1024;
+
+impl Batch {
+    /// Readies a recycled (or new) batch for the requests of connection `key`.
+    pub(crate) fn start(&mut self, key: Key) {
+        todo!("W05 L04: start")
+    }
+
+    /// The connection the batch belongs to.
+    pub(crate) fn key(&self) -> Option<Key> {
+        todo!("W05 L04: key")
+    }
+
+    /// Adds a request, copying its argument bytes.
+    pub(crate) fn push(&mut self, seq: u64, verb: Verb, task_id: u64, args: &[u8]) {
+        todo!("W05 L04: push")
+    }
+
+    /// How many requests the batch holds.
+    pub(crate) fn len(&self) -> usize {
+        todo!("W05 L04: len")
+    }
+
+    /// Whether the batch holds no request.
+    pub(crate) fn is_empty(&self) -> bool {
+        todo!("W05 L04: is_empty")
+    }
+
+    /// Runs every request, on a worker. A panic is caught per request, so it becomes that
+    /// request's outcome only. With `log`, prints `worker <tid> task <id> <verb>` per request.
+    pub(crate) fn run(&mut self, log: bool) {
+        todo!("W05 L04: run")
+    }
+
+    /// Takes the replies out, each with its request's sequence number, in request order. A
+    /// request without a reply (the batch never ran) is answered as a failed task, so that every
+    /// request still gets exactly one answer.
+    pub(crate) fn take_replies(&mut self) -> impl Iterator<Item = (u64, Result<Reply, TaskPanic>)> {
+        todo!("W05 L04: take_replies")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use handoff_protocol::expected_response;
+
+    fn key() -> Key {
+        let mut slab = crate::slab::Slab::new();
+        slab.insert_with(|_| Ok::<_, ()>(())).unwrap()
+    }
+
+    #[test]
+    fn each_request_gets_its_own_reply_in_order_and_a_panic_stays_in_its_slot() {
+        let mut batch = Batch::default();
+        batch.start(key());
+        batch.push(7, Verb::Compute, 1, b"first");
+        batch.push(8, Verb::Panic, 2, b"boom");
+        batch.push(9, Verb::Compute, 3, b"third");
+        batch.run(false);
+        let replies: Vec<_> = batch.take_replies().collect();
+        assert_eq!(replies.len(), 3);
+        let mut first = Vec::new();
+        replies[0].1.as_ref().unwrap().write_to(&mut first);
+        assert_eq!(Some(first), expected_response(b"compute first"));
+        assert_eq!(replies[1].0, 8);
+        assert_eq!(replies[1].1.as_ref().unwrap_err().message(), "boom");
+        let mut third = Vec::new();
+        replies[2].1.as_ref().unwrap().write_to(&mut third);
+        assert_eq!(Some(third), expected_response(b"compute third"));
+        assert!(batch.is_empty(), "taking the replies empties the batch");
+    }
+
+    #[test]
+    fn a_recycled_batch_starts_empty() {
+        let mut batch = Batch::default();
+        batch.start(key());
+        batch.push(1, Verb::Compute, 1, b"x");
+        batch.start(key());
+        assert!(batch.is_empty());
+        batch.run(false);
+        assert_eq!(batch.take_replies().count(), 0);
+    }
+
+    #[test]
+    fn only_sleep_travels_alone() {
+        assert!(travels_alone(Verb::Sleep));
+        for verb in [
+            Verb::Compute,
+            Verb::Rehash,
+            Verb::Factorial,
+            Verb::Fail,
+            Verb::Panic,
+        ] {
+            assert!(!travels_alone(verb), "{verb:?}");
+        }
+    }
+}
