@@ -87,7 +87,7 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = positive)]
     workers: Option<usize>,
 
-    /// Tasks that may wait in the pool for a worker. When they are all taken, the loop stops
+    /// Requests that may wait in the pool for a worker. When they are all taken, the loop stops
     /// reading requests until a result frees room (nothing is dropped).
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
     queue: usize,

@@ -89,7 +89,7 @@ pub(crate) struct Config {
     pub(crate) addr: SocketAddr,
     /// Worker threads; `None` lets the pool choose (the CPU count).
     pub(crate) workers: Option<usize>,
-    /// Tasks that may wait in the pool beyond those running.
+    /// Requests that may wait in the pool beyond those running.
     pub(crate) queue: usize,
     /// Per-connection limits.
     pub(crate) limits: Limits,
