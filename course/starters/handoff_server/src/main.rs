@@ -20,11 +20,12 @@
 //!
 //! # Starter code
 //!
-//! The command line and the start-up order below are given; `server`, `session` and `slab` are
-//! the reference's modules with every body a `todo!()`: the loop side of the handoff (W05 L04),
-//! the failure path (W05 L05), the per-connection protocol state and the generational slab. The
-//! unit tests in `session.rs` and `slab.rs`, and the workspace's integration tests
-//! (`tests/integration/handoff.rs`), say when they work.
+//! The command line and the start-up order below are given; `server`, `batch`, `session` and
+//! `slab` are the reference's modules with every body a `todo!()`: the loop side of the handoff
+//! (W05 L04), the failure path (W05 L05), the per-connection protocol state and the generational
+//! slab. The reference's unit tests (`src/session/tests.rs`, `src/slab/tests.rs`,
+//! `src/batch/tests.rs`) and the workspace's integration tests (`tests/integration/handoff.rs`)
+//! say when they work.
 
 // The scaffolding is unused, and its parameters unread, until you write the bodies; remove this
 // line once you have.
