@@ -215,6 +215,49 @@ fn a_panicking_task_is_isolated_and_counted() {
 }
 
 #[test]
+fn with_log_each_task_panic_is_one_line_of_the_log() {
+    let server = Server::builder(ServerKind::Handoff)
+        .args(&["--workers", "2", "--log"])
+        .capture_stderr()
+        .start();
+    let mut client = server.client();
+    client.send(b"panic one\npanic two\ncompute after\n");
+    assert_eq!(client.read_line(), b"ERROR: task panicked: one\n");
+    assert_eq!(client.read_line(), b"ERROR: task panicked: two\n");
+    assert_responses(&client.read_line(), &expected(b"compute after"));
+    let (status, stderr) = server.stop();
+    assert_eq!(status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&stderr);
+    // The default panic report spans several lines (and a backtrace under RUST_BACKTRACE); in
+    // the log it would break up the `worker <tid> task` lines the lesson's proofs count.
+    assert!(
+        !stderr.contains("panicked at"),
+        "a default panic report in the log: {stderr}"
+    );
+    let panic_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" panicked: "))
+        .collect();
+    assert_eq!(panic_lines.len(), 2, "one line per panic: {stderr}");
+    for line in panic_lines {
+        let mut words = line.split(' ');
+        assert_eq!(words.next(), Some("worker"), "{line}");
+        assert!(
+            words.next().is_some_and(|tid| tid.parse::<u32>().is_ok()),
+            "{line}"
+        );
+    }
+    let task_lines = stderr
+        .lines()
+        .filter(|l| l.starts_with("worker ") && l.contains(" task "))
+        .count();
+    assert_eq!(
+        task_lines, 3,
+        "one `worker <tid> task` line per request: {stderr}"
+    );
+}
+
+#[test]
 fn sigterm_answers_a_pending_slow_task_then_exits_zero() {
     let mut server = start(&["--workers", "2"]);
     let mut client = server.client();

@@ -115,9 +115,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // be read from the loop's signalfd and never kill the process the default way.
     eventloop::sys::block_signals(&[libc::SIGINT, libc::SIGTERM])
         .context("cannot block SIGINT and SIGTERM")?;
-    if !cli.log {
-        quiet_task_panics();
-    }
+    report_task_panics_in_one_line(cli.log);
     // Also before any thread exists, so that every worker inherits it.
     tighten_timer_slack();
     let config = Config {
@@ -158,13 +156,15 @@ fn tighten_timer_slack() {
     let _ = std::fs::write("/proc/self/timerslack_ns", TIMER_SLACK_NS.to_string());
 }
 
-/// Keeps a task's panic from printing the default panic report on stderr.
+/// Replaces the default panic report for a task's panic with at most one log line.
 ///
-/// A `panic` request is part of the protocol: the pool catches it and the client gets
-/// `ERROR: task panicked: <msg>`, and `stats` counts it. A full report per request would only
-/// flood the log. Panics on any other thread still get the default report, and with `--log` the
-/// reports stay on.
-fn quiet_task_panics() {
+/// A `panic` request is part of the protocol: the pool catches it, the client gets
+/// `ERROR: task panicked: <msg>`, and `stats` counts it. The default report (several lines, and
+/// a backtrace when `RUST_BACKTRACE` is set) would flood stderr and break up the `--log` lines
+/// that the lesson's proofs read, so on a worker thread it becomes `worker <tid> panicked: <msg>`
+/// with `--log`, and nothing without. Panics on any other thread keep the default report: they
+/// are bugs, not requests.
+fn report_task_panics_in_one_line(log: bool) {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let on_worker = std::thread::current()
@@ -172,6 +172,14 @@ fn quiet_task_panics() {
             .is_some_and(|name| name.starts_with(WORKER_THREAD_NAME));
         if !on_worker {
             default_hook(info);
+        } else if log {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("(a panic without a message)");
+            eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
         }
     }));
 }
