@@ -425,6 +425,27 @@ fn start_command(id: &str, reset: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Builds the starter's crate in the scratch workspace with every target its tests need
+/// (`cargo test --no-run`), failing with the compiler's first error lines if it does not build.
+fn starter_compiles(scratch: &Path, target_dir: &Path, krate: &str) -> anyhow::Result<()> {
+    let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args(["test", "--no-run", "--quiet", "-p", krate])
+        .current_dir(scratch)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .context("running cargo")?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first_errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error"))
+        .take(3)
+        .collect();
+    anyhow::bail!("{}", first_errors.join("; "))
+}
+
 fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let mut wrong = Vec::new();
@@ -442,6 +463,20 @@ fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<E
             continue;
         }
         let scratch = student::prepare_scratch(&root, &lesson, &starter)?;
+        // A starter that does not compile would also "fail its lesson", for the wrong reason:
+        // the point is that it compiles against the reference's tests and then fails them.
+        if let Err(error) = starter_compiles(
+            &scratch,
+            &student::scratch_target(&root),
+            &lesson.front.krate,
+        ) {
+            eprintln!(
+                "{}: the untouched starter DOES NOT COMPILE against the reference's tests: {error:#}",
+                lesson.front.id
+            );
+            wrong.push(lesson.front.id.clone());
+            continue;
+        }
         let options = RunOptions {
             root: scratch,
             target_dir: student::scratch_target(&root),
