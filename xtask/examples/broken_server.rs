@@ -25,7 +25,8 @@
 
 use eventloop::sys;
 use handoff_protocol::{
-    ErrorReply, Frame, LineFramer, MAX_LINE_LEN, Reply, Stats, Verb, execute, split_request,
+    ErrorReply, Frame, LineFramer, MAX_LINE_LEN, Reply, Stats, Verb, execute, panic_message,
+    split_request,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Read, Write};
@@ -348,12 +349,9 @@ fn run_task(verb: Verb, args: &[u8], counters: &Counters, bug: Bug) -> Vec<u8> {
     }
     let reply = std::panic::catch_unwind(|| execute(verb, args)).unwrap_or_else(|payload| {
         counters.panics.fetch_add(1, Ordering::Relaxed);
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        Reply::Error(ErrorReply::Panicked(message))
+        Reply::Error(ErrorReply::Panicked(
+            panic_message(payload.as_ref()).to_owned(),
+        ))
     });
     counters.completed.fetch_add(1, Ordering::Relaxed);
     if reply.is_error() {

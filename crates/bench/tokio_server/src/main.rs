@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use handoff_protocol::{ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, split_request};
+use handoff_protocol::{
+    ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, panic_message, split_request,
+};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -346,12 +348,9 @@ fn spawn_worker_verb(verb: Verb, args: Vec<u8>, shared: &Shared) -> JoinHandle<R
         let reply = std::panic::catch_unwind(AssertUnwindSafe(|| execute(verb, &args)))
             .unwrap_or_else(|payload| {
                 counters.panics.fetch_add(1, Ordering::Relaxed);
-                let message = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                Reply::Error(ErrorReply::Panicked(message))
+                Reply::Error(ErrorReply::Panicked(
+                    panic_message(payload.as_ref()).to_owned(),
+                ))
             });
         counters.busy.fetch_sub(1, Ordering::Relaxed);
         reply

@@ -34,5 +34,7 @@ pub mod reply;
 pub mod request;
 
 pub use framing::{Frame, LineFramer, MAX_LINE_LEN};
-pub use reply::{ErrorReply, Reply, Stats, execute, expected_response};
+pub use reply::{
+    ErrorReply, NON_STRING_PANIC, Reply, Stats, execute, expected_response, panic_message,
+};
 pub use request::{Verb, split_request};

@@ -147,6 +147,29 @@ pub fn execute(verb: Verb, args: &[u8]) -> Reply {
     }
 }
 
+/// The message of a caught panic, for an `ERROR: task panicked: <message>` reply or a log line.
+///
+/// [`execute`]'s `panic` verb raises a `String` payload, and `panic!("literal")` raises a
+/// `&'static str`; any other payload has no text, and this says so instead. Every server of the
+/// course turns a caught panic into its reply through this one function, so they all answer alike.
+///
+/// ```
+/// use handoff_protocol::{Verb, execute, panic_message};
+///
+/// let payload = std::panic::catch_unwind(|| execute(Verb::Panic, b"boom")).unwrap_err();
+/// assert_eq!(panic_message(payload.as_ref()), "boom");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&'static str>().copied())
+        .unwrap_or(NON_STRING_PANIC)
+}
+
+/// What [`panic_message`] says of a panic whose payload is neither a `String` nor a `&str`.
+pub const NON_STRING_PANIC: &str = "task panicked with a non-string payload";
+
 /// The exact response a conforming server sends for one request line (given without its line
 /// ending), or `None` for `stats`, whose numbers only the server knows.
 ///
@@ -403,6 +426,17 @@ mod tests {
             panic.downcast_ref::<String>().map(String::as_str),
             Some("boom")
         );
+    }
+
+    #[test]
+    fn panic_message_reads_string_and_str_payloads() {
+        let string =
+            std::panic::catch_unwind(|| execute(Verb::Panic, b"from a String")).unwrap_err();
+        assert_eq!(panic_message(string.as_ref()), "from a String");
+        let literal = std::panic::catch_unwind(|| panic!("from a literal")).unwrap_err();
+        assert_eq!(panic_message(literal.as_ref()), "from a literal");
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(panic_message(other.as_ref()), NON_STRING_PANIC);
     }
 
     #[test]

@@ -173,12 +173,7 @@ fn report_task_panics_in_one_line(log: bool) {
         if !on_worker {
             default_hook(info);
         } else if log {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("(a panic without a message)");
+            let message = handoff_protocol::panic_message(info.payload());
             eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
         }
     }));

@@ -33,7 +33,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, sys};
-use handoff_protocol::{ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, split_request};
+use handoff_protocol::{
+    ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, panic_message, split_request,
+};
 
 /// A client whose unsent output exceeds this is not read from until it drains below it.
 const OUTPUT_LIMIT: usize = 1 << 20;
@@ -99,16 +101,6 @@ fn install_quiet_panic_hook() {
             panic_message(info.payload())
         );
     }));
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else {
-        "unknown panic payload".to_owned()
-    }
 }
 
 /// The server's state; it lives on the loop thread, shared by the callbacks through an `Rc`.
@@ -387,7 +379,9 @@ impl Server {
             Ok(reply) => reply,
             Err(payload) => {
                 self.panics.set(self.panics.get() + 1);
-                Reply::Error(ErrorReply::Panicked(panic_message(payload.as_ref())))
+                Reply::Error(ErrorReply::Panicked(
+                    panic_message(payload.as_ref()).to_owned(),
+                ))
             }
         };
         self.count(&reply);
