@@ -65,8 +65,11 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn port_zero_prints_the_port_and_serves_a_compute() {
+/// Starts the server on port 0 with one worker and returns it with the port its first line names.
+///
+/// The line comes once the server listens, after the start-up that every worker inherits (the
+/// signal mask, the timer slack), so a test may look at the process as soon as this returns.
+fn start_on_port_zero() -> (KillOnDrop, u16) {
     let child = Command::cargo_bin("handoff_server")
         .unwrap()
         .args(["0", "--workers", "1"])
@@ -78,13 +81,17 @@ fn port_zero_prints_the_port_and_serves_a_compute() {
     let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let addr = line
+    let port: u16 = line
         .trim_end()
         .strip_prefix("listening on 127.0.0.1:")
-        .map(str::to_owned);
-    let port: u16 = addr
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("first line is not `listening on 127.0.0.1:<port>`: {line:?}"));
+    (child, port)
+}
+
+#[test]
+fn port_zero_prints_the_port_and_serves_a_compute() {
+    let (_child, port) = start_on_port_zero();
     assert_ne!(port, 0);
 
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -100,19 +107,7 @@ fn port_zero_prints_the_port_and_serves_a_compute() {
 
 #[test]
 fn the_server_runs_with_a_tight_timer_slack_so_sleep_requests_end_on_time() {
-    let child = Command::cargo_bin("handoff_server")
-        .unwrap()
-        .args(["0", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    // The listening line comes after the slack is set and the workers (which inherit it) run.
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on "), "{line:?}");
+    let (child, _port) = start_on_port_zero();
     let path = format!("/proc/{}/timerslack_ns", child.0.id());
     let Ok(slack) = std::fs::read_to_string(&path) else {
         // A kernel without the file: the server leaves the default too, nothing to check.
