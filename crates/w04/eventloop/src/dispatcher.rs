@@ -37,11 +37,16 @@
 //!
 //! [`exit`](Dispatcher::exit) (or [`DispatcherHandle::exit`]) asks `run` to return; the loop
 //! finishes the current batch of events first. An exit requested before `run` is called makes
-//! the next `run` return at once. **Rule for pending posts:** before `run` returns, it runs every
-//! callback still in the post queue — including ones those callbacks post in turn — until the
-//! queue is empty. Nothing posted before `exit` is lost. A callback posted after `run` has
-//! returned waits for the next `run`; when the `Dispatcher` is dropped, callbacks still queued
-//! are dropped without running, and later posts through a handle are dropped at once.
+//! the next `run` return at once. **Rule for pending posts:** before `run` returns, it runs the
+//! callbacks still in the post queue, and the ones those post in turn, for at most
+//! [`EXIT_DRAIN_ROUNDS`] rounds (a round is what the queue holds when the round starts). So
+//! nothing posted before `exit` is lost, and a reply posted by a pending callback still runs —
+//! but a callback that re-posts itself forever cannot keep `run` (and with it a worker's `stop`)
+//! from returning: what is still queued after the last round is dropped unrun, and counted in
+//! [`posts_dropped_at_exit`](Dispatcher::posts_dropped_at_exit). Envoy bounds its exit the same
+//! way. A callback posted after `run` has returned waits for the next `run`; when the
+//! `Dispatcher` is dropped, callbacks still queued are dropped without running, and later posts
+//! through a handle are dropped at once.
 //!
 //! # Signals
 //!
@@ -62,14 +67,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use crate::poller::{Events, Interest, Poller, Readiness};
+use crate::slab::{self, Slab};
 use crate::sys;
 use crate::timer::{self, Timer, TimerQueue};
 use crate::waker::Waker;
 
 /// An fd callback, run on the loop thread with the readiness epoll reported.
 type FdCallback = Box<dyn FnMut(&Dispatcher, Readiness)>;
-/// A posted callback.
-type Post = Box<dyn FnOnce() + Send>;
+/// A posted callback; it gets the dispatcher it runs on.
+type Post = Box<dyn FnOnce(&Dispatcher) + Send>;
 
 /// How many events one `epoll_wait` may return.
 const EVENT_CAPACITY: usize = 256;
@@ -78,26 +84,28 @@ const POST_TOKEN: u64 = u64::MAX;
 /// The epoll token of the timerfd.
 const TIMER_TOKEN: u64 = u64::MAX - 1;
 
-/// Identifies an fd registration of a [`Dispatcher`]: a table slot and its generation.
+/// How many rounds of posts [`Dispatcher::run`] runs after its loop has stopped: the posts queued
+/// when it stopped are the first round, the posts those make are the second, and so on. What is
+/// still queued after the last round is dropped unrun and counted
+/// ([`Dispatcher::posts_dropped_at_exit`]), so a callback that keeps posting itself cannot keep
+/// `run` from returning.
+pub const EXIT_DRAIN_ROUNDS: usize = 8;
+
+/// Identifies an fd registration of a [`Dispatcher`]: a [`slab::Key`] into its fd table (a
+/// place and its generation).
 ///
 /// A key outlives its registration harmlessly: once the fd is removed, the key matches nothing,
-/// even after the slot is reused for another fd.
+/// even after the place is reused for another fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FdKey {
-    index: u32,
-    generation: u32,
-}
+pub struct FdKey(slab::Key);
 
 impl FdKey {
     fn token(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
+        self.0.to_u64()
     }
 
     fn from_token(token: u64) -> FdKey {
-        FdKey {
-            index: token as u32,
-            generation: (token >> 32) as u32,
-        }
+        FdKey(slab::Key::from_u64(token))
     }
 }
 
@@ -107,61 +115,6 @@ struct FdEntry {
     fd: RawFd,
     /// The callback; `None` while it runs.
     callback: Option<FdCallback>,
-}
-
-/// A slot of the fd table. `generation` is incremented whenever the slot is freed.
-struct FdSlot {
-    generation: u32,
-    entry: Option<FdEntry>,
-}
-
-#[derive(Default)]
-struct FdTable {
-    slots: Vec<FdSlot>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-impl FdTable {
-    fn get_mut(&mut self, key: FdKey) -> Option<&mut FdEntry> {
-        self.slots
-            .get_mut(key.index as usize)
-            .filter(|slot| slot.generation == key.generation)
-            .and_then(|slot| slot.entry.as_mut())
-    }
-
-    fn insert(&mut self, entry: FdEntry) -> FdKey {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(FdSlot {
-                    generation: 0,
-                    entry: None,
-                });
-                // Two indices are never reached: their tokens are the internal ones.
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 registrations")
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.entry = Some(entry);
-        self.len += 1;
-        FdKey {
-            index,
-            generation: slot.generation,
-        }
-    }
-
-    fn remove(&mut self, key: FdKey) -> Option<FdEntry> {
-        let slot = self
-            .slots
-            .get_mut(key.index as usize)
-            .filter(|slot| slot.generation == key.generation)?;
-        let entry = slot.entry.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(key.index);
-        self.len -= 1;
-        Some(entry)
-    }
 }
 
 /// The part of a dispatcher that other threads reach through a [`DispatcherHandle`].
@@ -262,9 +215,11 @@ pub struct Dispatcher {
     poller: Poller,
     /// The event buffer; `None` while `run` is dispatching from it.
     events: RefCell<Option<Events>>,
-    fds: RefCell<FdTable>,
+    fds: RefCell<Slab<FdEntry>>,
     pub(crate) timers: Rc<RefCell<TimerQueue>>,
     running: Cell<bool>,
+    /// Posts dropped unrun by the bounded drain at the end of `run`, over every `run`.
+    dropped_at_exit: Cell<u64>,
     /// Keeps the dispatcher on its thread even if every other field were `Send`.
     _not_send: PhantomData<*const ()>,
 }
@@ -287,9 +242,10 @@ impl Dispatcher {
             }),
             poller,
             events: RefCell::new(Some(Events::with_capacity(EVENT_CAPACITY))),
-            fds: RefCell::new(FdTable::default()),
+            fds: RefCell::new(Slab::new()),
             timers: Rc::new(RefCell::new(timers)),
             running: Cell::new(false),
+            dropped_at_exit: Cell::new(0),
             _not_send: PhantomData,
         })
     }
@@ -312,8 +268,8 @@ impl Dispatcher {
         thread::current().id() == self.shared.thread
     }
 
-    /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued
-    /// (see the module docs) and returns.
+    /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued for
+    /// at most [`EXIT_DRAIN_ROUNDS`] rounds (see the module docs) and returns.
     ///
     /// A callback that panics unwinds out of `run` (the dispatcher stays usable; a panicking fd
     /// callback is lost, so its registration never fires again, and posts taken in the same batch
@@ -333,7 +289,7 @@ impl Dispatcher {
         let _running = RunningGuard(&self.running);
         let result = self.run_until_exit();
         // Pending posts run even if the loop failed: their senders may be waiting on them.
-        self.run_posts_until_empty();
+        self.drain_posts_at_exit();
         result
     }
 
@@ -382,14 +338,14 @@ impl Dispatcher {
         let Some(mut callback) = self
             .fds
             .borrow_mut()
-            .get_mut(key)
+            .get_mut(key.0)
             .and_then(|entry| entry.callback.take())
         else {
             return;
         };
         callback(self, readiness);
         let mut fds = self.fds.borrow_mut();
-        match fds.get_mut(key) {
+        match fds.get_mut(key.0) {
             Some(entry) if entry.callback.is_none() => entry.callback = Some(callback),
             _ => {
                 // The callback removed its own registration: drop it outside the borrow.
@@ -402,20 +358,33 @@ impl Dispatcher {
     /// Runs the posts queued now, in FIFO order; posts they make wait for the next turn.
     fn run_posts(&self) {
         for post in self.shared.take_posts() {
-            post();
+            post(self);
         }
     }
 
-    fn run_posts_until_empty(&self) {
-        loop {
+    /// Runs the posts queued at exit, and those they post, for at most `EXIT_DRAIN_ROUNDS`
+    /// rounds; drops (and counts) what is left.
+    fn drain_posts_at_exit(&self) {
+        for _ in 0..EXIT_DRAIN_ROUNDS {
             let posts = self.shared.take_posts();
             if posts.is_empty() {
                 return;
             }
             for post in posts {
-                post();
+                post(self);
             }
         }
+        let left = self.shared.take_posts();
+        self.dropped_at_exit
+            .set(self.dropped_at_exit.get() + left.len() as u64);
+        // Dropped here, outside the queue's lock: a callback's captures may post in their drop.
+        drop(left);
+    }
+
+    /// How many posted callbacks the bounded drain at the end of [`run`](Self::run) has dropped
+    /// unrun, over every `run` so far (see [`EXIT_DRAIN_ROUNDS`]).
+    pub fn posts_dropped_at_exit(&self) -> u64 {
+        self.dropped_at_exit.get()
     }
 
     /// Asks [`run`](Self::run) to return after the current batch of events.
@@ -425,6 +394,12 @@ impl Dispatcher {
 
     /// Queues `callback` to run on the loop thread, after the events being handled now.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
+        self.shared.post(Box::new(move |_: &Dispatcher| callback()));
+    }
+
+    /// Like [`post`](Self::post), but `callback` gets the dispatcher it runs on, so it can add
+    /// fds and timers there.
+    pub fn post_with(&self, callback: impl FnOnce(&Dispatcher) + Send + 'static) {
         self.shared.post(Box::new(callback));
     }
 
@@ -446,12 +421,12 @@ impl Dispatcher {
         interest: Interest,
         callback: FdCallback,
     ) -> io::Result<FdKey> {
-        let key = self.fds.borrow_mut().insert(FdEntry {
+        let key = FdKey(self.fds.borrow_mut().insert(FdEntry {
             fd: fd.as_raw_fd(),
             callback: Some(callback),
-        });
+        }));
         if let Err(error) = self.poller.add(fd, key.token(), interest) {
-            let entry = self.fds.borrow_mut().remove(key);
+            let entry = self.fds.borrow_mut().remove(key.0);
             drop(entry);
             return Err(error);
         }
@@ -465,7 +440,7 @@ impl Dispatcher {
         let fd = self
             .fds
             .borrow_mut()
-            .get_mut(key)
+            .get(key.0)
             .map(|entry| entry.fd)
             .ok_or_else(stale_key)?;
         sys::epoll_ctl_raw(
@@ -483,7 +458,7 @@ impl Dispatcher {
     /// A stale key gives a `NotFound` error. The registration is removed from the table even if
     /// the fd was already closed (the error from epoll is returned then).
     pub fn remove_fd(&self, key: FdKey) -> io::Result<()> {
-        let entry = self.fds.borrow_mut().remove(key).ok_or_else(stale_key)?;
+        let entry = self.fds.borrow_mut().remove(key.0).ok_or_else(stale_key)?;
         let result = sys::epoll_ctl_raw(self.poller.as_fd(), libc::EPOLL_CTL_DEL, entry.fd, 0, 0);
         // Dropped outside any borrow: the callback may own fds, timers or other keys.
         drop(entry);
@@ -492,7 +467,7 @@ impl Dispatcher {
 
     /// How many fds are registered (internal ones not counted).
     pub fn fd_count(&self) -> usize {
-        self.fds.borrow().len
+        self.fds.borrow().len()
     }
 
     /// Creates a disabled timer whose `callback` runs on the loop when it fires.
@@ -567,7 +542,7 @@ impl Drop for Dispatcher {
         drop(posts);
         // Callbacks are dropped with no borrow held: they may own timers, whose drop reaches
         // back into the timer table.
-        let fd_callbacks: Vec<FdSlot> = std::mem::take(&mut self.fds.borrow_mut().slots);
+        let fd_callbacks: Vec<FdEntry> = self.fds.borrow_mut().take_all();
         drop(fd_callbacks);
         let timer_callbacks = self.timers.borrow_mut().take_all();
         drop(timer_callbacks);
@@ -578,7 +553,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("name", &self.shared.name)
-            .field("fds", &self.fds.borrow().len)
+            .field("fds", &self.fds.borrow().len())
             .field("running", &self.running.get())
             .finish_non_exhaustive()
     }
@@ -598,10 +573,34 @@ impl DispatcherHandle {
     /// Queues `callback` to run on the dispatcher's thread; wakes the loop if the queue was
     /// empty.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
+        self.shared.post(Box::new(move |_: &Dispatcher| callback()));
+    }
+
+    /// Like [`post`](Self::post), but `callback` gets the dispatcher it runs on — the way for
+    /// another thread to make a loop own an fd, a timer or a listener.
+    ///
+    /// ```
+    /// use eventloop::Dispatcher;
+    ///
+    /// let dispatcher = Dispatcher::new("target").unwrap();
+    /// let handle = dispatcher.handle();
+    /// std::thread::spawn(move || {
+    ///     handle.post_with(|dispatcher| {
+    ///         // On the loop, with the loop's own dispatcher: it could add an fd or a timer here.
+    ///         assert!(dispatcher.is_dispatcher_thread());
+    ///         dispatcher.exit();
+    ///     })
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// dispatcher.run().unwrap(); // returns once the callback posted from the other thread ran
+    /// ```
+    pub fn post_with(&self, callback: impl FnOnce(&Dispatcher) + Send + 'static) {
         self.shared.post(Box::new(callback));
     }
 
-    /// Asks the dispatcher's `run` to return (after the posts queued before it have run).
+    /// Asks the dispatcher's `run` to return (after the posts queued before it have run, within
+    /// the bound of [`EXIT_DRAIN_ROUNDS`]).
     pub fn exit(&self) {
         self.shared.exit();
     }

@@ -62,10 +62,38 @@ impl TcpListener {
     /// Binds a non-blocking listener to `addr` (port 0 picks a free port) with `SO_REUSEADDR`,
     /// listening with `backlog` (use [`DEFAULT_BACKLOG`] for `SOMAXCONN`).
     pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, backlog, false)
+    }
+
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` as well: several listeners (one per event
+    /// loop) may then bind the same address, each with its own accept queue, and the kernel
+    /// spreads incoming connections over them by a hash of the connection's addresses. Each
+    /// loop accepts only from its own queue, so no two loops contend for one listener.
+    ///
+    /// Every listener sharing the port must set the option (and belong to the same user); a
+    /// plain `bind` to the port then fails with `AddrInUse`. Bind the first to port 0 and the
+    /// rest to the port it got.
+    ///
+    /// ```
+    /// use eventloop::net::{DEFAULT_BACKLOG, TcpListener};
+    ///
+    /// let first = TcpListener::bind_reuse_port("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG).unwrap();
+    /// let addr = first.local_addr().unwrap();
+    /// let second = TcpListener::bind_reuse_port(addr, DEFAULT_BACKLOG).unwrap();
+    /// assert_eq!(second.local_addr().unwrap(), addr);
+    /// ```
+    pub fn bind_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, backlog, true)
+    }
+
+    fn bind_with(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpListener> {
         let fd = sys::tcp_socket(addr)?;
         // SO_REUSEADDR lets a restarted server bind its port while old connections of the previous
         // process sit in TIME_WAIT.
         sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        if reuse_port {
+            sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        }
         sys::bind(fd.as_fd(), addr)?;
         sys::listen(fd.as_fd(), backlog)?;
         let spare = sys::open_dev_null()?;

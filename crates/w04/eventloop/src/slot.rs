@@ -25,16 +25,32 @@
 //! - Shutdown: [`shutdown_thread`](ThreadLocal::shutdown_thread) drops the calling thread's
 //!   values; [`shutdown_global`](ThreadLocal::shutdown_global) stops all further `set`s and
 //!   posts `shutdown_thread` to every registered thread (then runs it on the main thread).
+//!
+//! # Failure modes it is safe against
+//!
+//! - **A panicking initialiser.** An initialiser that panics on a dispatcher thread is caught
+//!   there: the thread keeps running, the slot has no value on it (an older value is removed, so
+//!   nothing stale is served), the failure is written to stderr and counted in
+//!   [`Slot::failed_initialisations`]. On the main thread the panic reaches the caller of `set`.
+//! - **A thread that exits with values still installed** (a pool stopped before
+//!   `shutdown_global`). A [`Worker`](crate::Worker) tears its thread's values down when its loop
+//!   has returned, while the thread's locals are all still alive, in *reverse* slot order (as
+//!   Envoy does), so a value whose drop reads an earlier slot still finds it. On any other
+//!   thread, values left at thread exit are dropped, in reverse order too, while the table itself
+//!   is being destroyed; a [`Slot::get`] from such a drop returns `None` instead of panicking on a
+//!   destroyed thread-local (which would abort the process).
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use crate::dispatcher::DispatcherHandle;
+use crate::slab::{Key, Slab};
 
 /// Why a thread-local operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,28 +88,61 @@ struct Value {
     value: Rc<dyn Any>,
 }
 
-thread_local! {
-    /// This thread's values, indexed by slot index (indices are unique across all instances).
-    static VALUES: RefCell<Vec<Option<Value>>> = const { RefCell::new(Vec::new()) };
+/// One thread's values, indexed by slot index (indices are unique across all instances).
+struct Values(RefCell<Vec<Option<Value>>>);
+
+impl Drop for Values {
+    /// Runs at thread exit for values nobody tore down: drops them in reverse slot order. The
+    /// table is being destroyed meanwhile, so a `get` from one of these drops returns `None`.
+    fn drop(&mut self) {
+        let values = self.0.get_mut();
+        while let Some(value) = values.pop() {
+            drop(value);
+        }
+    }
 }
 
-/// Slot indices in use across every `ThreadLocal`; freed indices are reused.
-static INDICES: Mutex<Indices> = Mutex::new(Indices {
-    next: 0,
-    free: Vec::new(),
-});
+thread_local! {
+    /// This thread's values.
+    static VALUES: Values = const { Values(RefCell::new(Vec::new())) };
+}
+
+/// Slot indices in use across every `ThreadLocal`; freed indices are reused, and the slab's key
+/// says which allocation an index belongs to.
+static INDICES: Mutex<Slab<()>> = Mutex::new(Slab::new());
 /// Unique ids for slots and instances.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-struct Indices {
-    next: usize,
-    free: Vec<usize>,
+/// The index table cannot be left inconsistent by a panic while it is locked (its operations do
+/// not call out), so a poisoned lock is simply taken over.
+fn indices() -> MutexGuard<'static, Slab<()>> {
+    INDICES.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-/// The index table is a plain free list; a panic while it is locked cannot leave it
-/// inconsistent, so a poisoned lock is simply taken over.
-fn indices() -> MutexGuard<'static, Indices> {
-    INDICES.lock().unwrap_or_else(|poison| poison.into_inner())
+/// Drops every value of the calling thread, last slot first, each outside the table's borrow (a
+/// value's drop may read other slots: the earlier ones are still there).
+///
+/// A [`Worker`](crate::Worker) calls it when its loop has returned, before the thread's locals
+/// are destroyed. Call it at the end of any other thread that ran slot initialisers, for the
+/// same order; without it the values are dropped at thread exit, in the same order, but a `get`
+/// from their drops finds nothing.
+pub fn teardown_thread() {
+    loop {
+        let last = VALUES.try_with(|values| {
+            let mut values = values.0.borrow_mut();
+            while let Some(entry) = values.pop() {
+                if entry.is_some() {
+                    return entry;
+                }
+            }
+            None
+        });
+        match last {
+            Ok(Some(value)) => drop(value),
+            // Nothing left, or the table is already gone (its own drop tears down).
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
 
 fn unique_id() -> u64 {
@@ -102,23 +151,26 @@ fn unique_id() -> u64 {
 }
 
 fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
-    VALUES.with(|values| {
-        let mut values = values.borrow_mut();
+    let previous = VALUES.try_with(|values| {
+        let mut values = values.0.borrow_mut();
         if values.len() <= index {
             values.resize_with(index + 1, || None);
         }
-        values[index] = Some(Value {
+        values[index].replace(Value {
             slot_id,
             instance_id,
             value,
-        });
+        })
     });
+    // Dropped outside the borrow: a value's drop may itself use slots. (If the table is already
+    // destroyed, the new value is dropped as `try_with` returns: nothing is installed.)
+    drop(previous);
 }
 
 /// Removes this thread's value of slot `slot_id` at `index`, if it is that slot's.
 fn clear(index: usize, slot_id: u64) {
-    let removed = VALUES.with(|values| {
-        let mut values = values.borrow_mut();
+    let removed = VALUES.try_with(|values| {
+        let mut values = values.0.borrow_mut();
         match values.get_mut(index) {
             Some(entry) if entry.as_ref().is_some_and(|value| value.slot_id == slot_id) => {
                 entry.take()
@@ -131,10 +183,11 @@ fn clear(index: usize, slot_id: u64) {
 }
 
 fn clear_instance(instance_id: u64) {
-    let removed: Vec<Value> = VALUES.with(|values| {
-        let mut values = values.borrow_mut();
+    let removed: Result<Vec<Value>, _> = VALUES.try_with(|values| {
+        let mut values = values.0.borrow_mut();
         values
             .iter_mut()
+            .rev()
             .filter(|entry| {
                 entry
                     .as_ref()
@@ -248,20 +301,16 @@ impl ThreadLocal {
         if self.instance.is_shut_down() {
             return Err(SlotError::ShutDown);
         }
-        let index = {
-            let mut indices = indices();
-            indices.free.pop().unwrap_or_else(|| {
-                indices.next += 1;
-                indices.next - 1
-            })
-        };
+        let index_key = indices().insert(());
         self.instance.live_slots.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             shared: Arc::new(SlotShared {
                 instance: Arc::clone(&self.instance),
-                index,
+                index: index_key.index(),
+                index_key,
                 id: unique_id(),
                 alive: AtomicBool::new(true),
+                failed_initialisations: AtomicU64::new(0),
             }),
             _values: PhantomData,
         })
@@ -307,10 +356,14 @@ impl Default for ThreadLocal {
 struct SlotShared {
     instance: Arc<Instance>,
     index: usize,
+    /// The allocation of `index` in the index table, freed when the slot is dropped.
+    index_key: Key,
     /// Unique across all slots ever allocated, unlike `index`.
     id: u64,
     /// Cleared when the `Slot` is dropped; initialisers still in flight check it.
     alive: AtomicBool,
+    /// Initialisers that panicked on a dispatcher thread.
+    failed_initialisations: AtomicU64,
 }
 
 /// A thread-local slot holding one `T` per thread, built on each thread by [`set`](Self::set).
@@ -326,6 +379,10 @@ pub struct Slot<T> {
 impl<T: 'static> Slot<T> {
     /// Sets the slot: `init` runs on every registered dispatcher thread (posted, so each builds
     /// its own value between callbacks) and, right now, on the main thread. Main thread only.
+    ///
+    /// An `init` that panics on a dispatcher thread is caught there: that thread keeps running
+    /// and has no value for the slot (see the module docs). On the main thread its panic
+    /// reaches the caller, after the posts to the other threads have been made.
     pub fn set(&self, init: impl Fn() -> T + Send + Sync + 'static) -> Result<(), SlotError> {
         let shared = &self.shared;
         shared.instance.check_main_thread()?;
@@ -337,9 +394,27 @@ impl<T: 'static> Slot<T> {
             let (init, shared) = (Arc::clone(&init), Arc::clone(shared));
             dispatcher.post(move || {
                 // Acquire pairs with the Release in `Drop`: a dropped slot installs nothing.
-                if shared.alive.load(Ordering::Acquire) && !shared.instance.is_shut_down() {
-                    let value: Rc<dyn Any> = Rc::new(init());
-                    install(shared.index, shared.id, shared.instance.id, value);
+                if !shared.alive.load(Ordering::Acquire) || shared.instance.is_shut_down() {
+                    return;
+                }
+                match panic::catch_unwind(AssertUnwindSafe(|| init())) {
+                    Ok(value) => {
+                        let value: Rc<dyn Any> = Rc::new(value);
+                        install(shared.index, shared.id, shared.instance.id, value);
+                    }
+                    Err(_payload) => {
+                        // The panic hook has printed the message; say what it means here.
+                        shared
+                            .failed_initialisations
+                            .fetch_add(1, Ordering::Relaxed);
+                        clear(shared.index, shared.id);
+                        eprintln!(
+                            "slot {}: its initialiser panicked on thread {}; the slot has no \
+                             value there",
+                            shared.index,
+                            thread::current().name().unwrap_or("(unnamed)")
+                        );
+                    }
                 }
             });
         }
@@ -350,13 +425,25 @@ impl<T: 'static> Slot<T> {
 
     /// The calling thread's value, if this slot has set one on this thread. Lock-free: a
     /// `thread_local!` lookup and a reference-count increment.
+    ///
+    /// `None` also while the thread's values are being torn down at thread exit, so a value's
+    /// drop may call it safely.
     pub fn get(&self) -> Option<Rc<T>> {
-        let value = VALUES.with(|values| {
-            let values = values.borrow();
-            let entry = values.get(self.shared.index)?.as_ref()?;
-            (entry.slot_id == self.shared.id).then(|| Rc::clone(&entry.value))
-        })?;
+        let value = VALUES
+            .try_with(|values| {
+                // A drop running inside `install` or `clear` holds no borrow (they drop outside
+                // it), so this borrow cannot conflict.
+                let values = values.0.try_borrow().ok()?;
+                let entry = values.get(self.shared.index)?.as_ref()?;
+                (entry.slot_id == self.shared.id).then(|| Rc::clone(&entry.value))
+            })
+            .ok()??;
         value.downcast::<T>().ok()
+    }
+
+    /// How many times `init` has panicked on a dispatcher thread (over every `set`).
+    pub fn failed_initialisations(&self) -> u64 {
+        self.shared.failed_initialisations.load(Ordering::Relaxed)
     }
 
     /// The slot's index (reused after the slot is dropped).
@@ -381,6 +468,6 @@ impl<T> Drop for Slot<T> {
         shared.instance.live_slots.fetch_sub(1, Ordering::Relaxed);
         // The index may be reused at once: values carry the slot id, so the new slot can never
         // see this one's values, and this one's cleanups never remove the new slot's.
-        indices().free.push(index);
+        indices().remove(shared.index_key);
     }
 }

@@ -27,6 +27,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::dispatcher::Dispatcher;
+use crate::slab::{Key, Slab};
 use crate::sys;
 
 /// A timer callback, run on the loop thread.
@@ -37,7 +38,7 @@ pub(crate) type TimerCallback = Box<dyn FnMut(&Dispatcher)>;
 struct Armed {
     deadline: Instant,
     sequence: u64,
-    index: usize,
+    key: Key,
 }
 
 /// One timer's state in the table.
@@ -52,18 +53,12 @@ struct TimerState {
     callback: Option<TimerCallback>,
 }
 
-/// A slot of the timer table: a generation, so a dropped timer's slot can be reused safely.
-struct TimerSlot {
-    generation: u64,
-    state: Option<TimerState>,
-}
-
 /// The dispatcher's timer table, heap and timerfd.
 pub(crate) struct TimerQueue {
     fd: OwnedFd,
     heap: BinaryHeap<Reverse<Armed>>,
-    slots: Vec<TimerSlot>,
-    free: Vec<usize>,
+    /// The timers, keyed by generation-checked keys, so a dropped timer's place is reused safely.
+    timers: Slab<TimerState>,
     next_sequence: u64,
     /// How many timers are armed (the live heap entries).
     armed_count: usize,
@@ -76,8 +71,7 @@ impl TimerQueue {
         Ok(TimerQueue {
             fd: sys::timerfd()?,
             heap: BinaryHeap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            timers: Slab::new(),
             next_sequence: 0,
             armed_count: 0,
             programmed: None,
@@ -88,54 +82,28 @@ impl TimerQueue {
         self.fd.as_fd()
     }
 
-    /// Adds a disabled timer; returns its index and generation.
-    fn insert(&mut self, callback: TimerCallback) -> (usize, u64) {
-        let state = TimerState {
+    /// Adds a disabled timer; returns its key.
+    fn insert(&mut self, callback: TimerCallback) -> Key {
+        self.timers.insert(TimerState {
             armed: None,
             deadline: Instant::now(),
             period: None,
             callback: Some(callback),
-        };
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(TimerSlot {
-                    generation: 0,
-                    state: None,
-                });
-                self.slots.len() - 1
-            }
-        };
-        let slot = &mut self.slots[index];
-        slot.state = Some(state);
-        (index, slot.generation)
-    }
-
-    fn state(&mut self, index: usize, generation: u64) -> Option<&mut TimerState> {
-        self.slots
-            .get_mut(index)
-            .filter(|slot| slot.generation == generation)
-            .and_then(|slot| slot.state.as_mut())
+        })
     }
 
     /// Removes a timer; returns its callback so the caller drops it with no borrow held.
-    fn remove(&mut self, index: usize, generation: u64) -> Option<TimerCallback> {
-        let slot = self
-            .slots
-            .get_mut(index)
-            .filter(|slot| slot.generation == generation)?;
-        let state = slot.state.take()?;
-        slot.generation += 1;
-        self.free.push(index);
+    fn remove(&mut self, key: Key) -> Option<TimerCallback> {
+        let state = self.timers.remove(key)?;
         if state.armed.is_some() {
             self.armed_count -= 1;
         }
         state.callback
     }
 
-    fn arm(&mut self, index: usize, generation: u64, deadline: Instant, period: Option<Duration>) {
+    fn arm(&mut self, key: Key, deadline: Instant, period: Option<Duration>) {
         let sequence = self.next_sequence;
-        let Some(state) = self.state(index, generation) else {
+        let Some(state) = self.timers.get_mut(key) else {
             return;
         };
         let was_armed = state.armed.replace(sequence).is_some();
@@ -148,28 +116,28 @@ impl TimerQueue {
         self.heap.push(Reverse(Armed {
             deadline,
             sequence,
-            index,
+            key,
         }));
         self.compact_if_mostly_stale();
     }
 
-    fn disarm(&mut self, index: usize, generation: u64) {
-        if let Some(state) = self.state(index, generation) {
+    fn disarm(&mut self, key: Key) {
+        if let Some(state) = self.timers.get_mut(key) {
             if state.armed.take().is_some() {
                 self.armed_count -= 1;
             }
         }
     }
 
-    fn is_armed(&mut self, index: usize, generation: u64) -> bool {
-        self.state(index, generation)
+    fn is_armed(&self, key: Key) -> bool {
+        self.timers
+            .get(key)
             .is_some_and(|state| state.armed.is_some())
     }
 
     fn is_live(&self, entry: &Armed) -> bool {
-        self.slots[entry.index]
-            .state
-            .as_ref()
+        self.timers
+            .get(entry.key)
             .is_some_and(|state| state.armed == Some(entry.sequence))
     }
 
@@ -225,13 +193,12 @@ impl TimerQueue {
 
     /// Starts firing `entry` if it is still armed with the same sequence: a one-shot timer is
     /// disarmed, a repeating one re-armed for its next period; returns the callback to run.
-    fn begin_fire(&mut self, entry: Armed, now: Instant) -> Option<(u64, TimerCallback)> {
+    fn begin_fire(&mut self, entry: Armed, now: Instant) -> Option<TimerCallback> {
         if !self.is_live(&entry) {
             // An earlier callback of this batch disabled or re-armed it.
             return None;
         }
-        let generation = self.slots[entry.index].generation;
-        let state = self.slots[entry.index].state.as_mut()?;
+        let state = self.timers.get_mut(entry.key)?;
         let callback = state.callback.take()?;
         match state.period {
             Some(period) => {
@@ -241,21 +208,16 @@ impl TimerQueue {
                 if next <= now {
                     next = now + period;
                 }
-                self.arm(entry.index, generation, next, Some(period));
+                self.arm(entry.key, next, Some(period));
             }
-            None => self.disarm(entry.index, generation),
+            None => self.disarm(entry.key),
         }
-        Some((generation, callback))
+        Some(callback)
     }
 
     /// Puts a callback back after it ran; returns it instead if its timer was dropped meanwhile.
-    fn end_fire(
-        &mut self,
-        index: usize,
-        generation: u64,
-        callback: TimerCallback,
-    ) -> Option<TimerCallback> {
-        match self.state(index, generation) {
+    fn end_fire(&mut self, key: Key, callback: TimerCallback) -> Option<TimerCallback> {
+        match self.timers.get_mut(key) {
             Some(state) if state.callback.is_none() => {
                 state.callback = Some(callback);
                 None
@@ -268,11 +230,10 @@ impl TimerQueue {
     pub(crate) fn take_all(&mut self) -> Vec<TimerCallback> {
         self.heap.clear();
         self.armed_count = 0;
-        self.free.clear();
-        let slots = std::mem::take(&mut self.slots);
-        slots
+        self.timers
+            .take_all()
             .into_iter()
-            .filter_map(|slot| slot.state.and_then(|state| state.callback))
+            .filter_map(|state| state.callback)
             .collect()
     }
 }
@@ -282,14 +243,12 @@ pub(crate) fn fire_due(dispatcher: &Dispatcher, queue: &RefCell<TimerQueue>) {
     let now = Instant::now();
     let due = queue.borrow_mut().take_due(now);
     for entry in due {
-        let Some((generation, mut callback)) = queue.borrow_mut().begin_fire(entry, now) else {
+        let Some(mut callback) = queue.borrow_mut().begin_fire(entry, now) else {
             continue;
         };
         // No borrow is held while the callback runs: it may use any timer, its own included.
         callback(dispatcher);
-        let orphan = queue
-            .borrow_mut()
-            .end_fire(entry.index, generation, callback);
+        let orphan = queue.borrow_mut().end_fire(entry.key, callback);
         // A timer dropped by its own callback: its callback is dropped here, outside the borrow.
         drop(orphan);
     }
@@ -314,17 +273,15 @@ pub(crate) fn fire_due(dispatcher: &Dispatcher, queue: &RefCell<TimerQueue>) {
 /// ```
 pub struct Timer {
     queue: Weak<RefCell<TimerQueue>>,
-    index: usize,
-    generation: u64,
+    key: Key,
 }
 
 impl Timer {
     pub(crate) fn new(queue: &Rc<RefCell<TimerQueue>>, callback: TimerCallback) -> Timer {
-        let (index, generation) = queue.borrow_mut().insert(callback);
+        let key = queue.borrow_mut().insert(callback);
         Timer {
             queue: Rc::downgrade(queue),
-            index,
-            generation,
+            key,
         }
     }
 
@@ -338,9 +295,7 @@ impl Timer {
     /// Timers with the same deadline fire in the order they were armed.
     pub fn enable_at(&self, deadline: Instant) {
         if let Some(queue) = self.queue.upgrade() {
-            queue
-                .borrow_mut()
-                .arm(self.index, self.generation, deadline, None);
+            queue.borrow_mut().arm(self.key, deadline, None);
         }
     }
 
@@ -355,7 +310,7 @@ impl Timer {
     /// Disarms the timer; it will not fire until enabled again.
     pub fn disable(&self) {
         if let Some(queue) = self.queue.upgrade() {
-            queue.borrow_mut().disarm(self.index, self.generation);
+            queue.borrow_mut().disarm(self.key);
         }
     }
 
@@ -363,7 +318,7 @@ impl Timer {
     pub fn is_enabled(&self) -> bool {
         self.queue
             .upgrade()
-            .is_some_and(|queue| queue.borrow_mut().is_armed(self.index, self.generation))
+            .is_some_and(|queue| queue.borrow().is_armed(self.key))
     }
 
     fn arm(&self, after: Duration, period: Option<Duration>) {
@@ -373,9 +328,7 @@ impl Timer {
             let deadline = now
                 .checked_add(after)
                 .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
-            queue
-                .borrow_mut()
-                .arm(self.index, self.generation, deadline, period);
+            queue.borrow_mut().arm(self.key, deadline, period);
         }
     }
 }
@@ -383,7 +336,7 @@ impl Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         if let Some(queue) = self.queue.upgrade() {
-            let callback = queue.borrow_mut().remove(self.index, self.generation);
+            let callback = queue.borrow_mut().remove(self.key);
             // Dropped outside the borrow: the callback may own other timers.
             drop(callback);
         }
@@ -393,8 +346,7 @@ impl Drop for Timer {
 impl std::fmt::Debug for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timer")
-            .field("index", &self.index)
-            .field("generation", &self.generation)
+            .field("key", &self.key)
             .field("enabled", &self.is_enabled())
             .finish()
     }

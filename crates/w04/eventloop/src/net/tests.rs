@@ -89,3 +89,42 @@ fn send_to_a_closed_peer_is_an_error_not_sigpipe() {
         "{error}"
     );
 }
+
+#[test]
+fn reuse_port_listeners_share_a_port_and_the_kernel_spreads_connections_over_them() {
+    let first =
+        TcpListener::bind_reuse_port("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG).unwrap();
+    let addr = first.local_addr().unwrap();
+    let second = TcpListener::bind_reuse_port(addr, DEFAULT_BACKLOG).unwrap();
+    assert_eq!(
+        TcpListener::bind(addr, DEFAULT_BACKLOG).unwrap_err().kind(),
+        io::ErrorKind::AddrInUse,
+        "a listener without SO_REUSEPORT cannot join the group"
+    );
+    // 64 connections from 64 source ports: the chance that the hash puts all on one queue is
+    // 2^-63.
+    const CLIENTS: usize = 64;
+    let clients: Vec<std::net::TcpStream> = (0..CLIENTS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut accepted = [0usize; 2];
+    let start = Instant::now();
+    while accepted.iter().sum::<usize>() < CLIENTS {
+        for (count, listener) in accepted.iter_mut().zip([&first, &second]) {
+            while listener.accept().unwrap().is_some() {
+                *count += 1;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "accepted only {accepted:?}"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(accepted.iter().sum::<usize>(), CLIENTS);
+    assert!(
+        accepted.iter().all(|&count| count > 0),
+        "both queues got connections: {accepted:?}"
+    );
+    drop(clients);
+}

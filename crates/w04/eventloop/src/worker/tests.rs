@@ -97,3 +97,106 @@ fn cpu_count_pool_has_at_least_one_worker() {
     );
     assert_eq!(WorkerPool::new(0).worker_count(), 1);
 }
+
+#[test]
+fn the_init_hook_runs_on_the_worker_and_its_error_fails_start() {
+    let (sender, receiver) = mpsc::channel();
+    let mut worker = Worker::with_init("hooked", move |dispatcher| {
+        sender
+            .send((
+                dispatcher.name().to_owned(),
+                dispatcher.is_dispatcher_thread(),
+            ))
+            .unwrap();
+        Ok(())
+    });
+    worker.start().unwrap();
+    assert_eq!(
+        receiver.try_recv(),
+        Ok(("hooked".to_owned(), true)),
+        "ran before start returned"
+    );
+    worker.stop();
+
+    let mut pool = WorkerPool::with_init(2, |index, _| {
+        if index == 1 {
+            Err(io::Error::other("no listener for worker 1"))
+        } else {
+            Ok(())
+        }
+    });
+    match pool.start() {
+        Err(WorkerError::Start(error)) => assert_eq!(error.to_string(), "no listener for worker 1"),
+        other => panic!("expected the hook's error, got {other:?}"),
+    }
+    assert!(
+        !pool.workers().iter().any(Worker::is_running),
+        "the started one is stopped again"
+    );
+}
+
+#[test]
+fn post_with_hands_the_worker_its_own_dispatcher() {
+    let mut pool = WorkerPool::new(2);
+    pool.start().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    pool.post_to_with(1, move |dispatcher| {
+        // A timer made here belongs to the worker's loop; it fires there.
+        // The timer owns itself until it fires, then drops itself from its own callback.
+        let holder: std::rc::Rc<std::cell::RefCell<Option<crate::Timer>>> = Default::default();
+        let in_callback = std::rc::Rc::clone(&holder);
+        let timer = dispatcher.create_timer(move |dispatcher| {
+            sender.send(dispatcher.name().to_owned()).unwrap();
+            in_callback.borrow_mut().take();
+        });
+        timer.enable(std::time::Duration::ZERO);
+        *holder.borrow_mut() = Some(timer);
+    })
+    .unwrap();
+    assert_eq!(receiver.recv().unwrap(), "worker_1");
+    pool.stop();
+    assert_eq!(pool.handled_counts(), vec![0, 1]);
+}
+
+#[test]
+fn run_on_all_workers_needs_every_worker_running() {
+    let pool = WorkerPool::new(2);
+    let (sender, receiver) = mpsc::channel::<()>();
+    assert!(matches!(
+        pool.run_on_all_workers(|_| {}, move || sender.send(()).unwrap()),
+        Err(WorkerError::NotRunning)
+    ));
+    assert!(
+        receiver.recv().is_err(),
+        "on_complete was dropped, never run"
+    );
+}
+
+#[test]
+fn run_on_all_workers_completes_once_after_every_worker_even_if_one_callback_panics() {
+    let mut pool = WorkerPool::new(3);
+    pool.start().unwrap();
+    let ran = Arc::new(AtomicU64::new(0));
+    let (sender, receiver) = mpsc::channel();
+    let (counter, total) = (Arc::clone(&ran), Arc::clone(&ran));
+    pool.run_on_all_workers(
+        move |dispatcher| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            assert_ne!(
+                dispatcher.name(),
+                "worker_1",
+                "deliberate: caught on the worker"
+            );
+        },
+        move || sender.send(total.load(Ordering::Relaxed)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        receiver.recv().unwrap(),
+        3,
+        "on_complete saw all three callbacks"
+    );
+    assert!(receiver.recv().is_err(), "and ran exactly once");
+    assert!(pool.all_running(), "the panic did not kill worker_1");
+    pool.stop();
+}
