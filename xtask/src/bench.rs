@@ -250,7 +250,7 @@ fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String,
     for server in servers {
         packages.push(match server {
             ServerKind::Handoff => "handoff_server",
-            ServerKind::Epoll => "eventloop",
+            ServerKind::Epoll => "epoll_server",
             ServerKind::Tokio => "tokio_server",
         });
     }

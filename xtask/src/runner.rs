@@ -751,15 +751,31 @@ fn needs_build(lesson: &Lesson, options: &RunOptions) -> bool {
         })
 }
 
+/// The build of the binaries the lesson's servers run, by name: a server need not live in the
+/// lesson's crate (W04 L05 builds `eventloop`, and its `epoll_server` is a package of its own).
+fn server_build_command(lesson: &Lesson) -> String {
+    let mut command = String::from("cargo build --release");
+    let mut programs: Vec<&str> = Vec::new();
+    for step in &lesson.steps {
+        if let StepKind::Server(server) = &step.kind {
+            if let Some(program) = server.command.split_whitespace().next() {
+                if !programs.contains(&program) {
+                    programs.push(program);
+                    command.push_str(" --bin ");
+                    command.push_str(program);
+                }
+            }
+        }
+    }
+    command
+}
+
 /// Builds the lesson's server binaries (release) and compiles its cargo commands, untimed.
 fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult {
     let started = Instant::now();
     let mut commands: Vec<String> = Vec::new();
     if lesson.has_server() && options.server.is_none() {
-        commands.push(format!(
-            "cargo build --release -p {} --bins",
-            lesson.front.krate
-        ));
+        commands.push(server_build_command(lesson));
     }
     if options.server.is_none() {
         for step in &lesson.steps {

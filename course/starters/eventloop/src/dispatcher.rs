@@ -37,11 +37,16 @@
 //!
 //! [`exit`](Dispatcher::exit) (or [`DispatcherHandle::exit`]) asks `run` to return; the loop
 //! finishes the current batch of events first. An exit requested before `run` is called makes
-//! the next `run` return at once. **Rule for pending posts:** before `run` returns, it runs every
-//! callback still in the post queue — including ones those callbacks post in turn — until the
-//! queue is empty. Nothing posted before `exit` is lost. A callback posted after `run` has
-//! returned waits for the next `run`; when the `Dispatcher` is dropped, callbacks still queued
-//! are dropped without running, and later posts through a handle are dropped at once.
+//! the next `run` return at once. **Rule for pending posts:** before `run` returns, it runs the
+//! callbacks still in the post queue, and the ones those post in turn, for at most
+//! [`EXIT_DRAIN_ROUNDS`] rounds (a round is what the queue holds when the round starts). So
+//! nothing posted before `exit` is lost, and a reply posted by a pending callback still runs —
+//! but a callback that re-posts itself forever cannot keep `run` (and with it a worker's `stop`)
+//! from returning: what is still queued after the last round is dropped unrun, and counted in
+//! [`posts_dropped_at_exit`](Dispatcher::posts_dropped_at_exit). Envoy bounds its exit the same
+//! way. A callback posted after `run` has returned waits for the next `run`; when the
+//! `Dispatcher` is dropped, callbacks still queued are dropped without running, and later posts
+//! through a handle are dropped at once.
 //!
 //! # Signals
 //!
@@ -62,14 +67,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use crate::poller::{Events, Interest, Poller, Readiness};
+use crate::slab::{self, Slab};
 use crate::sys;
 use crate::timer::{self, Timer, TimerQueue};
 use crate::waker::Waker;
 
 /// An fd callback, run on the loop thread with the readiness epoll reported.
 type FdCallback = Box<dyn FnMut(&Dispatcher, Readiness)>;
-/// A posted callback.
-type Post = Box<dyn FnOnce() + Send>;
+/// A posted callback; it gets the dispatcher it runs on.
+type Post = Box<dyn FnOnce(&Dispatcher) + Send>;
 
 /// How many events one `epoll_wait` may return.
 const EVENT_CAPACITY: usize = 256;
@@ -78,15 +84,20 @@ const POST_TOKEN: u64 = u64::MAX;
 /// The epoll token of the timerfd.
 const TIMER_TOKEN: u64 = u64::MAX - 1;
 
-/// Identifies an fd registration of a [`Dispatcher`]: a table slot and its generation.
+/// How many rounds of posts [`Dispatcher::run`] runs after its loop has stopped: the posts queued
+/// when it stopped are the first round, the posts those make are the second, and so on. What is
+/// still queued after the last round is dropped unrun and counted
+/// ([`Dispatcher::posts_dropped_at_exit`]), so a callback that keeps posting itself cannot keep
+/// `run` from returning.
+pub const EXIT_DRAIN_ROUNDS: usize = 8;
+
+/// Identifies an fd registration of a [`Dispatcher`]: a [`slab::Key`] into its fd table (a
+/// place and its generation).
 ///
 /// A key outlives its registration harmlessly: once the fd is removed, the key matches nothing,
-/// even after the slot is reused for another fd.
+/// even after the place is reused for another fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FdKey {
-    index: u32,
-    generation: u32,
-}
+pub struct FdKey(slab::Key);
 
 impl FdKey {
     fn token(self) -> u64 {
@@ -104,33 +115,6 @@ struct FdEntry {
     fd: RawFd,
     /// The callback; `None` while it runs.
     callback: Option<FdCallback>,
-}
-
-/// A slot of the fd table. `generation` is incremented whenever the slot is freed.
-struct FdSlot {
-    generation: u32,
-    entry: Option<FdEntry>,
-}
-
-#[derive(Default)]
-struct FdTable {
-    slots: Vec<FdSlot>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-impl FdTable {
-    fn get_mut(&mut self, key: FdKey) -> Option<&mut FdEntry> {
-        todo!("W04 L05: get_mut")
-    }
-
-    fn insert(&mut self, entry: FdEntry) -> FdKey {
-        todo!("W04 L05: insert")
-    }
-
-    fn remove(&mut self, key: FdKey) -> Option<FdEntry> {
-        todo!("W04 L05: remove")
-    }
 }
 
 /// The part of a dispatcher that other threads reach through a [`DispatcherHandle`].
@@ -213,9 +197,11 @@ pub struct Dispatcher {
     poller: Poller,
     /// The event buffer; `None` while `run` is dispatching from it.
     events: RefCell<Option<Events>>,
-    fds: RefCell<FdTable>,
+    fds: RefCell<Slab<FdEntry>>,
     pub(crate) timers: Rc<RefCell<TimerQueue>>,
     running: Cell<bool>,
+    /// Posts dropped unrun by the bounded drain at the end of `run`, over every `run`.
+    dropped_at_exit: Cell<u64>,
     /// Keeps the dispatcher on its thread even if every other field were `Send`.
     _not_send: PhantomData<*const ()>,
 }
@@ -242,8 +228,8 @@ impl Dispatcher {
         todo!("W04 L05: is_dispatcher_thread")
     }
 
-    /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued
-    /// (see the module docs) and returns.
+    /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued for
+    /// at most [`EXIT_DRAIN_ROUNDS`] rounds (see the module docs) and returns.
     ///
     /// A callback that panics unwinds out of `run` (the dispatcher stays usable; a panicking fd
     /// callback is lost, so its registration never fires again, and posts taken in the same batch
@@ -273,8 +259,16 @@ impl Dispatcher {
         todo!("W04 L05: run_posts")
     }
 
-    fn run_posts_until_empty(&self) {
-        todo!("W04 L05: run_posts_until_empty")
+    /// Runs the posts queued at exit, and those they post, for at most `EXIT_DRAIN_ROUNDS`
+    /// rounds; drops (and counts) what is left.
+    fn drain_posts_at_exit(&self) {
+        todo!("W04 L05: drain_posts_at_exit")
+    }
+
+    /// How many posted callbacks the bounded drain at the end of [`run`](Self::run) has dropped
+    /// unrun, over every `run` so far (see [`EXIT_DRAIN_ROUNDS`]).
+    pub fn posts_dropped_at_exit(&self) -> u64 {
+        todo!("W04 L05: posts_dropped_at_exit")
     }
 
     /// Asks [`run`](Self::run) to return after the current batch of events.
@@ -285,6 +279,12 @@ impl Dispatcher {
     /// Queues `callback` to run on the loop thread, after the events being handled now.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
         todo!("W04 L05: post")
+    }
+
+    /// Like [`post`](Self::post), but `callback` gets the dispatcher it runs on, so it can add
+    /// fds and timers there.
+    pub fn post_with(&self, callback: impl FnOnce(&Dispatcher) + Send + 'static) {
+        todo!("W04 L05: post_with")
     }
 
     /// Registers `fd` with `interest`; `callback` runs on the loop whenever it is ready.
@@ -382,7 +382,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("name", &self.shared.name)
-            .field("fds", &self.fds.borrow().len)
+            .field("fds", &self.fds.borrow().len())
             .field("running", &self.running.get())
             .finish_non_exhaustive()
     }
@@ -405,7 +405,31 @@ impl DispatcherHandle {
         todo!("W04 L05: post")
     }
 
-    /// Asks the dispatcher's `run` to return (after the posts queued before it have run).
+    /// Like [`post`](Self::post), but `callback` gets the dispatcher it runs on — the way for
+    /// another thread to make a loop own an fd, a timer or a listener.
+    ///
+    /// ```
+    /// use eventloop::Dispatcher;
+    ///
+    /// let dispatcher = Dispatcher::new("target").unwrap();
+    /// let handle = dispatcher.handle();
+    /// std::thread::spawn(move || {
+    ///     handle.post_with(|dispatcher| {
+    ///         // On the loop, with the loop's own dispatcher: it could add an fd or a timer here.
+    ///         assert!(dispatcher.is_dispatcher_thread());
+    ///         dispatcher.exit();
+    ///     })
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// dispatcher.run().unwrap(); // returns once the callback posted from the other thread ran
+    /// ```
+    pub fn post_with(&self, callback: impl FnOnce(&Dispatcher) + Send + 'static) {
+        todo!("W04 L05: post_with")
+    }
+
+    /// Asks the dispatcher's `run` to return (after the posts queued before it have run, within
+    /// the bound of [`EXIT_DRAIN_ROUNDS`]).
     pub fn exit(&self) {
         todo!("W04 L05: exit")
     }

@@ -4,8 +4,10 @@
 //!
 //! 1. [`sys`]: the only module that calls libc. One `syscall!` macro turns `-1` into
 //!    `io::Error`; every fd is an `OwnedFd` from the line it is created; `CLOEXEC | NONBLOCK`.
+//!    Beside it, [`slab`]: the one table type with generation-checked keys that the fd
+//!    registry, the timers and the slot indices (and the W05 server's connections) are kept in.
 //! 2. [`net`]: non-blocking TCP sockets — SIGPIPE-proof sends, an accept that survives running
-//!    out of fds (`EMFILE`) without spinning.
+//!    out of fds (`EMFILE`) without spinning, and `SO_REUSEPORT` listeners for one per loop.
 //! 3. [`poller`]: epoll and its readiness model — level- versus edge-triggered, one-shot,
 //!    half-close (`EPOLLRDHUP`).
 //! 4. [`waker`]: waking a loop from another thread with an eventfd, and why wakes coalesce.
@@ -53,6 +55,7 @@ pub mod sys;
 pub mod dispatcher;
 pub mod net;
 pub mod poller;
+pub mod slab;
 pub mod slot;
 pub mod timer;
 pub mod waker;

@@ -65,6 +65,31 @@ impl TcpListener {
         todo!("W04 L05: bind")
     }
 
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` as well: several listeners (one per event
+    /// loop) may then bind the same address, each with its own accept queue, and the kernel
+    /// spreads incoming connections over them by a hash of the connection's addresses. Each
+    /// loop accepts only from its own queue, so no two loops contend for one listener.
+    ///
+    /// Every listener sharing the port must set the option (and belong to the same user); a
+    /// plain `bind` to the port then fails with `AddrInUse`. Bind the first to port 0 and the
+    /// rest to the port it got.
+    ///
+    /// ```
+    /// use eventloop::net::{DEFAULT_BACKLOG, TcpListener};
+    ///
+    /// let first = TcpListener::bind_reuse_port("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG).unwrap();
+    /// let addr = first.local_addr().unwrap();
+    /// let second = TcpListener::bind_reuse_port(addr, DEFAULT_BACKLOG).unwrap();
+    /// assert_eq!(second.local_addr().unwrap(), addr);
+    /// ```
+    pub fn bind_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+        todo!("W04 L05: bind_reuse_port")
+    }
+
+    fn bind_with(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpListener> {
+        todo!("W04 L05: bind_with")
+    }
+
     /// The address the listener is bound to (with the real port when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         todo!("W04 L05: local_addr")

@@ -25,16 +25,32 @@
 //! - Shutdown: [`shutdown_thread`](ThreadLocal::shutdown_thread) drops the calling thread's
 //!   values; [`shutdown_global`](ThreadLocal::shutdown_global) stops all further `set`s and
 //!   posts `shutdown_thread` to every registered thread (then runs it on the main thread).
+//!
+//! # Failure modes it is safe against
+//!
+//! - **A panicking initialiser.** An initialiser that panics on a dispatcher thread is caught
+//!   there: the thread keeps running, the slot has no value on it (an older value is removed, so
+//!   nothing stale is served), the failure is written to stderr and counted in
+//!   [`Slot::failed_initialisations`]. On the main thread the panic reaches the caller of `set`.
+//! - **A thread that exits with values still installed** (a pool stopped before
+//!   `shutdown_global`). A [`Worker`](crate::Worker) tears its thread's values down when its loop
+//!   has returned, while the thread's locals are all still alive, in *reverse* slot order (as
+//!   Envoy does), so a value whose drop reads an earlier slot still finds it. On any other
+//!   thread, values left at thread exit are dropped, in reverse order too, while the table itself
+//!   is being destroyed; a [`Slot::get`] from such a drop returns `None` instead of panicking on a
+//!   destroyed thread-local (which would abort the process).
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use crate::dispatcher::DispatcherHandle;
+use crate::slab::{Key, Slab};
 
 /// Why a thread-local operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,28 +88,43 @@ struct Value {
     value: Rc<dyn Any>,
 }
 
-thread_local! {
-    /// This thread's values, indexed by slot index (indices are unique across all instances).
-    static VALUES: RefCell<Vec<Option<Value>>> = const { RefCell::new(Vec::new()) };
+/// One thread's values, indexed by slot index (indices are unique across all instances).
+struct Values(RefCell<Vec<Option<Value>>>);
+
+impl Drop for Values {
+    /// Runs at thread exit for values nobody tore down: drops them in reverse slot order. The
+    /// table is being destroyed meanwhile, so a `get` from one of these drops returns `None`.
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
 }
 
-/// Slot indices in use across every `ThreadLocal`; freed indices are reused.
-static INDICES: Mutex<Indices> = Mutex::new(Indices {
-    next: 0,
-    free: Vec::new(),
-});
+thread_local! {
+    /// This thread's values.
+    static VALUES: Values = const { Values(RefCell::new(Vec::new())) };
+}
+
+/// Slot indices in use across every `ThreadLocal`; freed indices are reused, and the slab's key
+/// says which allocation an index belongs to.
+static INDICES: Mutex<Slab<()>> = Mutex::new(Slab::new());
 /// Unique ids for slots and instances.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-struct Indices {
-    next: usize,
-    free: Vec<usize>,
+/// The index table cannot be left inconsistent by a panic while it is locked (its operations do
+/// not call out), so a poisoned lock is simply taken over.
+fn indices() -> MutexGuard<'static, Slab<()>> {
+    todo!("W04 L05: indices")
 }
 
-/// The index table is a plain free list; a panic while it is locked cannot leave it
-/// inconsistent, so a poisoned lock is simply taken over.
-fn indices() -> MutexGuard<'static, Indices> {
-    todo!("W04 L05: indices")
+/// Drops every value of the calling thread, last slot first, each outside the table's borrow (a
+/// value's drop may read other slots: the earlier ones are still there).
+///
+/// A [`Worker`](crate::Worker) calls it when its loop has returned, before the thread's locals
+/// are destroyed. Call it at the end of any other thread that ran slot initialisers, for the
+/// same order; without it the values are dropped at thread exit, in the same order, but a `get`
+/// from their drops finds nothing.
+pub fn teardown_thread() {
+    todo!("W04 L05: teardown_thread")
 }
 
 fn unique_id() -> u64 {
@@ -223,10 +254,14 @@ impl Default for ThreadLocal {
 struct SlotShared {
     instance: Arc<Instance>,
     index: usize,
+    /// The allocation of `index` in the index table, freed when the slot is dropped.
+    index_key: Key,
     /// Unique across all slots ever allocated, unlike `index`.
     id: u64,
     /// Cleared when the `Slot` is dropped; initialisers still in flight check it.
     alive: AtomicBool,
+    /// Initialisers that panicked on a dispatcher thread.
+    failed_initialisations: AtomicU64,
 }
 
 /// A thread-local slot holding one `T` per thread, built on each thread by [`set`](Self::set).
@@ -242,14 +277,26 @@ pub struct Slot<T> {
 impl<T: 'static> Slot<T> {
     /// Sets the slot: `init` runs on every registered dispatcher thread (posted, so each builds
     /// its own value between callbacks) and, right now, on the main thread. Main thread only.
+    ///
+    /// An `init` that panics on a dispatcher thread is caught there: that thread keeps running
+    /// and has no value for the slot (see the module docs). On the main thread its panic
+    /// reaches the caller, after the posts to the other threads have been made.
     pub fn set(&self, init: impl Fn() -> T + Send + Sync + 'static) -> Result<(), SlotError> {
         todo!("W04 L05: set")
     }
 
     /// The calling thread's value, if this slot has set one on this thread. Lock-free: a
     /// `thread_local!` lookup and a reference-count increment.
+    ///
+    /// `None` also while the thread's values are being torn down at thread exit, so a value's
+    /// drop may call it safely.
     pub fn get(&self) -> Option<Rc<T>> {
         todo!("W04 L05: get")
+    }
+
+    /// How many times `init` has panicked on a dispatcher thread (over every `set`).
+    pub fn failed_initialisations(&self) -> u64 {
+        todo!("W04 L05: failed_initialisations")
     }
 
     /// The slot's index (reused after the slot is dropped).

@@ -27,6 +27,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::dispatcher::Dispatcher;
+use crate::slab::{Key, Slab};
 use crate::sys;
 
 /// A timer callback, run on the loop thread.
@@ -37,7 +38,7 @@ pub(crate) type TimerCallback = Box<dyn FnMut(&Dispatcher)>;
 struct Armed {
     deadline: Instant,
     sequence: u64,
-    index: usize,
+    key: Key,
 }
 
 /// One timer's state in the table.
@@ -52,18 +53,12 @@ struct TimerState {
     callback: Option<TimerCallback>,
 }
 
-/// A slot of the timer table: a generation, so a dropped timer's slot can be reused safely.
-struct TimerSlot {
-    generation: u64,
-    state: Option<TimerState>,
-}
-
 /// The dispatcher's timer table, heap and timerfd.
 pub(crate) struct TimerQueue {
     fd: OwnedFd,
     heap: BinaryHeap<Reverse<Armed>>,
-    slots: Vec<TimerSlot>,
-    free: Vec<usize>,
+    /// The timers, keyed by generation-checked keys, so a dropped timer's place is reused safely.
+    timers: Slab<TimerState>,
     next_sequence: u64,
     /// How many timers are armed (the live heap entries).
     armed_count: usize,
@@ -80,29 +75,25 @@ impl TimerQueue {
         todo!("W04 L05: fd")
     }
 
-    /// Adds a disabled timer; returns its index and generation.
-    fn insert(&mut self, callback: TimerCallback) -> (usize, u64) {
+    /// Adds a disabled timer; returns its key.
+    fn insert(&mut self, callback: TimerCallback) -> Key {
         todo!("W04 L05: insert")
     }
 
-    fn state(&mut self, index: usize, generation: u64) -> Option<&mut TimerState> {
-        todo!("W04 L05: state")
-    }
-
     /// Removes a timer; returns its callback so the caller drops it with no borrow held.
-    fn remove(&mut self, index: usize, generation: u64) -> Option<TimerCallback> {
+    fn remove(&mut self, key: Key) -> Option<TimerCallback> {
         todo!("W04 L05: remove")
     }
 
-    fn arm(&mut self, index: usize, generation: u64, deadline: Instant, period: Option<Duration>) {
+    fn arm(&mut self, key: Key, deadline: Instant, period: Option<Duration>) {
         todo!("W04 L05: arm")
     }
 
-    fn disarm(&mut self, index: usize, generation: u64) {
+    fn disarm(&mut self, key: Key) {
         todo!("W04 L05: disarm")
     }
 
-    fn is_armed(&mut self, index: usize, generation: u64) -> bool {
+    fn is_armed(&self, key: Key) -> bool {
         todo!("W04 L05: is_armed")
     }
 
@@ -131,17 +122,12 @@ impl TimerQueue {
 
     /// Starts firing `entry` if it is still armed with the same sequence: a one-shot timer is
     /// disarmed, a repeating one re-armed for its next period; returns the callback to run.
-    fn begin_fire(&mut self, entry: Armed, now: Instant) -> Option<(u64, TimerCallback)> {
+    fn begin_fire(&mut self, entry: Armed, now: Instant) -> Option<TimerCallback> {
         todo!("W04 L05: begin_fire")
     }
 
     /// Puts a callback back after it ran; returns it instead if its timer was dropped meanwhile.
-    fn end_fire(
-        &mut self,
-        index: usize,
-        generation: u64,
-        callback: TimerCallback,
-    ) -> Option<TimerCallback> {
+    fn end_fire(&mut self, key: Key, callback: TimerCallback) -> Option<TimerCallback> {
         todo!("W04 L05: end_fire")
     }
 
@@ -175,8 +161,7 @@ pub(crate) fn fire_due(dispatcher: &Dispatcher, queue: &RefCell<TimerQueue>) {
 /// ```
 pub struct Timer {
     queue: Weak<RefCell<TimerQueue>>,
-    index: usize,
-    generation: u64,
+    key: Key,
 }
 
 impl Timer {
@@ -227,8 +212,7 @@ impl Drop for Timer {
 impl std::fmt::Debug for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timer")
-            .field("index", &self.index)
-            .field("generation", &self.generation)
+            .field("key", &self.key)
             .field("enabled", &self.is_enabled())
             .finish()
     }

@@ -13,19 +13,34 @@
 //!   them, so they start up in parallel.
 //! - Each worker counts the posted callbacks it has run ([`Worker::handled_count`]). A callback
 //!   that panics is caught on the worker (the loop survives) and still counted.
+//! - An *init hook* ([`Worker::with_init`], [`WorkerPool::with_init`]) runs on the worker with
+//!   its own `&Dispatcher` before it reports ready, so a worker can own fds, timers and a
+//!   listener from the start; `start` returns once every hook has run (or with its error).
+//!   Later, [`Worker::post_with`] and [`WorkerPool::run_on_all_workers`] hand posted work the
+//!   worker's `&Dispatcher` too.
 //! - [`Worker::stop`] asks the dispatcher to exit and joins the thread. By the dispatcher's rule
-//!   for posts pending at exit, everything posted before `stop` has run when it returns. `Drop`
-//!   stops a worker that is still running.
+//!   for posts pending at exit, everything posted before `stop` has run when it returns (within
+//!   [`EXIT_DRAIN_ROUNDS`](crate::dispatcher::EXIT_DRAIN_ROUNDS) rounds of posts made by posts;
+//!   what a callback that keeps re-posting itself leaves is dropped, counted in
+//!   [`Worker::posts_dropped_at_exit`], so `stop` always returns). The thread then tears down its
+//!   thread-local [slot](crate::slot) values, last slot first, before its locals are destroyed.
+//!   `Drop` stops a worker that is still running.
+//! - A worker whose thread has died (a callback posted through its raw [`DispatcherHandle`]
+//!   panicked out of the loop) is not running: [`Worker::is_running`] says so and
+//!   [`Worker::post`] returns [`WorkerError::Died`] instead of dropping the work.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::dispatcher::{Dispatcher, DispatcherHandle};
-use crate::sys;
+use crate::{slot, sys};
+
+/// A worker's init hook: runs on the worker thread with its dispatcher, before it is ready.
+type InitHook = Arc<dyn Fn(&Dispatcher) -> io::Result<()> + Send + Sync>;
 
 /// Why a worker operation failed.
 #[derive(Debug)]
@@ -42,10 +57,17 @@ pub enum WorkerError {
         /// How many workers the pool has.
         count: usize,
     },
-    /// The thread could not be spawned, or its dispatcher could not be created.
+    /// The thread could not be spawned, its dispatcher could not be created, or its init hook
+    /// returned this error.
     Start(io::Error),
-    /// The worker thread died before it reported ready.
+    /// The worker thread died before it reported ready (its init hook panicked).
     DiedDuringStart,
+    /// The worker's thread has died: a callback panicked out of its event loop. Work posted to
+    /// it would never run.
+    Died {
+        /// The worker's name.
+        name: String,
+    },
 }
 
 impl std::fmt::Display for WorkerError {
@@ -58,6 +80,7 @@ impl std::fmt::Display for WorkerError {
             }
             WorkerError::Start(error) => write!(f, "the worker could not start: {error}"),
             WorkerError::DiedDuringStart => write!(f, "the worker thread died while starting"),
+            WorkerError::Died { name } => write!(f, "worker {name}'s thread has died"),
         }
     }
 }
@@ -77,6 +100,9 @@ struct Running {
     handle: DispatcherHandle,
     tid: i32,
     thread: JoinHandle<()>,
+    /// Cleared by the thread when its loop has ended for good (returned or panicked), before
+    /// its dispatcher is dropped.
+    alive: Arc<AtomicBool>,
 }
 
 /// A worker that has been spawned but has not yet reported ready.
@@ -84,6 +110,16 @@ struct Running {
 struct Starting {
     ready: mpsc::Receiver<io::Result<(DispatcherHandle, i32)>>,
     thread: JoinHandle<()>,
+    alive: Arc<AtomicBool>,
+}
+
+/// Clears a worker's `alive` flag when dropped, so even a thread that unwinds is reported dead.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
 }
 
 /// A named thread with its own [`Dispatcher`], and a count of the work it handled.
@@ -101,19 +137,68 @@ struct Starting {
 /// worker.stop();
 /// assert_eq!(worker.handled_count(), 1);
 /// ```
-#[derive(Debug)]
 pub struct Worker {
     name: String,
     running: Option<Running>,
     /// Posted callbacks run so far. Written only by the worker thread; read by anyone (a
     /// snapshot while it runs, exact after `stop`, whose join orders the last increment first).
     handled: Arc<AtomicU64>,
+    /// Posts the bounded exit drain dropped, over every run of the worker.
+    dropped_at_exit: Arc<AtomicU64>,
+    /// Runs on the worker thread before it reports ready.
+    init: Option<InitHook>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.name)
+            .field("running", &self.running)
+            .field("handled", &self.handled)
+            .field("dropped_at_exit", &self.dropped_at_exit)
+            .field("has_init_hook", &self.init.is_some())
+            .finish()
+    }
 }
 
 impl Worker {
     /// A worker named `name` (also its thread's name and its dispatcher's), not started.
     pub fn new(name: impl Into<String>) -> Worker {
         todo!("W04 L05: new")
+    }
+
+    /// A worker whose thread runs `init` with its own dispatcher before it reports ready (at
+    /// every start), so the worker can own fds, timers or a listener from the start. If `init`
+    /// fails, [`start`](Self::start) returns its error and the thread ends.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use std::rc::Rc;
+    /// use eventloop::net::{DEFAULT_BACKLOG, TcpListener};
+    /// use eventloop::{Interest, Worker};
+    ///
+    /// let (addr_sender, addr) = std::sync::mpsc::channel();
+    /// let mut worker = Worker::with_init("acceptor", move |dispatcher| {
+    ///     // Runs on the worker: the listener and its callback belong to the worker's loop.
+    ///     let listener = Rc::new(TcpListener::bind("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG)?);
+    ///     addr_sender.send(listener.local_addr()?).unwrap();
+    ///     let accepting = Rc::clone(&listener); // the registration owns the listener
+    ///     dispatcher.add_fd(listener.as_fd(), Interest::READABLE, move |dispatcher, _| {
+    ///         if let Ok(Some(_connection)) = accepting.accept() {
+    ///             dispatcher.exit();
+    ///         }
+    ///     })?;
+    ///     Ok(())
+    /// });
+    /// worker.start().unwrap(); // returns once the listener is registered
+    /// let _client = std::net::TcpStream::connect(addr.recv().unwrap()).unwrap();
+    /// worker.stop(); // the accept callback has ended the loop, or stop does
+    /// ```
+    pub fn with_init(
+        name: impl Into<String>,
+        init: impl Fn(&Dispatcher) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Worker {
+        todo!("W04 L05: with_init")
     }
 
     /// The worker's name.
@@ -134,9 +219,14 @@ impl Worker {
         todo!("W04 L05: finish_start")
     }
 
-    /// Whether the worker has been started and not stopped.
+    /// Whether the worker has been started, has not been stopped, and its thread is alive.
     pub fn is_running(&self) -> bool {
         todo!("W04 L05: is_running")
+    }
+
+    /// The running state, if the worker runs; `NotRunning` or `Died` if not.
+    fn live(&self) -> Result<&Running, WorkerError> {
+        todo!("W04 L05: live")
     }
 
     /// The kernel thread id of the worker thread, while it runs.
@@ -146,20 +236,49 @@ impl Worker {
 
     /// A handle to the worker's dispatcher, while it runs (for registering thread-local slots,
     /// or posting without the count).
+    ///
+    /// A callback posted through the handle has no panic catch: a panic in it ends the worker's
+    /// loop and the worker dies (see [`WorkerError::Died`]). Prefer [`post`](Self::post) and
+    /// [`post_with`](Self::post_with).
     pub fn dispatcher(&self) -> Option<&DispatcherHandle> {
         todo!("W04 L05: dispatcher")
     }
 
     /// Posts `work` to the worker's dispatcher; it counts as handled once it has run.
     ///
-    /// A panic in `work` is caught on the worker, so the worker keeps running.
+    /// A panic in `work` is caught on the worker, so the worker keeps running. Returns
+    /// [`WorkerError::NotRunning`] before `start` and after `stop`, and [`WorkerError::Died`] if
+    /// the worker's thread has died.
     pub fn post(&self, work: impl FnOnce() + Send + 'static) -> Result<(), WorkerError> {
         todo!("W04 L05: post")
+    }
+
+    /// Like [`post`](Self::post), but `work` gets the worker's dispatcher, so it can add fds,
+    /// timers or a listener to the worker's loop.
+    pub fn post_with(
+        &self,
+        work: impl FnOnce(&Dispatcher) + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        todo!("W04 L05: post_with")
+    }
+
+    /// Posts `work`, uncounted (the caller catches its panics).
+    fn post_caught(
+        &self,
+        work: impl FnOnce(&Dispatcher) + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        todo!("W04 L05: post_caught")
     }
 
     /// How many posted callbacks the worker has run.
     pub fn handled_count(&self) -> u64 {
         todo!("W04 L05: handled_count")
+    }
+
+    /// How many posts the bounded drain at the end of the worker's last run dropped unrun (see
+    /// [`EXIT_DRAIN_ROUNDS`](crate::dispatcher::EXIT_DRAIN_ROUNDS)); exact after `stop`.
+    pub fn posts_dropped_at_exit(&self) -> u64 {
+        todo!("W04 L05: posts_dropped_at_exit")
     }
 
     /// Asks the dispatcher to exit, then joins the thread. Work posted before has run when it
@@ -183,7 +302,27 @@ impl Drop for Worker {
     }
 }
 
-/// A fixed set of [`Worker`]s, with round-robin posting.
+/// Runs posted `work` on the worker, catching a panic so the worker's loop survives it.
+fn run_caught(work: impl FnOnce(&Dispatcher), dispatcher: &Dispatcher) {
+    todo!("W04 L05: run_caught")
+}
+
+/// What the callbacks of one [`WorkerPool::run_on_all_workers`] share: `on_complete` runs when
+/// the last of them is dropped (after running, or unrun if its worker stopped first).
+struct Completion {
+    on_complete: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // Starter: nothing to release until your type owns something that needs it.
+    }
+}
+
+/// A fixed set of [`Worker`]s, with round-robin posting and [`run_on_all_workers`]
+/// (Envoy's `runOnAllThreads`).
+///
+/// [`run_on_all_workers`]: WorkerPool::run_on_all_workers
 ///
 /// ```
 /// use eventloop::WorkerPool;
@@ -210,6 +349,18 @@ impl WorkerPool {
         todo!("W04 L05: new")
     }
 
+    /// A pool of `count` workers (at least one) whose threads each run `init(index, dispatcher)`
+    /// before they report ready, at every start; [`start`](Self::start) returns once every hook
+    /// has run, or with the first error (and stops the workers again). This is how each worker
+    /// comes to own its fds, timers or listener — one listener per worker on a shared port with
+    /// [`TcpListener::bind_reuse_port`](crate::net::TcpListener::bind_reuse_port), for instance.
+    pub fn with_init(
+        count: usize,
+        init: impl Fn(usize, &Dispatcher) -> io::Result<()> + Send + Sync + 'static,
+    ) -> WorkerPool {
+        todo!("W04 L05: with_init")
+    }
+
     /// A pool with one worker per CPU (`available_parallelism`, 1 if unknown).
     pub fn with_cpu_count() -> WorkerPool {
         todo!("W04 L05: with_cpu_count")
@@ -231,7 +382,7 @@ impl WorkerPool {
         todo!("W04 L05: start")
     }
 
-    /// Whether every worker is running.
+    /// Whether every worker is running (started, not stopped, its thread alive).
     pub fn all_running(&self) -> bool {
         todo!("W04 L05: all_running")
     }
@@ -243,6 +394,66 @@ impl WorkerPool {
         work: impl FnOnce() + Send + 'static,
     ) -> Result<(), WorkerError> {
         todo!("W04 L05: post_to")
+    }
+
+    /// Posts `work` to worker `index`, handing it the worker's dispatcher (see
+    /// [`Worker::post_with`]).
+    pub fn post_to_with(
+        &self,
+        index: usize,
+        work: impl FnOnce(&Dispatcher) + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        todo!("W04 L05: post_to_with")
+    }
+
+    /// Runs `callback` on every worker's loop with its dispatcher, then `on_complete` once
+    /// (Envoy's `runOnAllThreads`).
+    ///
+    /// `callback` is posted to each worker; it is not counted as handled work, and a panic in
+    /// it is caught on the worker. `on_complete` runs exactly once, after `callback` has run on
+    /// every worker, **on the worker that finished last** — so it must not block (it would
+    /// stall that loop): send its result to a channel, or post onward. Nothing waits for it
+    /// here: the caller's thread and every loop carry on. If a worker is stopped before its
+    /// callback ran, that callback is dropped unrun and `on_complete` still runs once the rest
+    /// are done (then possibly on the thread that stopped the worker).
+    ///
+    /// Returns an error, and posts nothing, if a worker is not running.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::sync::{Arc, mpsc};
+    /// use eventloop::{ThreadLocal, WorkerPool};
+    ///
+    /// let mut pool = WorkerPool::new(2);
+    /// pool.start().unwrap();
+    /// let tls = ThreadLocal::new();
+    /// for dispatcher in pool.dispatchers() {
+    ///     tls.register_thread(dispatcher).unwrap();
+    /// }
+    /// // A per-worker counter, aggregated by visiting every worker.
+    /// let requests = Arc::new(tls.allocate_slot::<Cell<u64>>().unwrap());
+    /// requests.set(|| Cell::new(20)).unwrap();
+    /// let (total_sender, total) = mpsc::channel();
+    /// let sum = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let (reader, adder) = (Arc::clone(&requests), Arc::clone(&sum));
+    /// pool.run_on_all_workers(
+    ///     move |_dispatcher| {
+    ///         let mine = reader.get().unwrap().get();
+    ///         adder.fetch_add(mine, std::sync::atomic::Ordering::Relaxed);
+    ///     },
+    ///     move || total_sender.send(sum.load(std::sync::atomic::Ordering::Relaxed)).unwrap(),
+    /// )
+    /// .unwrap();
+    /// assert_eq!(total.recv().unwrap(), 40);
+    /// tls.shutdown_global().unwrap();
+    /// pool.stop();
+    /// ```
+    pub fn run_on_all_workers(
+        &self,
+        callback: impl Fn(&Dispatcher) + Send + Sync + 'static,
+        on_complete: impl FnOnce() + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        todo!("W04 L05: run_on_all_workers")
     }
 
     /// Posts `work` to the next worker in round-robin order; returns that worker's index.

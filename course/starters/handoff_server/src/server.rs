@@ -56,6 +56,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::slab::{Key, Slab};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, Waker};
 use handoff_protocol::{ErrorReply, Reply, Stats, Verb};
 use task_queue::TaskQueue;
@@ -63,7 +64,6 @@ use thread_pool::{TaskPanic, ThreadPool};
 
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::session::{Host, Limits, Progress, Session};
-use crate::slab::{Key, Slab};
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
 pub(crate) const WORKER_THREAD_NAME: &str = "handoff-worker";

@@ -185,27 +185,23 @@ impl<T> Slab<T> {
         Some(value)
     }
 
-    /// Every stored value with its key, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(index, entry)| match entry {
-                Entry::Occupied { generation, value } => Some((
-                    Key {
-                        index: index as u32,
-                        generation: *generation,
-                    },
-                    value,
-                )),
-                Entry::Vacant { .. } => None,
-            })
-    }
-
     /// The keys of every stored value, in index order (collected, so the caller may remove
     /// values while it walks them).
     pub fn keys(&self) -> Vec<Key> {
-        self.iter().map(|(key, _)| key).collect()
+        let occupied = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| match entry {
+                Entry::Occupied { generation, .. } => Some((index, *generation)),
+                Entry::Vacant { .. } => None,
+            });
+        occupied
+            .map(|(index, generation)| Key {
+                index: index as u32,
+                generation,
+            })
+            .collect()
     }
 
     /// Removes every value and returns them in index order; every key handed out so far becomes

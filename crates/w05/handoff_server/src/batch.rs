@@ -27,7 +27,7 @@ use std::ops::Range;
 use handoff_protocol::{ErrorReply, Reply, Verb, execute};
 use thread_pool::TaskPanic;
 
-use crate::slab::Key;
+use eventloop::slab::Key;
 
 /// The most requests one batch holds. Sixteen covers one read of a client pipelining sixteen
 /// deep (the depth the benchmarks use) while still giving every worker a share of a deeper

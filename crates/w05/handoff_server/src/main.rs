@@ -9,8 +9,8 @@
 //!   shutdown.
 //! - [`session`]: one connection's protocol state (framing, response order, limits), without a
 //!   socket, so it is unit-tested on its own.
-//! - [`slab`]: connections keyed by (index, generation), so a late result never reaches the wrong
-//!   client.
+//! - connections live in an [`eventloop::slab::Slab`], keyed by (index, generation), so a late
+//!   result never reaches the wrong client.
 //!
 //! Shutdown order on SIGINT/SIGTERM: the signals are blocked on the main thread before the pool
 //! starts (every worker inherits the mask) and arrive through the dispatcher's signalfd; the loop
@@ -21,7 +21,6 @@
 mod batch;
 mod server;
 mod session;
-mod slab;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;

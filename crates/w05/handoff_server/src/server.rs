@@ -52,6 +52,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::slab::{Key, Slab};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, Waker};
 use handoff_protocol::{ErrorReply, Reply, Stats, Verb};
 use task_queue::TaskQueue;
@@ -59,7 +60,6 @@ use thread_pool::{TaskPanic, ThreadPool};
 
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::session::{Host, Limits, Progress, Session};
-use crate::slab::{Key, Slab};
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
 pub(crate) const WORKER_THREAD_NAME: &str = "handoff-worker";
@@ -99,6 +99,21 @@ pub(crate) struct Config {
 
 /// The way back from the workers: the results queue (one entry per finished batch) and the
 /// loop's waker.
+///
+/// It looks like the Dispatcher's own cross-thread path (a post queue plus an eventfd), and it
+/// stays separate on purpose:
+///
+/// - It carries *values*, not closures. A finished batch is handled by the loop's `Server`,
+///   which is `Rc`-owned loop state; a posted callback must be `Send`, so it could not capture
+///   the server and would have to find it through a thread-local on every result. Here the one
+///   waker callback that owns the server drains the queue.
+/// - It is bounded. The queue is W05 L01's `TaskQueue`, sized to the requests the loop may have
+///   outstanding, so results can never pile up; the post queue is unbounded and allocates a box
+///   per post. The loop takes a whole wake's worth of results with one `drain_into` into a
+///   reused buffer.
+/// - It is the lesson. W05 L04/L05 teach this handoff — push, wake only on the empty to
+///   non-empty transition (`Ok(1)`), drain — on the queue the students built, and `eventloop`
+///   (W04) sits below `task_queue`, so the Dispatcher cannot be built on it.
 #[derive(Debug)]
 struct ResultsChannel {
     queue: TaskQueue<Batch>,

@@ -5,7 +5,7 @@ use super::*;
 use handoff_protocol::expected_response;
 
 fn key() -> Key {
-    let mut slab = crate::slab::Slab::new();
+    let mut slab = eventloop::slab::Slab::new();
     slab.insert_with(|_| Ok::<_, ()>(())).unwrap()
 }
 
