@@ -3,7 +3,7 @@
 //! This is the Envoy threading model: instead of one event loop plus a pool of anonymous
 //! threads pulling from a shared queue, every worker is a full event loop. Work reaches a worker
 //! by being *posted* to its dispatcher, so everything a worker touches can live on that worker,
-//! unshared, and per-thread state ([`slot`](crate::slot)) needs no locks.
+//! unshared, and per-thread state ([`slot`]) needs no locks.
 //!
 //! The lifecycle is explicit:
 //!
@@ -23,7 +23,7 @@
 //!   [`EXIT_DRAIN_ROUNDS`](crate::dispatcher::EXIT_DRAIN_ROUNDS) rounds of posts made by posts;
 //!   what a callback that keeps re-posting itself leaves is dropped, counted in
 //!   [`Worker::posts_dropped_at_exit`], so `stop` always returns). The thread then tears down its
-//!   thread-local [slot](crate::slot) values, last slot first, before its locals are destroyed.
+//!   thread-local [`slot`] values, last slot first, before its locals are destroyed.
 //!   `Drop` stops a worker that is still running.
 //! - A worker whose thread has died (a callback posted through its raw [`DispatcherHandle`]
 //!   panicked out of the loop) is not running: [`Worker::is_running`] says so and

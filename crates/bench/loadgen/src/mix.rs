@@ -129,7 +129,7 @@ impl RequestPicker {
             self.state ^= self.state << 13;
             self.state ^= self.state >> 7;
             self.state ^= self.state << 17;
-            if self.state % MIXED_SLEEP_ONE_IN == 0 {
+            if self.state.is_multiple_of(MIXED_SLEEP_ONE_IN) {
                 return self.distinct - 1;
             }
             self.counter = (self.counter + 1) % (self.distinct - 1);

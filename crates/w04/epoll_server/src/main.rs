@@ -21,7 +21,6 @@
 //! - SIGTERM/SIGINT through a signalfd: stop accepting, answer what was read, flush, exit 0.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -32,6 +31,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::slab::{Key, Slab};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, sys};
 use handoff_protocol::{
     ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, panic_message, split_request,
@@ -44,6 +44,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How many `recv` calls one connection gets per loop turn, so one fast sender cannot starve the
 /// others (the fd is level-triggered, so what is left is reported again).
 const READS_PER_TURN: usize = 4;
+/// How many connections one listener event may accept.
+const ACCEPTS_PER_TURN: usize = 256;
 /// How long shutdown waits for clients that do not read their last responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long the listener pauses after an accept error it cannot shed (so it cannot spin).
@@ -110,8 +112,9 @@ struct Server {
     listener_key: Cell<Option<FdKey>>,
     /// Re-enables the listener after an accept error that could not be shed.
     accept_pause: RefCell<Option<Timer>>,
-    connections: RefCell<HashMap<u64, Connection>>,
-    next_id: Cell<u64>,
+    /// The open connections. Each fd callback carries its connection's key; the key's
+    /// generation keeps a late event from reaching a connection that reused the place.
+    connections: RefCell<Slab<Connection>>,
     /// The buffer every connection receives into before its bytes go to its framer.
     scratch: RefCell<Vec<u8>>,
     /// How many connections are open (the table is borrowed while a request is answered, so
@@ -158,8 +161,7 @@ impl Server {
             listener: RefCell::new(Some(listener)),
             listener_key: Cell::new(None),
             accept_pause: RefCell::new(None),
-            connections: RefCell::new(HashMap::new()),
-            next_id: Cell::new(0),
+            connections: RefCell::new(Slab::new()),
             scratch: RefCell::new(vec![0; READ_CHUNK]),
             open_connections: Cell::new(0),
             completed: Cell::new(0),
@@ -216,8 +218,9 @@ impl Server {
     }
 
     fn accept_all(self: &Rc<Self>, dispatcher: &Dispatcher) {
-        // Bounded per turn, so a connection storm cannot keep the loop from serving clients.
-        for _ in 0..256 {
+        // Bounded per turn, so a connection storm cannot keep the loop from serving clients;
+        // the listener is level-triggered, so what is left is reported again.
+        for _ in 0..ACCEPTS_PER_TURN {
             let accepted = {
                 let listener = self.listener.borrow();
                 let Some(listener) = listener.as_ref() else {
@@ -247,41 +250,40 @@ impl Server {
     fn add_connection(self: &Rc<Self>, dispatcher: &Dispatcher, stream: TcpStream) {
         // Small responses should leave at once rather than wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
         let server = Rc::clone(self);
-        let registered = dispatcher.add_fd(
-            stream.as_fd(),
-            Interest::READABLE,
-            move |dispatcher, readiness| {
-                server.on_ready(dispatcher, id, readiness);
-            },
-        );
-        match registered {
-            Ok(key) => {
-                let connection = Connection {
-                    stream,
-                    key,
-                    framer: LineFramer::new(),
-                    output: Vec::new(),
-                    sent: 0,
-                    input_ended: false,
-                    answer_final_line: false,
-                    close_after_output: false,
-                    interest: Interest::READABLE,
-                };
-                self.connections.borrow_mut().insert(id, connection);
-                self.open_connections.set(self.open_connections.get() + 1);
-            }
-            // The stream is dropped (closed) here; the client sees its connection end.
+        // The connection learns its key before it exists, so its callback can carry it.
+        let inserted = self.connections.borrow_mut().insert_with(|id| {
+            let key = dispatcher.add_fd(
+                stream.as_fd(),
+                Interest::READABLE,
+                move |dispatcher, readiness| {
+                    server.on_ready(dispatcher, id, readiness);
+                },
+            )?;
+            Ok::<_, io::Error>(Connection {
+                stream,
+                key,
+                framer: LineFramer::new(),
+                output: Vec::new(),
+                sent: 0,
+                input_ended: false,
+                answer_final_line: false,
+                close_after_output: false,
+                interest: Interest::READABLE,
+            })
+        });
+        match inserted {
+            Ok(_) => self.open_connections.set(self.open_connections.get() + 1),
+            // The stream was dropped (closed) with the failed insert; the client sees its
+            // connection end.
             Err(error) => eprintln!("epoll_server: cannot register a connection: {error}"),
         }
     }
 
-    fn on_ready(&self, dispatcher: &Dispatcher, id: u64, readiness: Readiness) {
+    fn on_ready(&self, dispatcher: &Dispatcher, id: Key, readiness: Readiness) {
         let next = {
             let mut connections = self.connections.borrow_mut();
-            let Some(connection) = connections.get_mut(&id) else {
+            let Some(connection) = connections.get_mut(id) else {
                 return;
             };
             self.serve(dispatcher, connection, readiness)
@@ -408,8 +410,8 @@ impl Server {
         }
     }
 
-    fn close(&self, dispatcher: &Dispatcher, id: u64) {
-        let connection = self.connections.borrow_mut().remove(&id);
+    fn close(&self, dispatcher: &Dispatcher, id: Key) {
+        let connection = self.connections.borrow_mut().remove(id);
         if let Some(connection) = connection {
             // Unregister before the stream (and its fd) is dropped.
             let _ = dispatcher.remove_fd(connection.key);
@@ -435,7 +437,10 @@ impl Server {
         let mut to_close = Vec::new();
         {
             let mut connections = self.connections.borrow_mut();
-            for (&id, connection) in connections.iter_mut() {
+            for id in connections.keys() {
+                let Some(connection) = connections.get_mut(id) else {
+                    continue;
+                };
                 // Complete lines already read are answered; a partial line is not a request.
                 connection.input_ended = true;
                 connection.answer_final_line = false;

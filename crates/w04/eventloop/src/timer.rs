@@ -122,10 +122,10 @@ impl TimerQueue {
     }
 
     fn disarm(&mut self, key: Key) {
-        if let Some(state) = self.timers.get_mut(key) {
-            if state.armed.take().is_some() {
-                self.armed_count -= 1;
-            }
+        if let Some(state) = self.timers.get_mut(key)
+            && state.armed.take().is_some()
+        {
+            self.armed_count -= 1;
         }
     }
 

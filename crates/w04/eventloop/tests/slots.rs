@@ -195,3 +195,31 @@ fn registration_and_slots_belong_to_the_main_thread() {
     drop(slot);
     pool.stop();
 }
+
+#[test]
+fn one_registered_thread_gets_its_value_and_shutdown_completes() {
+    let _serial = serial();
+    let mut pool = WorkerPool::new(1);
+    pool.start().unwrap();
+    let tls = ThreadLocal::new();
+    assert!(!tls.is_shut_down(), "instance created");
+    tls.register_thread(pool.dispatchers()[0].clone()).unwrap();
+    assert_eq!(tls.registered_thread_count(), 1, "1 registered thread");
+    let slot: Arc<Slot<String>> = Arc::new(tls.allocate_slot().unwrap());
+    slot.set(thread_name).unwrap();
+    let reader = Arc::clone(&slot);
+    assert_eq!(
+        on_each_worker(&pool, move || reader.get().map(|value| value.to_string())),
+        vec![Some("worker_0".to_owned())],
+        "slot allocated and set on the registered thread"
+    );
+    tls.shutdown_global().unwrap();
+    assert!(tls.is_shut_down(), "shutdown completed");
+    let reader = Arc::clone(&slot);
+    assert_eq!(
+        on_each_worker(&pool, move || reader.get().is_none()),
+        vec![true]
+    );
+    drop(slot);
+    pool.stop();
+}

@@ -200,3 +200,28 @@ fn run_on_all_workers_completes_once_after_every_worker_even_if_one_callback_pan
     assert!(pool.all_running(), "the panic did not kill worker_1");
     pool.stop();
 }
+
+#[test]
+fn two_workers_each_handle_one_request_for_a_total_of_two() {
+    let mut pool = WorkerPool::new(2);
+    assert_eq!(pool.worker_count(), 2, "pool created with 2 workers");
+    pool.start().unwrap();
+    assert!(pool.all_running(), "all workers ready after start()");
+    let (sender, receiver) = mpsc::channel();
+    for index in 0..2 {
+        let sender = sender.clone();
+        pool.post_to(index, move || sender.send(index).unwrap())
+            .unwrap();
+    }
+    let mut ran: Vec<usize> = receiver.iter().take(2).collect();
+    ran.sort();
+    assert_eq!(ran, [0, 1]);
+    pool.stop();
+    assert!(!pool.all_running(), "workers stopped gracefully");
+    assert_eq!(
+        pool.handled_counts(),
+        vec![1, 1],
+        "each worker processed work"
+    );
+    assert_eq!(pool.total_handled(), 2, "total requests is 2");
+}
