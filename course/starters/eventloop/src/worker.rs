@@ -396,6 +396,11 @@ impl WorkerPool {
         todo!("W04 L05: post_to")
     }
 
+    /// Worker `index`, or `NoSuchWorker`.
+    fn worker(&self, index: usize) -> Result<&Worker, WorkerError> {
+        todo!("W04 L05: worker")
+    }
+
     /// Posts `work` to worker `index`, handing it the worker's dispatcher (see
     /// [`Worker::post_with`]).
     pub fn post_to_with(

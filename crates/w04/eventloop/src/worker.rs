@@ -564,11 +564,15 @@ impl WorkerPool {
         index: usize,
         work: impl FnOnce() + Send + 'static,
     ) -> Result<(), WorkerError> {
+        self.worker(index)?.post(work)
+    }
+
+    /// Worker `index`, or `NoSuchWorker`.
+    fn worker(&self, index: usize) -> Result<&Worker, WorkerError> {
         let count = self.workers.len();
         self.workers
             .get(index)
-            .ok_or(WorkerError::NoSuchWorker { index, count })?
-            .post(work)
+            .ok_or(WorkerError::NoSuchWorker { index, count })
     }
 
     /// Posts `work` to worker `index`, handing it the worker's dispatcher (see
@@ -578,11 +582,7 @@ impl WorkerPool {
         index: usize,
         work: impl FnOnce(&Dispatcher) + Send + 'static,
     ) -> Result<(), WorkerError> {
-        let count = self.workers.len();
-        self.workers
-            .get(index)
-            .ok_or(WorkerError::NoSuchWorker { index, count })?
-            .post_with(work)
+        self.worker(index)?.post_with(work)
     }
 
     /// Runs `callback` on every worker's loop with its dispatcher, then `on_complete` once

@@ -11,6 +11,17 @@ use eventloop::{Slot, ThreadLocal, Worker, WorkerError, WorkerPool};
 /// Generous: only a hang guard. A bounded exit drain returns in microseconds.
 const HANG_GUARD: Duration = Duration::from_secs(30);
 
+/// A started pool of `count` workers, every one registered with a new `ThreadLocal`.
+fn started_pool_with_tls(count: usize) -> (WorkerPool, ThreadLocal) {
+    let mut pool = WorkerPool::new(count);
+    pool.start().unwrap();
+    let tls = ThreadLocal::new();
+    for dispatcher in pool.dispatchers() {
+        tls.register_thread(dispatcher).unwrap();
+    }
+    (pool, tls)
+}
+
 /// Posts itself again every time it runs, until `stop_reposting` is set.
 fn repost_forever(
     handle: eventloop::DispatcherHandle,
@@ -75,12 +86,7 @@ impl Drop for ReadsASlotOnDrop {
 
 #[test]
 fn a_pool_stopped_before_the_slots_shutdown_tears_its_values_down_without_aborting() {
-    let mut pool = WorkerPool::new(2);
-    pool.start().unwrap();
-    let tls = ThreadLocal::new();
-    for dispatcher in pool.dispatchers() {
-        tls.register_thread(dispatcher).unwrap();
-    }
+    let (mut pool, tls) = started_pool_with_tls(2);
     // Allocated first, so a reverse-order teardown drops `reader` before `other`.
     let other: Arc<Slot<u32>> = Arc::new(tls.allocate_slot().unwrap());
     let reader: Slot<ReadsASlotOnDrop> = tls.allocate_slot().unwrap();
@@ -110,12 +116,7 @@ fn a_pool_stopped_before_the_slots_shutdown_tears_its_values_down_without_aborti
 
 #[test]
 fn a_panicking_slot_initialiser_is_caught_and_the_worker_keeps_serving() {
-    let mut pool = WorkerPool::new(2);
-    pool.start().unwrap();
-    let tls = ThreadLocal::new();
-    for dispatcher in pool.dispatchers() {
-        tls.register_thread(dispatcher).unwrap();
-    }
+    let (mut pool, tls) = started_pool_with_tls(2);
     let slot: Arc<Slot<u32>> = Arc::new(tls.allocate_slot().unwrap());
     // Panics on the workers only; the main thread's value is built fine.
     slot.set(|| {
@@ -158,14 +159,9 @@ impl Drop for SignalsOnDrop {
 
 #[test]
 fn a_worker_whose_thread_died_is_not_running_and_refuses_posts() {
-    let mut pool = WorkerPool::new(2);
-    pool.start().unwrap();
     // A slot value on each worker tells us when a worker's thread has torn itself down, which
     // it does after it has marked itself dead.
-    let tls = ThreadLocal::new();
-    for dispatcher in pool.dispatchers() {
-        tls.register_thread(dispatcher).unwrap();
-    }
+    let (mut pool, tls) = started_pool_with_tls(2);
     let (torn_down_sender, torn_down) = mpsc::channel();
     let torn_down_sender = std::sync::Mutex::new(torn_down_sender);
     let signal: Slot<SignalsOnDrop> = tls.allocate_slot().unwrap();
@@ -213,12 +209,7 @@ impl Drop for RecordsDrop {
 
 #[test]
 fn a_worker_tears_its_slots_down_in_reverse_order_at_exit() {
-    let mut pool = WorkerPool::new(1);
-    pool.start().unwrap();
-    let tls = ThreadLocal::new();
-    for dispatcher in pool.dispatchers() {
-        tls.register_thread(dispatcher).unwrap();
-    }
+    let (mut pool, tls) = started_pool_with_tls(1);
     let dropped = Arc::new(std::sync::Mutex::new(Vec::new()));
     let slots: Vec<Slot<RecordsDrop>> = ["first", "second", "third"]
         .into_iter()
