@@ -11,8 +11,9 @@
 //! shutdown, the main thread) touch client sockets; workers never do.
 //!
 //! It parses requests with its own code, not the workspace's protocol crate, so the grader's
-//! checks are not checking the grader's own parser. Its only helpers from the workspace are the
-//! signal wrappers of `eventloop::sys` (the project's one way into libc), for SIGTERM and SIGINT.
+//! checks are not checking the grader's own parser. Its only helpers from the workspace are three
+//! thin wrappers of `eventloop::sys` (the project's one way into libc): blocking and taking
+//! SIGTERM and SIGINT, and `gettid` for the log lines.
 //!
 //! Usage: `foreign_server PORT [--workers N] [--queue N] [--log]`, the flags in any order.
 
@@ -87,15 +88,6 @@ struct Task {
     answer: Sender<(u64, Vec<u8>)>,
 }
 
-/// The kernel's id of the calling thread, the id the grader's trace sees.
-fn thread_id() -> u64 {
-    // `/proc/thread-self` links to `<pid>/task/<tid>`.
-    std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|link| link.file_name()?.to_str()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match parse_args(&args) {
@@ -122,7 +114,7 @@ fn main() {
     println!("listening on 127.0.0.1:{port}");
     let _ = std::io::stdout().flush();
     if config.log {
-        eprintln!("main {}", thread_id());
+        eprintln!("main {}", eventloop::sys::gettid());
     }
 
     let counters = Arc::new(Counters::default());
@@ -184,7 +176,7 @@ fn main() {
 }
 
 fn worker(queue: &Mutex<Receiver<Task>>, counters: &Counters, log: bool) {
-    let tid = thread_id();
+    let tid = eventloop::sys::gettid();
     loop {
         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(task) = next else { return };

@@ -85,7 +85,8 @@ enum Command {
     /// Runs one lesson's Test / Expected / Prove steps against the code.
     ///
     /// Example: `cargo xtask lesson w05-l04`, or against any server speaking the protocol:
-    /// `cargo xtask lesson w05-l04 --server './handoff_server {port}'`.
+    /// `cargo xtask lesson w05-l04 --server './handoff_server {port}'`, which runs
+    /// `./handoff_server PORT --workers 2 --log` (the lesson's server arguments appended).
     Lesson {
         /// The lesson id, for example `w05-l04`.
         id: String,
@@ -98,6 +99,10 @@ enum Command {
     /// Lists every lesson in course order with its last result.
     List,
     /// Grades every lesson (or one week) and writes a results file.
+    ///
+    /// With `--server CMD`, only the lessons the foreign server can be the subject of: those
+    /// whose servers run `handoff_server` (with `--week`, every lesson of that week with a server
+    /// step); the others are reported as skipped, with the reason.
     Grade {
         /// Only this week, for example `w05`.
         #[arg(long)]
@@ -364,24 +369,29 @@ fn foreign_skip_reason(lesson: &Lesson, week_asked: bool) -> Option<String> {
     }
 }
 
-/// A lesson `grade --server` left out, as a skipped result that says why.
-fn skipped_lesson(lesson: &Lesson, reason: String) -> LessonResult {
+/// A lesson result made of one step that says why (a lesson left out, or a broken lesson file).
+fn one_step_result(
+    (id, title, file): (String, String, String),
+    status: Status,
+    (name, kind): (&str, &str),
+    message: String,
+) -> LessonResult {
     LessonResult {
-        id: lesson.front.id.clone(),
-        title: lesson.front.title.clone(),
-        file: lesson.path.display().to_string(),
-        status: Status::Skipped,
+        id,
+        title,
+        file,
+        status,
         points: 0,
         max_points: 0,
         duration_ms: 0,
         steps: vec![results::StepResult {
-            name: "foreign-server".to_owned(),
-            kind: "select".to_owned(),
+            name: name.to_owned(),
+            kind: kind.to_owned(),
             line: 0,
-            status: Status::Skipped,
+            status,
             duration_ms: 0,
             checks: Vec::new(),
-            message: Some(format!("not graded with --server: {reason}")),
+            message: Some(message),
             hints: Vec::new(),
         }],
         done_when: Vec::new(),
@@ -409,7 +419,17 @@ fn grade_lessons(
         if run.server.is_some() {
             if let Some(reason) = foreign_skip_reason(lesson, week.is_some()) {
                 eprintln!("{}: not graded with --server: {reason}", lesson.front.id);
-                results.push(skipped_lesson(lesson, reason));
+                let front = &lesson.front;
+                results.push(one_step_result(
+                    (
+                        front.id.clone(),
+                        front.title.clone(),
+                        lesson.path.display().to_string(),
+                    ),
+                    Status::Skipped,
+                    ("foreign-server", "select"),
+                    format!("not graded with --server: {reason}"),
+                ));
                 continue;
             }
         }
@@ -442,29 +462,17 @@ fn grade_lessons(
             file.path.display(),
             file.error
         );
-        results.push(LessonResult {
-            id: file
-                .path
-                .file_stem()
-                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-            title: "(lesson file does not follow the format)".to_owned(),
-            file: file.path.display().to_string(),
-            status: Status::Error,
-            points: 0,
-            max_points: 0,
-            duration_ms: 0,
-            steps: vec![results::StepResult {
-                name: "format".to_owned(),
-                kind: "format".to_owned(),
-                line: 0,
-                status: Status::Error,
-                duration_ms: 0,
-                checks: Vec::new(),
-                message: Some(file.error),
-                hints: Vec::new(),
-            }],
-            done_when: Vec::new(),
-        });
+        let id = file
+            .path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let title = "(lesson file does not follow the format)".to_owned();
+        results.push(one_step_result(
+            (id, title, file.path.display().to_string()),
+            Status::Error,
+            ("format", "format"),
+            file.error,
+        ));
     }
     Ok(results)
 }

@@ -285,6 +285,22 @@ fn edit_for(lines: &[&str], marker: &Marker) -> Result<Edit, String> {
                 .find(|(_, line)| line.trim_end().ends_with('{') || line.trim_end().ends_with("{}"))
                 .map(|(index, _)| index)
                 .ok_or_else(|| format!("the fn `{name}` has no body"))?;
+            // `todo!()` is `!`, which is no `impl Trait`: an `impl Iterator` body gets an empty
+            // iterator after it to give the type; other `impl Trait`s cannot be blanked.
+            let signature = lines[item..=open].join(" ");
+            let todo = if signature.contains("-> impl Iterator") {
+                format!(
+                    "{todo};\n{pad}    // The type the body returns; unreachable until the `todo!` is replaced.\n\
+                     {pad}    std::iter::empty()"
+                )
+            } else if signature.contains("-> impl ") {
+                return Err(format!(
+                    "the fn `{name}` returns an `impl Trait` (not `impl Iterator`), which a \
+                     `todo!()` body cannot be; leave it given and mark the fns it calls"
+                ));
+            } else {
+                todo
+            };
             if let Some(head) = lines[open].trim_end().strip_suffix("{}") {
                 let mut with: Vec<String> = lines[marker.index + 1..open]
                     .iter()
@@ -582,6 +598,11 @@ impl Queue {
 
     // starter: w05-l01 todo
     fn empty(&self) {}
+
+    // starter: w05-l01 todo
+    fn items(&self) -> impl Iterator<Item = u8> {
+        self.0.iter().copied()
+    }
 }
 
 // starter: w05-l01 remove
@@ -623,6 +644,12 @@ impl Queue {
 
     fn empty(&self) {
         todo!("W05 L01: empty")
+    }
+
+    fn items(&self) -> impl Iterator<Item = u8> {
+        todo!("W05 L01: items");
+        // The type the body returns; unreachable until the `todo!` is replaced.
+        std::iter::empty()
     }
 }
 
@@ -690,6 +717,10 @@ fn given() -> u8 {
                 "1: a blank line separates",
             ),
             (
+                "// starter: w05-l01 todo\nfn f() -> impl Fn() {\n}\n",
+                "1: the fn `f` returns an `impl Trait`",
+            ),
+            (
                 "// starter: w05-l01 todo\nfn f() {\n    x\n",
                 "1: the item that starts on line 2",
             ),
@@ -705,6 +736,23 @@ fn given() -> u8 {
                 "{source:?}: expected `{reason}`, got {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_task_queue_starter_labels_close_with_the_lesson_that_grades_it() {
+        let root = crate::workspace_root();
+        let lesson = crate::lesson::find(&root, "w05-l01").unwrap();
+        let starter = for_lesson(&root, &lesson).unwrap();
+        assert_eq!(starter.files.len(), 1, "{:?}", starter.files.keys());
+        let lib = &starter.files[Path::new("src/lib.rs")];
+        assert!(lib.contains("todo!(\"W05 L01: set `closed` under the lock"));
+        assert!(!lib.contains("W05 L03"), "close is graded in W05 L01");
+        assert!(
+            !lib.contains("fn push_with"),
+            "the private helpers are left out"
+        );
+        assert!(lib.contains("pub fn try_push(&self, item: T)"));
+        assert!(lib.contains(ALLOWANCE));
     }
 
     #[test]

@@ -89,10 +89,12 @@ pub struct FdKey {
 }
 
 impl FdKey {
+    // starter: w04-l05 todo "token"
     fn token(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
     }
 
+    // starter: w04-l05 todo "from_token"
     fn from_token(token: u64) -> FdKey {
         FdKey {
             index: token as u32,
@@ -123,6 +125,7 @@ struct FdTable {
 }
 
 impl FdTable {
+    // starter: w04-l05 todo "get_mut"
     fn get_mut(&mut self, key: FdKey) -> Option<&mut FdEntry> {
         self.slots
             .get_mut(key.index as usize)
@@ -130,6 +133,7 @@ impl FdTable {
             .and_then(|slot| slot.entry.as_mut())
     }
 
+    // starter: w04-l05 todo "insert"
     fn insert(&mut self, entry: FdEntry) -> FdKey {
         let index = match self.free.pop() {
             Some(index) => index,
@@ -151,6 +155,7 @@ impl FdTable {
         }
     }
 
+    // starter: w04-l05 todo "remove"
     fn remove(&mut self, key: FdKey) -> Option<FdEntry> {
         let slot = self
             .slots
@@ -185,6 +190,7 @@ struct PostQueue {
 }
 
 impl Shared {
+    // starter: w04-l05 todo "posts"
     /// The post queue; a callback that panicked elsewhere does not poison the queue itself (the
     /// lock guards only the push and the swap, which cannot leave it half-updated).
     fn posts(&self) -> MutexGuard<'_, PostQueue> {
@@ -193,6 +199,7 @@ impl Shared {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    // starter: w04-l05 todo "post"
     fn post(&self, callback: Post) {
         let mut queue = self.posts();
         if queue.closed {
@@ -210,6 +217,7 @@ impl Shared {
         }
     }
 
+    // starter: w04-l05 todo "exit"
     fn exit(&self) {
         // Release pairs with the loop's Acquire swap, so whatever the caller did before exit()
         // is visible to the loop when it sees the request.
@@ -217,6 +225,7 @@ impl Shared {
         self.post_waker.wake();
     }
 
+    // starter: w04-l05 todo "take_posts"
     fn take_posts(&self) -> VecDeque<Post> {
         std::mem::take(&mut self.posts().callbacks)
     }
@@ -270,6 +279,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    // starter: w04-l05 todo "new"
     /// Creates a dispatcher named `name` (the name is for logs and thread names).
     pub fn new(name: impl Into<String>) -> io::Result<Dispatcher> {
         let poller = Poller::new()?;
@@ -294,11 +304,13 @@ impl Dispatcher {
         })
     }
 
+    // starter: w04-l05 todo "name"
     /// The dispatcher's name.
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
+    // starter: w04-l05 todo "handle"
     /// A handle for other threads: [`post`](DispatcherHandle::post) and
     /// [`exit`](DispatcherHandle::exit).
     pub fn handle(&self) -> DispatcherHandle {
@@ -307,11 +319,13 @@ impl Dispatcher {
         }
     }
 
+    // starter: w04-l05 todo "is_dispatcher_thread"
     /// Whether the calling thread is this dispatcher's thread (the one that created it).
     pub fn is_dispatcher_thread(&self) -> bool {
         thread::current().id() == self.shared.thread
     }
 
+    // starter: w04-l05 todo "run"
     /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued
     /// (see the module docs) and returns.
     ///
@@ -337,6 +351,7 @@ impl Dispatcher {
         result
     }
 
+    // starter: w04-l05 todo "run_until_exit"
     fn run_until_exit(&self) -> io::Result<()> {
         loop {
             // Acquire pairs with the Release in `Shared::exit`.
@@ -363,6 +378,7 @@ impl Dispatcher {
         }
     }
 
+    // starter: w04-l05 todo "dispatch"
     fn dispatch(&self, token: u64, readiness: Readiness) {
         match token {
             POST_TOKEN => {
@@ -376,6 +392,7 @@ impl Dispatcher {
         }
     }
 
+    // starter: w04-l05 todo "dispatch_fd"
     fn dispatch_fd(&self, key: FdKey, readiness: Readiness) {
         // A stale key (the fd was removed earlier in this batch, or its slot reused) finds
         // nothing, so its event is dropped.
@@ -399,6 +416,7 @@ impl Dispatcher {
         }
     }
 
+    // starter: w04-l05 todo "run_posts"
     /// Runs the posts queued now, in FIFO order; posts they make wait for the next turn.
     fn run_posts(&self) {
         for post in self.shared.take_posts() {
@@ -406,6 +424,7 @@ impl Dispatcher {
         }
     }
 
+    // starter: w04-l05 todo "run_posts_until_empty"
     fn run_posts_until_empty(&self) {
         loop {
             let posts = self.shared.take_posts();
@@ -418,16 +437,19 @@ impl Dispatcher {
         }
     }
 
+    // starter: w04-l05 todo "exit"
     /// Asks [`run`](Self::run) to return after the current batch of events.
     pub fn exit(&self) {
         self.shared.exit();
     }
 
+    // starter: w04-l05 todo "post"
     /// Queues `callback` to run on the loop thread, after the events being handled now.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
         self.shared.post(Box::new(callback));
     }
 
+    // starter: w04-l05 todo "add_fd"
     /// Registers `fd` with `interest`; `callback` runs on the loop whenever it is ready.
     ///
     /// The dispatcher does not own `fd`: call [`remove_fd`](Self::remove_fd) before closing it.
@@ -440,6 +462,7 @@ impl Dispatcher {
         self.add_fd_boxed(fd, interest, Box::new(callback))
     }
 
+    // starter: w04-l05 todo "add_fd_boxed"
     fn add_fd_boxed(
         &self,
         fd: BorrowedFd<'_>,
@@ -458,6 +481,7 @@ impl Dispatcher {
         Ok(key)
     }
 
+    // starter: w04-l05 todo "modify_fd"
     /// Changes the interest of a registered fd (also re-arms a one-shot registration).
     ///
     /// A stale key gives a `NotFound` error.
@@ -477,6 +501,7 @@ impl Dispatcher {
         )
     }
 
+    // starter: w04-l05 todo "remove_fd"
     /// Unregisters an fd; its callback will not run again, not even for an event already in the
     /// current batch. Call it before closing the fd.
     ///
@@ -490,16 +515,19 @@ impl Dispatcher {
         result
     }
 
+    // starter: w04-l05 todo "fd_count"
     /// How many fds are registered (internal ones not counted).
     pub fn fd_count(&self) -> usize {
         self.fds.borrow().len
     }
 
+    // starter: w04-l05 todo "create_timer"
     /// Creates a disabled timer whose `callback` runs on the loop when it fires.
     pub fn create_timer(&self, callback: impl FnMut(&Dispatcher) + 'static) -> Timer {
         Timer::new(&self.timers, Box::new(callback))
     }
 
+    // starter: w04-l05 todo "add_waker"
     /// Creates a [`Waker`] for this loop: any thread may call [`Waker::wake`], and `callback`
     /// then runs on the loop — once for any number of wakes that arrive before it runs.
     ///
@@ -517,6 +545,7 @@ impl Dispatcher {
         Ok(waker)
     }
 
+    // starter: w04-l05 todo "add_signals"
     /// Delivers `signals` through a signalfd: `callback` runs on the loop with each signal
     /// number. The caller must have blocked the signals in every thread first (see
     /// [`sys::block_signals`]).
@@ -549,6 +578,7 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
+// starter: w04-l05 todo "stale_key"
 fn stale_key() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -595,22 +625,26 @@ pub struct DispatcherHandle {
 }
 
 impl DispatcherHandle {
+    // starter: w04-l05 todo "post"
     /// Queues `callback` to run on the dispatcher's thread; wakes the loop if the queue was
     /// empty.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
         self.shared.post(Box::new(callback));
     }
 
+    // starter: w04-l05 todo "exit"
     /// Asks the dispatcher's `run` to return (after the posts queued before it have run).
     pub fn exit(&self) {
         self.shared.exit();
     }
 
+    // starter: w04-l05 todo "name"
     /// The dispatcher's name.
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
+    // starter: w04-l05 todo "is_dispatcher_thread"
     /// Whether the calling thread is the dispatcher's thread.
     pub fn is_dispatcher_thread(&self) -> bool {
         thread::current().id() == self.shared.thread

@@ -90,17 +90,20 @@ struct Indices {
     free: Vec<usize>,
 }
 
+// starter: w04-l05 todo "indices"
 /// The index table is a plain free list; a panic while it is locked cannot leave it
 /// inconsistent, so a poisoned lock is simply taken over.
 fn indices() -> MutexGuard<'static, Indices> {
     INDICES.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
+// starter: w04-l05 todo "unique_id"
 fn unique_id() -> u64 {
     // Relaxed: only uniqueness matters, which the atomic increment gives on its own.
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+// starter: w04-l05 todo "install"
 fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
     VALUES.with(|values| {
         let mut values = values.borrow_mut();
@@ -115,6 +118,7 @@ fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
     });
 }
 
+// starter: w04-l05 todo "clear"
 /// Removes this thread's value of slot `slot_id` at `index`, if it is that slot's.
 fn clear(index: usize, slot_id: u64) {
     let removed = VALUES.with(|values| {
@@ -130,6 +134,7 @@ fn clear(index: usize, slot_id: u64) {
     drop(removed);
 }
 
+// starter: w04-l05 todo "clear_instance"
 fn clear_instance(instance_id: u64) {
     let removed: Vec<Value> = VALUES.with(|values| {
         let mut values = values.borrow_mut();
@@ -158,12 +163,14 @@ struct Instance {
 }
 
 impl Instance {
+    // starter: w04-l05 todo "registered"
     fn registered(&self) -> MutexGuard<'_, Vec<DispatcherHandle>> {
         self.registered
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    // starter: w04-l05 todo "check_main_thread"
     fn check_main_thread(&self) -> Result<(), SlotError> {
         if thread::current().id() == self.main_thread {
             Ok(())
@@ -172,6 +179,7 @@ impl Instance {
         }
     }
 
+    // starter: w04-l05 todo "is_shut_down"
     fn is_shut_down(&self) -> bool {
         // Acquire pairs with the Release in `shutdown_global`.
         self.shut_down.load(Ordering::Acquire)
@@ -210,6 +218,7 @@ pub struct ThreadLocal {
 }
 
 impl ThreadLocal {
+    // starter: w04-l05 todo "new"
     /// Creates the instance; the calling thread becomes its main thread.
     pub fn new() -> ThreadLocal {
         ThreadLocal {
@@ -223,6 +232,7 @@ impl ThreadLocal {
         }
     }
 
+    // starter: w04-l05 todo "register_thread"
     /// Registers a dispatcher thread: every slot's value will be built on it. Main thread only,
     /// and only before the first slot is allocated.
     pub fn register_thread(&self, dispatcher: DispatcherHandle) -> Result<(), SlotError> {
@@ -237,11 +247,13 @@ impl ThreadLocal {
         Ok(())
     }
 
+    // starter: w04-l05 todo "registered_thread_count"
     /// How many dispatcher threads are registered (the main thread not counted).
     pub fn registered_thread_count(&self) -> usize {
         self.instance.registered().len()
     }
 
+    // starter: w04-l05 todo "allocate_slot"
     /// Allocates a slot for values of type `T`. Main thread only.
     pub fn allocate_slot<T: 'static>(&self) -> Result<Slot<T>, SlotError> {
         self.instance.check_main_thread()?;
@@ -267,11 +279,13 @@ impl ThreadLocal {
         })
     }
 
+    // starter: w04-l05 todo "shutdown_thread"
     /// Drops the calling thread's values of this instance's slots (Envoy's `shutdownThread`).
     pub fn shutdown_thread(&self) {
         clear_instance(self.instance.id);
     }
 
+    // starter: w04-l05 todo "shutdown_global"
     /// Stops all further `set`s, posts [`shutdown_thread`](Self::shutdown_thread) to every
     /// registered thread, and runs it on the main thread. Main thread only.
     ///
@@ -289,6 +303,7 @@ impl ThreadLocal {
         Ok(())
     }
 
+    // starter: w04-l05 todo "is_shut_down"
     /// Whether [`shutdown_global`](Self::shutdown_global) has run.
     pub fn is_shut_down(&self) -> bool {
         self.instance.is_shut_down()
@@ -296,6 +311,7 @@ impl ThreadLocal {
 }
 
 impl Default for ThreadLocal {
+    // starter: w04-l05 todo "default"
     /// The same as [`ThreadLocal::new`]: the calling thread becomes the main thread.
     fn default() -> ThreadLocal {
         ThreadLocal::new()
@@ -324,6 +340,7 @@ pub struct Slot<T> {
 }
 
 impl<T: 'static> Slot<T> {
+    // starter: w04-l05 todo "set"
     /// Sets the slot: `init` runs on every registered dispatcher thread (posted, so each builds
     /// its own value between callbacks) and, right now, on the main thread. Main thread only.
     pub fn set(&self, init: impl Fn() -> T + Send + Sync + 'static) -> Result<(), SlotError> {
@@ -348,6 +365,7 @@ impl<T: 'static> Slot<T> {
         Ok(())
     }
 
+    // starter: w04-l05 todo "get"
     /// The calling thread's value, if this slot has set one on this thread. Lock-free: a
     /// `thread_local!` lookup and a reference-count increment.
     pub fn get(&self) -> Option<Rc<T>> {
@@ -359,6 +377,7 @@ impl<T: 'static> Slot<T> {
         value.downcast::<T>().ok()
     }
 
+    // starter: w04-l05 todo "index"
     /// The slot's index (reused after the slot is dropped).
     pub fn index(&self) -> usize {
         self.shared.index

@@ -72,6 +72,7 @@ pub(crate) struct TimerQueue {
 }
 
 impl TimerQueue {
+    // starter: w04-l05 todo "new"
     pub(crate) fn new() -> io::Result<TimerQueue> {
         Ok(TimerQueue {
             fd: sys::timerfd()?,
@@ -84,10 +85,12 @@ impl TimerQueue {
         })
     }
 
+    // starter: w04-l05 todo "fd"
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
+    // starter: w04-l05 todo "insert"
     /// Adds a disabled timer; returns its index and generation.
     fn insert(&mut self, callback: TimerCallback) -> (usize, u64) {
         let state = TimerState {
@@ -111,6 +114,7 @@ impl TimerQueue {
         (index, slot.generation)
     }
 
+    // starter: w04-l05 todo "state"
     fn state(&mut self, index: usize, generation: u64) -> Option<&mut TimerState> {
         self.slots
             .get_mut(index)
@@ -118,6 +122,7 @@ impl TimerQueue {
             .and_then(|slot| slot.state.as_mut())
     }
 
+    // starter: w04-l05 todo "remove"
     /// Removes a timer; returns its callback so the caller drops it with no borrow held.
     fn remove(&mut self, index: usize, generation: u64) -> Option<TimerCallback> {
         let slot = self
@@ -133,6 +138,7 @@ impl TimerQueue {
         state.callback
     }
 
+    // starter: w04-l05 todo "arm"
     fn arm(&mut self, index: usize, generation: u64, deadline: Instant, period: Option<Duration>) {
         let sequence = self.next_sequence;
         let Some(state) = self.state(index, generation) else {
@@ -153,6 +159,7 @@ impl TimerQueue {
         self.compact_if_mostly_stale();
     }
 
+    // starter: w04-l05 todo "disarm"
     fn disarm(&mut self, index: usize, generation: u64) {
         if let Some(state) = self.state(index, generation) {
             if state.armed.take().is_some() {
@@ -161,11 +168,13 @@ impl TimerQueue {
         }
     }
 
+    // starter: w04-l05 todo "is_armed"
     fn is_armed(&mut self, index: usize, generation: u64) -> bool {
         self.state(index, generation)
             .is_some_and(|state| state.armed.is_some())
     }
 
+    // starter: w04-l05 todo "is_live"
     fn is_live(&self, entry: &Armed) -> bool {
         self.slots[entry.index]
             .state
@@ -173,6 +182,7 @@ impl TimerQueue {
             .is_some_and(|state| state.armed == Some(entry.sequence))
     }
 
+    // starter: w04-l05 todo "compact_if_mostly_stale"
     fn compact_if_mostly_stale(&mut self) {
         if self.heap.len() > 64 && self.heap.len() > 2 * self.armed_count {
             let heap = std::mem::take(&mut self.heap);
@@ -183,6 +193,7 @@ impl TimerQueue {
         }
     }
 
+    // starter: w04-l05 todo "earliest"
     /// The earliest live deadline, dropping stale entries from the top of the heap.
     fn earliest(&mut self) -> Option<Instant> {
         while let Some(Reverse(top)) = self.heap.peek().copied() {
@@ -194,6 +205,7 @@ impl TimerQueue {
         None
     }
 
+    // starter: w04-l05 todo "sync_timerfd"
     /// Arms the timerfd for the earliest deadline, if that changed since it was last armed.
     pub(crate) fn sync_timerfd(&mut self) -> io::Result<()> {
         let earliest = self.earliest();
@@ -205,6 +217,7 @@ impl TimerQueue {
         Ok(())
     }
 
+    // starter: w04-l05 todo "take_due"
     /// Drains the timerfd and pops every live entry due at `now`, in deadline order.
     fn take_due(&mut self, now: Instant) -> Vec<Armed> {
         // The expiry count does not matter: the heap says what is due.
@@ -223,6 +236,7 @@ impl TimerQueue {
         due
     }
 
+    // starter: w04-l05 todo "begin_fire"
     /// Starts firing `entry` if it is still armed with the same sequence: a one-shot timer is
     /// disarmed, a repeating one re-armed for its next period; returns the callback to run.
     fn begin_fire(&mut self, entry: Armed, now: Instant) -> Option<(u64, TimerCallback)> {
@@ -248,6 +262,7 @@ impl TimerQueue {
         Some((generation, callback))
     }
 
+    // starter: w04-l05 todo "end_fire"
     /// Puts a callback back after it ran; returns it instead if its timer was dropped meanwhile.
     fn end_fire(
         &mut self,
@@ -264,6 +279,7 @@ impl TimerQueue {
         }
     }
 
+    // starter: w04-l05 todo "take_all"
     /// Takes every callback out of the table, for the dispatcher's drop.
     pub(crate) fn take_all(&mut self) -> Vec<TimerCallback> {
         self.heap.clear();
@@ -277,6 +293,7 @@ impl TimerQueue {
     }
 }
 
+// starter: w04-l05 todo "fire_due"
 /// Runs every timer that is due, in deadline order; called when the timerfd is readable.
 pub(crate) fn fire_due(dispatcher: &Dispatcher, queue: &RefCell<TimerQueue>) {
     let now = Instant::now();
@@ -319,6 +336,7 @@ pub struct Timer {
 }
 
 impl Timer {
+    // starter: w04-l05 todo "new"
     pub(crate) fn new(queue: &Rc<RefCell<TimerQueue>>, callback: TimerCallback) -> Timer {
         let (index, generation) = queue.borrow_mut().insert(callback);
         Timer {
@@ -328,11 +346,13 @@ impl Timer {
         }
     }
 
+    // starter: w04-l05 todo "enable"
     /// Arms the timer to fire once, `after` from now (replacing any earlier arming).
     pub fn enable(&self, after: Duration) {
         self.arm(after, None);
     }
 
+    // starter: w04-l05 todo "enable_at"
     /// Arms the timer to fire once at `deadline` (at once if it has passed).
     ///
     /// Timers with the same deadline fire in the order they were armed.
@@ -344,6 +364,7 @@ impl Timer {
         }
     }
 
+    // starter: w04-l05 todo "enable_repeating"
     /// Arms the timer to fire every `period`, the first time `period` from now.
     ///
     /// A zero period is raised to one millisecond, so a repeating timer cannot starve the loop.
@@ -352,6 +373,7 @@ impl Timer {
         self.arm(period, Some(period));
     }
 
+    // starter: w04-l05 todo "disable"
     /// Disarms the timer; it will not fire until enabled again.
     pub fn disable(&self) {
         if let Some(queue) = self.queue.upgrade() {
@@ -359,6 +381,7 @@ impl Timer {
         }
     }
 
+    // starter: w04-l05 todo "is_enabled"
     /// Whether the timer is armed.
     pub fn is_enabled(&self) -> bool {
         self.queue
@@ -366,6 +389,7 @@ impl Timer {
             .is_some_and(|queue| queue.borrow_mut().is_armed(self.index, self.generation))
     }
 
+    // starter: w04-l05 todo "arm"
     fn arm(&self, after: Duration, period: Option<Duration>) {
         if let Some(queue) = self.queue.upgrade() {
             // A duration too large for the clock is as good as "never": park it a century out.

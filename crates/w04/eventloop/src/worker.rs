@@ -111,6 +111,7 @@ pub struct Worker {
 }
 
 impl Worker {
+    // starter: w04-l05 todo "new"
     /// A worker named `name` (also its thread's name and its dispatcher's), not started.
     pub fn new(name: impl Into<String>) -> Worker {
         Worker {
@@ -120,17 +121,20 @@ impl Worker {
         }
     }
 
+    // starter: w04-l05 todo "name"
     /// The worker's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    // starter: w04-l05 todo "start"
     /// Spawns the thread and returns once its dispatcher is running.
     pub fn start(&mut self) -> Result<(), WorkerError> {
         let starting = self.spawn()?;
         self.finish_start(starting)
     }
 
+    // starter: w04-l05 todo "spawn"
     fn spawn(&self) -> Result<Starting, WorkerError> {
         if self.running.is_some() {
             return Err(WorkerError::AlreadyStarted);
@@ -163,6 +167,7 @@ impl Worker {
         Ok(Starting { ready, thread })
     }
 
+    // starter: w04-l05 todo "finish_start"
     fn finish_start(&mut self, starting: Starting) -> Result<(), WorkerError> {
         match starting.ready.recv() {
             Ok(Ok((handle, tid))) => {
@@ -184,22 +189,26 @@ impl Worker {
         }
     }
 
+    // starter: w04-l05 todo "is_running"
     /// Whether the worker has been started and not stopped.
     pub fn is_running(&self) -> bool {
         self.running.is_some()
     }
 
+    // starter: w04-l05 todo "thread_id"
     /// The kernel thread id of the worker thread, while it runs.
     pub fn thread_id(&self) -> Option<i32> {
         self.running.as_ref().map(|running| running.tid)
     }
 
+    // starter: w04-l05 todo "dispatcher"
     /// A handle to the worker's dispatcher, while it runs (for registering thread-local slots,
     /// or posting without the count).
     pub fn dispatcher(&self) -> Option<&DispatcherHandle> {
         self.running.as_ref().map(|running| &running.handle)
     }
 
+    // starter: w04-l05 todo "post"
     /// Posts `work` to the worker's dispatcher; it counts as handled once it has run.
     ///
     /// A panic in `work` is caught on the worker, so the worker keeps running.
@@ -220,11 +229,13 @@ impl Worker {
         Ok(())
     }
 
+    // starter: w04-l05 todo "handled_count"
     /// How many posted callbacks the worker has run.
     pub fn handled_count(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
 
+    // starter: w04-l05 todo "stop"
     /// Asks the dispatcher to exit, then joins the thread. Work posted before has run when it
     /// returns. Does nothing if the worker is not running.
     pub fn stop(&mut self) {
@@ -232,12 +243,14 @@ impl Worker {
         self.join();
     }
 
+    // starter: w04-l05 todo "request_exit"
     fn request_exit(&self) {
         if let Some(running) = &self.running {
             running.handle.exit();
         }
     }
 
+    // starter: w04-l05 todo "join"
     fn join(&mut self) {
         if let Some(running) = self.running.take() {
             if running.thread.join().is_err() {
@@ -275,6 +288,7 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
+    // starter: w04-l05 todo "new"
     /// A pool of `count` workers (at least one), named `worker_0`, `worker_1`, …, not started.
     pub fn new(count: usize) -> WorkerPool {
         let workers = (0..count.max(1))
@@ -286,21 +300,25 @@ impl WorkerPool {
         }
     }
 
+    // starter: w04-l05 todo "with_cpu_count"
     /// A pool with one worker per CPU (`available_parallelism`, 1 if unknown).
     pub fn with_cpu_count() -> WorkerPool {
         WorkerPool::new(thread::available_parallelism().map_or(1, usize::from))
     }
 
+    // starter: w04-l05 todo "worker_count"
     /// How many workers the pool has.
     pub fn worker_count(&self) -> usize {
         self.workers.len()
     }
 
+    // starter: w04-l05 todo "workers"
     /// The workers.
     pub fn workers(&self) -> &[Worker] {
         &self.workers
     }
 
+    // starter: w04-l05 todo "start"
     /// Starts every worker and returns once all of them are running. If one fails, the ones
     /// already started are stopped again and the error is returned.
     pub fn start(&mut self) -> Result<(), WorkerError> {
@@ -335,11 +353,13 @@ impl WorkerPool {
         }
     }
 
+    // starter: w04-l05 todo "all_running"
     /// Whether every worker is running.
     pub fn all_running(&self) -> bool {
         self.workers.iter().all(Worker::is_running)
     }
 
+    // starter: w04-l05 todo "post_to"
     /// Posts `work` to worker `index`.
     pub fn post_to(
         &self,
@@ -353,6 +373,7 @@ impl WorkerPool {
             .post(work)
     }
 
+    // starter: w04-l05 todo "post"
     /// Posts `work` to the next worker in round-robin order; returns that worker's index.
     pub fn post(&self, work: impl FnOnce() + Send + 'static) -> Result<usize, WorkerError> {
         // Relaxed: the counter only spreads work; no other memory is published through it.
@@ -361,6 +382,7 @@ impl WorkerPool {
         Ok(index)
     }
 
+    // starter: w04-l05 todo "dispatchers"
     /// Handles to every running worker's dispatcher, in worker order.
     pub fn dispatchers(&self) -> Vec<DispatcherHandle> {
         self.workers
@@ -370,16 +392,19 @@ impl WorkerPool {
             .collect()
     }
 
+    // starter: w04-l05 todo "handled_counts"
     /// Each worker's handled count, in worker order.
     pub fn handled_counts(&self) -> Vec<u64> {
         self.workers.iter().map(Worker::handled_count).collect()
     }
 
+    // starter: w04-l05 todo "total_handled"
     /// The handled counts of all workers together.
     pub fn total_handled(&self) -> u64 {
         self.workers.iter().map(Worker::handled_count).sum()
     }
 
+    // starter: w04-l05 todo "stop"
     /// Stops every worker: all are asked to exit first, then all are joined.
     pub fn stop(&mut self) {
         for worker in &self.workers {
@@ -392,6 +417,7 @@ impl WorkerPool {
 }
 
 impl Default for WorkerPool {
+    // starter: w04-l05 todo "default"
     /// A pool with one worker per CPU, as [`WorkerPool::with_cpu_count`].
     fn default() -> WorkerPool {
         WorkerPool::with_cpu_count()

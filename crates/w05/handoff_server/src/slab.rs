@@ -31,6 +31,7 @@ pub(crate) struct Slab<T> {
 }
 
 impl<T> Slab<T> {
+    // starter: w05-l04 todo "new"
     /// An empty slab.
     pub(crate) fn new() -> Self {
         Slab {
@@ -46,11 +47,13 @@ impl<T> Slab<T> {
         self.len
     }
 
+    // starter: w05-l04 todo "is_empty"
     /// Whether no value is stored.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    // starter: w05-l04 todo "insert_with"
     /// Stores the value `make` builds from its own key, and returns that key.
     ///
     /// The value learns its key before it exists, so it can register callbacks that carry it.
@@ -90,6 +93,7 @@ impl<T> Slab<T> {
         }
     }
 
+    // starter: w05-l04 todo "get_mut"
     /// The value `key` names, if it is still stored, mutably.
     pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         match self.entries.get_mut(key.index as usize)? {
@@ -98,6 +102,7 @@ impl<T> Slab<T> {
         }
     }
 
+    // starter: w05-l04 todo "remove"
     /// Removes and returns the value `key` names; `None` if it was already gone.
     pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
         let entry = self.entries.get_mut(key.index as usize)?;
@@ -115,6 +120,7 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    // starter: w05-l04 todo "keys"
     /// The keys of every stored value.
     pub(crate) fn keys(&self) -> Vec<Key> {
         let occupied = self

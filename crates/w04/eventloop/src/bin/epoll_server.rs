@@ -68,6 +68,7 @@ struct Args {
     bind: IpAddr,
 }
 
+// starter: w04-l05 todo "main"
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Blocked before anything else runs (and before any thread could exist), so the signals
@@ -92,6 +93,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "install_quiet_panic_hook"
 /// Task panics are answered to the client; the default hook's multi-line report on stderr for
 /// each of them would drown everything else, so the hook prints one line.
 fn install_quiet_panic_hook() {
@@ -153,6 +155,7 @@ enum Next {
 }
 
 impl Server {
+    // starter: w04-l05 todo "new"
     fn new(listener: TcpListener) -> Server {
         Server {
             listener: RefCell::new(Some(listener)),
@@ -171,6 +174,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "start"
     /// Registers the listener and the signals with the dispatcher.
     fn start(self: &Rc<Self>, dispatcher: &Dispatcher) -> io::Result<()> {
         let server = Rc::clone(self);
@@ -208,6 +212,7 @@ impl Server {
         Ok(())
     }
 
+    // starter: w04-l05 todo "rejected"
     fn rejected(&self) -> u64 {
         let listener = self.listener.borrow();
         listener
@@ -215,6 +220,7 @@ impl Server {
             .map_or(self.rejected_before_shutdown.get(), TcpListener::rejected)
     }
 
+    // starter: w04-l05 todo "accept_all"
     fn accept_all(self: &Rc<Self>, dispatcher: &Dispatcher) {
         // Bounded per turn, so a connection storm cannot keep the loop from serving clients.
         for _ in 0..256 {
@@ -244,6 +250,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "add_connection"
     fn add_connection(self: &Rc<Self>, dispatcher: &Dispatcher, stream: TcpStream) {
         // Small responses should leave at once rather than wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
@@ -278,6 +285,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "on_ready"
     fn on_ready(&self, dispatcher: &Dispatcher, id: u64, readiness: Readiness) {
         let next = {
             let mut connections = self.connections.borrow_mut();
@@ -291,6 +299,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "serve"
     /// Handles one readiness report: read, answer, send once, and set the interest.
     fn serve(
         &self,
@@ -334,6 +343,7 @@ impl Server {
         Next::Keep
     }
 
+    // starter: w04-l05 todo "answer"
     /// Answers every complete line that fits under the output limit, inline.
     fn answer(&self, connection: &mut Connection) {
         while connection.pending_output() < OUTPUT_LIMIT && !connection.close_after_output {
@@ -366,6 +376,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "respond"
     /// Computes one request's response bytes, here on the loop thread.
     fn respond(&self, line: &[u8]) -> Vec<u8> {
         let (verb, args) = split_request(line);
@@ -388,6 +399,7 @@ impl Server {
         reply.to_bytes()
     }
 
+    // starter: w04-l05 todo "count"
     fn count(&self, reply: &Reply) {
         self.completed.set(self.completed.get() + 1);
         if reply.is_error() {
@@ -395,6 +407,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "stats"
     fn stats(&self) -> Stats {
         Stats {
             connections: self.open_connections.get(),
@@ -408,6 +421,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "close"
     fn close(&self, dispatcher: &Dispatcher, id: u64) {
         let connection = self.connections.borrow_mut().remove(&id);
         if let Some(connection) = connection {
@@ -421,6 +435,7 @@ impl Server {
         }
     }
 
+    // starter: w04-l05 todo "begin_shutdown"
     /// SIGTERM/SIGINT: stop accepting, answer what was read, flush, then exit.
     fn begin_shutdown(&self, dispatcher: &Dispatcher) {
         if self.shutting_down.replace(true) {
@@ -460,15 +475,18 @@ impl Server {
 }
 
 impl Connection {
+    // starter: w04-l05 todo "pending_output"
     fn pending_output(&self) -> usize {
         self.output.len() - self.sent
     }
 
+    // starter: w04-l05 todo "reading"
     /// Whether the connection should read: input not ended, and output not over the limit.
     fn reading(&self) -> bool {
         !self.input_ended && self.pending_output() < OUTPUT_LIMIT
     }
 
+    // starter: w04-l05 todo "read_some"
     /// Receives up to `READS_PER_TURN` chunks through the loop's shared `scratch` buffer (so an
     /// idle connection holds no 64 KiB read buffer of its own); notes end of input. `Err` ends
     /// the connection.
@@ -497,6 +515,7 @@ impl Connection {
         Ok(())
     }
 
+    // starter: w04-l05 todo "send_once"
     /// One `send` of everything pending; keeps what the kernel did not take.
     fn send_once(&mut self) -> io::Result<()> {
         match self.stream.send(&self.output[self.sent..]) {
@@ -521,6 +540,7 @@ impl Connection {
         }
     }
 
+    // starter: w04-l05 todo "is_finished"
     /// Done: nothing more will be read or answered, and everything owed has been sent.
     ///
     /// With no output pending, the answer step has consumed every complete line (it stops early
@@ -531,6 +551,7 @@ impl Connection {
         nothing_to_answer && self.pending_output() == 0
     }
 
+    // starter: w04-l05 todo "desired_interest"
     fn desired_interest(&self) -> Interest {
         Interest::NONE
             .with_readable(self.reading())
