@@ -274,6 +274,12 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
         );
         return Ok(ExitCode::SUCCESS);
     }
+    // Asked for by name, a lesson of another server is graded; one without a server is not.
+    if run.server.is_some() {
+        if let Some(reason) = foreign_skip_reason(&lesson, true) {
+            anyhow::bail!("--server has nothing to grade in {id}: {reason}");
+        }
+    }
     let progress = Progress::load(&root);
     let (options, graded_student) = options_for(&root, &lesson, run, &progress)?;
     if graded_student {
