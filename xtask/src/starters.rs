@@ -15,6 +15,8 @@
 //! - `todo "HINT"` (the hint is optional): the fn keeps its docs and signature, and its body
 //!   becomes `todo!("W05 L01: HINT")` (without a hint, the fn's name), labelled with the lesson
 //!   the marker names.
+//! - `empty "HINT"`: like `todo`, but the body is only the hint, as a comment: for a `Drop` impl,
+//!   whose `todo!()` would panic again while a failing test unwinds, and abort the test binary.
 //! - `remove`: the item, with its docs and attributes, is left out of the starter (private
 //!   helpers that would give the answer away).
 //!
@@ -43,6 +45,9 @@ const ALLOWANCE: &str =
 enum Action {
     /// The fn below keeps its signature; its body becomes `todo!()` with this hint.
     Todo(Option<String>),
+    /// The fn below keeps its signature; its body is only this hint, as a comment (a `Drop`
+    /// impl, whose `todo!()` would panic again while a failing test unwinds, and abort).
+    Empty(Option<String>),
     /// The item below is left out.
     Remove,
 }
@@ -122,8 +127,8 @@ fn parse_marker(index: usize, line: &str) -> Option<Result<Marker, String>> {
     if !(rest.starts_with(':') || rest.starts_with(char::is_whitespace)) {
         return None;
     }
-    let usage =
-        "a marker is `// starter: <lesson-id> todo [\"hint\"]` or `// starter: <lesson-id> remove`";
+    let usage = "a marker is `// starter: <lesson-id> todo [\"hint\"]`, `... empty [\"hint\"]` \
+                 or `... remove`";
     let Some(rest) = rest.strip_prefix(": ") else {
         return Some(Err(format!("`{trimmed}`: {usage}")));
     };
@@ -139,12 +144,14 @@ fn parse_marker(index: usize, line: &str) -> Option<Result<Marker, String>> {
     let action = match verb {
         "remove" if argument.is_empty() => Action::Remove,
         "todo" if argument.is_empty() => Action::Todo(None),
-        "todo" => {
+        "empty" if argument.is_empty() => Action::Empty(None),
+        "todo" | "empty" => {
             let hint = argument
                 .strip_prefix('"')
                 .and_then(|a| a.strip_suffix('"'))
                 .filter(|hint| !hint.is_empty() && !hint.contains(['"', '\\']));
             match hint {
+                Some(hint) if verb == "empty" => Action::Empty(Some(hint.to_owned())),
                 Some(hint) => Action::Todo(Some(hint.to_owned())),
                 None => {
                     return Some(Err(format!(
@@ -257,10 +264,10 @@ fn edit_for(lines: &[&str], marker: &Marker) -> Result<Edit, String> {
     let item = item_line(lines, marker)?;
     let pad = " ".repeat(marker.indent);
     match &marker.action {
-        Action::Todo(hint) => {
+        Action::Todo(hint) | Action::Empty(hint) => {
             if !is_fn_line(lines[item]) {
                 return Err(format!(
-                    "a `todo` marker stands above a fn, but line {} is `{}`",
+                    "a `todo` or `empty` marker stands above a fn, but line {} is `{}`",
                     item + 1,
                     lines[item].trim()
                 ));
@@ -288,7 +295,9 @@ fn edit_for(lines: &[&str], marker: &Marker) -> Result<Edit, String> {
             // `todo!()` is `!`, which is no `impl Trait`: an `impl Iterator` body gets an empty
             // iterator after it to give the type; other `impl Trait`s cannot be blanked.
             let signature = lines[item..=open].join(" ");
-            let todo = if signature.contains("-> impl Iterator") {
+            let todo = if matches!(marker.action, Action::Empty(_)) {
+                format!("{pad}    // {}: {hint}", label(&marker.lesson))
+            } else if signature.contains("-> impl Iterator") {
                 format!(
                     "{todo};\n{pad}    // The type the body returns; unreachable until the `todo!` is replaced.\n\
                      {pad}    std::iter::empty()"
@@ -599,6 +608,11 @@ impl Queue {
     // starter: w05-l01 todo
     fn empty(&self) {}
 
+    // starter: w05-l01 empty "stop the workers"
+    fn drop(&mut self) {
+        self.stop();
+    }
+
     // starter: w05-l01 todo
     fn items(&self) -> impl Iterator<Item = u8> {
         self.0.iter().copied()
@@ -644,6 +658,10 @@ impl Queue {
 
     fn empty(&self) {
         todo!("W05 L01: empty")
+    }
+
+    fn drop(&mut self) {
+        // W05 L01: stop the workers
     }
 
     fn items(&self) -> impl Iterator<Item = u8> {
@@ -710,7 +728,7 @@ fn given() -> u8 {
             ),
             (
                 "x\n// starter: w05-l01 todo\nstruct S {\n}\n",
-                "2: a `todo` marker stands above a fn",
+                "2: a `todo` or `empty` marker stands above a fn",
             ),
             (
                 "// starter: w05-l01 todo\n\nfn f() {\n}\n",
