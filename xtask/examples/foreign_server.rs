@@ -68,16 +68,23 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     Ok(config)
 }
 
-/// The counters `stats` reports.
+/// What `stats` reports, counted the way a C server would keep its globals.
 #[derive(Default)]
 struct Counters {
-    connections: AtomicU64,
-    queued: AtomicU64,
-    busy: AtomicU64,
-    completed: AtomicU64,
-    errors: AtomicU64,
-    panics: AtomicU64,
-    tasks: AtomicU64,
+    /// Open client connections.
+    open: AtomicU64,
+    /// Tasks in the channel, not yet taken by a worker.
+    waiting: AtomicU64,
+    /// Tasks a worker is running.
+    running: AtomicU64,
+    /// Tasks finished, errors and panics included.
+    done: AtomicU64,
+    /// Tasks whose answer was an `ERROR: ` line.
+    failed: AtomicU64,
+    /// Tasks that panicked.
+    panicked: AtomicU64,
+    /// The next task's id.
+    next_task: AtomicU64,
 }
 
 /// A worker verb on its way to the pool.
@@ -145,10 +152,10 @@ fn main() {
                     tasks.clone(),
                     config.workers,
                 );
-                counters.connections.fetch_add(1, Ordering::Relaxed);
+                counters.open.fetch_add(1, Ordering::Relaxed);
                 let handle = std::thread::spawn(move || {
                     serve(&shared, &tasks, &counters, workers);
-                    counters.connections.fetch_sub(1, Ordering::Relaxed);
+                    counters.open.fetch_sub(1, Ordering::Relaxed);
                 });
                 connections.push((handle, stream));
             }
@@ -180,8 +187,8 @@ fn worker(queue: &Mutex<Receiver<Task>>, counters: &Counters, log: bool) {
     loop {
         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(task) = next else { return };
-        counters.queued.fetch_sub(1, Ordering::Relaxed);
-        counters.busy.fetch_add(1, Ordering::Relaxed);
+        counters.waiting.fetch_sub(1, Ordering::Relaxed);
+        counters.running.fetch_add(1, Ordering::Relaxed);
         if log {
             eprintln!(
                 "worker {tid} task {} {}",
@@ -192,7 +199,7 @@ fn worker(queue: &Mutex<Receiver<Task>>, counters: &Counters, log: bool) {
         let answer = match std::panic::catch_unwind(|| work(&task.line)) {
             Ok(answer) => answer,
             Err(payload) => {
-                counters.panics.fetch_add(1, Ordering::Relaxed);
+                counters.panicked.fetch_add(1, Ordering::Relaxed);
                 let message = payload
                     .downcast_ref::<String>()
                     .cloned()
@@ -202,10 +209,10 @@ fn worker(queue: &Mutex<Receiver<Task>>, counters: &Counters, log: bool) {
             }
         };
         if answer.starts_with(b"ERROR: ") {
-            counters.errors.fetch_add(1, Ordering::Relaxed);
+            counters.failed.fetch_add(1, Ordering::Relaxed);
         }
-        counters.busy.fetch_sub(1, Ordering::Relaxed);
-        counters.completed.fetch_add(1, Ordering::Relaxed);
+        counters.running.fetch_sub(1, Ordering::Relaxed);
+        counters.done.fetch_add(1, Ordering::Relaxed);
         let _ = task.answer.send((task.seq, answer));
     }
 }
@@ -367,8 +374,8 @@ fn answer_or_hand_off(
     let (verb, _) = split_word(&line);
     match verb {
         b"compute" | b"rehash" | b"factorial" | b"sleep" | b"fail" | b"panic" => {
-            let id = counters.tasks.fetch_add(1, Ordering::Relaxed);
-            counters.queued.fetch_add(1, Ordering::Relaxed);
+            let id = counters.next_task.fetch_add(1, Ordering::Relaxed);
+            counters.waiting.fetch_add(1, Ordering::Relaxed);
             let task = Task {
                 id,
                 seq,
@@ -376,7 +383,7 @@ fn answer_or_hand_off(
                 answer: answer.clone(),
             };
             if tasks.send(task).is_err() {
-                counters.queued.fetch_sub(1, Ordering::Relaxed);
+                counters.waiting.fetch_sub(1, Ordering::Relaxed);
                 return Slot::Ready(b"ERROR: shutting down\n".to_vec());
             }
             Slot::Pending(seq)
@@ -387,12 +394,12 @@ fn answer_or_hand_off(
             Slot::Ready(
                 format!(
                     "connections={} queue_depth={} workers={workers} busy_workers={} completed={} errors={} panics={} rejected=0\n",
-                    get(&counters.connections),
-                    get(&counters.queued),
-                    get(&counters.busy),
-                    get(&counters.completed),
-                    get(&counters.errors),
-                    get(&counters.panics),
+                    get(&counters.open),
+                    get(&counters.waiting),
+                    get(&counters.running),
+                    get(&counters.done),
+                    get(&counters.failed),
+                    get(&counters.panicked),
                 )
                 .into_bytes(),
             )
