@@ -447,6 +447,18 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a marker in `package` may not name `lesson`: no such lesson, or it builds another crate.
+fn lesson_error(lessons: &[Lesson], package: &str, lesson: &str) -> Option<String> {
+    match lessons.iter().find(|l| l.front.id == lesson) {
+        None => Some(format!("no lesson is `{lesson}`")),
+        Some(found) if found.front.krate != package => Some(format!(
+            "lesson `{lesson}` builds `{}`, not `{package}`, the crate of this file",
+            found.front.krate
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Generates every starter of the course, checking every marker of the workspace's packages
 /// (xtask's own sources, which document the markers, aside). Malformed markers fail the whole
 /// generation, each reported as `file:line: reason`.
@@ -496,19 +508,8 @@ pub(crate) fn generate_all(root: &Path, lessons: &[Lesson]) -> anyhow::Result<Ve
                 }
             };
             for marker in &found {
-                match lessons.iter().find(|l| l.front.id == marker.lesson) {
-                    None => errors.push(format!(
-                        "{shown}:{}: no lesson is `{}`",
-                        marker.index + 1,
-                        marker.lesson
-                    )),
-                    Some(lesson) if &lesson.front.krate != package => errors.push(format!(
-                        "{shown}:{}: lesson `{}` builds `{}`, not `{package}`, the crate of this file",
-                        marker.index + 1,
-                        marker.lesson,
-                        lesson.front.krate
-                    )),
-                    Some(_) => {}
+                if let Some(error) = lesson_error(lessons, package, &marker.lesson) {
+                    errors.push(format!("{shown}:{}: {error}", marker.index + 1));
                 }
             }
             if found.is_empty() {
@@ -771,6 +772,19 @@ fn given() -> u8 {
         );
         assert!(lib.contains("pub fn try_push(&self, item: T)"));
         assert!(lib.contains(ALLOWANCE));
+    }
+
+    #[test]
+    fn a_marker_names_a_lesson_of_its_own_crate() {
+        let lessons = crate::lesson::discover(&crate::workspace_root()).unwrap();
+        assert_eq!(lesson_error(&lessons, "task_queue", "w05-l01"), None);
+        let other = lesson_error(&lessons, "task_queue", "w05-l03").unwrap();
+        assert!(
+            other.contains("builds `thread_pool`, not `task_queue`"),
+            "{other}"
+        );
+        let unknown = lesson_error(&lessons, "task_queue", "w05-l09").unwrap();
+        assert!(unknown.contains("no lesson is `w05-l09`"), "{unknown}");
     }
 
     #[test]
