@@ -8,8 +8,6 @@
 //!   or the safe wrappers built on it. (Constants and types from `libc` are fine anywhere.)
 //! - Every raw fd that a libc call creates becomes an `OwnedFd` on the next line.
 //! - No `dbg!`, no `#[ignore]`d tests.
-//! - The course's starter code carries no tests: grading lays a starter over the reference crate,
-//!   so a test copied into a starter would replace the reference's and go stale unseen.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,8 +20,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `.rs` file of the workspace that is compiled as part of it (the student starters under
-/// `course/` are templates with their own rules, and `target/` is build output).
+/// Every `.rs` file of the workspace that is compiled as part of it (`target/` is build output).
 fn rust_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = fs::read_dir(dir) else {
@@ -255,59 +252,4 @@ fn code_only_blanks_comments_and_strings() {
     );
     let code = code_only("if c == '\"' { libc::close(fd) } // \"");
     assert_eq!(code, vec!["if c ==  { libc::close(fd) } ".to_string()]);
-}
-
-/// Every `.rs` file of the student starter code (`course/starters/`).
-fn starter_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(&workspace_root().join("course/starters"), &mut files);
-    files.sort();
-    files
-}
-
-#[test]
-fn starters_declare_the_reference_tests_instead_of_copying_them() {
-    let files = starter_files();
-    assert!(
-        !files.is_empty(),
-        "no starter code found under course/starters"
-    );
-    let mut violations = Vec::new();
-    for path in files {
-        let rel = relative(&path);
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name == "tests.rs" || name == "loom_tests.rs" || rel.contains("/tests/") {
-            violations.push(format!("{rel}: a test file"));
-            continue;
-        }
-        let source = fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = source.lines().collect();
-        for (index, line) in lines.iter().enumerate() {
-            let is_inline_module = line.starts_with("mod ") && line.trim_end().ends_with('{');
-            let under_cfg_test = index > 0 && lines[index - 1].contains("test");
-            if is_inline_module && under_cfg_test {
-                violations.push(format!("{rel}:{}: an inline test module", index + 1));
-            }
-        }
-    }
-    assert_none(
-        "starter code that carries tests (declare `mod tests;` instead)",
-        violations,
-    );
 }

@@ -15,6 +15,7 @@ mod report;
 mod results;
 mod runner;
 mod server;
+mod starters;
 mod student;
 mod sys;
 mod trace;
@@ -43,10 +44,14 @@ struct Cli {
 /// How lesson steps run; shared by `lesson` and `grade`.
 #[derive(Debug, Clone, clap::Args)]
 struct RunArgs {
-    /// Grade another server: a shell command with `{port}` (and optionally `{args}`, the
-    /// lesson's own server arguments). Skips the `run` steps.
+    /// Grade another server: a shell command with `{port}`, e.g. `--server './server {port}'`.
+    /// The lesson's server arguments after the port (`--workers N`, `--queue N`, `--log`) are
+    /// appended, or put where `{args}` stands. Skips the `run` steps.
     #[arg(long, value_name = "CMD")]
     server: Option<String>,
+    /// With --server: pass the server only its port, none of the lesson's arguments.
+    #[arg(long, requires = "server")]
+    server_args_none: bool,
     /// Run every step even after one fails.
     #[arg(long)]
     keep_going: bool,
@@ -56,6 +61,16 @@ struct RunArgs {
     /// Grade the workspace's reference code even if the lesson is started.
     #[arg(long)]
     reference: bool,
+}
+
+impl RunArgs {
+    /// The `--server` command, checked.
+    fn foreign_server(&self) -> Result<Option<server::ForeignServer>, String> {
+        self.server
+            .as_deref()
+            .map(|command| server::ForeignServer::new(command, !self.server_args_none))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -70,7 +85,8 @@ enum Command {
     /// Runs one lesson's Test / Expected / Prove steps against the code.
     ///
     /// Example: `cargo xtask lesson w05-l04`, or against any server speaking the protocol:
-    /// `cargo xtask lesson w05-l04 --server './handoff_server {port}'`.
+    /// `cargo xtask lesson w05-l04 --server './handoff_server {port}'`, which runs
+    /// `./handoff_server PORT --workers 2 --log` (the lesson's server arguments appended).
     Lesson {
         /// The lesson id, for example `w05-l04`.
         id: String,
@@ -83,6 +99,10 @@ enum Command {
     /// Lists every lesson in course order with its last result.
     List,
     /// Grades every lesson (or one week) and writes a results file.
+    ///
+    /// With `--server CMD`, only the lessons the foreign server can be the subject of: those
+    /// whose servers run `handoff_server` (with `--week`, every lesson of that week with a server
+    /// step); the others are reported as skipped, with the reason.
     Grade {
         /// Only this week, for example `w05`.
         #[arg(long)]
@@ -90,6 +110,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Run each lesson this many times in a row; it passes only if every run passes (a
+        /// flakiness check).
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
         /// Write the output here instead of stdout (a JSON results file is always written to
         /// target/xtask/grade.json as well).
         #[arg(long, value_name = "FILE")]
@@ -107,8 +131,10 @@ enum Command {
         /// The lesson id.
         id: String,
     },
-    /// Checks that every lesson's untouched starter fails its lesson (the reference passing is
-    /// `grade`'s job).
+    /// Generates every starter from the `// starter:` markers in the reference crates (see
+    /// course/FORMAT.md, section 5) and checks that each lesson's untouched starter compiles and
+    /// fails its lesson (the reference passing is `grade`'s job). A malformed marker is an
+    /// error naming its file and line.
     Starters {
         /// Only this week, for example `w05`.
         #[arg(long)]
@@ -116,6 +142,10 @@ enum Command {
         /// Report a lesson without a starter instead of failing on it.
         #[arg(long)]
         allow_missing: bool,
+        /// Only write the generated starters, one folder each, to DIR (default
+        /// target/xtask/starters), to read them; nothing is checked but the markers.
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "target/xtask/starters")]
+        write: Option<PathBuf>,
     },
     /// Benchmarks the servers against each other.
     Bench(bench::BenchArgs),
@@ -145,16 +175,11 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = match &cli.command {
-        Command::Lesson { run, .. } | Command::Grade { run, .. } => run.server.as_deref(),
-        _ => None,
-    };
-    // `{args}` carries the lesson's own arguments, which always include its `{port}`.
-    if server.is_some_and(|command| !command.contains("{port}") && !command.contains("{args}")) {
-        eprintln!(
-            "error: --server needs `{{port}}` (or `{{args}}`) where the port goes, e.g. --server './server {{port}}'"
-        );
-        return ExitCode::from(2);
+    if let Command::Lesson { run, .. } | Command::Grade { run, .. } = &cli.command {
+        if let Err(message) = run.foreign_server() {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
     }
     if let Err(error) = process::install_interrupt_handler() {
         eprintln!("warning: Ctrl-C will not stop servers cleanly: {error}");
@@ -169,15 +194,20 @@ fn main() -> ExitCode {
         Command::Grade {
             week,
             format,
+            repeat,
             out,
             run,
-        } => grade_command(week.as_deref(), format, out.as_deref(), &run),
+        } => grade_command(week.as_deref(), format, repeat, out.as_deref(), &run),
         Command::Start { id } => start_command(&id, false),
         Command::Reset { id } => start_command(&id, true),
         Command::Starters {
             week,
             allow_missing,
-        } => starters_command(week.as_deref(), allow_missing),
+            write,
+        } => match write {
+            Some(dir) => write_starters_command(&dir),
+            None => starters_command(week.as_deref(), allow_missing),
+        },
         Command::Bench(args) => bench::run(args),
     };
     // Interrupted: the servers were stopped on the way out, and the exit status says so, whether
@@ -224,7 +254,7 @@ fn options_for(
         root: work_root,
         target_dir: target,
         log_dir: root.join("target/xtask/logs"),
-        server: run.server.clone(),
+        server: run.foreign_server().map_err(anyhow::Error::msg)?,
         invocation_dir: std::env::current_dir().unwrap_or_else(|_| root.to_path_buf()),
         keep_going: run.keep_going,
         verbose: run.verbose,
@@ -243,6 +273,12 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
             lesson.steps.len()
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    // Asked for by name, a lesson of another server is graded; one without a server is not.
+    if run.server.is_some() {
+        if let Some(reason) = foreign_skip_reason(&lesson, true) {
+            anyhow::bail!("--server has nothing to grade in {id}: {reason}");
+        }
     }
     let progress = Progress::load(&root);
     let (options, graded_student) = options_for(&root, &lesson, run, &progress)?;
@@ -309,27 +345,122 @@ fn list_command() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs lessons for `grade`: the week's lessons, or only the server lessons with `--server`.
+/// The server the protocol names: a lesson whose servers all run it is a "server lesson", whose
+/// subject any server of the protocol can be.
+const PROTOCOL_SERVER: &str = "handoff_server";
+
+/// Why `grade --server` leaves `lesson` out, or `None` when the foreign server can be its subject:
+/// a lesson without a server step tests the crate's own code; a lesson of another server (W04's
+/// single-threaded `epoll_server`) is graded only when its week is asked for with `--week`.
+fn foreign_skip_reason(lesson: &Lesson, week_asked: bool) -> Option<String> {
+    let programs: Vec<&str> = lesson
+        .steps
+        .iter()
+        .filter_map(|step| match &step.kind {
+            lesson::StepKind::Server(server) => {
+                Some(server::lesson_server_program(&server.command))
+            }
+            _ => None,
+        })
+        .collect();
+    if programs.is_empty() {
+        return Some("it has no server step: it tests the crate's own code".to_owned());
+    }
+    match programs.iter().find(|program| **program != PROTOCOL_SERVER) {
+        Some(other) if !week_asked => Some(format!(
+            "its server is `{other}`, not `{PROTOCOL_SERVER}`; `--week {}` grades it",
+            lesson.front.week()
+        )),
+        _ => None,
+    }
+}
+
+/// A lesson result made of one step that says why (a lesson left out, or a broken lesson file).
+fn one_step_result(
+    (id, title, file): (String, String, String),
+    status: Status,
+    (name, kind): (&str, &str),
+    message: String,
+) -> LessonResult {
+    LessonResult {
+        id,
+        title,
+        file,
+        status,
+        points: 0,
+        max_points: 0,
+        duration_ms: 0,
+        steps: vec![results::StepResult {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            line: 0,
+            status,
+            duration_ms: 0,
+            checks: Vec::new(),
+            message: Some(message),
+            hints: Vec::new(),
+        }],
+        done_when: Vec::new(),
+    }
+}
+
+/// Runs lessons for `grade`: the week's lessons, or with `--server` only those the foreign server
+/// can be the subject of. With `repeat` above 1 each lesson runs that many times in a row and
+/// its result is the first run that did not pass (or the last run).
 fn grade_lessons(
     root: &Path,
     week: Option<&str>,
     run: &RunArgs,
+    repeat: u32,
     printer: &Printer,
 ) -> anyhow::Result<Vec<LessonResult>> {
     let (lessons, broken) = lesson::discover_all(root)?;
     let lessons: Vec<Lesson> = lessons
         .into_iter()
         .filter(|l| week.is_none_or(|w| l.front.week() == w))
-        .filter(|l| run.server.is_none() || l.has_server())
         .collect();
     anyhow::ensure!(!lessons.is_empty(), "no lesson to grade");
     let mut results = Vec::new();
     for lesson in &lessons {
-        let (options, graded_student) = options_for(root, lesson, run, &Progress::load(root))?;
-        let result = runner::run_lesson(lesson, &options, printer);
-        Progress::update(root, |progress| progress.record(&result, graded_student))?;
-        results.push(result);
+        if run.server.is_some() {
+            if let Some(reason) = foreign_skip_reason(lesson, week.is_some()) {
+                eprintln!("{}: not graded with --server: {reason}", lesson.front.id);
+                let front = &lesson.front;
+                results.push(one_step_result(
+                    (
+                        front.id.clone(),
+                        front.title.clone(),
+                        lesson.path.display().to_string(),
+                    ),
+                    Status::Skipped,
+                    ("foreign-server", "select"),
+                    format!("not graded with --server: {reason}"),
+                ));
+                continue;
+            }
+        }
+        for round in 1..=repeat {
+            if repeat > 1 {
+                eprintln!("\n{}: run {round} of {repeat}", lesson.front.id);
+            }
+            let (options, graded_student) = options_for(root, lesson, run, &Progress::load(root))?;
+            let result = runner::run_lesson(lesson, &options, printer);
+            Progress::update(root, |progress| progress.record(&result, graded_student))?;
+            let passed = matches!(result.status, Status::Pass | Status::Skipped);
+            if !passed || round == repeat {
+                if !passed && repeat > 1 {
+                    eprintln!("{}: run {round} of {repeat} did not pass", lesson.front.id);
+                }
+                results.push(result);
+                break;
+            }
+        }
     }
+    anyhow::ensure!(
+        results.iter().any(|r| r.status != Status::Skipped) || run.server.is_none(),
+        "no lesson to grade with --server{}: every lesson was left out (see above)",
+        week.map_or_else(String::new, |w| format!(" in {w}"))
+    );
     // A lesson file that breaks the format is an error of the course, graded as such.
     for file in broken {
         eprintln!(
@@ -337,29 +468,17 @@ fn grade_lessons(
             file.path.display(),
             file.error
         );
-        results.push(LessonResult {
-            id: file
-                .path
-                .file_stem()
-                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-            title: "(lesson file does not follow the format)".to_owned(),
-            file: file.path.display().to_string(),
-            status: Status::Error,
-            points: 0,
-            max_points: 0,
-            duration_ms: 0,
-            steps: vec![results::StepResult {
-                name: "format".to_owned(),
-                kind: "format".to_owned(),
-                line: 0,
-                status: Status::Error,
-                duration_ms: 0,
-                checks: Vec::new(),
-                message: Some(file.error),
-                hints: Vec::new(),
-            }],
-            done_when: Vec::new(),
-        });
+        let id = file
+            .path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let title = "(lesson file does not follow the format)".to_owned();
+        results.push(one_step_result(
+            (id, title, file.path.display().to_string()),
+            Status::Error,
+            ("format", "format"),
+            file.error,
+        ));
     }
     Ok(results)
 }
@@ -367,11 +486,12 @@ fn grade_lessons(
 fn grade_command(
     week: Option<&str>,
     format: Format,
+    repeat: u32,
     out: Option<&Path>,
     run: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
-    let results = grade_lessons(&root, week, run, &Printer::for_terminal())?;
+    let results = grade_lessons(&root, week, run, repeat, &Printer::for_terminal())?;
     let report = GradeReport::new(results, run.server.clone());
     let results_file = root.join("target/xtask/grade.json");
     std::fs::create_dir_all(results_file.parent().context("results folder")?)?;
@@ -446,22 +566,52 @@ fn starter_compiles(scratch: &Path, target_dir: &Path, krate: &str) -> anyhow::R
     anyhow::bail!("{}", first_errors.join("; "))
 }
 
+fn write_starters_command(dir: &Path) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    for starter in starters::generate_all(&root, &lesson::discover(&root)?)? {
+        let target = dir.join(&starter.name);
+        starter.write_to(&target)?;
+        eprintln!(
+            "{}: {} files (over crate {}) in {}",
+            starter.name,
+            starter.files.len(),
+            starter.krate,
+            target.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
+    let lessons = lesson::discover(&root)?;
+    // Generating every starter checks every marker, whichever week is asked for.
+    let generated = starters::generate_all(&root, &lessons)?;
     let mut wrong = Vec::new();
-    for lesson in lesson::discover(&root)?
+    for lesson in lessons
         .into_iter()
         .filter(|l| week.is_none_or(|w| l.front.week() == w))
     {
-        let starter = student::starter_dir(&root, &lesson);
-        if !starter.is_dir() {
-            let relative = starter.strip_prefix(&root).unwrap_or(&starter);
-            eprintln!("{}: no starter in {}", lesson.front.id, relative.display());
+        let generated = generated
+            .iter()
+            .find(|s| s.name == lesson.front.starter && !s.files.is_empty());
+        let Some(generated) = generated else {
+            eprintln!(
+                "{}: no starter: no `// starter: <lesson-id> ...` marker of starter `{}` in crate `{}`",
+                lesson.front.id, lesson.front.starter, lesson.front.krate
+            );
             if !allow_missing {
                 wrong.push(lesson.front.id.clone());
             }
             continue;
-        }
+        };
+        let starter = student::generated_dir(&root).join(&generated.name);
+        generated.write_to(&starter)?;
         let scratch = student::prepare_scratch(&root, &lesson, &starter)?;
         // A starter that does not compile would also "fail its lesson", for the wrong reason:
         // the point is that it compiles against the reference's tests and then fails them.

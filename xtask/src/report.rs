@@ -174,6 +174,10 @@ pub(crate) fn grade_text(report: &GradeReport) -> String {
                 "      first failure: {} {}\n",
                 step.kind, step.name
             ));
+        } else if lesson.status == Status::Skipped {
+            if let Some(message) = lesson.steps.first().and_then(|s| s.message.as_deref()) {
+                out.push_str(&format!("      {message}\n"));
+            }
         }
     }
     out.push_str(&format!(

@@ -10,7 +10,7 @@ use crate::process;
 use crate::prove;
 use crate::report::Printer;
 use crate::results::{CheckResult, DoneResult, LessonResult, Status, StepResult};
-use crate::server::{Launch, RunningServer, indent};
+use crate::server::{ForeignServer, Launch, RunningServer, indent};
 use crate::trace::Trace;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -31,7 +31,7 @@ pub(crate) struct RunOptions {
     /// Where logs and traces are written.
     pub(crate) log_dir: PathBuf,
     /// `--server CMD`.
-    pub(crate) server: Option<String>,
+    pub(crate) server: Option<ForeignServer>,
     /// The folder `--server` commands run in (where the user typed the command).
     pub(crate) invocation_dir: PathBuf,
     /// Run every step even after a failure.
@@ -291,18 +291,15 @@ fn run_step(
                 Ok(port) => port,
                 Err(e) => return Outcome::with(Status::Error, format!("no free port: {e}")),
             };
-            let lesson_command = server.command.replace("{port}", &port.to_string());
             let (command, cwd) = match &options.server {
-                Some(custom) => {
-                    let args = lesson_command.split_once(' ').map_or("", |(_, args)| args);
-                    (
-                        custom
-                            .replace("{port}", &port.to_string())
-                            .replace("{args}", args),
-                        options.invocation_dir.as_path(),
-                    )
-                }
-                None => (lesson_command, options.root.as_path()),
+                Some(foreign) => (
+                    foreign.command(&server.command, port),
+                    options.invocation_dir.as_path(),
+                ),
+                None => (
+                    server.command.replace("{port}", &port.to_string()),
+                    options.root.as_path(),
+                ),
             };
             let path = path_env(options);
             let launch = Launch {

@@ -33,6 +33,68 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `--server CMD`: another server graded in place of the lesson's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ForeignServer {
+    /// The shell command, with `{port}` and optionally `{args}`.
+    pub(crate) template: String,
+    /// Whether the lesson's server arguments are passed (`--server-args-none` turns it off).
+    pub(crate) lesson_args: bool,
+}
+
+impl ForeignServer {
+    /// Checks the command: `{port}` is required, and `{args}` contradicts `--server-args-none`.
+    pub(crate) fn new(template: &str, lesson_args: bool) -> Result<Self, String> {
+        if !template.contains("{port}") {
+            return Err(format!(
+                "--server needs `{{port}}` where the port goes, e.g. --server './server {{port}}' \
+                 (`{{args}}` is only the lesson's arguments after the port); got `{template}`"
+            ));
+        }
+        if !lesson_args && template.contains("{args}") {
+            return Err(format!(
+                "--server-args-none passes no arguments, so `{{args}}` in `{template}` would stay empty; \
+                 drop one of the two"
+            ));
+        }
+        Ok(Self {
+            template: template.to_owned(),
+            lesson_args,
+        })
+    }
+
+    /// The command to run for a lesson's server command (`handoff_server {port} --workers 2`):
+    /// `{port}` replaced; the lesson's arguments after the port in place of `{args}`, or, without
+    /// `{args}`, appended (unless `--server-args-none`).
+    pub(crate) fn command(&self, lesson_command: &str, port: u16) -> String {
+        let args = lesson_server_args(lesson_command);
+        let command = self.template.replace("{port}", &port.to_string());
+        if command.contains("{args}") {
+            command.replace("{args}", &args)
+        } else if self.lesson_args && !args.is_empty() {
+            format!("{command} {args}")
+        } else {
+            command
+        }
+    }
+}
+
+/// A lesson server command's arguments after the port: the words after the program name, the
+/// `{port}` word left out (`handoff_server {port} --workers 2 --log` gives `--workers 2 --log`).
+pub(crate) fn lesson_server_args(lesson_command: &str) -> String {
+    lesson_command
+        .split_whitespace()
+        .skip(1)
+        .filter(|word| *word != "{port}")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The program a lesson's server command runs (its first word).
+pub(crate) fn lesson_server_program(lesson_command: &str) -> &str {
+    lesson_command.split_whitespace().next().unwrap_or_default()
+}
+
 /// How a server is started.
 #[derive(Debug)]
 pub(crate) struct Launch<'a> {
@@ -225,4 +287,51 @@ pub(crate) fn indent(text: &str) -> String {
         out.push_str("    (no output)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LESSON: &str = "handoff_server {port} --workers 2 --log";
+
+    #[test]
+    fn without_args_placeholder_the_lesson_arguments_follow_the_command() {
+        let server = ForeignServer::new("./server {port}", true).unwrap();
+        assert_eq!(
+            server.command(LESSON, 4000),
+            "./server 4000 --workers 2 --log"
+        );
+        let bare = "handoff_server {port}";
+        assert_eq!(server.command(bare, 4000), "./server 4000");
+    }
+
+    #[test]
+    fn the_args_placeholder_is_the_arguments_after_the_port() {
+        let server = ForeignServer::new("./server --port {port} -- {args} --extra", true).unwrap();
+        assert_eq!(
+            server.command(LESSON, 4000),
+            "./server --port 4000 -- --workers 2 --log --extra"
+        );
+    }
+
+    #[test]
+    fn args_none_passes_only_the_port() {
+        let server = ForeignServer::new("./server {port}", false).unwrap();
+        assert_eq!(server.command(LESSON, 4000), "./server 4000");
+    }
+
+    #[test]
+    fn bad_commands_are_refused_with_the_reason() {
+        let no_port = ForeignServer::new("./server {args}", true).unwrap_err();
+        assert!(no_port.contains("needs `{port}`"), "{no_port}");
+        let both = ForeignServer::new("./server {port} {args}", false).unwrap_err();
+        assert!(both.contains("--server-args-none"), "{both}");
+    }
+
+    #[test]
+    fn the_program_and_arguments_of_a_lesson_command() {
+        assert_eq!(lesson_server_program(LESSON), "handoff_server");
+        assert_eq!(lesson_server_args("epoll_server {port}"), "");
+    }
 }

@@ -1,7 +1,7 @@
 //! Student mode: starters, the student's working copy, and the scratch workspace it is graded in.
 //!
-//! `course/starters/<crate>/` holds a crate's starter, laid out as the crate's own folder. A
-//! started lesson's working copy is `student/<crate>/` (gitignored). Grading copies the workspace
+//! A lesson's starter is generated from the reference crate's markers (see `starters`), laid out
+//! as the crate's own folder. A started lesson's working copy is `student/<starter>/` (gitignored). Grading copies the workspace
 //! to `target/xtask/scratch/workspace/` and lays the student's files over the crate's folder
 //! there, so the reference under `crates/` is never touched and every other crate builds against
 //! the student's code.
@@ -10,9 +10,9 @@ use crate::lesson::Lesson;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-/// The starter folder of a lesson.
-pub(crate) fn starter_dir(root: &Path, lesson: &Lesson) -> PathBuf {
-    root.join("course/starters").join(&lesson.front.starter)
+/// Where `cargo xtask starters` writes the starters it checks (and `--write` by default).
+pub(crate) fn generated_dir(root: &Path) -> PathBuf {
+    root.join("target/xtask/starters")
 }
 
 /// The student's working copy of a lesson's crate.
@@ -30,33 +30,23 @@ pub(crate) fn scratch_target(root: &Path) -> PathBuf {
     root.join("target/xtask/scratch/target")
 }
 
-/// Copies the starter to the student's folder; `overwrite` replaces the student's files.
+/// Generates the lesson's starter into the student's folder; `overwrite` replaces the
+/// student's files (otherwise a folder already there is kept as it is).
 pub(crate) fn install_starter(
     root: &Path,
     lesson: &Lesson,
     overwrite: bool,
 ) -> anyhow::Result<PathBuf> {
-    let starter = starter_dir(root, lesson);
-    anyhow::ensure!(
-        starter.is_dir(),
-        "lesson {} has no starter: {} does not exist",
-        lesson.front.id,
-        starter.display()
-    );
     let student = student_dir(root, lesson);
-    if student.exists() {
-        if !overwrite {
-            return Ok(student);
-        }
-        std::fs::remove_dir_all(&student)
-            .with_context(|| format!("removing {}", student.display()))?;
+    if student.exists() && !overwrite {
+        return Ok(student);
     }
-    copy_tree(&starter, &student, &[])?;
+    crate::starters::for_lesson(root, lesson)?.write_to(&student)?;
     Ok(student)
 }
 
-/// The folder of a workspace package, relative to the workspace root.
-pub(crate) fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
+/// Every workspace package with its folder, relative to the workspace root.
+pub(crate) fn workspace_packages(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let output =
         std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args([
@@ -75,17 +65,31 @@ pub(crate) fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
         String::from_utf8_lossy(&output.stderr)
     );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let manifest = metadata["packages"]
-        .as_array()
+    let mut packages = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let (Some(name), Some(manifest)) =
+            (package["name"].as_str(), package["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        let dir = Path::new(manifest)
+            .parent()
+            .context("manifest without a folder")?;
+        packages.push((
+            name.to_owned(),
+            dir.strip_prefix(root).unwrap_or(dir).to_path_buf(),
+        ));
+    }
+    Ok(packages)
+}
+
+/// The folder of a workspace package, relative to the workspace root.
+pub(crate) fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
+    workspace_packages(root)?
         .into_iter()
-        .flatten()
-        .find(|package| package["name"] == krate)
-        .and_then(|package| package["manifest_path"].as_str())
-        .with_context(|| format!("no workspace package is named `{krate}`"))?;
-    let dir = Path::new(manifest)
-        .parent()
-        .context("manifest without a folder")?;
-    Ok(dir.strip_prefix(root).unwrap_or(dir).to_path_buf())
+        .find(|(name, _)| name == krate)
+        .map(|(_, dir)| dir)
+        .with_context(|| format!("no workspace package is named `{krate}`"))
 }
 
 /// Builds (or refreshes) the scratch workspace with `overlay` laid over the crate's folder.

@@ -9,6 +9,7 @@ use crate::lesson::{self, Lesson};
 use crate::report::Printer;
 use crate::results::{LessonResult, Status};
 use crate::runner::{self, RunOptions};
+use crate::server::ForeignServer;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -25,9 +26,14 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The fixture, built by `cargo test` as an example of this package.
+/// The planted-mistakes fixture, built by `cargo test` as an example of this package.
 fn fixture() -> PathBuf {
-    let path = profile_dir().join("examples/broken_server");
+    example("broken_server")
+}
+
+/// An example of this package (`cargo test` builds them all).
+fn example(name: &str) -> PathBuf {
+    let path = profile_dir().join("examples").join(name);
     assert!(
         path.is_file(),
         "{} is missing: cargo test builds it",
@@ -58,8 +64,14 @@ fn lesson(id: &str) -> Lesson {
     lesson::find(&crate::workspace_root(), id).unwrap()
 }
 
-/// Runs a lesson against `server` (a command with `{args}`), stopping at the first failure.
+/// Runs a lesson against `server` (a `--server` command), stopping at the first failure.
 fn run(id: &str, server: String) -> LessonResult {
+    run_with(id, server, true)
+}
+
+/// Runs a lesson against `server`, with or without the lesson's server arguments.
+fn run_with(id: &str, server: String, lesson_args: bool) -> LessonResult {
+    let server = ForeignServer::new(&server, lesson_args).expect("a valid --server command");
     let lesson = lesson(id);
     let root = crate::workspace_root();
     let log_dir = std::env::temp_dir().join(format!("xtask-test-logs-{}", std::process::id()));
@@ -79,8 +91,10 @@ fn run(id: &str, server: String) -> LessonResult {
     result
 }
 
+/// The fixture with `bug` planted, in the documented `--server` form: the lesson's server
+/// arguments are appended after the port.
 fn broken(bug: &str) -> String {
-    format!("{} --bug {bug} {{args}}", fixture().display())
+    format!("{} --bug {bug} {{port}}", fixture().display())
 }
 
 /// Everything a failed step says, for assertions and for the test's own failure message.
@@ -129,7 +143,7 @@ fn assert_rejected(bug: &str, lesson: &str, step: &str, message: &str) {
 
 #[test]
 fn the_fixture_without_a_bug_passes_every_server_lesson() {
-    for id in ["w05-l04", "w05-l05", "w05-l06", "w05-quest"] {
+    for id in SERVER_LESSONS {
         let result = run(id, broken("none"));
         assert!(
             matches!(result.status, Status::Pass),
@@ -139,11 +153,82 @@ fn the_fixture_without_a_bug_passes_every_server_lesson() {
     }
 }
 
+/// The server lessons' ids, in course order.
+const SERVER_LESSONS: [&str; 4] = ["w05-l04", "w05-l05", "w05-l06", "w05-quest"];
+
+#[test]
+fn an_honest_foreign_server_passes_every_server_lesson_in_the_documented_form() {
+    let server = format!("{} {{port}}", example("foreign_server").display());
+    for id in SERVER_LESSONS {
+        let result = run(id, server.clone());
+        assert_eq!(result.status, Status::Pass, "{}", describe(&result));
+    }
+}
+
+#[test]
+fn the_args_placeholder_puts_the_lesson_arguments_after_flags_of_its_own() {
+    // `{args}` is only the lesson's arguments after the port, so the command can add its own.
+    let server = format!(
+        "{} {{port}} {{args}} --queue 4096",
+        example("foreign_server").display()
+    );
+    let result = run("w05-l04", server);
+    assert_eq!(result.status, Status::Pass, "{}", describe(&result));
+}
+
+#[test]
+fn without_the_lesson_arguments_the_foreign_server_fails_where_they_matter() {
+    // The lesson asks for `--workers 2 --log`; with --server-args-none the server never logs,
+    // so the log checks fail: the arguments really reach the server in the documented form.
+    let server = format!("{} {{port}}", example("foreign_server").display());
+    let result = run_with("w05-l04", server, false);
+    assert_eq!(result.status, Status::Fail, "{}", describe(&result));
+    let failed = result.first_failure().expect("a failing step");
+    assert_eq!(failed.name, "thread-ids", "{}", describe(&result));
+}
+
+#[test]
+fn the_server_step_reports_the_exact_command_it_ran() {
+    let program = example("foreign_server");
+    let result = run("w05-l04", format!("{} {{port}}", program.display()));
+    let server = result
+        .steps
+        .iter()
+        .find(|step| step.kind == "server")
+        .expect("a server step");
+    let check = &server.checks[0].name;
+    assert!(
+        check.starts_with(&format!("`{} ", program.display()))
+            && check.contains(" --workers 2 --log`"),
+        "{check}"
+    );
+}
+
+#[test]
+fn grade_with_a_foreign_server_keeps_only_the_lessons_it_can_be_the_subject_of() {
+    let (lessons, _) = lesson::discover_all(&crate::workspace_root()).unwrap();
+    let graded: Vec<&str> = lessons
+        .iter()
+        .filter(|l| crate::foreign_skip_reason(l, false).is_none())
+        .map(|l| l.front.id.as_str())
+        .collect();
+    assert_eq!(graded, SERVER_LESSONS);
+    let w04 = lesson("w04-l05");
+    let reason = crate::foreign_skip_reason(&w04, false).expect("left out without --week");
+    assert!(
+        reason.contains("`epoll_server`") && reason.contains("--week w04"),
+        "{reason}"
+    );
+    assert_eq!(crate::foreign_skip_reason(&w04, true), None);
+    let reason = crate::foreign_skip_reason(&lesson("w05-l01"), true).expect("no server step");
+    assert!(reason.contains("no server step"), "{reason}");
+}
+
 #[test]
 fn the_real_server_passes_five_runs_in_a_row() {
-    let server = format!("{} {{args}}", handoff_server().display());
+    let server = format!("{} {{port}}", handoff_server().display());
     for round in 1..=5 {
-        for id in ["w05-l04", "w05-l05", "w05-l06", "w05-quest"] {
+        for id in SERVER_LESSONS {
             let result = run(id, server.clone());
             assert_eq!(
                 result.status,
@@ -294,7 +379,7 @@ fn spinning_on_emfile_is_rejected() {
 fn a_server_that_dies_at_start_fails_fast_with_its_output() {
     let result = run(
         "w05-l04",
-        "sh -c 'echo cannot bind >&2; exit 3' {args}".to_owned(),
+        "sh -c 'echo cannot bind >&2; exit 3' {port}".to_owned(),
     );
     let failed = result.first_failure().expect("a failure");
     assert_eq!(failed.name, "main");

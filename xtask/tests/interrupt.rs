@@ -25,7 +25,7 @@ fn ctrl_c_stops_the_servers_and_exits_130() {
     assert!(fixture.is_file(), "cargo test builds the fixture example");
     let child = Command::new(runner)
         .args(["lesson", "w05-quest", "--server"])
-        .arg(format!("{} {{args}}", fixture.display()))
+        .arg(format!("{} {{port}}", fixture.display()))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

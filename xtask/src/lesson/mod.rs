@@ -24,7 +24,7 @@ pub(crate) struct FrontMatter {
     pub(crate) krate: String,
     /// Expected study time, as written.
     pub(crate) duration: String,
-    /// Starter folder name under `course/starters/`.
+    /// The starter's name: lessons with the same one share a starter and `student/<starter>/`.
     pub(crate) starter: String,
 }
 

@@ -92,6 +92,7 @@ struct Value {
 struct Values(RefCell<Vec<Option<Value>>>);
 
 impl Drop for Values {
+    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     /// Runs at thread exit for values nobody tore down: drops them in reverse slot order. The
     /// table is being destroyed meanwhile, so a `get` from one of these drops returns `None`.
     fn drop(&mut self) {
@@ -113,12 +114,14 @@ static INDICES: Mutex<Slab<()>> = Mutex::new(Slab::new());
 /// Unique ids for slots and instances.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+// starter: w04-l05 todo "indices"
 /// The index table cannot be left inconsistent by a panic while it is locked (its operations do
 /// not call out), so a poisoned lock is simply taken over.
 fn indices() -> MutexGuard<'static, Slab<()>> {
     INDICES.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
+// starter: w04-l05 todo "teardown_thread"
 /// Drops every value of the calling thread, last slot first, each outside the table's borrow (a
 /// value's drop may read other slots: the earlier ones are still there).
 ///
@@ -145,11 +148,13 @@ pub fn teardown_thread() {
     }
 }
 
+// starter: w04-l05 todo "unique_id"
 fn unique_id() -> u64 {
     // Relaxed: only uniqueness matters, which the atomic increment gives on its own.
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+// starter: w04-l05 todo "install"
 fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
     let previous = VALUES.try_with(|values| {
         let mut values = values.0.borrow_mut();
@@ -167,6 +172,7 @@ fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
     drop(previous);
 }
 
+// starter: w04-l05 todo "clear"
 /// Removes this thread's value of slot `slot_id` at `index`, if it is that slot's.
 fn clear(index: usize, slot_id: u64) {
     let removed = VALUES.try_with(|values| {
@@ -182,6 +188,7 @@ fn clear(index: usize, slot_id: u64) {
     drop(removed);
 }
 
+// starter: w04-l05 todo "clear_instance"
 fn clear_instance(instance_id: u64) {
     let removed: Result<Vec<Value>, _> = VALUES.try_with(|values| {
         let mut values = values.0.borrow_mut();
@@ -211,12 +218,14 @@ struct Instance {
 }
 
 impl Instance {
+    // starter: w04-l05 todo "registered"
     fn registered(&self) -> MutexGuard<'_, Vec<DispatcherHandle>> {
         self.registered
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    // starter: w04-l05 todo "check_main_thread"
     fn check_main_thread(&self) -> Result<(), SlotError> {
         if thread::current().id() == self.main_thread {
             Ok(())
@@ -225,6 +234,7 @@ impl Instance {
         }
     }
 
+    // starter: w04-l05 todo "is_shut_down"
     fn is_shut_down(&self) -> bool {
         // Acquire pairs with the Release in `shutdown_global`.
         self.shut_down.load(Ordering::Acquire)
@@ -263,6 +273,7 @@ pub struct ThreadLocal {
 }
 
 impl ThreadLocal {
+    // starter: w04-l05 todo "new"
     /// Creates the instance; the calling thread becomes its main thread.
     pub fn new() -> ThreadLocal {
         ThreadLocal {
@@ -276,6 +287,7 @@ impl ThreadLocal {
         }
     }
 
+    // starter: w04-l05 todo "register_thread"
     /// Registers a dispatcher thread: every slot's value will be built on it. Main thread only,
     /// and only before the first slot is allocated.
     pub fn register_thread(&self, dispatcher: DispatcherHandle) -> Result<(), SlotError> {
@@ -290,11 +302,13 @@ impl ThreadLocal {
         Ok(())
     }
 
+    // starter: w04-l05 todo "registered_thread_count"
     /// How many dispatcher threads are registered (the main thread not counted).
     pub fn registered_thread_count(&self) -> usize {
         self.instance.registered().len()
     }
 
+    // starter: w04-l05 todo "allocate_slot"
     /// Allocates a slot for values of type `T`. Main thread only.
     pub fn allocate_slot<T: 'static>(&self) -> Result<Slot<T>, SlotError> {
         self.instance.check_main_thread()?;
@@ -316,11 +330,13 @@ impl ThreadLocal {
         })
     }
 
+    // starter: w04-l05 todo "shutdown_thread"
     /// Drops the calling thread's values of this instance's slots (Envoy's `shutdownThread`).
     pub fn shutdown_thread(&self) {
         clear_instance(self.instance.id);
     }
 
+    // starter: w04-l05 todo "shutdown_global"
     /// Stops all further `set`s, posts [`shutdown_thread`](Self::shutdown_thread) to every
     /// registered thread, and runs it on the main thread. Main thread only.
     ///
@@ -338,6 +354,7 @@ impl ThreadLocal {
         Ok(())
     }
 
+    // starter: w04-l05 todo "is_shut_down"
     /// Whether [`shutdown_global`](Self::shutdown_global) has run.
     pub fn is_shut_down(&self) -> bool {
         self.instance.is_shut_down()
@@ -345,6 +362,7 @@ impl ThreadLocal {
 }
 
 impl Default for ThreadLocal {
+    // starter: w04-l05 todo "default"
     /// The same as [`ThreadLocal::new`]: the calling thread becomes the main thread.
     fn default() -> ThreadLocal {
         ThreadLocal::new()
@@ -377,6 +395,7 @@ pub struct Slot<T> {
 }
 
 impl<T: 'static> Slot<T> {
+    // starter: w04-l05 todo "set"
     /// Sets the slot: `init` runs on every registered dispatcher thread (posted, so each builds
     /// its own value between callbacks) and, right now, on the main thread. Main thread only.
     ///
@@ -423,6 +442,7 @@ impl<T: 'static> Slot<T> {
         Ok(())
     }
 
+    // starter: w04-l05 todo "get"
     /// The calling thread's value, if this slot has set one on this thread. Lock-free: a
     /// `thread_local!` lookup and a reference-count increment.
     ///
@@ -441,11 +461,13 @@ impl<T: 'static> Slot<T> {
         value.downcast::<T>().ok()
     }
 
+    // starter: w04-l05 todo "failed_initialisations"
     /// How many times `init` has panicked on a dispatcher thread (over every `set`).
     pub fn failed_initialisations(&self) -> u64 {
         self.shared.failed_initialisations.load(Ordering::Relaxed)
     }
 
+    // starter: w04-l05 todo "index"
     /// The slot's index (reused after the slot is dropped).
     pub fn index(&self) -> usize {
         self.shared.index
@@ -453,6 +475,7 @@ impl<T: 'static> Slot<T> {
 }
 
 impl<T> Drop for Slot<T> {
+    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         let shared = &self.shared;
         // Release pairs with the Acquire in the posted initialisers.

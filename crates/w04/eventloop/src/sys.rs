@@ -87,6 +87,7 @@ pub fn check<T: MinusOneIsError>(result: T) -> io::Result<T> {
     }
 }
 
+// starter: w04-l05 todo "owned"
 /// Wraps a freshly created raw fd.
 ///
 /// # Safety
@@ -97,12 +98,14 @@ unsafe fn owned(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+// starter: w04-l05 todo "gettid"
 /// The kernel thread id of the calling thread (what `top -H` and `/proc/<pid>/task` show).
 pub fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::gettid() }
 }
 
+// starter: w04-l05 todo "signal_set"
 fn signal_set(signals: &[c_int]) -> io::Result<libc::sigset_t> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `set` points to writable memory of the right type; sigemptyset initialises it.
@@ -116,6 +119,7 @@ fn signal_set(signals: &[c_int]) -> io::Result<libc::sigset_t> {
     Ok(unsafe { set.assume_init() })
 }
 
+// starter: w04-l05 todo "block_signals"
 /// Blocks `signals` in the calling thread, so they are delivered only through a signalfd.
 ///
 /// Call it on the main thread before spawning any thread: threads inherit the mask of their
@@ -132,6 +136,7 @@ pub fn block_signals(signals: &[c_int]) -> io::Result<()> {
     }
 }
 
+// starter: w04-l05 todo "unblock_signals"
 /// Unblocks `signals` in the calling thread (the inverse of [`block_signals`]).
 pub fn unblock_signals(signals: &[c_int]) -> io::Result<()> {
     let set = signal_set(signals)?;
@@ -144,6 +149,7 @@ pub fn unblock_signals(signals: &[c_int]) -> io::Result<()> {
     }
 }
 
+// starter: w04-l05 todo "raise_signal"
 /// Sends `signal` to the calling thread (`raise`). With the signal blocked it stays pending on
 /// this thread, where a signalfd read on this thread picks it up; tests use it that way.
 pub fn raise_signal(signal: c_int) -> io::Result<()> {
@@ -156,6 +162,7 @@ pub fn raise_signal(signal: c_int) -> io::Result<()> {
     }
 }
 
+// starter: w04-l05 todo "kill"
 /// Sends `signal` to process `pid` (a negative `pid` signals the process group `-pid`, as
 /// `kill(2)` does; `pid` 0 and -1 are refused, because they would signal our own group or every
 /// process we may signal).
@@ -168,6 +175,7 @@ pub fn kill(pid: i32, signal: c_int) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "unblock_all_signals"
 /// Unblocks every signal in the calling thread. Async-signal-safe (it allocates nothing), so it
 /// may run in a `pre_exec` hook: a child inherits its parent's mask across `exec`, and a server
 /// must see SIGTERM even if its launcher blocks it.
@@ -185,6 +193,7 @@ pub fn unblock_all_signals() -> io::Result<()> {
     }
 }
 
+// starter: w04-l05 todo "wait_for_signal"
 /// Waits until one of `signals` (which the caller blocked) is pending, takes it and returns it.
 pub fn wait_for_signal(signals: &[c_int]) -> io::Result<c_int> {
     let set = signal_set(signals)?;
@@ -198,6 +207,7 @@ pub fn wait_for_signal(signals: &[c_int]) -> io::Result<c_int> {
     }
 }
 
+// starter: w04-l05 todo "take_pending_signal"
 /// Takes one of `signals` (which the caller blocked) if it is pending, without waiting.
 pub fn take_pending_signal(signals: &[c_int]) -> io::Result<Option<c_int>> {
     let set = signal_set(signals)?;
@@ -214,6 +224,7 @@ pub fn take_pending_signal(signals: &[c_int]) -> io::Result<Option<c_int>> {
     }
 }
 
+// starter: w04-l05 todo "clock_ticks_per_second"
 /// Clock ticks per second, the unit of the CPU times in `/proc/<pid>/stat` (100 if unknown).
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
@@ -224,6 +235,7 @@ pub fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+// starter: w04-l05 todo "signalfd"
 /// Creates a signalfd that reports `signals` (which the caller has blocked).
 pub fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
     let set = signal_set(signals)?;
@@ -234,6 +246,7 @@ pub fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "read_signal"
 /// Reads one pending signal number from a signalfd; `None` when none is pending.
 pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<c_int>> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
@@ -254,6 +267,7 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<c_int>> {
     }
 }
 
+// starter: w04-l05 todo "epoll_create"
 /// Creates an epoll instance.
 pub fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: epoll_create1 takes only flags.
@@ -263,6 +277,7 @@ pub fn epoll_create() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "epoll_ctl"
 /// `epoll_ctl`: adds, modifies (`op`) or deletes `fd` in `epoll` with `events` and `token`.
 pub fn epoll_ctl(
     epoll: BorrowedFd<'_>,
@@ -278,6 +293,7 @@ pub fn epoll_ctl(
     Ok(())
 }
 
+// starter: w04-l05 todo "epoll_ctl_raw"
 /// `epoll_ctl` on an fd given by its number, for a table that records registrations without
 /// borrowing their fds (the dispatcher's). No memory safety is at stake: a closed fd number gives
 /// `EBADF`, and a reused one affects only that fd's registration in this epoll set.
@@ -294,6 +310,7 @@ pub fn epoll_ctl_raw(
     Ok(())
 }
 
+// starter: w04-l05 todo "epoll_wait"
 /// `epoll_wait` into `events`; returns how many entries the kernel filled.
 ///
 /// `timeout_ms` is -1 for "forever". EINTR is returned to the caller, which knows how much of
@@ -316,6 +333,7 @@ pub fn epoll_wait(
     Ok(n as usize)
 }
 
+// starter: w04-l05 todo "eventfd"
 /// Creates a non-blocking eventfd with a zero counter.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes an initial value and flags.
@@ -325,6 +343,7 @@ pub fn eventfd() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "eventfd_write"
 /// Adds `value` to an eventfd's counter (`WouldBlock` if the counter would overflow).
 pub fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
     let bytes = value.to_ne_bytes();
@@ -333,6 +352,7 @@ pub fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "eventfd_read"
 /// Reads and resets an eventfd's counter; `Ok(0)` when it was already zero.
 pub fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut bytes = [0u8; 8];
@@ -344,6 +364,7 @@ pub fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     }
 }
 
+// starter: w04-l05 todo "timerfd"
 /// Creates a non-blocking timerfd on the monotonic clock, disarmed.
 pub fn timerfd() -> io::Result<OwnedFd> {
     // SAFETY: timerfd_create takes a clock id and flags.
@@ -356,6 +377,7 @@ pub fn timerfd() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "timerfd_set"
 /// Arms a timerfd to expire once after `after` (relative), or disarms it with `None`.
 ///
 /// A zero duration would disarm the timer, so it is raised to one nanosecond: "already due"
@@ -391,12 +413,14 @@ pub fn timerfd_set(fd: BorrowedFd<'_>, after: Option<Duration>) -> io::Result<()
     Ok(())
 }
 
+// starter: w04-l05 todo "timerfd_read"
 /// Reads (and resets) a timerfd's expiry count; `Ok(0)` when it has not expired.
 pub fn timerfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // A timerfd read has the same shape as an eventfd read: one 8-byte counter.
     eventfd_read(fd)
 }
 
+// starter: w04-l05 todo "open_dev_null"
 /// Opens `/dev/null` read-only: the spare fd a listener keeps for the EMFILE policy.
 pub fn open_dev_null() -> io::Result<OwnedFd> {
     let path = c"/dev/null";
@@ -407,6 +431,7 @@ pub fn open_dev_null() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "dup"
 /// Duplicates `fd` (with CLOEXEC), for tests and for handing a second owner the same file.
 pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: `fd` is open (it is borrowed).
@@ -416,6 +441,7 @@ pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "socketpair"
 /// A connected pair of non-blocking Unix stream sockets (handy for tests of readiness).
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as RawFd; 2];
@@ -427,6 +453,7 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(pair)
 }
 
+// starter: w04-l05 todo "read"
 /// `read` into `buf`; EINTR is retried. `WouldBlock` comes back as an error.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -439,6 +466,7 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+// starter: w04-l05 todo "write"
 /// `write` from `buf`; EINTR is retried. `WouldBlock` comes back as an error.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
@@ -458,6 +486,7 @@ struct RawAddr {
 }
 
 impl RawAddr {
+    // starter: w04-l05 todo "empty"
     fn empty() -> RawAddr {
         // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid (unspecified) value.
         let storage = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
@@ -467,6 +496,7 @@ impl RawAddr {
         }
     }
 
+    // starter: w04-l05 todo "from_std"
     fn from_std(addr: SocketAddr) -> RawAddr {
         let mut raw = RawAddr::empty();
         match addr {
@@ -501,6 +531,7 @@ impl RawAddr {
         raw
     }
 
+    // starter: w04-l05 todo "to_std"
     fn to_std(&self) -> io::Result<SocketAddr> {
         match c_int::from(self.storage.ss_family) {
             libc::AF_INET => {
@@ -533,6 +564,7 @@ impl RawAddr {
     }
 }
 
+// starter: w04-l05 todo "tcp_socket"
 /// Creates a non-blocking TCP socket for `addr`'s family.
 pub fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
@@ -548,6 +580,7 @@ pub fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+// starter: w04-l05 todo "setsockopt_int"
 /// Sets an integer socket option.
 pub fn setsockopt_int(
     fd: BorrowedFd<'_>,
@@ -566,6 +599,7 @@ pub fn setsockopt_int(
     Ok(())
 }
 
+// starter: w04-l05 todo "set_linger_zero"
 /// Makes the next close of a socket send a TCP reset instead of a FIN (`SO_LINGER` of 0 s).
 pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     let linger = libc::linger {
@@ -583,6 +617,7 @@ pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "bind"
 /// Binds a socket to `addr`.
 pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_std(addr);
@@ -595,6 +630,7 @@ pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "connect"
 /// Starts a connection to `addr`; a non-blocking socket reports `EINPROGRESS` as an error.
 pub fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_std(addr);
@@ -607,6 +643,7 @@ pub fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "listen"
 /// Marks a bound socket as listening with the given backlog.
 pub fn listen(fd: BorrowedFd<'_>, backlog: c_int) -> io::Result<()> {
     // SAFETY: listen takes an open fd and an integer.
@@ -614,6 +651,7 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: c_int) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "local_addr"
 /// The address a socket is bound to.
 pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
@@ -626,6 +664,7 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     raw.to_std()
 }
 
+// starter: w04-l05 todo "peer_addr"
 /// The address of a connected socket's peer.
 pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
@@ -638,6 +677,7 @@ pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     raw.to_std()
 }
 
+// starter: w04-l05 todo "accept"
 /// Accepts one connection as a non-blocking, close-on-exec socket; EINTR is retried.
 pub fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     loop {
@@ -665,6 +705,7 @@ pub fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     }
 }
 
+// starter: w04-l05 todo "recv"
 /// `recv` into `buf`; EINTR is retried; `Ok(0)` means the peer shut down its write side.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -677,6 +718,7 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+// starter: w04-l05 todo "send"
 /// `send` with `MSG_NOSIGNAL`, so a peer that has gone away gives `EPIPE` instead of killing the
 /// process with SIGPIPE; EINTR is retried.
 pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
@@ -695,6 +737,7 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+// starter: w04-l05 todo "send_vectored"
 /// `sendmsg` of several buffers at once with `MSG_NOSIGNAL`; EINTR is retried.
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     loop {
@@ -713,6 +756,7 @@ pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result
     }
 }
 
+// starter: w04-l05 todo "shutdown"
 /// Shuts down one or both directions of a socket (`libc::SHUT_WR`, …).
 pub fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
     // SAFETY: shutdown takes an open fd and an integer.
@@ -720,6 +764,7 @@ pub fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "cloexec_fds_from"
 /// Marks every fd from `first` up close-on-exec, so a child about to `exec` inherits only the
 /// descriptors below `first` (its standard streams, for `first = 3`), whatever its parent
 /// inherited. Async-signal-safe, for a `pre_exec` hook. Kernels before 5.11 lack the flag and
@@ -735,6 +780,7 @@ pub fn cloexec_fds_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+// starter: w04-l05 todo "fd_limit"
 /// The number of fds this process may have open (the soft `RLIMIT_NOFILE`).
 pub fn fd_limit() -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
@@ -746,6 +792,7 @@ pub fn fd_limit() -> io::Result<(u64, u64)> {
     Ok((limit.rlim_cur, limit.rlim_max))
 }
 
+// starter: w04-l05 todo "set_fd_limit"
 /// Sets the soft (and hard) fd limit of this process; tests use it to provoke EMFILE.
 pub fn set_fd_limit(soft: u64, hard: u64) -> io::Result<()> {
     let limit = libc::rlimit {

@@ -117,6 +117,7 @@ struct Starting {
 struct AliveGuard(Arc<AtomicBool>);
 
 impl Drop for AliveGuard {
+    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         // Release pairs with the Acquire in `Worker::is_alive`.
         self.0.store(false, Ordering::Release);
@@ -163,6 +164,7 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
+    // starter: w04-l05 todo "new"
     /// A worker named `name` (also its thread's name and its dispatcher's), not started.
     pub fn new(name: impl Into<String>) -> Worker {
         Worker {
@@ -174,6 +176,7 @@ impl Worker {
         }
     }
 
+    // starter: w04-l05 todo "with_init"
     /// A worker whose thread runs `init` with its own dispatcher before it reports ready (at
     /// every start), so the worker can own fds, timers or a listener from the start. If `init`
     /// fails, [`start`](Self::start) returns its error and the thread ends.
@@ -210,17 +213,20 @@ impl Worker {
         worker
     }
 
+    // starter: w04-l05 todo "name"
     /// The worker's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    // starter: w04-l05 todo "start"
     /// Spawns the thread and returns once its dispatcher is running.
     pub fn start(&mut self) -> Result<(), WorkerError> {
         let starting = self.spawn()?;
         self.finish_start(starting)
     }
 
+    // starter: w04-l05 todo "spawn"
     fn spawn(&self) -> Result<Starting, WorkerError> {
         if self.running.is_some() {
             return Err(WorkerError::AlreadyStarted);
@@ -290,6 +296,7 @@ impl Worker {
         })
     }
 
+    // starter: w04-l05 todo "finish_start"
     fn finish_start(&mut self, starting: Starting) -> Result<(), WorkerError> {
         match starting.ready.recv() {
             Ok(Ok((handle, tid))) => {
@@ -312,11 +319,13 @@ impl Worker {
         }
     }
 
+    // starter: w04-l05 todo "is_running"
     /// Whether the worker has been started, has not been stopped, and its thread is alive.
     pub fn is_running(&self) -> bool {
         self.live().is_ok()
     }
 
+    // starter: w04-l05 todo "live"
     /// The running state, if the worker runs; `NotRunning` or `Died` if not.
     fn live(&self) -> Result<&Running, WorkerError> {
         let running = self.running.as_ref().ok_or(WorkerError::NotRunning)?;
@@ -330,11 +339,13 @@ impl Worker {
         }
     }
 
+    // starter: w04-l05 todo "thread_id"
     /// The kernel thread id of the worker thread, while it runs.
     pub fn thread_id(&self) -> Option<i32> {
         self.running.as_ref().map(|running| running.tid)
     }
 
+    // starter: w04-l05 todo "dispatcher"
     /// A handle to the worker's dispatcher, while it runs (for registering thread-local slots,
     /// or posting without the count).
     ///
@@ -345,6 +356,7 @@ impl Worker {
         self.live().ok().map(|running| &running.handle)
     }
 
+    // starter: w04-l05 todo "post"
     /// Posts `work` to the worker's dispatcher; it counts as handled once it has run.
     ///
     /// A panic in `work` is caught on the worker, so the worker keeps running. Returns
@@ -354,6 +366,7 @@ impl Worker {
         self.post_with(move |_| work())
     }
 
+    // starter: w04-l05 todo "post_with"
     /// Like [`post`](Self::post), but `work` gets the worker's dispatcher, so it can add fds,
     /// timers or a listener to the worker's loop.
     pub fn post_with(
@@ -367,6 +380,7 @@ impl Worker {
         })
     }
 
+    // starter: w04-l05 todo "post_caught"
     /// Posts `work`, uncounted (the caller catches its panics).
     fn post_caught(
         &self,
@@ -376,17 +390,20 @@ impl Worker {
         Ok(())
     }
 
+    // starter: w04-l05 todo "handled_count"
     /// How many posted callbacks the worker has run.
     pub fn handled_count(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
 
+    // starter: w04-l05 todo "posts_dropped_at_exit"
     /// How many posts the bounded drain at the end of the worker's last run dropped unrun (see
     /// [`EXIT_DRAIN_ROUNDS`](crate::dispatcher::EXIT_DRAIN_ROUNDS)); exact after `stop`.
     pub fn posts_dropped_at_exit(&self) -> u64 {
         self.dropped_at_exit.load(Ordering::Relaxed)
     }
 
+    // starter: w04-l05 todo "stop"
     /// Asks the dispatcher to exit, then joins the thread. Work posted before has run when it
     /// returns. Does nothing if the worker is not running.
     pub fn stop(&mut self) {
@@ -394,12 +411,14 @@ impl Worker {
         self.join();
     }
 
+    // starter: w04-l05 todo "request_exit"
     fn request_exit(&self) {
         if let Some(running) = &self.running {
             running.handle.exit();
         }
     }
 
+    // starter: w04-l05 todo "join"
     fn join(&mut self) {
         if let Some(running) = self.running.take()
             && running.thread.join().is_err()
@@ -410,11 +429,13 @@ impl Worker {
 }
 
 impl Drop for Worker {
+    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         self.stop();
     }
 }
 
+// starter: w04-l05 todo "run_caught"
 /// Runs posted `work` on the worker, catching a panic so the worker's loop survives it.
 fn run_caught(work: impl FnOnce(&Dispatcher), dispatcher: &Dispatcher) {
     if panic::catch_unwind(AssertUnwindSafe(|| work(dispatcher))).is_err() {
@@ -429,6 +450,7 @@ struct Completion {
 }
 
 impl Drop for Completion {
+    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         let on_complete = self
             .on_complete
@@ -469,6 +491,7 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
+    // starter: w04-l05 todo "new"
     /// A pool of `count` workers (at least one), named `worker_0`, `worker_1`, …, not started.
     pub fn new(count: usize) -> WorkerPool {
         let workers = (0..count.max(1))
@@ -480,6 +503,7 @@ impl WorkerPool {
         }
     }
 
+    // starter: w04-l05 todo "with_init"
     /// A pool of `count` workers (at least one) whose threads each run `init(index, dispatcher)`
     /// before they report ready, at every start; [`start`](Self::start) returns once every hook
     /// has run, or with the first error (and stops the workers again). This is how each worker
@@ -504,21 +528,25 @@ impl WorkerPool {
         }
     }
 
+    // starter: w04-l05 todo "with_cpu_count"
     /// A pool with one worker per CPU (`available_parallelism`, 1 if unknown).
     pub fn with_cpu_count() -> WorkerPool {
         WorkerPool::new(thread::available_parallelism().map_or(1, usize::from))
     }
 
+    // starter: w04-l05 todo "worker_count"
     /// How many workers the pool has.
     pub fn worker_count(&self) -> usize {
         self.workers.len()
     }
 
+    // starter: w04-l05 todo "workers"
     /// The workers.
     pub fn workers(&self) -> &[Worker] {
         &self.workers
     }
 
+    // starter: w04-l05 todo "start"
     /// Starts every worker and returns once all of them are running. If one fails, the ones
     /// already started are stopped again and the error is returned.
     pub fn start(&mut self) -> Result<(), WorkerError> {
@@ -553,11 +581,13 @@ impl WorkerPool {
         }
     }
 
+    // starter: w04-l05 todo "all_running"
     /// Whether every worker is running (started, not stopped, its thread alive).
     pub fn all_running(&self) -> bool {
         self.workers.iter().all(Worker::is_running)
     }
 
+    // starter: w04-l05 todo "post_to"
     /// Posts `work` to worker `index`.
     pub fn post_to(
         &self,
@@ -567,6 +597,7 @@ impl WorkerPool {
         self.worker(index)?.post(work)
     }
 
+    // starter: w04-l05 todo "worker"
     /// Worker `index`, or `NoSuchWorker`.
     fn worker(&self, index: usize) -> Result<&Worker, WorkerError> {
         let count = self.workers.len();
@@ -575,6 +606,7 @@ impl WorkerPool {
             .ok_or(WorkerError::NoSuchWorker { index, count })
     }
 
+    // starter: w04-l05 todo "post_to_with"
     /// Posts `work` to worker `index`, handing it the worker's dispatcher (see
     /// [`Worker::post_with`]).
     pub fn post_to_with(
@@ -585,6 +617,7 @@ impl WorkerPool {
         self.worker(index)?.post_with(work)
     }
 
+    // starter: w04-l05 todo "run_on_all_workers"
     /// Runs `callback` on every worker's loop with its dispatcher, then `on_complete` once
     /// (Envoy's `runOnAllThreads`).
     ///
@@ -657,6 +690,7 @@ impl WorkerPool {
         Ok(())
     }
 
+    // starter: w04-l05 todo "post"
     /// Posts `work` to the next worker in round-robin order; returns that worker's index.
     pub fn post(&self, work: impl FnOnce() + Send + 'static) -> Result<usize, WorkerError> {
         // Relaxed: the counter only spreads work; no other memory is published through it.
@@ -665,6 +699,7 @@ impl WorkerPool {
         Ok(index)
     }
 
+    // starter: w04-l05 todo "dispatchers"
     /// Handles to every running worker's dispatcher, in worker order.
     pub fn dispatchers(&self) -> Vec<DispatcherHandle> {
         self.workers
@@ -674,16 +709,19 @@ impl WorkerPool {
             .collect()
     }
 
+    // starter: w04-l05 todo "handled_counts"
     /// Each worker's handled count, in worker order.
     pub fn handled_counts(&self) -> Vec<u64> {
         self.workers.iter().map(Worker::handled_count).collect()
     }
 
+    // starter: w04-l05 todo "total_handled"
     /// The handled counts of all workers together.
     pub fn total_handled(&self) -> u64 {
         self.workers.iter().map(Worker::handled_count).sum()
     }
 
+    // starter: w04-l05 todo "stop"
     /// Stops every worker: all are asked to exit first, then all are joined.
     pub fn stop(&mut self) {
         for worker in &self.workers {
@@ -696,6 +734,7 @@ impl WorkerPool {
 }
 
 impl Default for WorkerPool {
+    // starter: w04-l05 todo "default"
     /// A pool with one worker per CPU, as [`WorkerPool::with_cpu_count`].
     fn default() -> WorkerPool {
         WorkerPool::with_cpu_count()
@@ -703,6 +742,7 @@ impl Default for WorkerPool {
 }
 
 impl Drop for WorkerPool {
+    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         self.stop();
     }

@@ -121,6 +121,7 @@ struct ResultsChannel {
 }
 
 impl ResultsChannel {
+    // starter: w05-l04 todo "deliver"
     /// Called on a worker: queues a finished batch and wakes the loop if the queue was empty.
     fn deliver(&self, batch: Batch) {
         // The queue holds every batch the loop can have outstanding (each holds at least one
@@ -183,6 +184,7 @@ struct Core {
 const SPARE_BATCHES: usize = 1024;
 
 impl Core {
+    // starter: w05-l04 todo "new"
     /// The loop's books for a fresh server: nothing in flight, no connection, no listener yet.
     fn new(
         pool: ThreadPool,
@@ -208,6 +210,7 @@ impl Core {
         }
     }
 
+    // starter: w05-l04 todo "stats"
     fn stats(&self) -> Stats {
         let pool = self.pool.stats();
         let rejected = match &self.listener {
@@ -226,6 +229,7 @@ impl Core {
         }
     }
 
+    // starter: w05-l04 todo "submit"
     /// Takes one worker verb of connection `key` into this turn's batch; `false` if the
     /// budget is spent (the session then holds the request and offers it again later).
     ///
@@ -253,6 +257,7 @@ impl Core {
         true
     }
 
+    // starter: w05-l04 todo "flush"
     /// Hands the open batch, if it holds any request, to the pool as one task.
     ///
     /// The pool's capacity is the whole request budget and every queued task holds at least one
@@ -280,6 +285,7 @@ impl Core {
         }
     }
 
+    // starter: w05-l05 todo "finish"
     /// Takes a finished request off the books and returns its reply.
     fn finish(&mut self, outcome: Result<Reply, TaskPanic>) -> Reply {
         self.in_flight -= 1;
@@ -289,6 +295,7 @@ impl Core {
         })
     }
 
+    // starter: w05-l04 todo "recycle"
     /// Keeps an emptied batch for reuse.
     fn recycle(&mut self, batch: Batch) {
         if self.spare_batches.len() < SPARE_BATCHES {
@@ -304,14 +311,17 @@ struct SessionHost<'a> {
 }
 
 impl Host for SessionHost<'_> {
+    // starter: w05-l04 todo "try_submit"
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
         self.core.submit(self.key, seq, verb, args)
     }
 
+    // starter: w05-l04 todo "stats"
     fn stats(&self) -> Stats {
         self.core.stats()
     }
 
+    // starter: w05-l04 todo "responded"
     fn responded(&mut self, is_error: bool) {
         self.core.completed += 1;
         self.core.errors += u64::from(is_error);
@@ -343,6 +353,7 @@ pub(crate) struct Server {
     drain_deadline: Option<Timer>,
 }
 
+// starter: w05-l04 todo "start"
 /// Builds the server on `dispatcher` and prints the listening line; the caller runs the loop.
 ///
 /// The caller must have blocked SIGINT and SIGTERM on this thread before any thread exists
@@ -445,6 +456,7 @@ pub(crate) fn start(
 }
 
 impl Server {
+    // starter: w05-l04 todo "shut_down_pool"
     /// Stops the pool after the loop has returned: runs any task still accepted (from clients
     /// that went away) and joins every worker.
     pub(crate) fn shut_down_pool(&mut self) {
@@ -452,6 +464,7 @@ impl Server {
         self.core.results.queue.close();
     }
 
+    // starter: w05-l04 todo "on_listener_ready"
     fn on_listener_ready(&mut self, dispatcher: &Dispatcher) {
         for _ in 0..ACCEPTS_PER_EVENT {
             let Some((listener, _)) = &self.core.listener else {
@@ -473,6 +486,7 @@ impl Server {
         }
     }
 
+    // starter: w05-l04 todo "pause_accepting"
     fn pause_accepting(&mut self, dispatcher: &Dispatcher) {
         if let Some((_, key)) = &self.core.listener {
             let _ = dispatcher.modify_fd(*key, Interest::NONE);
@@ -482,12 +496,14 @@ impl Server {
         }
     }
 
+    // starter: w05-l04 todo "resume_accepting"
     fn resume_accepting(&mut self, dispatcher: &Dispatcher) {
         if let Some((_, key)) = &self.core.listener {
             let _ = dispatcher.modify_fd(*key, Interest::READABLE);
         }
     }
 
+    // starter: w05-l04 todo "add_connection"
     fn add_connection(&mut self, dispatcher: &Dispatcher, stream: TcpStream) {
         // Responses are small and already batched per turn; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
@@ -521,6 +537,7 @@ impl Server {
         }
     }
 
+    // starter: w05-l04 todo "on_connection_ready"
     fn on_connection_ready(&mut self, dispatcher: &Dispatcher, key: Key, readiness: Readiness) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
@@ -570,6 +587,7 @@ impl Server {
         self.service(dispatcher, key);
     }
 
+    // starter: w05-l04 todo "on_results"
     /// Drains every finished task, routes each reply to its connection (or drops it), frees
     /// pool budget for held requests, then sends once per connection that got something.
     fn on_results(&mut self, dispatcher: &Dispatcher) {
@@ -612,6 +630,7 @@ impl Server {
         self.check_shutdown_done(dispatcher);
     }
 
+    // starter: w05-l04 todo "offer_room_to_waiting"
     /// Gives freed pool budget to connections holding a request, oldest first.
     fn offer_room_to_waiting(&mut self, dispatcher: &Dispatcher) {
         while self.core.in_flight < self.core.max_in_flight {
@@ -637,6 +656,7 @@ impl Server {
         }
     }
 
+    // starter: w05-l04 todo "service"
     /// The one place a connection moves forward: handle buffered lines, send once, close it if
     /// it is done, and register the interest its state calls for.
     ///
@@ -646,6 +666,7 @@ impl Server {
         self.core.flush();
     }
 
+    // starter: w05-l04 todo "advance"
     /// [`service`](Self::service) before the batch is handed over.
     fn advance(&mut self, dispatcher: &Dispatcher, key: Key) {
         let Some(connection) = self.connections.get_mut(key) else {
@@ -699,6 +720,7 @@ impl Server {
         }
     }
 
+    // starter: w05-l04 todo "linger"
     /// Closes a connection whose client may still be sending (after `line too long`) gently.
     ///
     /// Closing a socket that holds unread bytes makes the kernel answer with a reset, and a reset
@@ -730,6 +752,7 @@ impl Server {
         self.discard_input(dispatcher, key);
     }
 
+    // starter: w05-l04 todo "discard_input"
     /// Reads and drops what a lingering connection sends; closes it at EOF, on an error, or once
     /// it has sent too much.
     fn discard_input(&mut self, dispatcher: &Dispatcher, key: Key) {
@@ -753,6 +776,7 @@ impl Server {
         // More may be waiting; level-triggered epoll reports it on the next turn.
     }
 
+    // starter: w05-l04 todo "close"
     /// Unregisters and closes a connection. Its tasks still in the pool finish, and their
     /// results are dropped when they arrive.
     fn close(&mut self, dispatcher: &Dispatcher, key: Key) {
@@ -766,6 +790,7 @@ impl Server {
         self.check_shutdown_done(dispatcher);
     }
 
+    // starter: w05-l04 todo "on_shutdown_signal"
     /// SIGINT or SIGTERM: stop accepting, stop reading, answer what was read, then exit.
     /// A second signal closes everything at once.
     fn on_shutdown_signal(&mut self, dispatcher: &Dispatcher) {
@@ -798,6 +823,7 @@ impl Server {
         self.check_shutdown_done(dispatcher);
     }
 
+    // starter: w05-l04 todo "close_all"
     fn close_all(&mut self, dispatcher: &Dispatcher) {
         for key in self.connections.keys() {
             self.close(dispatcher, key);
@@ -805,6 +831,7 @@ impl Server {
         dispatcher.exit();
     }
 
+    // starter: w05-l04 todo "check_shutdown_done"
     /// During a shutdown, ends the loop once every connection has been answered and closed.
     fn check_shutdown_done(&mut self, dispatcher: &Dispatcher) {
         if self.shutting_down && self.connections.is_empty() {

@@ -112,10 +112,12 @@ struct Responses {
 }
 
 impl Responses {
+    // starter: w05-l04 todo "next_seq"
     fn next_seq(&self) -> u64 {
         self.first_seq + self.slots.len() as u64
     }
 
+    // starter: w05-l04 todo "push_ready"
     /// Appends a response that needs no worker, writing it at once if nothing is waiting before it.
     fn push_ready(&mut self, slot: Slot, host: &mut dyn Host) {
         if self.slots.is_empty() {
@@ -126,6 +128,7 @@ impl Responses {
         }
     }
 
+    // starter: w05-l04 todo "write_ready"
     /// Writes every response at the front whose turn has come.
     fn write_ready(&mut self, host: &mut dyn Host) {
         while matches!(self.slots.front(), Some(Slot::Ready(_) | Slot::Stats(_))) {
@@ -135,6 +138,7 @@ impl Responses {
         }
     }
 
+    // starter: w05-l04 todo "handle_line"
     /// Handles one complete request line.
     fn handle_line(&mut self, line: &[u8], host: &mut dyn Host) {
         let (verb, args) = split_request(line);
@@ -157,6 +161,7 @@ impl Responses {
     }
 }
 
+// starter: w05-l04 todo "write_slot"
 fn write_slot(slot: Slot, out: &mut Vec<u8>, host: &mut dyn Host) {
     match slot {
         Slot::Ready(reply) => {
@@ -180,6 +185,7 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    // starter: w05-l04 todo "new"
     /// A session for a new connection.
     pub(crate) fn new() -> Self {
         Session {
@@ -189,11 +195,13 @@ impl Session {
         }
     }
 
+    // starter: w05-l04 todo "framer_mut"
     /// The framer, for the loop to `recv` straight into.
     pub(crate) fn framer_mut(&mut self) -> &mut LineFramer {
         &mut self.framer
     }
 
+    // starter: w05-l04 todo "wants_input"
     /// Whether the loop should read from the socket now.
     pub(crate) fn wants_input(&self, limits: &Limits) -> bool {
         self.input == Input::Open
@@ -202,6 +210,7 @@ impl Session {
             && self.unsent().len() < limits.max_unsent
     }
 
+    // starter: w05-l04 todo "peer_closed_input"
     /// Records that the peer shut down its write side (`recv` returned 0).
     pub(crate) fn peer_closed_input(&mut self) {
         if self.input == Input::Open {
@@ -209,6 +218,7 @@ impl Session {
         }
     }
 
+    // starter: w05-l04 todo "stop_input"
     /// Stops taking requests beyond the complete lines already received (server shutdown).
     pub(crate) fn stop_input(&mut self) {
         if matches!(self.input, Input::Open | Input::Eof) {
@@ -216,6 +226,7 @@ impl Session {
         }
     }
 
+    // starter: w05-l04 todo "process_lines"
     /// Handles complete request lines until none is left or a limit stops it.
     pub(crate) fn process_lines(&mut self, limits: &Limits, host: &mut dyn Host) -> Progress {
         loop {
@@ -248,6 +259,7 @@ impl Session {
         }
     }
 
+    // starter: w05-l04 todo "handle_frame"
     fn handle_frame(
         frame: Frame<'_>,
         input: &mut Input,
@@ -265,6 +277,7 @@ impl Session {
         }
     }
 
+    // starter: w05-l04 todo "retry_held"
     /// Offers the held request (the pool was full when it was read) to the pool again; `true` if
     /// the session is no longer waiting for the pool.
     pub(crate) fn retry_held(&mut self, host: &mut dyn Host) -> bool {
@@ -285,6 +298,7 @@ impl Session {
         self.responses.held.is_some()
     }
 
+    // starter: w05-l04 todo "complete"
     /// A worker's reply to request `seq` arrived: it is written as soon as its turn comes.
     pub(crate) fn complete(&mut self, seq: u64, reply: Reply, host: &mut dyn Host) {
         let responses = &mut self.responses;
@@ -303,11 +317,13 @@ impl Session {
         responses.write_ready(host);
     }
 
+    // starter: w05-l04 todo "unsent"
     /// Response bytes not yet sent.
     pub(crate) fn unsent(&self) -> &[u8] {
         &self.responses.out[self.responses.sent..]
     }
 
+    // starter: w05-l04 todo "mark_sent"
     /// Records that the first `n` bytes of [`unsent`](Self::unsent) were sent.
     pub(crate) fn mark_sent(&mut self, n: usize) {
         let responses = &mut self.responses;
@@ -325,6 +341,7 @@ impl Session {
         }
     }
 
+    // starter: w05-l04 todo "is_finished"
     /// Whether the connection has nothing left to do: no more requests will come, every
     /// response is written and sent. The loop closes it then.
     pub(crate) fn is_finished(&self) -> bool {
@@ -334,6 +351,7 @@ impl Session {
             && self.unsent().is_empty()
     }
 
+    // starter: w05-l04 todo "peer_may_still_send"
     /// Whether input stopped before the peer finished sending (a line too long). Closing such a
     /// socket with unread bytes makes the kernel send a reset, which can destroy responses not
     /// yet delivered, so the loop half-closes it and drains it first.

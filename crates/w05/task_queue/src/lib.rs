@@ -80,6 +80,7 @@ pub use error::{
 };
 use sync::{Condvar, Mutex, MutexGuard};
 
+// starter: w05-l01 remove
 /// The most item slots the queue reserves up front. A queue with a larger capacity grows its buffer
 /// on demand instead, so `TaskQueue::new(usize::MAX)` is a valid "practically unbounded" queue
 /// rather than an allocation failure.
@@ -124,6 +125,7 @@ struct State<T> {
     waiting_producers: usize,
 }
 
+// starter: w05-l01 remove
 /// How long an operation is willing to wait for its predicate.
 #[derive(Clone, Copy)]
 enum Patience {
@@ -135,6 +137,7 @@ enum Patience {
     Forever,
 }
 
+// starter: w05-l01 remove
 /// How long one condvar wait may last.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -144,6 +147,7 @@ enum Wait {
     For(Duration),
 }
 
+// starter: w05-l01 remove
 impl Patience {
     /// Turns a timeout into a deadline; a timeout too large to represent waits forever.
     fn from_timeout(timeout: Duration) -> Self {
@@ -165,6 +169,7 @@ impl Patience {
     }
 }
 
+// starter: w05-l01 remove
 /// Why an internal push or pop attempt came back without doing its job.
 enum Refusal {
     /// The predicate (room, or an item) did not become true in time.
@@ -174,6 +179,7 @@ enum Refusal {
 }
 
 impl<T> TaskQueue<T> {
+    // starter: w05-l01 todo "reject 0, then build the state, the two condvars and the capacity"
     /// Creates an empty, open queue holding at most `capacity` items.
     ///
     /// # Errors
@@ -203,6 +209,7 @@ impl<T> TaskQueue<T> {
         })
     }
 
+    // starter: w05-l01 todo "wait on `not_full` in a while loop, push, notify `not_empty` if a consumer waits"
     /// Appends `item`, blocking while the queue is full.
     ///
     /// Returns the queue length right after the push: `1` means the queue went from empty to
@@ -218,6 +225,7 @@ impl<T> TaskQueue<T> {
             .map_err(|(_, item)| PushError(item))
     }
 
+    // starter: w05-l01 todo "push without waiting"
     /// Appends `item` if there is room right now; never blocks.
     ///
     /// Returns the queue length right after the push, as [`push`](Self::push) does.
@@ -233,6 +241,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
+    // starter: w05-l01 todo "push, waiting until a deadline at most"
     /// Appends `item`, waiting at most `timeout` for room.
     ///
     /// Returns the queue length right after the push, as [`push`](Self::push) does.
@@ -249,6 +258,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
+    // starter: w05-l01 todo "wait on `not_empty` in a while loop, pop, notify `not_full` if a producer waits"
     /// Removes the oldest item, blocking while the queue is empty and open.
     ///
     /// # Errors
@@ -258,6 +268,7 @@ impl<T> TaskQueue<T> {
         self.pop_with(Patience::Forever).map_err(|_| Closed)
     }
 
+    // starter: w05-l01 todo "pop without waiting"
     /// Removes the oldest item if there is one right now; never blocks.
     ///
     /// # Errors
@@ -272,6 +283,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
+    // starter: w05-l01 todo "pop, waiting until a deadline at most"
     /// Removes the oldest item, waiting at most `timeout` for one.
     ///
     /// # Errors
@@ -286,6 +298,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
+    // starter: w05-l01 todo "move every item under one lock, then wake the producers that wait for room"
     /// Moves every queued item, oldest first, to the end of `out` under one lock acquisition, and
     /// returns how many it moved. Never blocks on an empty queue; works after `close` too.
     ///
@@ -315,6 +328,7 @@ impl<T> TaskQueue<T> {
         moved
     }
 
+    // starter: w05-l01 todo "drain into a new Vec"
     /// Takes every queued item, oldest first, under one lock acquisition.
     pub fn drain(&self) -> Vec<T> {
         let mut out = Vec::new();
@@ -322,6 +336,7 @@ impl<T> TaskQueue<T> {
         out
     }
 
+    // starter: w05-l01 todo "set `closed` under the lock, then notify_all on both condvars"
     /// Closes the queue and wakes every blocked producer and consumer.
     ///
     /// Afterwards pushes hand their items back and pops return the remaining items, then
@@ -359,31 +374,37 @@ impl<T> TaskQueue<T> {
         was_open
     }
 
+    // starter: w05-l01 todo
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
 
+    // starter: w05-l01 todo
     /// The number of queued items at the moment of the call.
     pub fn len(&self) -> usize {
         self.lock().items.len()
     }
 
+    // starter: w05-l01 todo
     /// Whether the queue held no item at the moment of the call.
     pub fn is_empty(&self) -> bool {
         self.lock().items.is_empty()
     }
 
+    // starter: w05-l01 todo
     /// The most items the queue holds at once.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    // starter: w05-l01 todo "lock `state`, applying your poisoning policy"
     /// Locks the state, ignoring poisoning (see the crate docs for why that is sound here).
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    // starter: w05-l01 remove
     /// Waits on `condvar` (one of ours) with `state` locked, for at most `wait`, and returns the
     /// re-acquired guard. The caller re-checks its predicate afterwards: a wake-up may be spurious,
     /// may have timed out, or may have been beaten to the item (or slot) by another thread.
@@ -404,6 +425,7 @@ impl<T> TaskQueue<T> {
         }
     }
 
+    // starter: w05-l01 remove
     /// The one push implementation behind `push`, `try_push` and `push_timeout`.
     fn push_with(&self, item: T, patience: Patience) -> Result<usize, (Refusal, T)> {
         let mut state = self.lock();
@@ -434,6 +456,7 @@ impl<T> TaskQueue<T> {
         Ok(len)
     }
 
+    // starter: w05-l01 remove
     /// The one pop implementation behind `pop`, `try_pop` and `pop_timeout`.
     fn pop_with(&self, patience: Patience) -> Result<T, Refusal> {
         let mut state = self.lock();

@@ -74,15 +74,18 @@ pub(crate) struct Intake {
     room: Condvar,
 }
 
+// starter: w05-l02 todo "pending"
 fn pending(state: u64) -> u64 {
     state & PENDING_MASK
 }
 
+// starter: w05-l02 todo "waiters"
 fn waiters(state: u64) -> u64 {
     (state & WAITER_MASK) >> WAITER_SHIFT
 }
 
 impl Intake {
+    // starter: w05-l02 todo "new"
     /// An open intake admitting up to `capacity` pending tasks.
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
@@ -94,6 +97,7 @@ impl Intake {
         }
     }
 
+    // starter: w05-l02 todo "try_reserve"
     /// Reserves a slot for one task without blocking.
     ///
     /// The common case is a single `fetch_add`: the submit path is the pool's hottest, and the
@@ -119,6 +123,7 @@ impl Intake {
         Err(Refusal { reason, drained })
     }
 
+    // starter: w05-l02 todo "reserve_over_capacity"
     /// Reserves a slot for one task even when the pool is at capacity; refuses only after shutdown.
     /// Used for spawns from the pool's own workers, which must never wait for room: the waiting
     /// worker would be one of the threads that makes room.
@@ -142,6 +147,7 @@ impl Intake {
         }
     }
 
+    // starter: w05-l02 todo "reserve"
     /// Reserves a slot for one task, blocking while the pool is at capacity.
     pub(crate) fn reserve(&self) -> Result<(), Refusal> {
         match self.try_reserve() {
@@ -210,6 +216,7 @@ impl Intake {
         }
     }
 
+    // starter: w05-l03 todo "task_taken"
     /// Records that a worker took one pending task off a deque. Returns `true` when that was the
     /// last pending task of a pool that is shutting down, so the caller must wake every sleeping
     /// worker to let it exit.
@@ -227,6 +234,7 @@ impl Intake {
         before & SHUTDOWN != 0 && pending(before) == 1
     }
 
+    // starter: w05-l03 todo "shut_down"
     /// Stops admission. Returns `true` for the call that did it. Wakes every producer blocked for
     /// room so it can take its task back.
     pub(crate) fn shut_down(&self) -> bool {
@@ -238,17 +246,20 @@ impl Intake {
         before & SHUTDOWN == 0
     }
 
+    // starter: w05-l03 todo "is_drained"
     /// Whether the pool is shut down and every accepted task has been taken by a worker: nothing
     /// will ever be pending again, so an idle worker may exit.
     pub(crate) fn is_drained(&self) -> bool {
         self.state.load(Ordering::Acquire) & (SHUTDOWN | PENDING_MASK) == SHUTDOWN
     }
 
+    // starter: w05-l03 todo "is_shut_down"
     /// Whether shutdown has begun.
     pub(crate) fn is_shut_down(&self) -> bool {
         self.state.load(Ordering::Relaxed) & SHUTDOWN != 0
     }
 
+    // starter: w05-l02 todo "pending"
     /// The number of tasks accepted and not yet taken by a worker.
     pub(crate) fn pending(&self) -> usize {
         pending(self.state.load(Ordering::Relaxed)) as usize
@@ -261,6 +272,7 @@ impl Intake {
     }
 }
 
+// starter: w05-l02 todo "yield_now"
 /// Gives up the processor; loom's version lets the model checker run another thread.
 fn yield_now() {
     #[cfg(loom)]

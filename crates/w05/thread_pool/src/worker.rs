@@ -80,6 +80,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    // starter: w05-l02 todo "work_visible"
     /// Whether any deque visibly holds a task. Used as the re-check after a worker announced that
     /// it is going to sleep.
     fn work_visible(&self) -> bool {
@@ -101,6 +102,7 @@ thread_local! {
     static CURRENT: RefCell<Option<Rc<WorkerContext>>> = const { RefCell::new(None) };
 }
 
+// starter: w05-l02 todo "push_local"
 /// Pushes `job` onto the calling worker's local deque if the caller is a worker of `shared`'s
 /// pool; otherwise hands it back.
 pub(crate) fn push_local(shared: &Arc<Shared>, job: Job) -> Result<(), Job> {
@@ -113,6 +115,7 @@ pub(crate) fn push_local(shared: &Arc<Shared>, job: Job) -> Result<(), Job> {
     })
 }
 
+// starter: w05-l02 todo "is_worker_of"
 /// Whether the calling thread is one of the workers of `shared`'s pool.
 pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
     CURRENT.with(|current| {
@@ -129,11 +132,13 @@ pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
 struct XorShift(u64);
 
 impl XorShift {
+    // starter: w05-l02 todo "new"
     fn new(seed: usize) -> Self {
         // An odd constant mixed in keeps the state non-zero for every seed.
         Self((seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    // starter: w05-l02 todo "next_below"
     fn next_below(&mut self, bound: usize) -> usize {
         let mut x = self.0;
         x ^= x << 13;
@@ -152,6 +157,7 @@ struct WorkerThread {
     rng: XorShift,
 }
 
+// starter: w05-l02 todo "run"
 /// The body of worker thread `index`: runs tasks until the pool is shut down and drained.
 /// `ready` is called once the worker is running, before it looks for work.
 pub(crate) fn run(shared: Arc<Shared>, local: Worker<Job>, index: usize, ready: impl FnOnce()) {
@@ -168,10 +174,12 @@ pub(crate) fn run(shared: Arc<Shared>, local: Worker<Job>, index: usize, ready: 
 }
 
 impl WorkerThread {
+    // starter: w05-l02 todo "shared"
     fn shared(&self) -> &Shared {
         &self.context.shared
     }
 
+    // starter: w05-l02 todo "main_loop"
     fn main_loop(&mut self) {
         let context = Rc::clone(&self.context);
         let shared = &context.shared;
@@ -208,6 +216,7 @@ impl WorkerThread {
         }
     }
 
+    // starter: w05-l02 todo "find_job"
     /// Looks once through every source, in order, looping only on `Steal::Retry`.
     fn find_job(&mut self) -> Option<Job> {
         let shared = &self.context.shared;
@@ -241,6 +250,7 @@ impl WorkerThread {
         }
     }
 
+    // starter: w05-l02 todo "spin_for_job"
     /// The bounded spin before sleeping: busy-waiting with exponential backoff for [`PURE_SPIN`],
     /// then yielding between looks, for at most [`SPIN_BUDGET`] in all.
     fn spin_for_job(&mut self) -> Option<Job> {
@@ -267,6 +277,7 @@ impl WorkerThread {
         None
     }
 
+    // starter: w05-l02 todo "run_job"
     /// Runs one job taken off a deque, keeping the books.
     fn run_job(&self, job: Job) {
         let shared = self.shared();
