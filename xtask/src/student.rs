@@ -1,12 +1,15 @@
 //! Student mode: starters, the student's working copy, and the scratch workspace it is graded in.
 //!
 //! `course/starters/<crate>/` holds a crate's starter, laid out as the crate's own folder. A
-//! started lesson's working copy is `student/<crate>/` (gitignored). Grading copies the workspace
-//! to `target/xtask/scratch/workspace/` and lays the student's files over the crate's folder
+//! started lesson's working copy is `student/<crate>/` (gitignored); `start`, `stop` and `reset`
+//! move a lesson in and out of student mode ([`start`], [`stop`], [`reset`]), and a reset keeps
+//! the copy it replaces under `student/.backup/`. Grading copies the workspace to
+//! `<target>/xtask/scratch/workspace/` (`<target>` is the cargo target folder) and lays the student's files over the crate's folder
 //! there, so the reference under `crates/` is never touched and every other crate builds against
 //! the student's code.
 
 use crate::lesson::Lesson;
+use crate::progress::Progress;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -22,12 +25,12 @@ pub(crate) fn student_dir(root: &Path, lesson: &Lesson) -> PathBuf {
 
 /// The scratch workspace's root.
 pub(crate) fn scratch_root(root: &Path) -> PathBuf {
-    root.join("target/xtask/scratch/workspace")
+    crate::target_dir(root).join("xtask/scratch/workspace")
 }
 
 /// The scratch workspace's cargo target folder (kept between runs so rebuilds are incremental).
 pub(crate) fn scratch_target(root: &Path) -> PathBuf {
-    root.join("target/xtask/scratch/target")
+    crate::target_dir(root).join("xtask/scratch/target")
 }
 
 /// Copies the starter to the student's folder; `overwrite` replaces the student's files.
@@ -132,6 +135,74 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts a lesson: copies its starter to the student's folder unless a copy is there already
+/// (a lesson stopped and started again keeps the student's work), and marks it started in the
+/// progress file. Returns the folder and whether an existing copy was kept.
+pub(crate) fn start(root: &Path, lesson: &Lesson) -> anyhow::Result<(PathBuf, bool)> {
+    let kept = student_dir(root, lesson).is_dir();
+    let dir = install_starter(root, lesson, false)?;
+    Progress::update(root, |progress| {
+        progress.set_started(&lesson.front.id, true)
+    })?;
+    Ok((dir, kept))
+}
+
+/// Stops a started lesson: `lesson` grades the reference again. The student's copy is left as
+/// it is. Returns the copy's folder.
+pub(crate) fn stop(root: &Path, lesson: &Lesson) -> anyhow::Result<PathBuf> {
+    ensure_started(root, lesson)?;
+    Progress::update(root, |progress| {
+        progress.set_started(&lesson.front.id, false)
+    })?;
+    Ok(student_dir(root, lesson))
+}
+
+/// Resets a started lesson to its starter, moving the student's copy to a backup folder first.
+/// Returns the student's folder and the backup's, if there was a copy to keep.
+pub(crate) fn reset(root: &Path, lesson: &Lesson) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    ensure_started(root, lesson)?;
+    let dir = student_dir(root, lesson);
+    let backup = if dir.exists() {
+        let backup = backup_dir(root, lesson);
+        std::fs::create_dir_all(backup.parent().context("backup folder")?)?;
+        std::fs::rename(&dir, &backup)
+            .with_context(|| format!("moving {} to {}", dir.display(), backup.display()))?;
+        Some(backup)
+    } else {
+        None
+    };
+    Ok((install_starter(root, lesson, false)?, backup))
+}
+
+fn ensure_started(root: &Path, lesson: &Lesson) -> anyhow::Result<()> {
+    let id = &lesson.front.id;
+    anyhow::ensure!(
+        Progress::load(root).is_started(id),
+        "lesson {id} is not started (`cargo xtask start {id}` starts it)"
+    );
+    Ok(())
+}
+
+/// A backup folder name not taken yet: `student/.backup/<crate>-<unix seconds>[-n]`.
+fn backup_dir(root: &Path, lesson: &Lesson) -> PathBuf {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = root
+        .join("student/.backup")
+        .join(format!("{}-{seconds}", lesson.front.starter));
+    // Bounded: a handful of resets within the same second is the most there can be.
+    let numbered = (1..1000).map(|n| {
+        let mut name = base.as_os_str().to_owned();
+        name.push(format!("-{n}"));
+        PathBuf::from(name)
+    });
+    std::iter::once(base.clone())
+        .chain(numbered)
+        .find(|path| !path.exists())
+        .unwrap_or(base)
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ fn run(id: &str, server: String) -> LessonResult {
         keep_going: false,
         verbose: false,
         build: false,
+        student_paths: None,
     };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let result = runner::run_lesson(&lesson, &options, &Printer::silent());
@@ -136,6 +137,21 @@ fn the_fixture_without_a_bug_passes_every_server_lesson() {
             "{}",
             describe(&result)
         );
+        // The total is the lesson file's: with --server, the `run` steps are there, skipped.
+        let lesson = lesson(id);
+        assert_eq!(result.max_points as usize, lesson.steps.len(), "{id}");
+        let names: Vec<&str> = result.steps.iter().map(|s| s.name.as_str()).collect();
+        for step in &lesson.steps {
+            assert!(
+                names.contains(&step.name.as_str()),
+                "{id}: {} missing",
+                step.name
+            );
+            if step.kind.word() == "run" {
+                let shown = result.steps.iter().find(|s| s.name == step.name).unwrap();
+                assert_eq!(shown.status, Status::Skipped, "{id}: {}", step.name);
+            }
+        }
     }
 }
 
@@ -368,10 +384,20 @@ a -> b
 
 /// Runs a lesson text in-process in a scratch folder.
 fn run_local_lesson(text: &str, keep_going: bool) -> LessonResult {
+    run_local_lesson_as(text, keep_going, None)
+}
+
+/// [`run_local_lesson`], grading a student's copy whose files are reported by `student_paths`.
+fn run_local_lesson_as(
+    text: &str,
+    keep_going: bool,
+    student_paths: Option<runner::StudentPaths>,
+) -> LessonResult {
     let lesson = crate::lesson::parse::parse_lesson(text, Path::new("run.md")).unwrap();
     let scratch = std::env::temp_dir().join(format!(
-        "xtask-run-steps-{}-{keep_going}",
-        std::process::id()
+        "xtask-run-steps-{}-{keep_going}-{}",
+        std::process::id(),
+        student_paths.is_some()
     ));
     std::fs::create_dir_all(&scratch).unwrap();
     let options = RunOptions {
@@ -383,6 +409,7 @@ fn run_local_lesson(text: &str, keep_going: bool) -> LessonResult {
         keep_going,
         verbose: false,
         build: true,
+        student_paths,
     };
     let result = runner::run_lesson(&lesson, &options, &Printer::silent());
     std::fs::remove_dir_all(&scratch).unwrap();
@@ -434,5 +461,120 @@ fn run_steps_match_output_and_status_and_report_hints() {
     assert_eq!(
         result.done_when[1].status, None,
         "an item without steps is never claimed"
+    );
+}
+
+/// A lesson whose one step fails the way a starter's `todo!()` does, naming the crate's files.
+const PANIC_LESSON: &str = r#"---
+id: w09-l02
+title: "A panic"
+order: 2
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console run name=panics
+$ printf 'thread panicked at crates/w05/task_queue/src/lib.rs:148:9:\nnot yet implemented\n' >&2; printf -- '--> crates/w05/task_queue/tests/contract.rs:3:1\n'; exit 101
+```
+
+## Expected
+## Prove
+## Done when
+- It passes. (checked by: panics)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| Leaving todo!() | Write the code | `panics` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+#[test]
+fn a_student_panic_names_the_students_file() {
+    let student = std::env::temp_dir().join(format!("xtask-student-copy-{}", std::process::id()));
+    std::fs::create_dir_all(student.join("src")).unwrap();
+    std::fs::write(student.join("src/lib.rs"), "//! the student's code\n").unwrap();
+    let paths = runner::StudentPaths {
+        scratch: std::env::temp_dir().join("no-such-scratch"),
+        crate_dir: PathBuf::from("crates/w05/task_queue"),
+        student: student.clone(),
+        shown_as: "student/task_queue".to_owned(),
+    };
+    let result = run_local_lesson_as(PANIC_LESSON, false, Some(paths));
+    std::fs::remove_dir_all(&student).unwrap();
+    let failed = result.first_failure().expect("the step fails");
+    let text = crate::results::step_text(failed);
+    assert!(
+        text.contains("panicked at student/task_queue/src/lib.rs:148:9"),
+        "{text}"
+    );
+    assert!(!text.contains("crates/w05/task_queue/src/lib.rs"), "{text}");
+    // A file the student's copy does not hold is the reference's, and keeps its path.
+    assert!(
+        text.contains("crates/w05/task_queue/tests/contract.rs:3:1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {
+    let student = std::env::temp_dir().join(format!("xtask-student-paths-{}", std::process::id()));
+    std::fs::create_dir_all(student.join("src")).unwrap();
+    std::fs::write(student.join("src/lib.rs"), "").unwrap();
+    let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
+    let paths = runner::StudentPaths {
+        scratch: scratch.clone(),
+        crate_dir: PathBuf::from("crates/w05/task_queue"),
+        student: student.clone(),
+        shown_as: "student/task_queue".to_owned(),
+    };
+    let text = format!(
+        "error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2",
+        scratch.display()
+    );
+    let rewritten = paths.rewrite(&text);
+    std::fs::remove_dir_all(&student).unwrap();
+    assert_eq!(
+        rewritten,
+        "error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2"
+    );
+}
+
+#[test]
+fn a_lesson_with_no_step_that_ran_does_not_pass() {
+    let skipped = |name: &str, kind: &str| crate::results::StepResult {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        line: 1,
+        status: Status::Skipped,
+        duration_ms: 0,
+        checks: Vec::new(),
+        message: Some("not run".to_owned()),
+        hints: Vec::new(),
+    };
+    let mut steps = vec![skipped("a", "run"), skipped("b", "run")];
+    assert_eq!(runner::score(&steps), (Status::Skipped, 0, 2));
+    steps[0].status = Status::Pass;
+    assert_eq!(runner::score(&steps), (Status::Pass, 1, 2));
+    // The build is no step of the file: it neither scores nor makes a lesson pass.
+    let mut build = skipped("build", "build");
+    build.status = Status::Pass;
+    assert_eq!(
+        runner::score(&[build, skipped("a", "run")]),
+        (Status::Skipped, 0, 1)
     );
 }
