@@ -322,11 +322,11 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
     if check_format {
-        eprintln!(
+        report::outln(&format!(
             "{}: follows course/FORMAT.md ({} steps)",
             lesson.path.display(),
             lesson.steps.len()
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     if run.server.is_some() && !lesson.has_server() {

@@ -235,4 +235,74 @@ mod tests {
         assert_eq!(before, after, "an unchanged file must not be rewritten");
         std::fs::remove_dir_all(&base).unwrap();
     }
+
+    /// A lesson whose starter lives under `root`.
+    fn lesson_in(root: &Path) -> Lesson {
+        use crate::lesson::FrontMatter;
+        std::fs::create_dir_all(root.join("course/starters/queue/src")).unwrap();
+        std::fs::write(root.join("course/starters/queue/src/lib.rs"), "todo").unwrap();
+        Lesson {
+            path: PathBuf::from("course/w05/01.md"),
+            front: FrontMatter {
+                id: "w05-l01".into(),
+                title: "t".into(),
+                order: 1,
+                krate: "queue".into(),
+                duration: "1 h".into(),
+                starter: "queue".into(),
+            },
+            steps: Vec::new(),
+            done_when: Vec::new(),
+            mistakes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn start_stop_and_reset_move_a_lesson_in_and_out_of_student_mode() {
+        let root = std::env::temp_dir().join(format!("xtask-student-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let lesson = lesson_in(&root);
+        let started = |root: &Path| Progress::load(root).is_started("w05-l01");
+
+        // Neither stop nor reset starts a lesson that is not started.
+        assert!(stop(&root, &lesson).is_err());
+        assert!(reset(&root, &lesson).is_err());
+        assert!(!student_dir(&root, &lesson).exists() && !started(&root));
+
+        let (dir, kept) = start(&root, &lesson).unwrap();
+        assert!(!kept && started(&root));
+        std::fs::write(dir.join("src/lib.rs"), "my work").unwrap();
+
+        // Stop keeps the copy; starting again picks it up.
+        assert_eq!(stop(&root, &lesson).unwrap(), dir);
+        assert!(!started(&root));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
+            "my work"
+        );
+        let (_, kept) = start(&root, &lesson).unwrap();
+        assert!(kept && started(&root));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
+            "my work"
+        );
+
+        // Reset brings the starter back and keeps the work in the backup it names.
+        let (dir, backup) = reset(&root, &lesson).unwrap();
+        let backup = backup.expect("a backup of the copy");
+        assert!(backup.starts_with(root.join("student/.backup")));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
+            "todo"
+        );
+        assert_eq!(
+            std::fs::read_to_string(backup.join("src/lib.rs")).unwrap(),
+            "my work"
+        );
+        // A second reset in the same second takes a new name.
+        let (_, second) = reset(&root, &lesson).unwrap();
+        assert_ne!(second.unwrap(), backup);
+        assert!(started(&root));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
