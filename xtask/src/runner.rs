@@ -883,7 +883,10 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
     let mut checks = Vec::new();
     // Cargo's own lines (`Compiling task_queue ...`) are shown as they come, so a long first
     // build is visibly at work.
-    let show_line = |line: &str| printer.build_output(line);
+    let show_line = |line: &str| match &options.student_paths {
+        Some(paths) => printer.build_output(&paths.rewrite(line)),
+        None => printer.build_output(line),
+    };
     let relay: Option<Relay<'_>> = printer.prints().then_some(&show_line);
     for command in commands {
         printer.building(&command);

@@ -188,3 +188,42 @@ fn stop_and_reset_refuse_a_lesson_that_is_not_started() {
     }
     assert!(!progress.exists(), "a refused command changes nothing");
 }
+
+#[test]
+fn grade_grades_the_reference_even_when_a_lesson_is_started() {
+    let progress = progress_file("grade-reference");
+    // w04-l05 is started, but this test has no copy of it: grading the copy would be an error.
+    std::fs::write(
+        &progress,
+        r#"{"lessons":{"w04-l05":{"started":true,"last_status":null,"points":0,"max_points":0,"at":0}}}"#,
+    )
+    .expect("write the progress file");
+    let before = std::fs::read(&progress).expect("read it back");
+    let output = runner(&progress)
+        .args(["grade", "--week", "w04"])
+        .output()
+        .expect("run");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        stdout.contains(" w04-l05 ") && !stderr.contains("is started but"),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&progress).expect("the progress file"),
+        before,
+        "grade records nothing"
+    );
+
+    // With --student it grades the copy, which is missing here.
+    let output = runner(&progress)
+        .args(["grade", "--week", "w04", "--student"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("w04-l05 is started but"), "{stderr}");
+    std::fs::remove_file(&progress).expect("remove the progress file");
+}
