@@ -153,8 +153,41 @@ pub(crate) fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The cargo target folder: `CARGO_TARGET_DIR` when set, else the workspace's `target/`.
+/// The cargo target folder, where builds, logs, the scratch workspace and results go: the
+/// workspace's `target_directory` as `cargo metadata` reports it (so `CARGO_TARGET_DIR` and
+/// `build.target-dir` in a cargo config are honoured), asked once per run.
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    static WORKSPACE_TARGET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if root != workspace_root() {
+        return target_dir_from_env(root);
+    }
+    WORKSPACE_TARGET
+        .get_or_init(|| cargo_target_directory(root).unwrap_or_else(|| target_dir_from_env(root)))
+        .clone()
+}
+
+/// `target_directory` from `cargo metadata`, if cargo can say.
+fn cargo_target_directory(root: &Path) -> Option<PathBuf> {
+    let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    metadata["target_directory"].as_str().map(PathBuf::from)
+}
+
+/// `CARGO_TARGET_DIR` when set (relative to the current folder, as cargo reads it), else
+/// `target/` in `root`.
+fn target_dir_from_env(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);

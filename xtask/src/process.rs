@@ -103,6 +103,23 @@ pub(crate) fn stop_group(child: &mut Child) -> Option<ExitStatus> {
     status
 }
 
+/// Runs a command to its end in a registered process group of its own (as [`spawn`]), so Ctrl-C
+/// stops it and whatever it forked; returns what it printed on the streams set to be piped.
+pub(crate) fn output(command: &mut Command) -> std::io::Result<std::process::Output> {
+    configure(command, None);
+    let child = spawn(command)?;
+    let pgid = child.id();
+    let output = child.wait_with_output();
+    release_group(pgid);
+    output
+}
+
+/// Whether `pgid` is a group the runner started and has not stopped yet.
+#[cfg(test)]
+pub(crate) fn owns(pgid: u32) -> bool {
+    live_groups().contains(&pgid)
+}
+
 /// Forgets a group whose leader was reaped elsewhere, after killing any stragglers in it.
 pub(crate) fn release_group(pgid: u32) {
     let _ = sys::kill_group(pgid, libc::SIGKILL);

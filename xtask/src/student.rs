@@ -103,10 +103,19 @@ pub(crate) fn prepare_scratch(
     let scratch = scratch_root(root);
     let crate_dir = crate_dir(root, &lesson.front.krate)?;
     // The crate's folder is rebuilt from the overlay alone plus the reference files it lacks.
+    // A target folder inside the workspace under another name (`CARGO_TARGET_DIR=build`) is
+    // build output too, and is not copied.
+    let target = crate::target_dir(root);
+    let target_name = target
+        .strip_prefix(root)
+        .ok()
+        .and_then(|inside| inside.iter().next())
+        .and_then(|name| name.to_str())
+        .unwrap_or("target");
     copy_tree(
         root,
         &scratch,
-        &["target", ".git", "student", ".course-progress"],
+        &["target", target_name, ".git", "student", ".course-progress"],
     )?;
     copy_tree(overlay, &scratch.join(&crate_dir), &["target"])?;
     Ok(scratch)

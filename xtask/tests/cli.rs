@@ -227,3 +227,25 @@ fn grade_grades_the_reference_even_when_a_lesson_is_started() {
     assert!(stderr.contains("w04-l05 is started but"), "{stderr}");
     std::fs::remove_file(&progress).expect("remove the progress file");
 }
+
+#[test]
+fn cargo_target_dir_is_where_logs_go() {
+    let progress = progress_file("target-dir");
+    let target = std::env::temp_dir().join(format!("xtask-cli-target-{}", std::process::id()));
+    let output = runner(&progress)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["lesson", "w05-l04", "--server"])
+        .arg(format!("{} {{args}}", fixture().display()))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let logs = target.join("xtask/logs/w05-l04");
+    let log_written = logs.join("main.log").is_file();
+    let _ = std::fs::remove_dir_all(&target);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("(logs: {})", logs.display())),
+        "{stdout}"
+    );
+    assert!(log_written, "the server's log is in {}", logs.display());
+}
