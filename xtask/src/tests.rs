@@ -182,6 +182,17 @@ fn dropping_owed_answers_on_half_close_is_rejected() {
 }
 
 #[test]
+fn a_wrong_hash_is_caught_with_the_hashing_hint_not_the_half_close_one() {
+    assert_rejected("wrong-hash", "w05-l04", "one-client", "result: ");
+    let result = run("w05-l04", broken("wrong-hash"));
+    let hints = result.first_failure().expect("a failure").hints.join("\n");
+    assert!(
+        hints.contains("wrong bytes") && !hints.contains("recv` returns 0"),
+        "{hints}"
+    );
+}
+
+#[test]
 fn computing_on_the_loop_is_rejected() {
     assert_rejected(
         "compute-on-loop",
