@@ -228,7 +228,7 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
                     start_background(step, c, &mut session, printer);
                     continue;
                 }
-                StepKind::Wait(target) => match session.backgrounds.remove(target) {
+                StepKind::Wait(wait) => match session.backgrounds.remove(&wait.client) {
                     Some(background) => {
                         let client = finish_background(lesson, background);
                         let waited = waited_for(&client);
@@ -238,7 +238,7 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
                     }
                     None => Outcome::with(
                         Status::Error,
-                        format!("the background client `{target}` never started"),
+                        format!("the background client `{}` never started", wait.client),
                     ),
                 },
                 _ => match settle_backgrounds(&mut session, Instant::now() + step.timeout) {
@@ -482,7 +482,8 @@ fn run_step(
                 Err(e) => Outcome::with(Status::Error, format!("kill failed: {e}")),
             }
         }
-        StepKind::Trace(server_name) => {
+        StepKind::Trace(trace) => {
+            let server_name = &trace.server;
             let Some(server) = session.servers.get_mut(server_name) else {
                 return Outcome::with(
                     Status::Error,
