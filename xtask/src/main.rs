@@ -57,7 +57,8 @@ struct Cli {
 struct RunArgs {
     /// Grade another server: a shell command with `{port}` (and optionally `{args}`, the
     /// lesson's own server arguments). The `run` steps test the workspace's code, so they are
-    /// shown as skipped (and still counted); a lesson without server steps is refused.
+    /// shown as skipped (and still counted). `lesson` refuses a lesson without server steps;
+    /// `grade` grades only the lessons that have them.
     #[arg(long, value_name = "CMD")]
     server: Option<String>,
     /// Run every step even after one fails.
@@ -168,6 +169,12 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 
 /// `target_directory` from `cargo metadata`, if cargo can say.
 fn cargo_target_directory(root: &Path) -> Option<PathBuf> {
+    let metadata = cargo_metadata(root).ok()?;
+    metadata["target_directory"].as_str().map(PathBuf::from)
+}
+
+/// The workspace's `cargo metadata` (its own packages, no dependencies), as JSON.
+pub(crate) fn cargo_metadata(root: &Path) -> anyhow::Result<serde_json::Value> {
     let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
         .args([
             "metadata",
@@ -177,12 +184,14 @@ fn cargo_target_directory(root: &Path) -> Option<PathBuf> {
             "--offline",
         ])
         .current_dir(root)
-        .stderr(std::process::Stdio::null())
         .output()
-        .ok()
-        .filter(|output| output.status.success())?;
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    metadata["target_directory"].as_str().map(PathBuf::from)
+        .context("running cargo metadata")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// `CARGO_TARGET_DIR` when set (relative to the current folder, as cargo reads it), else

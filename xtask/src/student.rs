@@ -60,24 +60,7 @@ pub(crate) fn install_starter(
 
 /// The folder of a workspace package, relative to the workspace root.
 pub(crate) fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
-    let output =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--offline",
-            ])
-            .current_dir(root)
-            .output()
-            .context("running cargo metadata")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let metadata = crate::cargo_metadata(root)?;
     let manifest = metadata["packages"]
         .as_array()
         .into_iter()
