@@ -586,11 +586,12 @@ fn shown(root: &Path, path: &Path) -> String {
 fn start_command(id: &str) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
-    let (dir, resumed) = student::start(&root, &lesson)?;
-    let verb = if resumed {
-        "started again with your copy"
-    } else {
-        "started"
+    let already = Progress::load(&root).is_started(&lesson.front.id);
+    let (dir, kept) = student::start(&root, &lesson)?;
+    let verb = match (already, kept) {
+        (true, _) => "is already started",
+        (false, true) => "started again with your copy",
+        (false, false) => "started",
     };
     report::outln(&format!(
         "{} {verb}: your code is in {}",
