@@ -176,14 +176,17 @@ fn stop_and_reset_refuse_a_lesson_that_is_not_started() {
     let progress = progress_file("not-started");
     for command in ["stop", "reset"] {
         let output = runner(&progress)
+            .env("RUST_BACKTRACE", "1")
             .args([command, "w05-l01"])
             .output()
             .expect("run");
         assert_eq!(output.status.code(), Some(1), "{command}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("lesson w05-l01 is not started"),
-            "{command}: {stderr}"
+        // One clean line, never a backtrace, whatever RUST_BACKTRACE says.
+        assert_eq!(
+            stderr.lines().collect::<Vec<_>>(),
+            ["error: lesson w05-l01 is not started (`cargo xtask start w05-l01` starts it)"],
+            "{command}"
         );
     }
     assert!(!progress.exists(), "a refused command changes nothing");
