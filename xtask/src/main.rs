@@ -483,6 +483,12 @@ fn grade_lessons(
     let (_, broken) = lesson::discover_all(root)?;
     let mut results = Vec::new();
     for lesson in lessons {
+        if student {
+            eprintln!(
+                "{}: grading your code in student/{}",
+                lesson.front.id, lesson.front.starter
+            );
+        }
         let options = options_for(root, lesson, run, student)?;
         results.push(runner::run_lesson(lesson, &options, printer));
     }
