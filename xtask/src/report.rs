@@ -41,7 +41,7 @@ fn no_color() -> bool {
 }
 
 /// Where a [`Printer`]'s lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Sink {
     /// Nowhere (tests run lessons silently).
     Nowhere,
@@ -49,6 +49,9 @@ enum Sink {
     Stdout,
     /// stderr: the lines are progress next to a report printed elsewhere.
     Stderr,
+    /// A buffer, for tests that read the report.
+    #[cfg(test)]
+    Buffer(std::sync::Arc<std::sync::Mutex<String>>),
 }
 
 /// Prints a lesson's report as it runs, step by step.
@@ -86,17 +89,32 @@ impl Printer {
         }
     }
 
+    /// A printer that collects its lines in `buffer`.
+    #[cfg(test)]
+    pub(crate) fn to_buffer(buffer: std::sync::Arc<std::sync::Mutex<String>>) -> Self {
+        Self {
+            sink: Sink::Buffer(buffer),
+            color: false,
+        }
+    }
+
     /// Whether the printer prints at all.
     fn enabled(&self) -> bool {
-        self.sink != Sink::Nowhere
+        !matches!(self.sink, Sink::Nowhere)
     }
 
     /// Prints one line to the printer's sink.
     fn line(&self, text: &str) {
-        match self.sink {
+        match &self.sink {
             Sink::Nowhere => {}
             Sink::Stdout => outln(text),
             Sink::Stderr => eprintln!("{text}"),
+            #[cfg(test)]
+            Sink::Buffer(buffer) => {
+                let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                buffer.push_str(text);
+                buffer.push('\n');
+            }
         }
     }
 

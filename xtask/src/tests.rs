@@ -589,3 +589,85 @@ fn a_lesson_with_no_step_that_ran_does_not_pass() {
         (Status::Skipped, 0, 1)
     );
 }
+
+/// A lesson whose one step is a `cargo build`, which the runner builds first, untimed.
+const BUILD_LESSON: &str = r#"---
+id: w09-l03
+title: "A build"
+order: 3
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console run name=builds
+$ cargo build --offline
+```
+
+## Expected
+## Prove
+## Done when
+- It builds. (checked by: builds)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| A typo | Fix it | `builds` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+#[test]
+fn the_build_shows_cargo_at_work_and_reports_its_time_once() {
+    let lesson = crate::lesson::parse::parse_lesson(BUILD_LESSON, Path::new("build.md")).unwrap();
+    let scratch = std::env::temp_dir().join(format!("xtask-build-{}", std::process::id()));
+    std::fs::create_dir_all(scratch.join("src")).unwrap();
+    std::fs::write(
+        scratch.join("Cargo.toml"),
+        "[package]\nname = \"tiny_build\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.join("src/lib.rs"), "//! tiny\n").unwrap();
+    let options = RunOptions {
+        root: scratch.clone(),
+        target_dir: scratch.join("target"),
+        log_dir: scratch.join("logs"),
+        server: None,
+        invocation_dir: scratch.clone(),
+        keep_going: false,
+        verbose: false,
+        build: true,
+        student_paths: None,
+    };
+    let report = std::sync::Arc::new(Mutex::new(String::new()));
+    let result = runner::run_lesson(&lesson, &options, &Printer::to_buffer(report.clone()));
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let report = report.lock().unwrap().clone();
+    assert_eq!(result.status, Status::Pass, "{report}");
+    // Said before it starts, then cargo's own lines as they come.
+    assert!(
+        report.contains("build: cargo build --offline\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| ") && report.contains("Compiling tiny_build"),
+        "{report}"
+    );
+    // One build time, the same in the build line and the verdict.
+    let build = result.steps.iter().find(|s| s.kind == "build").unwrap();
+    let seconds = format!("{:.1}s build)", build.duration_ms as f64 / 1000.0);
+    assert!(report.contains(&seconds), "{seconds} in:\n{report}");
+    assert!(!report.contains("not timed"), "{report}");
+    // The build is no step of the file: 1/1, not 2/2.
+    assert_eq!((result.points, result.max_points), (1, 1));
+}
