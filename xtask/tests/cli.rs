@@ -252,3 +252,64 @@ fn cargo_target_dir_is_where_logs_go() {
     );
     assert!(log_written, "the server's log is in {}", logs.display());
 }
+
+#[test]
+fn a_lesson_whose_reader_goes_away_stops_its_server_and_ends_with_141() {
+    use std::io::{BufRead as _, BufReader};
+    use std::os::unix::net::UnixStream;
+    use std::time::Instant;
+
+    let progress = progress_file("lesson-pipe");
+    let (reader, writer) = eventloop::sys::socketpair().expect("socketpair");
+    let (reader, writer) = (UnixStream::from(reader), UnixStream::from(writer));
+    // Blocking, like the pipe of a shell: the runner only ever fails on a reader that is gone.
+    reader.set_nonblocking(false).expect("blocking reader");
+    writer.set_nonblocking(false).expect("blocking writer");
+    reader
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("a read timeout");
+    let mut runner = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["lesson", "w05-quest", "--server"])
+        .arg(format!("{} {{args}}", fixture().display()))
+        .env("NO_COLOR", "1")
+        .env("COURSE_PROGRESS_FILE", &progress)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(writer)))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the runner");
+    // Read as `head` would, up to the server's line (`... is ready — pid N, port P`), then go.
+    let server_pid = BufReader::new(&reader)
+        .lines()
+        .map_while(Result::ok)
+        .take(100)
+        .find_map(|line| {
+            let (_, after) = line.split_once("— pid ")?;
+            after.split(',').next()?.trim().parse::<u32>().ok()
+        });
+    drop(reader);
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = runner.try_wait().expect("wait for the runner") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = runner.kill();
+            let _ = runner.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let server_pid = server_pid.expect("the report named the server's pid");
+    assert_eq!(status.and_then(|s| s.code()), Some(141));
+    // The server was stopped before the runner left (and reaped by init once orphaned).
+    let gone_by = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{server_pid}")).exists() && Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{server_pid}")).exists(),
+        "server {server_pid} outlived the runner"
+    );
+    assert!(!progress.exists());
+}
