@@ -61,32 +61,33 @@ pub(crate) struct StudentPaths {
 
 impl StudentPaths {
     /// Rewrites the paths in compiler errors, panic messages and test output: a file of the
-    /// crate that the student's copy holds is named by its path there; any other file keeps the
-    /// workspace path it has in the reference (the scratch workspace's copy is identical).
+    /// crate that the student's copy holds is named by its path there, and the crate's folder by
+    /// the copy's; any other file keeps the workspace path it has in the reference (the scratch
+    /// workspace's copy is identical).
     pub(crate) fn rewrite(&self, text: &str) -> String {
         let mut scratch = self.scratch.display().to_string();
         scratch.push('/');
         let text = text.replace(&scratch, "");
-        let mut prefix = self.crate_dir.display().to_string();
-        prefix.push('/');
+        let crate_dir = self.crate_dir.display().to_string();
         let is_path_byte =
             |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-');
         let mut out = String::with_capacity(text.len());
         let mut rest = text.as_str();
-        while let Some(at) = rest.find(&prefix) {
+        while let Some(at) = rest.find(&crate_dir) {
             let starts_a_path = at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
-            let after = &rest[at + prefix.len()..];
-            let file_len = after.bytes().take_while(|&b| is_path_byte(b)).count();
-            let file = &after[..file_len];
+            let after = &rest[at + crate_dir.len()..];
+            let path_len = after.bytes().take_while(|&b| is_path_byte(b)).count();
+            // `""` for the folder itself, `/src/lib.rs` for a file in it.
+            let inside = &after[..path_len];
+            let students = match inside.strip_prefix('/') {
+                _ if !starts_a_path => false,
+                None => inside.is_empty(),
+                Some(file) => !file.is_empty() && self.student.join(file).is_file(),
+            };
             out.push_str(&rest[..at]);
-            if starts_a_path && !file.is_empty() && self.student.join(file).is_file() {
-                out.push_str(&self.shown_as);
-                out.push('/');
-            } else {
-                out.push_str(&prefix);
-            }
-            out.push_str(file);
-            rest = &after[file_len..];
+            out.push_str(if students { &self.shown_as } else { &crate_dir });
+            out.push_str(inside);
+            rest = &after[path_len..];
         }
         out.push_str(rest);
         out

@@ -552,16 +552,21 @@ fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {
         shown_as: "student/task_queue".to_owned(),
     };
     let text = format!(
-        "error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
-         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2",
+        "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\
+         error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+         and crates/w05/task_queue_extra/src/lib.rs",
+        scratch.display(),
         scratch.display()
     );
     let rewritten = paths.rewrite(&text);
     std::fs::remove_dir_all(&student).unwrap();
     assert_eq!(
         rewritten,
-        "error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
-         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2"
+        "Compiling task_queue v0.1.0 (student/task_queue)\n\
+         error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+         and crates/w05/task_queue_extra/src/lib.rs"
     );
 }
 
