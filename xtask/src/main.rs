@@ -2,8 +2,8 @@
 //!
 //! `cargo xtask lesson <id>` runs one lesson's Test / Expected / Prove steps, read from the lesson
 //! file itself (the format is `course/FORMAT.md`); `list`, `grade`, `start`, `stop` and `reset`
-//! build on it. Each subcommand's arguments live in this file or in their own module (`bench`), so the
-//! modules can grow independently.
+//! build on it. Each subcommand's arguments live in this file or in their own module (`bench`),
+//! so the modules can grow independently.
 
 mod bench;
 mod client;
