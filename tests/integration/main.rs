@@ -2,6 +2,7 @@
 //!
 //! - [`conformance`]: the wire protocol, written once and run against both servers that speak it
 //!   (`handoff_server` and the W04 `epoll_server`), for everything that needs no thread pool.
+//! - [`errors`]: every binary's operational errors, one clean line each.
 //! - [`handoff`]: what only the handoff server promises: work on a pool while the loop stays
 //!   responsive, panics isolated, backpressure, the thread layout and the SIGTERM drain.
 //!
@@ -9,5 +10,6 @@
 //! `cargo test --workspace` builds both binaries first; `util` says what to run when one is missing.
 
 mod conformance;
+mod errors;
 mod handoff;
 mod util;

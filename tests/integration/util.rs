@@ -12,7 +12,6 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -168,38 +167,18 @@ impl ServerBuilder {
                 text
             })
         });
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, receiver) = mpsc::channel();
-        let first_line = std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let result = reader.read_line(&mut line).map(|_| line);
-            let _ = sender.send(());
-            (result, reader)
-        });
+        let listening = test_support::read_listening_line(&mut child, STARTUP_TIMEOUT);
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stdout: None,
             stderr,
         };
-        if receiver.recv_timeout(STARTUP_TIMEOUT).is_err() {
-            // Killing the child closes the pipe, which ends the reading thread, so it can be joined.
+        let (addr, stdout) = listening.unwrap_or_else(|message| {
             server.kill_and_wait();
-            let _ = first_line.join();
-            panic!(
-                "{} printed no line within {STARTUP_TIMEOUT:?}",
-                self.kind.binary_name()
-            );
-        }
-        let (line, stdout) = first_line.join().expect("the stdout reader does not panic");
+            panic!("{}: {message}", self.kind.binary_name())
+        });
         server.stdout = Some(stdout);
-        let line = line.expect("read the server's first stdout line");
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("first stdout line is not `listening on <addr>`: {line:?}"));
         assert_eq!(
             addr.ip().to_string(),
             "127.0.0.1",

@@ -20,7 +20,9 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `.rs` file of the workspace that is compiled as part of it (`target/` is build output).
+/// Every `.rs` file of the workspace that is compiled as part of it (`target/` is build output, as
+/// is any cargo target folder under another name, `CARGO_TARGET_DIR=build`: cargo marks each with
+/// a `CACHEDIR.TAG` file).
 fn rust_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = fs::read_dir(dir) else {
@@ -31,7 +33,9 @@ fn rust_files() -> Vec<PathBuf> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if path.is_dir() {
-                if !matches!(name.as_ref(), "target" | ".git" | "course" | "student") {
+                let skipped = matches!(name.as_ref(), "target" | ".git" | "course" | "student")
+                    || path.join("CACHEDIR.TAG").is_file();
+                if !skipped {
                     walk(&path, out);
                 }
             } else if name.ends_with(".rs") {

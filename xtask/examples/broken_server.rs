@@ -20,6 +20,7 @@
 //! | `drop-final-line` | ignores a last line without `\n` at EOF |
 //! | `off-by-one` | rejects a line of exactly 65,536 bytes as too long |
 //! | `spin-on-emfile` | retries `accept` in a busy loop when out of descriptors |
+//! | `wrong-hash` | answers `compute` with a hash of the wrong bytes (the whole line) |
 //!
 //! Usage: `broken_server PORT [--workers N] [--queue N] [--log] [--bug NAME]`.
 
@@ -53,6 +54,7 @@ enum Bug {
     DropFinalLine,
     OffByOne,
     SpinOnEmfile,
+    WrongHash,
 }
 
 impl Bug {
@@ -71,6 +73,7 @@ impl Bug {
             "drop-final-line" => Bug::DropFinalLine,
             "off-by-one" => Bug::OffByOne,
             "spin-on-emfile" => Bug::SpinOnEmfile,
+            "wrong-hash" => Bug::WrongHash,
             _ => return None,
         })
     }
@@ -347,6 +350,13 @@ fn run_task(verb: Verb, args: &[u8], counters: &Counters, bug: Bug) -> Vec<u8> {
         // As if the pool ran tasks without catch_unwind and the panic took the process down.
         std::process::abort();
     }
+    // The verb's own word hashed along with its argument: a plausible hash, of the wrong bytes.
+    let wrong_hash_input = [b"compute ".as_slice(), args].concat();
+    let args = if bug == Bug::WrongHash && verb == Verb::Compute {
+        wrong_hash_input.as_slice()
+    } else {
+        args
+    };
     let reply = std::panic::catch_unwind(|| execute(verb, args)).unwrap_or_else(|payload| {
         counters.panics.fetch_add(1, Ordering::Relaxed);
         Reply::Error(ErrorReply::Panicked(

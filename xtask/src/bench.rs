@@ -86,7 +86,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         servers
     };
     let root = workspace_root();
-    let out_dir = root.join("target").join("bench");
+    let out_dir = crate::target_dir(&root).join("bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let mut machine = Machine::read();
@@ -266,11 +266,8 @@ fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String,
         command.args(["-p", package]);
     }
     eprintln!("bench: cargo build --release -p {}", packages.join(" -p "));
-    let output = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let output = crate::process::output(&mut command).context("running cargo build")?;
     anyhow::ensure!(output.status.success(), "cargo build --release failed");
     let mut executables = BTreeMap::new();
     for line in output.stdout.split(|&b| b == b'\n') {
@@ -306,7 +303,8 @@ impl LoadRunner {
         scenario: &Scenario,
         seconds: f64,
     ) -> anyhow::Result<LoadgenSummary> {
-        let output = Command::new(&self.path)
+        let mut command = Command::new(&self.path);
+        command
             .args(["--addr", &server.addr().to_string()])
             .args(["--connections", &scenario.connections.to_string()])
             .args(["--depth", &scenario.depth.to_string()])
@@ -315,8 +313,9 @@ impl LoadRunner {
             .args(["--threads", &self.threads.to_string()])
             .args(["--json", "--quiet"])
             .stdin(Stdio::null())
-            .output()
-            .context("running loadgen")?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = crate::process::output(&mut command).context("running loadgen")?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         let summary: LoadgenSummary = serde_json::from_slice(&output.stdout)
             .with_context(|| format!("loadgen printed no summary: {}", stderr.trim()))?;
@@ -569,8 +568,9 @@ fn results_section(command: &str, machine: &Machine, args: &BenchArgs, table: &s
          loadgen with {} thread(s); medians over the rounds).\n\n\
          Machine: {machine}.\n\n\
          {table}\n\
-         Chart: [`target/bench/throughput.svg`](target/bench/throughput.svg); all runs: \
-         `target/bench/bench.json` (both written by the command).\n\
+         The tables above are the results; the command also draws them as a chart, \
+         `target/bench/throughput.svg`, and keeps every run in `target/bench/bench.json` (both \
+         build output, in the cargo target folder, not in the repository).\n\
          {RESULTS_END}",
         args.rounds, args.duration, args.workers, args.loadgen_threads
     )

@@ -1,9 +1,9 @@
 //! `cargo xtask`: the course runner.
 //!
 //! `cargo xtask lesson <id>` runs one lesson's Test / Expected / Prove steps, read from the lesson
-//! file itself (the format is `course/FORMAT.md`); `list`, `grade`, `start` and `reset` build on
-//! it. Each subcommand's arguments live in this file or in their own module (`bench`), so the
-//! modules can grow independently.
+//! file itself (the format is `course/FORMAT.md`); `list`, `grade`, `start`, `stop` and `reset`
+//! build on it. Each subcommand's arguments live in this file or in their own module (`bench`),
+//! so the modules can grow independently.
 
 mod bench;
 mod client;
@@ -35,7 +35,19 @@ use std::process::ExitCode;
 
 /// The course runner: runs a lesson's steps against the code, grades, and benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    after_help = "Output: a command's report (lesson steps, the list, grade results) goes to stdout; \
+notes about the run (what is being built, files written) and `grade`'s per-step progress go to \
+stderr.\n\
+Exit status: 0 when everything passed, 1 when something failed or could not run, 2 for a usage \
+error (nothing was run), 130 when interrupted (every server started is stopped first), 141 when \
+stdout was closed early (`| head`).\n\
+Files: results are recorded in .course-progress only by `lesson` runs of your own started copy \
+(COURSE_PROGRESS_FILE names another file); `grade` writes <target>/xtask/grade.json; builds \
+honour CARGO_TARGET_DIR."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +58,9 @@ struct Cli {
 struct RunArgs {
     /// Grade another server: a shell command with `{port}`, e.g. `--server './server {port}'`.
     /// The lesson's server arguments after the port (`--workers N`, `--queue N`, `--log`) are
-    /// appended, or put where `{args}` stands. Skips the `run` steps.
+    /// appended, or put where `{args}` stands. The `run` steps test the workspace's code, so they
+    /// are shown as skipped (and still counted). `lesson` refuses a lesson without server steps;
+    /// `grade` grades only the lessons the server can be the subject of.
     #[arg(long, value_name = "CMD")]
     server: Option<String>,
     /// With --server: pass the server only its port, none of the lesson's arguments.
@@ -58,7 +72,8 @@ struct RunArgs {
     /// Relay server and command output, prefixed by its source.
     #[arg(long, short)]
     verbose: bool,
-    /// Grade the workspace's reference code even if the lesson is started.
+    /// Grade the workspace's reference code even if the lesson is started (`lesson` only:
+    /// `grade` grades the reference unless given `--student`).
     #[arg(long)]
     reference: bool,
 }
@@ -96,9 +111,10 @@ enum Command {
         #[arg(long)]
         check_format: bool,
     },
-    /// Lists every lesson in course order with its last result.
+    /// Lists every lesson in course order with the last result of your own copy.
     List,
-    /// Grades every lesson (or one week) and writes a results file.
+    /// Grades every lesson (or one week) of the reference code, or with `--student` your
+    /// started copies, and writes a results file. Records nothing in your progress.
     ///
     /// With `--server CMD`, only the lessons the foreign server can be the subject of: those
     /// whose servers run `handoff_server` (with `--week`, every lesson of that week with a server
@@ -115,9 +131,12 @@ enum Command {
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
         /// Write the output here instead of stdout (a JSON results file is always written to
-        /// target/xtask/grade.json as well).
+        /// <target>/xtask/grade.json as well). Its folder must exist.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Grade your copies (`student/<crate>/`) of the lessons you started, and only those.
+        #[arg(long, conflicts_with = "server")]
+        student: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -126,7 +145,14 @@ enum Command {
         /// The lesson id.
         id: String,
     },
-    /// Restores a started lesson's starter over your files in `student/<crate>/`.
+    /// Leaves student mode for a lesson: `lesson` grades the reference again, and your copy in
+    /// `student/<crate>/` stays as it is (`start` picks it up again).
+    Stop {
+        /// The lesson id.
+        id: String,
+    },
+    /// Starts a started lesson over from its starter; your previous copy is kept in
+    /// `student/.backup/`, and the command names the folder.
     Reset {
         /// The lesson id.
         id: String,
@@ -158,8 +184,49 @@ pub(crate) fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The cargo target folder: `CARGO_TARGET_DIR` when set, else the workspace's `target/`.
-fn target_dir(root: &Path) -> PathBuf {
+/// The cargo target folder, where builds, logs, the scratch workspace and results go: the
+/// workspace's `target_directory` as `cargo metadata` reports it (so `CARGO_TARGET_DIR` and
+/// `build.target-dir` in a cargo config are honoured), asked once per run.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    static WORKSPACE_TARGET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if root != workspace_root() {
+        return target_dir_from_env(root);
+    }
+    WORKSPACE_TARGET
+        .get_or_init(|| cargo_target_directory(root).unwrap_or_else(|| target_dir_from_env(root)))
+        .clone()
+}
+
+/// `target_directory` from `cargo metadata`, if cargo can say.
+fn cargo_target_directory(root: &Path) -> Option<PathBuf> {
+    let metadata = cargo_metadata(root).ok()?;
+    metadata["target_directory"].as_str().map(PathBuf::from)
+}
+
+/// The workspace's `cargo metadata` (its own packages, no dependencies), as JSON.
+pub(crate) fn cargo_metadata(root: &Path) -> anyhow::Result<serde_json::Value> {
+    let output = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .context("running cargo metadata")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// `CARGO_TARGET_DIR` when set (relative to the current folder, as cargo reads it), else
+/// `target/` in `root`.
+fn target_dir_from_env(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
@@ -196,10 +263,19 @@ fn main() -> ExitCode {
             format,
             repeat,
             out,
+            student,
             run,
-        } => grade_command(week.as_deref(), format, repeat, out.as_deref(), &run),
-        Command::Start { id } => start_command(&id, false),
-        Command::Reset { id } => start_command(&id, true),
+        } => grade_command(
+            week.as_deref(),
+            format,
+            repeat,
+            out.as_deref(),
+            student,
+            &run,
+        ),
+        Command::Start { id } => start_command(&id),
+        Command::Stop { id } => stop_command(&id),
+        Command::Reset { id } => reset_command(&id),
         Command::Starters {
             week,
             allow_missing,
@@ -224,17 +300,71 @@ fn main() -> ExitCode {
     }
 }
 
-/// Options for running `lesson`: against the student's copy when started (unless `--reference`
-/// or `--server`), else against the workspace. Returns whether the student's code is graded.
+/// A usage error: said on one line, exit status 2, nothing run.
+fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(2))
+}
+
+/// The weeks the course has, in course order (`w04, w05`).
+fn known_weeks(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut weeks: Vec<String> = Vec::new();
+    for lesson in lesson::discover(root)? {
+        let week = lesson.front.week().to_owned();
+        if !weeks.contains(&week) {
+            weeks.push(week);
+        }
+    }
+    Ok(weeks)
+}
+
+/// Checks `--week` against the course's weeks; the error lists them.
+fn check_week(root: &Path, week: Option<&str>) -> anyhow::Result<Result<(), String>> {
+    let Some(week) = week else { return Ok(Ok(())) };
+    let weeks = known_weeks(root)?;
+    Ok(if weeks.iter().any(|w| w == week) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--week {week}: the course has no such week; it has: {}",
+            weeks.join(", ")
+        ))
+    })
+}
+
+/// Checks that `--out FILE` can be written before any lesson runs: its folder exists and it is
+/// not itself a folder.
+fn check_out_path(path: &Path) -> Result<(), String> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(format!(
+            "--out {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "--out {}: is a folder; name a file in it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Options for running a lesson: against the student's copy when `student` (its scratch
+/// workspace), else against the workspace.
 fn options_for(
     root: &Path,
     lesson: &Lesson,
     run: &RunArgs,
-    progress: &Progress,
-) -> anyhow::Result<(RunOptions, bool)> {
-    let graded_student =
-        progress.is_started(&lesson.front.id) && !run.reference && run.server.is_none();
-    let (work_root, target) = if graded_student {
+    student: bool,
+) -> anyhow::Result<RunOptions> {
+    let target = target_dir(root);
+    let (work_root, build_target, student_paths) = if student {
         let overlay = student::student_dir(root, lesson);
         anyhow::ensure!(
             overlay.is_dir(),
@@ -243,45 +373,58 @@ fn options_for(
             overlay.display(),
             lesson.front.id
         );
-        (
-            student::prepare_scratch(root, lesson, &overlay)?,
-            student::scratch_target(root),
-        )
+        let scratch = student::prepare_scratch(root, lesson, &overlay)?;
+        let paths = runner::StudentPaths {
+            scratch: scratch.clone(),
+            crate_dir: student::crate_dir(root, &lesson.front.krate)?,
+            shown_as: shown(root, &overlay),
+            student: overlay,
+        };
+        (scratch, student::scratch_target(root), Some(paths))
     } else {
-        (root.to_path_buf(), target_dir(root))
+        (root.to_path_buf(), target.clone(), None)
     };
-    let options = RunOptions {
+    Ok(RunOptions {
         root: work_root,
-        target_dir: target,
-        log_dir: root.join("target/xtask/logs"),
+        target_dir: build_target,
+        log_dir: target.join("xtask/logs"),
         server: run.foreign_server().map_err(anyhow::Error::msg)?,
         invocation_dir: std::env::current_dir().unwrap_or_else(|_| root.to_path_buf()),
         keep_going: run.keep_going,
         verbose: run.verbose,
         build: true,
-    };
-    Ok((options, graded_student))
+        student_paths,
+    })
 }
 
 fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
     if check_format {
-        eprintln!(
+        report::outln(&format!(
             "{}: follows course/FORMAT.md ({} steps)",
             lesson.path.display(),
             lesson.steps.len()
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
-    // Asked for by name, a lesson of another server is graded; one without a server is not.
-    if run.server.is_some() {
-        if let Some(reason) = foreign_skip_reason(&lesson, true) {
-            anyhow::bail!("--server has nothing to grade in {id}: {reason}");
-        }
+    if run.server.is_some() && foreign_skip_reason(&lesson, true).is_some() {
+        return usage_error(&format!(
+            "--server: lesson {} has no server steps, so there is nothing to grade another \
+             server on (its steps test the workspace's own code); lessons with server steps: {}",
+            lesson.front.id,
+            lesson::discover(&root)?
+                .iter()
+                .filter(|l| l.has_server())
+                .map(|l| l.front.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     let progress = Progress::load(&root);
-    let (options, graded_student) = options_for(&root, &lesson, run, &progress)?;
+    let graded_student =
+        progress.is_started(&lesson.front.id) && !run.reference && run.server.is_none();
+    let options = options_for(&root, &lesson, run, graded_student)?;
     if graded_student {
         eprintln!(
             "grading your code in student/{} (use --reference for the reference)",
@@ -289,12 +432,16 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
         );
     }
     let result = runner::run_lesson(&lesson, &options, &Printer::for_terminal());
-    Progress::update(&root, |progress| progress.record(&result, graded_student))?;
+    // Only the student's own copy makes progress; an interrupted run has no result to record.
+    if graded_student && !process::interrupted() {
+        Progress::update(&root, |progress| progress.record(&result))?;
+    }
     Ok(exit_code(result.status))
 }
 
+/// Success only when everything passed: a lesson none of whose steps ran has not passed.
 fn exit_code(status: Status) -> ExitCode {
-    if matches!(status, Status::Pass | Status::Skipped) {
+    if status == Status::Pass {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -304,10 +451,10 @@ fn exit_code(status: Status) -> ExitCode {
 fn list_command() -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let progress = Progress::load(&root);
-    println!(
+    report::outln(&format!(
         "{:<11} {:<9} {:<8} {:<8} {:<9} title (file)",
         "lesson", "last", "points", "started", "duration"
-    );
+    ));
     let (lessons, broken) = lesson::discover_all(&root)?;
     for lesson in lessons {
         let entry = progress.lessons.get(&lesson.front.id);
@@ -322,7 +469,7 @@ fn list_command() -> anyhow::Result<ExitCode> {
         } else {
             "no"
         };
-        println!(
+        report::outln(&format!(
             "{:<11} {:<9} {:<8} {:<8} {:<9} {} ({})",
             lesson.front.id,
             last,
@@ -331,16 +478,16 @@ fn list_command() -> anyhow::Result<ExitCode> {
             lesson.front.duration,
             lesson.front.title,
             lesson.path.display()
-        );
+        ));
     }
     for file in &broken {
-        println!(
+        report::outln(&format!(
             "{:<11} {:<9} {} does not follow course/FORMAT.md: {}",
             "?",
             "broken",
             file.path.display(),
             file.error
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -404,48 +551,66 @@ fn one_step_result(
     }
 }
 
-/// Runs lessons for `grade`: the week's lessons, or with `--server` only those the foreign server
-/// can be the subject of. With `repeat` above 1 each lesson runs that many times in a row and
-/// its result is the first run that did not pass (or the last run).
-fn grade_lessons(
+/// The lessons `grade` runs: the week's lessons; only the started ones with `--student`. With
+/// `--server`, [`grade_lessons`] reports those the foreign server cannot be the subject of as
+/// skipped, with the reason.
+fn lessons_to_grade(
     root: &Path,
     week: Option<&str>,
+    student: bool,
+) -> anyhow::Result<Vec<Lesson>> {
+    let progress = Progress::load(root);
+    Ok(lesson::discover(root)?
+        .into_iter()
+        .filter(|l| week.is_none_or(|w| l.front.week() == w))
+        .filter(|l| !student || progress.is_started(&l.front.id))
+        .collect())
+}
+
+/// Runs lessons for `grade`, recording nothing in the progress file: with `--server` only those
+/// the foreign server can be the subject of. With `repeat` above 1 each lesson runs that many
+/// times in a row and its result is the first run that did not pass (or the last run).
+fn grade_lessons(
+    root: &Path,
+    lessons: &[Lesson],
+    week: Option<&str>,
+    student: bool,
     run: &RunArgs,
     repeat: u32,
     printer: &Printer,
 ) -> anyhow::Result<Vec<LessonResult>> {
-    let (lessons, broken) = lesson::discover_all(root)?;
-    let lessons: Vec<Lesson> = lessons
-        .into_iter()
-        .filter(|l| week.is_none_or(|w| l.front.week() == w))
-        .collect();
-    anyhow::ensure!(!lessons.is_empty(), "no lesson to grade");
+    let (_, broken) = lesson::discover_all(root)?;
     let mut results = Vec::new();
-    for lesson in &lessons {
-        if run.server.is_some() {
-            if let Some(reason) = foreign_skip_reason(lesson, week.is_some()) {
-                eprintln!("{}: not graded with --server: {reason}", lesson.front.id);
-                let front = &lesson.front;
-                results.push(one_step_result(
-                    (
-                        front.id.clone(),
-                        front.title.clone(),
-                        lesson.path.display().to_string(),
-                    ),
-                    Status::Skipped,
-                    ("foreign-server", "select"),
-                    format!("not graded with --server: {reason}"),
-                ));
-                continue;
-            }
+    for lesson in lessons {
+        if run.server.is_some()
+            && let Some(reason) = foreign_skip_reason(lesson, week.is_some())
+        {
+            eprintln!("{}: not graded with --server: {reason}", lesson.front.id);
+            let front = &lesson.front;
+            results.push(one_step_result(
+                (
+                    front.id.clone(),
+                    front.title.clone(),
+                    lesson.path.display().to_string(),
+                ),
+                Status::Skipped,
+                ("foreign-server", "select"),
+                format!("not graded with --server: {reason}"),
+            ));
+            continue;
+        }
+        if student {
+            eprintln!(
+                "{}: grading your code in student/{}",
+                lesson.front.id, lesson.front.starter
+            );
         }
         for round in 1..=repeat {
             if repeat > 1 {
                 eprintln!("\n{}: run {round} of {repeat}", lesson.front.id);
             }
-            let (options, graded_student) = options_for(root, lesson, run, &Progress::load(root))?;
+            let options = options_for(root, lesson, run, student)?;
             let result = runner::run_lesson(lesson, &options, printer);
-            Progress::update(root, |progress| progress.record(&result, graded_student))?;
             let passed = matches!(result.status, Status::Pass | Status::Skipped);
             if !passed || round == repeat {
                 if !passed && repeat > 1 {
@@ -488,12 +653,39 @@ fn grade_command(
     format: Format,
     repeat: u32,
     out: Option<&Path>,
+    student: bool,
     run: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
-    let results = grade_lessons(&root, week, run, repeat, &Printer::for_terminal())?;
+    // Every argument is checked before the first lesson runs: a mistake costs no grading time.
+    if let Err(message) = check_week(&root, week)? {
+        return usage_error(&message);
+    }
+    if let Some(Err(message)) = out.map(check_out_path) {
+        return usage_error(&message);
+    }
+    if run.reference {
+        return usage_error("--reference: `grade` grades the reference already (unless --student)");
+    }
+    let lessons = lessons_to_grade(&root, week, student)?;
+    if lessons.is_empty() {
+        return usage_error(if student {
+            "--student: no lesson is started (`cargo xtask start <id>` starts one)"
+        } else {
+            "no lesson to grade"
+        });
+    }
+    let results = grade_lessons(
+        &root,
+        &lessons,
+        week,
+        student,
+        run,
+        repeat,
+        &Printer::for_progress(),
+    )?;
     let report = GradeReport::new(results, run.server.clone());
-    let results_file = root.join("target/xtask/grade.json");
+    let results_file = target_dir(&root).join("xtask/grade.json");
     std::fs::create_dir_all(results_file.parent().context("results folder")?)?;
     std::fs::write(&results_file, report.to_json())?;
     let rendered = match format {
@@ -507,7 +699,7 @@ fn grade_command(
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {} (and {})", path.display(), results_file.display());
         }
-        None => print!("{rendered}"),
+        None => report::out(&rendered),
     }
     report::github(&report);
     eprintln!(
@@ -520,28 +712,69 @@ fn grade_command(
     Ok(exit_code(report.status))
 }
 
-fn start_command(id: &str, reset: bool) -> anyhow::Result<ExitCode> {
+/// A path as the student sees it: relative to the workspace root when inside it.
+fn shown(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn start_command(id: &str) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
-    let dir = student::install_starter(&root, &lesson, reset)?;
-    Progress::update(&root, |progress| {
-        progress
-            .lessons
-            .entry(lesson.front.id.clone())
-            .or_default()
-            .started = true;
-    })?;
-    let verb = if reset { "reset" } else { "started" };
-    println!(
+    let already = Progress::load(&root).is_started(&lesson.front.id);
+    let (dir, kept) = student::start(&root, &lesson)?;
+    let verb = match (already, kept) {
+        (true, _) => "is already started",
+        (false, true) => "started again with your copy",
+        (false, false) => "started",
+    };
+    report::outln(&format!(
         "{} {verb}: your code is in {}",
         lesson.front.id,
-        dir.strip_prefix(&root).unwrap_or(&dir).display()
-    );
-    println!(
-        "read {} and run `cargo xtask lesson {}` to check your work",
+        shown(&root, &dir)
+    ));
+    report::outln(&format!(
+        "read {} and run `cargo xtask lesson {}` to check your work (`cargo xtask stop {}` \
+         leaves student mode)",
         lesson.path.display(),
+        lesson.front.id,
         lesson.front.id
-    );
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop_command(id: &str) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let lesson = lesson::find(&root, id)?;
+    let dir = student::stop(&root, &lesson)?;
+    report::outln(&format!(
+        "{} stopped: `cargo xtask lesson {}` grades the reference again; your copy stays in {} \
+         (`cargo xtask start {}` picks it up again)",
+        lesson.front.id,
+        lesson.front.id,
+        shown(&root, &dir),
+        lesson.front.id
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reset_command(id: &str) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let lesson = lesson::find(&root, id)?;
+    let (dir, backup) = student::reset(&root, &lesson)?;
+    report::outln(&format!(
+        "{} reset: {} holds the starter again",
+        lesson.front.id,
+        shown(&root, &dir)
+    ));
+    if let Some(backup) = backup {
+        report::outln(&format!(
+            "your previous copy is kept in {}",
+            shown(&root, &backup)
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -589,6 +822,9 @@ fn write_starters_command(dir: &Path) -> anyhow::Result<ExitCode> {
 
 fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
+    if let Err(message) = check_week(&root, week)? {
+        return usage_error(&message);
+    }
     let lessons = lesson::discover(&root)?;
     // Generating every starter checks every marker, whichever week is asked for.
     let generated = starters::generate_all(&root, &lessons)?;
@@ -630,12 +866,13 @@ fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<E
         let options = RunOptions {
             root: scratch,
             target_dir: student::scratch_target(&root),
-            log_dir: root.join("target/xtask/logs/starters"),
+            log_dir: target_dir(&root).join("xtask/logs/starters"),
             server: None,
             invocation_dir: root.clone(),
             keep_going: false,
             verbose: false,
             build: true,
+            student_paths: None,
         };
         let result = runner::run_lesson(&lesson, &options, &Printer::silent());
         let verdict = if result.status == Status::Fail {

@@ -103,10 +103,61 @@ pub(crate) fn stop_group(child: &mut Child) -> Option<ExitStatus> {
     status
 }
 
+/// Runs a command to its end in a registered process group of its own (as [`spawn`]), so Ctrl-C
+/// stops it and whatever it forked; returns what it printed on the streams set to be piped.
+pub(crate) fn output(command: &mut Command) -> std::io::Result<std::process::Output> {
+    configure(command, None);
+    let child = spawn(command)?;
+    let pgid = child.id();
+    let output = child.wait_with_output();
+    release_group(pgid);
+    output
+}
+
+/// Whether `pgid` is a group the runner started and has not stopped yet.
+#[cfg(test)]
+pub(crate) fn owns(pgid: u32) -> bool {
+    live_groups().contains(&pgid)
+}
+
 /// Forgets a group whose leader was reaped elsewhere, after killing any stragglers in it.
 pub(crate) fn release_group(pgid: u32) {
     let _ = sys::kill_group(pgid, libc::SIGKILL);
     unregister(pgid);
+}
+
+fn live_groups() -> Vec<u32> {
+    LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Stops every registered group: SIGTERM, a bounded wait of [`GRACE`], then SIGKILL.
+fn stop_every_group() {
+    let groups = live_groups();
+    for &pgid in &groups {
+        let _ = sys::kill_group(pgid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + GRACE;
+    // Bounded wait for the groups to go; a group is gone when signal 0 cannot reach it.
+    while Instant::now() < deadline && groups.iter().any(|&pgid| sys::kill_group(pgid, 0).is_ok()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &pgid in &groups {
+        let _ = sys::kill_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// Ends the runner because its stdout was closed (`cargo xtask list | head -3`): stops every
+/// process group it started, then exits with status 141 (128 + SIGPIPE), as a program the closed
+/// pipe had killed would, without a word (the reader is gone, and stderr is no place for a
+/// normal end of a pipeline).
+pub(crate) fn exit_on_closed_stdout() -> ! {
+    // The interrupt flag silences the report's remaining lines while the groups stop.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    stop_every_group();
+    std::process::exit(141);
 }
 
 /// Makes Ctrl-C (SIGINT), SIGTERM and SIGHUP stop every registered process group before the
@@ -122,27 +173,9 @@ pub(crate) fn install_interrupt_handler() -> std::io::Result<()> {
         .spawn(move || {
             if let Ok(signal) = sys::wait_for_signal(&signals) {
                 INTERRUPTED.store(true, Ordering::Relaxed);
-                let groups: Vec<u32> = LIVE_GROUPS
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                eprintln!(
-                    "\ninterrupted (signal {signal}): stopping {} process group(s)",
-                    groups.len()
-                );
-                for &pgid in &groups {
-                    let _ = sys::kill_group(pgid, libc::SIGTERM);
-                }
-                let deadline = Instant::now() + GRACE;
-                // Bounded wait for the groups to go; a group is gone when signal 0 cannot reach it.
-                while Instant::now() < deadline
-                    && groups.iter().any(|&pgid| sys::kill_group(pgid, 0).is_ok())
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                for &pgid in &groups {
-                    let _ = sys::kill_group(pgid, libc::SIGKILL);
-                }
+                let count = live_groups().len();
+                eprintln!("\ninterrupted (signal {signal}): stopping {count} process group(s)");
+                stop_every_group();
                 std::process::exit(130);
             }
         })?;

@@ -1,5 +1,10 @@
 //! A student's progress, keyed by lesson id (so renaming a lesson file loses nothing), kept in
-//! the gitignored `.course-progress` file at the workspace root.
+//! the gitignored `.course-progress` file at the workspace root (or the file named by
+//! `COURSE_PROGRESS_FILE`, which tests point at a temporary file).
+//!
+//! Only a student's own `cargo xtask lesson` runs on their own copy record a result here: a run
+//! of the reference (`--reference`, or a lesson not started), of another server (`--server`) or
+//! of `grade` says nothing about the student's work, and `grade` writes its own results file.
 
 use crate::results::{LessonResult, Status};
 use serde::{Deserialize, Serialize};
@@ -9,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// What is remembered about one lesson.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct LessonProgress {
-    /// `cargo xtask start` was run (a reset keeps the lesson started).
+    /// `cargo xtask start` was run and `cargo xtask stop` was not (a reset keeps the lesson
+    /// started).
     pub(crate) started: bool,
     /// The last result: pass, fail, error.
     pub(crate) last_status: Option<String>,
@@ -17,8 +23,6 @@ pub(crate) struct LessonProgress {
     pub(crate) points: u32,
     /// Steps counted last time.
     pub(crate) max_points: u32,
-    /// Whether the last run graded the student's copy (true) or the reference.
-    pub(crate) graded_student: bool,
     /// Seconds since the Unix epoch of the last run.
     pub(crate) at: u64,
 }
@@ -31,25 +35,35 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// The progress file's path.
+    /// The progress file's path: `COURSE_PROGRESS_FILE` when set, else `.course-progress` at
+    /// the workspace root.
     pub(crate) fn path(root: &Path) -> PathBuf {
-        root.join(".course-progress")
+        match std::env::var_os("COURSE_PROGRESS_FILE") {
+            Some(file) if !file.is_empty() => PathBuf::from(file),
+            _ => root.join(".course-progress"),
+        }
     }
 
     /// Loads the file; a missing or unreadable file is an empty progress.
     pub(crate) fn load(root: &Path) -> Self {
-        std::fs::read_to_string(Self::path(root))
+        Self::load_from(&Self::path(root))
+    }
+
+    /// Loads a progress file by its path.
+    pub(crate) fn load_from(path: &Path) -> Self {
+        std::fs::read_to_string(path)
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default()
     }
 
-    /// Saves the file (written aside, then renamed, so a reader never sees half a file).
-    pub(crate) fn save(&self, root: &Path) -> anyhow::Result<()> {
-        let path = Self::path(root);
-        let aside = path.with_extension(format!("tmp{}", std::process::id()));
+    /// Saves a progress file by its path (written aside, then renamed, so a reader never sees
+    /// half a file).
+    pub(crate) fn save_to(&self, path: &Path) -> anyhow::Result<()> {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".tmp{}", std::process::id()));
         std::fs::write(&aside, serde_json::to_string_pretty(self)? + "\n")?;
-        std::fs::rename(&aside, &path)?;
+        std::fs::rename(&aside, path)?;
         Ok(())
     }
 
@@ -57,9 +71,10 @@ impl Progress {
     /// `grade` and a `start` in another terminal) lose as little of each other's progress as
     /// possible.
     pub(crate) fn update(root: &Path, change: impl FnOnce(&mut Progress)) -> anyhow::Result<()> {
-        let mut progress = Self::load(root);
+        let path = Self::path(root);
+        let mut progress = Self::load_from(&path);
         change(&mut progress);
-        progress.save(root)
+        progress.save_to(&path)
     }
 
     /// Whether a lesson is started.
@@ -67,8 +82,13 @@ impl Progress {
         self.lessons.get(id).is_some_and(|p| p.started)
     }
 
-    /// Records a run's result.
-    pub(crate) fn record(&mut self, result: &LessonResult, graded_student: bool) {
+    /// Marks a lesson started (or, with `false`, stopped); its last result is kept either way.
+    pub(crate) fn set_started(&mut self, id: &str, started: bool) {
+        self.lessons.entry(id.to_owned()).or_default().started = started;
+    }
+
+    /// Records the result of a run of the student's own copy.
+    pub(crate) fn record(&mut self, result: &LessonResult) {
         let entry = self.lessons.entry(result.id.clone()).or_default();
         entry.last_status = Some(
             match result.status {
@@ -81,7 +101,6 @@ impl Progress {
         );
         entry.points = result.points;
         entry.max_points = result.max_points;
-        entry.graded_student = graded_student;
         entry.at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -97,13 +116,9 @@ mod tests {
     fn progress_is_keyed_by_lesson_id_and_survives_a_reload() {
         let root = std::env::temp_dir().join(format!("xtask-progress-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        let mut progress = Progress::load(&root);
+        let mut progress = Progress::default();
         assert!(!progress.is_started("w05-l01"));
-        progress
-            .lessons
-            .entry("w05-l01".into())
-            .or_default()
-            .started = true;
+        progress.set_started("w05-l01", true);
         let result = LessonResult {
             id: "w05-l01".into(),
             title: "t".into(),
@@ -116,11 +131,12 @@ mod tests {
             steps: Vec::new(),
             done_when: Vec::new(),
         };
-        progress.record(&result, true);
-        progress.save(&root).unwrap();
-        let reloaded = Progress::load(&root);
+        progress.record(&result);
+        let file = root.join("progress.json");
+        progress.save_to(&file).unwrap();
+        let reloaded = Progress::load_from(&file);
         let entry = &reloaded.lessons["w05-l01"];
-        assert!(entry.started && entry.graded_student);
+        assert!(entry.started);
         assert_eq!(
             (entry.last_status.as_deref(), entry.points, entry.max_points),
             (Some("fail"), 3, 8)

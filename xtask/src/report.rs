@@ -1,35 +1,120 @@
-//! Human output: the per-step progress lines, colour on a terminal only, and the GitHub Actions
+//! Human output: the per-step report lines, colour on a terminal only, and the GitHub Actions
 //! annotations and step summary.
+//!
+//! Where output goes: the report a command exists to print (a lesson's steps, `list`'s table,
+//! `grade`'s results) goes to stdout, so `> out.txt` and `| head` get it; notes about the run
+//! (what is being built, where files were written) go to stderr. `grade` prints its per-step
+//! lines to stderr as progress, because its stdout is the results file (`--format json`).
+//! A stdout closed early (`| head -3`) ends the runner quietly: see [`out`].
 
 use crate::lesson::Lesson;
 use crate::results::{GradeReport, LessonResult, Status, StepResult};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-/// Prints progress as a lesson runs (to stderr, so `--format json` on stdout stays clean).
+/// Writes `text` to stdout. When the reader has gone (`cargo xtask list | head -3`), the runner
+/// stops what it started and exits at once with status 141, the status a shell reports for a
+/// program ended by a closed pipe, printing nothing more.
+pub(crate) fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            crate::process::exit_on_closed_stdout();
+        }
+        // Any other stdout failure (a full disk) is reported once, where it can still be read.
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// [`out`] with a trailing newline.
+pub(crate) fn outln(text: &str) {
+    out(&format!("{text}\n"));
+}
+
+/// Whether NO_COLOR asks for plain text.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Where a [`Printer`]'s lines go.
+#[derive(Debug, Clone)]
+enum Sink {
+    /// Nowhere (tests run lessons silently).
+    Nowhere,
+    /// stdout: the report is what the command prints.
+    Stdout,
+    /// stderr: the lines are progress next to a report printed elsewhere.
+    Stderr,
+    /// A buffer, for tests that read the report.
+    #[cfg(test)]
+    Buffer(std::sync::Arc<std::sync::Mutex<String>>),
+}
+
+/// Prints a lesson's report as it runs, step by step.
 #[derive(Debug, Clone)]
 pub(crate) struct Printer {
-    /// Print at all (tests run lessons silently).
-    pub(crate) enabled: bool,
+    /// Where lines go.
+    sink: Sink,
     /// Use ANSI colours.
     pub(crate) color: bool,
 }
 
 impl Printer {
-    /// A printer for this terminal: colour only on a TTY and when NO_COLOR is unset.
+    /// The report of `cargo xtask lesson`, on stdout: colour only on a TTY and when NO_COLOR is
+    /// unset.
     pub(crate) fn for_terminal() -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Self {
-            enabled: true,
-            color: std::io::stderr().is_terminal() && !no_color,
+            sink: Sink::Stdout,
+            color: std::io::stdout().is_terminal() && !no_color(),
+        }
+    }
+
+    /// Progress lines on stderr, for `grade`, whose stdout carries the results.
+    pub(crate) fn for_progress() -> Self {
+        Self {
+            sink: Sink::Stderr,
+            color: std::io::stderr().is_terminal() && !no_color(),
         }
     }
 
     /// A printer that prints nothing.
     pub(crate) fn silent() -> Self {
         Self {
-            enabled: false,
+            sink: Sink::Nowhere,
             color: false,
+        }
+    }
+
+    /// A printer that collects its lines in `buffer`.
+    #[cfg(test)]
+    pub(crate) fn to_buffer(buffer: std::sync::Arc<std::sync::Mutex<String>>) -> Self {
+        Self {
+            sink: Sink::Buffer(buffer),
+            color: false,
+        }
+    }
+
+    /// Whether the printer prints at all.
+    fn enabled(&self) -> bool {
+        !matches!(self.sink, Sink::Nowhere)
+    }
+
+    /// Prints one line to the printer's sink.
+    fn line(&self, text: &str) {
+        match &self.sink {
+            Sink::Nowhere => {}
+            Sink::Stdout => outln(text),
+            Sink::Stderr => eprintln!("{text}"),
+            #[cfg(test)]
+            Sink::Buffer(buffer) => {
+                let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                buffer.push_str(text);
+                buffer.push('\n');
+            }
         }
     }
 
@@ -47,33 +132,46 @@ impl Printer {
 
     /// The lesson's title line.
     pub(crate) fn lesson_header(&self, lesson: &Lesson) {
-        if self.enabled {
-            eprintln!(
+        if self.enabled() {
+            self.line(&format!(
                 "\n{} — {}  ({})",
                 lesson.front.id,
                 lesson.front.title,
                 lesson.path.display()
-            );
+            ));
         }
     }
 
-    /// A build command starting (builds are not timed as steps).
+    /// A build command starting. Its time is reported as the `build` step's and apart from the
+    /// steps' total, because no step's time limit covers it.
     pub(crate) fn building(&self, command: &str) {
-        if self.enabled {
-            eprintln!("  ....  build: {command} (not timed)");
+        if self.enabled() {
+            self.line(&format!("  ....  build: {command}"));
         }
+    }
+
+    /// One line of the build's own output (cargo's `Compiling ...` lines), as it arrives.
+    pub(crate) fn build_output(&self, line: &str) {
+        if self.enabled() && !crate::process::interrupted() {
+            self.line(&format!("        | {line}"));
+        }
+    }
+
+    /// Whether the printer prints anything (a silent printer needs no build output relayed).
+    pub(crate) fn prints(&self) -> bool {
+        self.enabled()
     }
 
     /// A background client step starting.
     pub(crate) fn background(&self, name: &str) {
-        if self.enabled {
-            eprintln!("  ....  client {name}: running in the background");
+        if self.enabled() {
+            self.line(&format!("  ....  client {name}: running in the background"));
         }
     }
 
     /// One line per step with its time, then details for anything that did not pass.
     pub(crate) fn step(&self, step: &StepResult) {
-        if !self.enabled || crate::process::interrupted() {
+        if !self.enabled() || crate::process::interrupted() {
             return;
         }
         let seconds = step.duration_ms as f64 / 1000.0;
@@ -82,10 +180,10 @@ impl Printer {
         } else {
             format!("{} {}", step.kind, step.name)
         };
-        eprintln!(
+        self.line(&format!(
             "  {}  {label:<32} {seconds:>7.2}s",
             self.paint(step.status, &format!("{:<5}", step.status.word()))
-        );
+        ));
         for check in &step.checks {
             let show_detail = check.status != Status::Pass || step.checks.len() > 1;
             if !show_detail && check.detail.is_none() {
@@ -96,29 +194,29 @@ impl Printer {
             let time = check
                 .duration_ms
                 .map_or(String::new(), |ms| format!(" ({:.2}s)", ms as f64 / 1000.0));
-            eprintln!(
+            self.line(&format!(
                 "        {} {}{time}{}{}",
                 self.paint(check.status, check.status.word()),
                 check.name,
                 if detail.is_empty() { "" } else { " — " },
                 detail
-            );
+            ));
         }
         if let Some(message) = &step.message {
-            eprintln!("        {}", message.replace('\n', "\n        "));
+            self.line(&format!("        {}", message.replace('\n', "\n        ")));
         }
         for hint in &step.hints {
-            eprintln!("        hint: {hint}");
+            self.line(&format!("        hint: {hint}"));
         }
     }
 
     /// The Done-when items and the lesson's verdict.
     pub(crate) fn lesson_footer(&self, result: &LessonResult, log_dir: &Path) {
-        if !self.enabled || crate::process::interrupted() {
+        if !self.enabled() || crate::process::interrupted() {
             return;
         }
         if !result.done_when.is_empty() {
-            eprintln!("  Done when:");
+            self.line("  Done when:");
             for item in &result.done_when {
                 let mark = match item.status {
                     Some(Status::Pass) => self.paint(Status::Pass, "[met]      "),
@@ -131,7 +229,7 @@ impl Printer {
                 } else {
                     ""
                 };
-                eprintln!("    {mark} {}{note}", item.text);
+                self.line(&format!("    {mark} {}{note}", item.text));
             }
         }
         let build_ms: u64 = result
@@ -141,11 +239,11 @@ impl Printer {
             .map(|s| s.duration_ms)
             .sum();
         let build = if build_ms > 0 {
-            format!(" (+ {:.1}s untimed build)", build_ms as f64 / 1000.0)
+            format!(" (+ {:.1}s build)", build_ms as f64 / 1000.0)
         } else {
             String::new()
         };
-        eprintln!(
+        self.line(&format!(
             "  {} {}: {}/{} steps passed in {:.1}s{build} (logs: {})",
             self.paint(result.status, result.status.word()),
             result.id,
@@ -153,7 +251,7 @@ impl Printer {
             result.max_points,
             result.duration_ms.saturating_sub(build_ms) as f64 / 1000.0,
             log_dir.display()
-        );
+        ));
     }
 }
 
@@ -207,7 +305,7 @@ pub(crate) fn github(report: &GradeReport) {
         .filter(|(_, step)| matches!(step.status, Status::Fail | Status::Error));
     for (lesson, step) in failures.take(10) {
         let text = crate::results::step_text(step);
-        println!(
+        outln(&format!(
             "::error file={},line={},title={}::{}",
             lesson.file,
             step.line.max(1),
@@ -215,7 +313,7 @@ pub(crate) fn github(report: &GradeReport) {
                 .replace(',', "%2C")
                 .replace(':', "%3A"),
             escape(text.trim_end())
-        );
+        ));
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         let mut summary = format!(

@@ -40,6 +40,58 @@ pub(crate) struct RunOptions {
     pub(crate) verbose: bool,
     /// Build before the steps.
     pub(crate) build: bool,
+    /// Set when a student's copy is graded: how to report its files by the student's paths.
+    pub(crate) student_paths: Option<StudentPaths>,
+}
+
+/// Where a graded student copy's files are, so reports name `student/<crate>/src/lib.rs` (the
+/// file the student edits) rather than the scratch workspace's copy of it, or the reference's
+/// path `crates/...`, whose line numbers belong to other code.
+#[derive(Debug, Clone)]
+pub(crate) struct StudentPaths {
+    /// The scratch workspace the copy is graded in.
+    pub(crate) scratch: PathBuf,
+    /// The crate's folder relative to the workspace root (`crates/w05/task_queue`).
+    pub(crate) crate_dir: PathBuf,
+    /// The student's copy (`<root>/student/task_queue`).
+    pub(crate) student: PathBuf,
+    /// How the student's copy is named in reports (`student/task_queue`).
+    pub(crate) shown_as: String,
+}
+
+impl StudentPaths {
+    /// Rewrites the paths in compiler errors, panic messages and test output: a file of the
+    /// crate that the student's copy holds is named by its path there, and the crate's folder by
+    /// the copy's; any other file keeps the workspace path it has in the reference (the scratch
+    /// workspace's copy is identical).
+    pub(crate) fn rewrite(&self, text: &str) -> String {
+        let mut scratch = self.scratch.display().to_string();
+        scratch.push('/');
+        let text = text.replace(&scratch, "");
+        let crate_dir = self.crate_dir.display().to_string();
+        let is_path_byte =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-');
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(&crate_dir) {
+            let starts_a_path = at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
+            let after = &rest[at + crate_dir.len()..];
+            let path_len = after.bytes().take_while(|&b| is_path_byte(b)).count();
+            // `""` for the folder itself, `/src/lib.rs` for a file in it.
+            let inside = &after[..path_len];
+            let students = match inside.strip_prefix('/') {
+                _ if !starts_a_path => false,
+                None => inside.is_empty(),
+                Some(file) => !file.is_empty() && self.student.join(file).is_file(),
+            };
+            out.push_str(&rest[..at]);
+            out.push_str(if students { &self.shown_as } else { &crate_dir });
+            out.push_str(inside);
+            rest = &after[path_len..];
+        }
+        out.push_str(rest);
+        out
+    }
 }
 
 /// One step's outcome before it is timed and named.
@@ -131,6 +183,10 @@ fn path_env(options: &RunOptions) -> OsString {
 }
 
 /// Runs a whole lesson and reports each step through `printer` as it finishes.
+///
+/// Every step of the lesson file has a result, in file order (a background client's result is
+/// listed where its `wait` step is, or at the end), so a lesson is always scored out of the same
+/// total: its number of steps. A step that did not run is shown as skipped and scores nothing.
 pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
     let started = Instant::now();
     if options.verbose {
@@ -139,12 +195,20 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
     printer.lesson_header(lesson);
     let mut steps: Vec<StepResult> = Vec::new();
     let mut failed = false;
+    // Every result passes here: in a student's copy, files are named by the student's paths.
+    let report = |result: StepResult, steps: &mut Vec<StepResult>| {
+        let result = match &options.student_paths {
+            Some(paths) => student_view(result, paths),
+            None => result,
+        };
+        printer.step(&result);
+        steps.push(result);
+    };
 
     if options.build && needs_build(lesson, options) {
         let build = build(lesson, options, printer);
         failed = matches!(build.status, Status::Fail | Status::Error);
-        printer.step(&build);
-        steps.push(build);
+        report(build, &mut steps);
     }
 
     let log_dir = options.log_dir.join(&lesson.front.id);
@@ -165,17 +229,17 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
                     start_background(step, c, &mut session, printer);
                     continue;
                 }
-                StepKind::Wait(target) => match session.backgrounds.remove(target) {
+                StepKind::Wait(wait) => match session.backgrounds.remove(&wait.client) {
                     Some(background) => {
-                        let result = finish_background(lesson, background);
-                        failed |= matches!(result.status, Status::Fail | Status::Error);
-                        printer.step(&result);
-                        steps.push(result);
-                        continue;
+                        let client = finish_background(lesson, background);
+                        let waited = waited_for(&client);
+                        failed |= matches!(client.status, Status::Fail | Status::Error);
+                        report(client, &mut steps);
+                        waited
                     }
                     None => Outcome::with(
                         Status::Error,
-                        format!("the background client `{target}` never started"),
+                        format!("the background client `{}` never started", wait.client),
                     ),
                 },
                 _ => match settle_backgrounds(&mut session, Instant::now() + step.timeout) {
@@ -186,8 +250,7 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
         };
         let result = step_result(lesson, step, outcome, step_started.elapsed());
         failed |= matches!(result.status, Status::Fail | Status::Error);
-        printer.step(&result);
-        steps.push(result);
+        report(result, &mut steps);
     }
     // Background clients nobody waited for are collected and reported at the end.
     let pending: Vec<Background> = std::mem::take(&mut session.backgrounds)
@@ -195,8 +258,7 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
         .collect();
     for background in pending {
         let result = finish_background(lesson, background);
-        printer.step(&result);
-        steps.push(result);
+        report(result, &mut steps);
     }
     // Stop everything before the logs are written, so they are complete.
     for (name, server) in &mut session.servers {
@@ -232,17 +294,8 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
             }
         })
         .collect();
-    let counted: Vec<&StepResult> = steps
-        .iter()
-        .filter(|s| s.kind != "build")
-        .filter(|s| !(options.server.is_some() && s.kind == "run"))
-        .collect();
-    let points = counted.iter().filter(|s| s.status == Status::Pass).count() as u32;
-    let max_points = counted.len() as u32;
-    let status = Status::combine(steps.iter().map(|s| match s.status {
-        Status::Skipped => Status::Pass,
-        other => other,
-    }));
+    let (status, points, max_points) = score(&steps);
+    debug_assert_eq!(max_points as usize, lesson.steps.len());
     let result = LessonResult {
         id: lesson.front.id.clone(),
         title: lesson.front.title.clone(),
@@ -255,6 +308,52 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
         done_when,
     };
     printer.lesson_footer(&result, &log_dir);
+    result
+}
+
+/// A lesson's status, points and total from its step results: one point per step of the file
+/// that passed, out of every step of the file (the build is not a step of the file). Skipped
+/// steps do not fail a lesson, but a lesson none of whose steps passed has not passed: it is
+/// skipped (nothing was checked), or failed if anything failed.
+pub(crate) fn score(steps: &[StepResult]) -> (Status, u32, u32) {
+    let counted: Vec<&StepResult> = steps.iter().filter(|s| s.kind != "build").collect();
+    let points = counted.iter().filter(|s| s.status == Status::Pass).count() as u32;
+    let max_points = counted.len() as u32;
+    let status = Status::combine(steps.iter().map(|s| match s.status {
+        Status::Skipped => Status::Pass,
+        other => other,
+    }));
+    let status = if status == Status::Pass && points == 0 {
+        Status::Skipped
+    } else {
+        status
+    };
+    (status, points, max_points)
+}
+
+/// The result of a `wait` step: that the background client it waits for came to an end (the
+/// client's own checks are the client step's result).
+fn waited_for(client: &StepResult) -> Outcome {
+    match client.status {
+        Status::Skipped => Outcome::with(
+            Status::Skipped,
+            format!("not run: the client `{}` did not run", client.name),
+        ),
+        _ => Outcome::from_checks(vec![CheckResult::new(
+            format!("the background client `{}` finished", client.name),
+            Status::Pass,
+            None,
+        )]),
+    }
+}
+
+/// A step's result with every file path in its text named as the student sees it.
+fn student_view(mut result: StepResult, paths: &StudentPaths) -> StepResult {
+    for check in &mut result.checks {
+        check.name = paths.rewrite(&check.name);
+        check.detail = check.detail.as_deref().map(|text| paths.rewrite(text));
+    }
+    result.message = result.message.as_deref().map(|text| paths.rewrite(text));
     result
 }
 
@@ -381,7 +480,8 @@ fn run_step(
                 Err(e) => Outcome::with(Status::Error, format!("kill failed: {e}")),
             }
         }
-        StepKind::Trace(server_name) => {
+        StepKind::Trace(trace) => {
+            let server_name = &trace.server;
             let Some(server) = session.servers.get_mut(server_name) else {
                 return Outcome::with(
                     Status::Error,
@@ -568,7 +668,7 @@ fn run_commands(run: &RunStep, options: &RunOptions, deadline: Instant) -> Outco
     for (command, expected) in &run.commands {
         let name = format!("$ {command}");
         let command_started = Instant::now();
-        let output = match run_shell(command, options, deadline) {
+        let output = match run_shell(command, options, deadline, None) {
             Ok(output) => output,
             Err(message) => {
                 checks.push(
@@ -637,11 +737,16 @@ struct ShellOutput {
     stderr: Vec<u8>,
 }
 
-/// Runs `sh -c command` in its own process group, with the deadline enforced.
+/// A callback each complete line of a child's output is shown to as it arrives.
+type Relay<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// Runs `sh -c command` in its own process group, with the deadline enforced. With
+/// `relay_stderr`, each line of its stderr is shown as it arrives (a build's progress).
 fn run_shell(
     command: &str,
     options: &RunOptions,
     deadline: Instant,
+    relay_stderr: Option<Relay<'_>>,
 ) -> Result<ShellOutput, String> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -658,9 +763,13 @@ fn run_shell(
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let verbose = options.verbose;
+    let relay_stdout = |line: &str| eprintln!("  [stdout] {line}");
+    let relay_verbose_stderr = |line: &str| eprintln!("  [stderr] {line}");
+    let relay_stdout: Option<Relay<'_>> = verbose.then_some(&relay_stdout);
+    let relay_stderr = relay_stderr.or(verbose.then_some(&relay_verbose_stderr));
     let (out, err) = std::thread::scope(|scope| {
-        let out = scope.spawn(move || collect(stdout.as_mut(), verbose.then_some("stdout")));
-        let err = scope.spawn(move || collect(stderr.as_mut(), verbose.then_some("stderr")));
+        let out = scope.spawn(move || collect(stdout.as_mut(), relay_stdout));
+        let err = scope.spawn(move || collect(stderr.as_mut(), relay_stderr));
         let status = process::wait_until(&mut child, deadline);
         let timed_out = status.is_none();
         let status = if timed_out {
@@ -688,9 +797,8 @@ fn run_shell(
     })
 }
 
-/// Reads a child's stream to its end; with `relay`, prints each complete line as it arrives,
-/// prefixed by the stream's name.
-fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
+/// Reads a child's stream to its end; with `relay`, shows it each complete line as it arrives.
+fn collect(stream: Option<&mut impl Read>, relay: Option<Relay<'_>>) -> Vec<u8> {
     let mut all = Vec::new();
     let Some(stream) = stream else { return all };
     let mut buf = [0u8; 8192];
@@ -702,10 +810,10 @@ fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 all.extend_from_slice(&buf[..n]);
-                if let (Some(source), Some(end)) = (relay, all.iter().rposition(|&b| b == b'\n')) {
+                if let (Some(relay), Some(end)) = (relay, all.iter().rposition(|&b| b == b'\n')) {
                     if end >= relayed {
                         for line in String::from_utf8_lossy(&all[relayed..end]).lines() {
-                            eprintln!("  [{source}] {line}");
+                            relay(line);
                         }
                         relayed = end + 1;
                     }
@@ -713,9 +821,9 @@ fn collect(stream: Option<&mut impl Read>, relay: Option<&str>) -> Vec<u8> {
             }
         }
     }
-    if let Some(source) = relay {
+    if let Some(relay) = relay {
         if relayed < all.len() {
-            eprintln!("  [{source}] {}", String::from_utf8_lossy(&all[relayed..]));
+            relay(&String::from_utf8_lossy(&all[relayed..]));
         }
     }
     all
@@ -788,13 +896,23 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
         }
     }
     let mut checks = Vec::new();
+    // Cargo's own lines (`Compiling task_queue ...`) are shown as they come, so a long first
+    // build is visibly at work.
+    let show_line = |line: &str| match &options.student_paths {
+        Some(paths) => printer.build_output(&paths.rewrite(line)),
+        None => printer.build_output(line),
+    };
+    let relay: Option<Relay<'_>> = printer.prints().then_some(&show_line);
     for command in commands {
         printer.building(&command);
-        // Builds are not timed as steps, but still bounded so a wedged build cannot hang CI.
+        // No step's time limit covers the build, but it is bounded so a wedged build cannot
+        // hang CI.
         let deadline = Instant::now() + Duration::from_secs(1800);
-        let check = match run_shell(&command, options, deadline) {
+        let started = Instant::now();
+        let check = match run_shell(&command, options, deadline, relay) {
             Ok(output) if output.code == Some(0) => {
                 CheckResult::new(format!("$ {command}"), Status::Pass, None)
+                    .timed(started.elapsed())
             }
             Ok(output) => CheckResult::new(
                 format!("$ {command}"),

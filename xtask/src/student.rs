@@ -1,12 +1,16 @@
 //! Student mode: starters, the student's working copy, and the scratch workspace it is graded in.
 //!
 //! A lesson's starter is generated from the reference crate's markers (see `starters`), laid out
-//! as the crate's own folder. A started lesson's working copy is `student/<starter>/` (gitignored). Grading copies the workspace
-//! to `target/xtask/scratch/workspace/` and lays the student's files over the crate's folder
+//! as the crate's own folder. A started lesson's working copy is `student/<starter>/`
+//! (gitignored); `start`, `stop` and `reset` move a lesson in and out of student mode
+//! ([`start`], [`stop`], [`reset`]), and a reset keeps the copy it replaces under
+//! `student/.backup/`. Grading copies the workspace to `<target>/xtask/scratch/workspace/`
+//! (`<target>` is the cargo target folder) and lays the student's files over the crate's folder
 //! there, so the reference under `crates/` is never touched and every other crate builds against
 //! the student's code.
 
 use crate::lesson::Lesson;
+use crate::progress::Progress;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -22,12 +26,12 @@ pub(crate) fn student_dir(root: &Path, lesson: &Lesson) -> PathBuf {
 
 /// The scratch workspace's root.
 pub(crate) fn scratch_root(root: &Path) -> PathBuf {
-    root.join("target/xtask/scratch/workspace")
+    crate::target_dir(root).join("xtask/scratch/workspace")
 }
 
 /// The scratch workspace's cargo target folder (kept between runs so rebuilds are incremental).
 pub(crate) fn scratch_target(root: &Path) -> PathBuf {
-    root.join("target/xtask/scratch/target")
+    crate::target_dir(root).join("xtask/scratch/target")
 }
 
 /// Generates the lesson's starter into the student's folder; `overwrite` replaces the
@@ -47,24 +51,7 @@ pub(crate) fn install_starter(
 
 /// Every workspace package with its folder, relative to the workspace root.
 pub(crate) fn workspace_packages(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let output =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--offline",
-            ])
-            .current_dir(root)
-            .output()
-            .context("running cargo metadata")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let metadata = crate::cargo_metadata(root)?;
     let mut packages = Vec::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {
         let (Some(name), Some(manifest)) =
@@ -104,10 +91,19 @@ pub(crate) fn prepare_scratch(
     let scratch = scratch_root(root);
     let crate_dir = crate_dir(root, &lesson.front.krate)?;
     // The crate's folder is rebuilt from the overlay alone plus the reference files it lacks.
+    // A target folder inside the workspace under another name (`CARGO_TARGET_DIR=build`) is
+    // build output too, and is not copied.
+    let target = crate::target_dir(root);
+    let target_name = target
+        .strip_prefix(root)
+        .ok()
+        .and_then(|inside| inside.iter().next())
+        .and_then(|name| name.to_str())
+        .unwrap_or("target");
     copy_tree(
         root,
         &scratch,
-        &["target", ".git", "student", ".course-progress"],
+        &["target", target_name, ".git", "student", ".course-progress"],
     )?;
     copy_tree(overlay, &scratch.join(&crate_dir), &["target"])?;
     Ok(scratch)
@@ -136,6 +132,74 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts a lesson: copies its starter to the student's folder unless a copy is there already
+/// (a lesson stopped and started again keeps the student's work), and marks it started in the
+/// progress file. Returns the folder and whether an existing copy was kept.
+pub(crate) fn start(root: &Path, lesson: &Lesson) -> anyhow::Result<(PathBuf, bool)> {
+    let kept = student_dir(root, lesson).is_dir();
+    let dir = install_starter(root, lesson, false)?;
+    Progress::update(root, |progress| {
+        progress.set_started(&lesson.front.id, true)
+    })?;
+    Ok((dir, kept))
+}
+
+/// Stops a started lesson: `lesson` grades the reference again. The student's copy is left as
+/// it is. Returns the copy's folder.
+pub(crate) fn stop(root: &Path, lesson: &Lesson) -> anyhow::Result<PathBuf> {
+    ensure_started(root, lesson)?;
+    Progress::update(root, |progress| {
+        progress.set_started(&lesson.front.id, false)
+    })?;
+    Ok(student_dir(root, lesson))
+}
+
+/// Resets a started lesson to its starter, moving the student's copy to a backup folder first.
+/// Returns the student's folder and the backup's, if there was a copy to keep.
+pub(crate) fn reset(root: &Path, lesson: &Lesson) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    ensure_started(root, lesson)?;
+    let dir = student_dir(root, lesson);
+    let backup = if dir.exists() {
+        let backup = backup_dir(root, lesson);
+        std::fs::create_dir_all(backup.parent().context("backup folder")?)?;
+        std::fs::rename(&dir, &backup)
+            .with_context(|| format!("moving {} to {}", dir.display(), backup.display()))?;
+        Some(backup)
+    } else {
+        None
+    };
+    Ok((install_starter(root, lesson, false)?, backup))
+}
+
+fn ensure_started(root: &Path, lesson: &Lesson) -> anyhow::Result<()> {
+    let id = &lesson.front.id;
+    anyhow::ensure!(
+        Progress::load(root).is_started(id),
+        "lesson {id} is not started (`cargo xtask start {id}` starts it)"
+    );
+    Ok(())
+}
+
+/// A backup folder name not taken yet: `student/.backup/<crate>-<unix seconds>[-n]`.
+fn backup_dir(root: &Path, lesson: &Lesson) -> PathBuf {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = root
+        .join("student/.backup")
+        .join(format!("{}-{seconds}", lesson.front.starter));
+    // Bounded: a handful of resets within the same second is the most there can be.
+    let numbered = (1..1000).map(|n| {
+        let mut name = base.as_os_str().to_owned();
+        name.push(format!("-{n}"));
+        PathBuf::from(name)
+    });
+    std::iter::once(base.clone())
+        .chain(numbered)
+        .find(|path| !path.exists())
+        .unwrap_or(base)
 }
 
 #[cfg(test)]
@@ -167,5 +231,75 @@ mod tests {
             .unwrap();
         assert_eq!(before, after, "an unchanged file must not be rewritten");
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A lesson whose starter lives under `root`.
+    fn lesson_in(root: &Path) -> Lesson {
+        use crate::lesson::FrontMatter;
+        std::fs::create_dir_all(root.join("course/starters/queue/src")).unwrap();
+        std::fs::write(root.join("course/starters/queue/src/lib.rs"), "todo").unwrap();
+        Lesson {
+            path: PathBuf::from("course/w05/01.md"),
+            front: FrontMatter {
+                id: "w05-l01".into(),
+                title: "t".into(),
+                order: 1,
+                krate: "queue".into(),
+                duration: "1 h".into(),
+                starter: "queue".into(),
+            },
+            steps: Vec::new(),
+            done_when: Vec::new(),
+            mistakes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn start_stop_and_reset_move_a_lesson_in_and_out_of_student_mode() {
+        let root = std::env::temp_dir().join(format!("xtask-student-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let lesson = lesson_in(&root);
+        let started = |root: &Path| Progress::load(root).is_started("w05-l01");
+
+        // Neither stop nor reset starts a lesson that is not started.
+        assert!(stop(&root, &lesson).is_err());
+        assert!(reset(&root, &lesson).is_err());
+        assert!(!student_dir(&root, &lesson).exists() && !started(&root));
+
+        let (dir, kept) = start(&root, &lesson).unwrap();
+        assert!(!kept && started(&root));
+        std::fs::write(dir.join("src/lib.rs"), "my work").unwrap();
+
+        // Stop keeps the copy; starting again picks it up.
+        assert_eq!(stop(&root, &lesson).unwrap(), dir);
+        assert!(!started(&root));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
+            "my work"
+        );
+        let (_, kept) = start(&root, &lesson).unwrap();
+        assert!(kept && started(&root));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
+            "my work"
+        );
+
+        // Reset brings the starter back and keeps the work in the backup it names.
+        let (dir, backup) = reset(&root, &lesson).unwrap();
+        let backup = backup.expect("a backup of the copy");
+        assert!(backup.starts_with(root.join("student/.backup")));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
+            "todo"
+        );
+        assert_eq!(
+            std::fs::read_to_string(backup.join("src/lib.rs")).unwrap(),
+            "my work"
+        );
+        // A second reset in the same second takes a new name.
+        let (_, second) = reset(&root, &lesson).unwrap();
+        assert_ne!(second.unwrap(), backup);
+        assert!(started(&root));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

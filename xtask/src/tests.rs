@@ -84,6 +84,7 @@ fn run_with(id: &str, server: String, lesson_args: bool) -> LessonResult {
         keep_going: false,
         verbose: false,
         build: false,
+        student_paths: None,
     };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let result = runner::run_lesson(&lesson, &options, &Printer::silent());
@@ -150,6 +151,21 @@ fn the_fixture_without_a_bug_passes_every_server_lesson() {
             "{}",
             describe(&result)
         );
+        // The total is the lesson file's: with --server, the `run` steps are there, skipped.
+        let lesson = lesson(id);
+        assert_eq!(result.max_points as usize, lesson.steps.len(), "{id}");
+        let names: Vec<&str> = result.steps.iter().map(|s| s.name.as_str()).collect();
+        for step in &lesson.steps {
+            assert!(
+                names.contains(&step.name.as_str()),
+                "{id}: {} missing",
+                step.name
+            );
+            if step.kind.word() == "run" {
+                let shown = result.steps.iter().find(|s| s.name == step.name).unwrap();
+                assert_eq!(shown.status, Status::Skipped, "{id}: {}", step.name);
+            }
+        }
     }
 }
 
@@ -247,6 +263,17 @@ fn dropping_owed_answers_on_half_close_is_rejected() {
         "w05-l04",
         "ten-clients",
         "got nothing",
+    );
+}
+
+#[test]
+fn a_wrong_hash_is_caught_with_the_hashing_hint_not_the_half_close_one() {
+    assert_rejected("wrong-hash", "w05-l04", "one-client", "result: ");
+    let result = run("w05-l04", broken("wrong-hash"));
+    let hints = result.first_failure().expect("a failure").hints.join("\n");
+    assert!(
+        hints.contains("wrong bytes") && !hints.contains("recv` returns 0"),
+        "{hints}"
     );
 }
 
@@ -453,10 +480,20 @@ a -> b
 
 /// Runs a lesson text in-process in a scratch folder.
 fn run_local_lesson(text: &str, keep_going: bool) -> LessonResult {
+    run_local_lesson_as(text, keep_going, None)
+}
+
+/// [`run_local_lesson`], grading a student's copy whose files are reported by `student_paths`.
+fn run_local_lesson_as(
+    text: &str,
+    keep_going: bool,
+    student_paths: Option<runner::StudentPaths>,
+) -> LessonResult {
     let lesson = crate::lesson::parse::parse_lesson(text, Path::new("run.md")).unwrap();
     let scratch = std::env::temp_dir().join(format!(
-        "xtask-run-steps-{}-{keep_going}",
-        std::process::id()
+        "xtask-run-steps-{}-{keep_going}-{}",
+        std::process::id(),
+        student_paths.is_some()
     ));
     std::fs::create_dir_all(&scratch).unwrap();
     let options = RunOptions {
@@ -468,6 +505,7 @@ fn run_local_lesson(text: &str, keep_going: bool) -> LessonResult {
         keep_going,
         verbose: false,
         build: true,
+        student_paths,
     };
     let result = runner::run_lesson(&lesson, &options, &Printer::silent());
     std::fs::remove_dir_all(&scratch).unwrap();
@@ -520,4 +558,206 @@ fn run_steps_match_output_and_status_and_report_hints() {
         result.done_when[1].status, None,
         "an item without steps is never claimed"
     );
+}
+
+/// A lesson whose one step fails the way a starter's `todo!()` does, naming the crate's files.
+const PANIC_LESSON: &str = r#"---
+id: w09-l02
+title: "A panic"
+order: 2
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console run name=panics
+$ printf 'thread panicked at crates/w05/task_queue/src/lib.rs:148:9:\nnot yet implemented\n' >&2; printf -- '--> crates/w05/task_queue/tests/contract.rs:3:1\n'; exit 101
+```
+
+## Expected
+## Prove
+## Done when
+- It passes. (checked by: panics)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| Leaving todo!() | Write the code | `panics` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+#[test]
+fn a_student_panic_names_the_students_file() {
+    let student = std::env::temp_dir().join(format!("xtask-student-copy-{}", std::process::id()));
+    std::fs::create_dir_all(student.join("src")).unwrap();
+    std::fs::write(student.join("src/lib.rs"), "//! the student's code\n").unwrap();
+    let paths = runner::StudentPaths {
+        scratch: std::env::temp_dir().join("no-such-scratch"),
+        crate_dir: PathBuf::from("crates/w05/task_queue"),
+        student: student.clone(),
+        shown_as: "student/task_queue".to_owned(),
+    };
+    let result = run_local_lesson_as(PANIC_LESSON, false, Some(paths));
+    std::fs::remove_dir_all(&student).unwrap();
+    let failed = result.first_failure().expect("the step fails");
+    let text = crate::results::step_text(failed);
+    assert!(
+        text.contains("panicked at student/task_queue/src/lib.rs:148:9"),
+        "{text}"
+    );
+    assert!(!text.contains("crates/w05/task_queue/src/lib.rs"), "{text}");
+    // A file the student's copy does not hold is the reference's, and keeps its path.
+    assert!(
+        text.contains("crates/w05/task_queue/tests/contract.rs:3:1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {
+    let student = std::env::temp_dir().join(format!("xtask-student-paths-{}", std::process::id()));
+    std::fs::create_dir_all(student.join("src")).unwrap();
+    std::fs::write(student.join("src/lib.rs"), "").unwrap();
+    let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
+    let paths = runner::StudentPaths {
+        scratch: scratch.clone(),
+        crate_dir: PathBuf::from("crates/w05/task_queue"),
+        student: student.clone(),
+        shown_as: "student/task_queue".to_owned(),
+    };
+    let text = format!(
+        "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\
+         error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+         and crates/w05/task_queue_extra/src/lib.rs",
+        scratch.display(),
+        scratch.display()
+    );
+    let rewritten = paths.rewrite(&text);
+    std::fs::remove_dir_all(&student).unwrap();
+    assert_eq!(
+        rewritten,
+        "Compiling task_queue v0.1.0 (student/task_queue)\n\
+         error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+         and crates/w05/task_queue_extra/src/lib.rs"
+    );
+}
+
+#[test]
+fn a_lesson_with_no_step_that_ran_does_not_pass() {
+    let skipped = |name: &str, kind: &str| crate::results::StepResult {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        line: 1,
+        status: Status::Skipped,
+        duration_ms: 0,
+        checks: Vec::new(),
+        message: Some("not run".to_owned()),
+        hints: Vec::new(),
+    };
+    let mut steps = vec![skipped("a", "run"), skipped("b", "run")];
+    assert_eq!(runner::score(&steps), (Status::Skipped, 0, 2));
+    steps[0].status = Status::Pass;
+    assert_eq!(runner::score(&steps), (Status::Pass, 1, 2));
+    // The build is no step of the file: it neither scores nor makes a lesson pass.
+    let mut build = skipped("build", "build");
+    build.status = Status::Pass;
+    assert_eq!(
+        runner::score(&[build, skipped("a", "run")]),
+        (Status::Skipped, 0, 1)
+    );
+}
+
+/// A lesson whose one step is a `cargo build`, which the runner builds first, untimed.
+const BUILD_LESSON: &str = r#"---
+id: w09-l03
+title: "A build"
+order: 3
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console run name=builds
+$ cargo build --offline
+```
+
+## Expected
+## Prove
+## Done when
+- It builds. (checked by: builds)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| A typo | Fix it | `builds` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+#[test]
+fn the_build_shows_cargo_at_work_and_reports_its_time_once() {
+    let lesson = crate::lesson::parse::parse_lesson(BUILD_LESSON, Path::new("build.md")).unwrap();
+    let scratch = std::env::temp_dir().join(format!("xtask-build-{}", std::process::id()));
+    std::fs::create_dir_all(scratch.join("src")).unwrap();
+    std::fs::write(
+        scratch.join("Cargo.toml"),
+        "[package]\nname = \"tiny_build\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.join("src/lib.rs"), "//! tiny\n").unwrap();
+    let options = RunOptions {
+        root: scratch.clone(),
+        target_dir: scratch.join("target"),
+        log_dir: scratch.join("logs"),
+        server: None,
+        invocation_dir: scratch.clone(),
+        keep_going: false,
+        verbose: false,
+        build: true,
+        student_paths: None,
+    };
+    let report = std::sync::Arc::new(Mutex::new(String::new()));
+    let result = runner::run_lesson(&lesson, &options, &Printer::to_buffer(report.clone()));
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let report = report.lock().unwrap().clone();
+    assert_eq!(result.status, Status::Pass, "{report}");
+    // Said before it starts, then cargo's own lines as they come.
+    assert!(
+        report.contains("build: cargo build --offline\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| ") && report.contains("Compiling tiny_build"),
+        "{report}"
+    );
+    // One build time, the same in the build line and the verdict.
+    let build = result.steps.iter().find(|s| s.kind == "build").unwrap();
+    let seconds = format!("{:.1}s build)", build.duration_ms as f64 / 1000.0);
+    assert!(report.contains(&seconds), "{seconds} in:\n{report}");
+    assert!(!report.contains("not timed"), "{report}");
+    // The build is no step of the file: 1/1, not 2/2.
+    assert_eq!((result.points, result.max_points), (1, 1));
 }

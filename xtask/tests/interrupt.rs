@@ -1,4 +1,5 @@
-//! Ctrl-C in the middle of a lesson: the runner stops every server it started, then exits 130.
+//! Ctrl-C in the middle of a lesson: the runner stops every server it started, then exits 130,
+//! and records nothing in the progress file (the test points it at a temporary one).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -23,19 +24,43 @@ fn ctrl_c_stops_the_servers_and_exits_130() {
         .expect("profile folder")
         .join("examples/broken_server");
     assert!(fixture.is_file(), "cargo test builds the fixture example");
+    let progress =
+        std::env::temp_dir().join(format!("xtask-interrupt-progress-{}", std::process::id()));
     let child = Command::new(runner)
         .args(["lesson", "w05-quest", "--server"])
         .arg(format!("{} {{port}}", fixture.display()))
         .env("NO_COLOR", "1")
+        .env("COURSE_PROGRESS_FILE", &progress)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the runner");
     let mut runner_process = KillOnDrop(child);
+    let stdout = runner_process.0.stdout.take().expect("piped stdout");
     let stderr = runner_process.0.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = BufReader::new(stdout).lines();
+    std::thread::scope(|scope| {
+        // stderr is drained alongside, so the runner never blocks on a full pipe.
+        let notes = scope.spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        });
+        interrupt_and_check(&mut runner_process, &mut lines, notes);
+    });
+    assert!(
+        !progress.exists(),
+        "a --server run must not record progress"
+    );
+}
 
+fn interrupt_and_check(
+    runner_process: &mut KillOnDrop,
+    lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
+    notes: std::thread::ScopedJoinHandle<'_, Vec<String>>,
+) {
     // The server step reports `... is ready — pid N, port P`: that is the process to watch.
     let server_pid = lines
         .by_ref()
@@ -54,8 +79,9 @@ fn ctrl_c_stops_the_servers_and_exits_130() {
         .status();
     assert!(status.is_ok_and(|s| s.success()), "sending SIGINT");
     // Drain the rest of the report so the runner never blocks on a full pipe.
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let mut rest: Vec<String> = lines.map_while(Result::ok).collect();
     let exit = runner_process.0.wait().expect("wait for the runner");
+    rest.extend(notes.join().expect("stderr reader"));
     assert_eq!(
         exit.code(),
         Some(130),

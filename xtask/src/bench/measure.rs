@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::process;
+
 /// How long a tool gets to attach before the load starts. Attaching is not observable from
 /// outside, so this is a fixed allowance; the counts cover the idle margin too, during which a
 /// server blocked in `epoll_wait` makes no calls.
@@ -50,19 +52,20 @@ pub(crate) struct Attached {
 
 /// Whether a program is on the `PATH` (it runs with `--version`).
 pub(crate) fn available(program: &str) -> bool {
-    Command::new(program)
+    let mut command = Command::new(program);
+    command
         .arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+        .stderr(Stdio::null());
+    process::output(&mut command).is_ok_and(|output| output.status.success())
 }
 
 /// Starts `perf stat` on `pid` for `window`, writing CSV to `output`.
 pub(crate) fn attach_perf(pid: u32, window: Duration, output: &Path) -> anyhow::Result<Attached> {
     // With `-p`, the command after `--` only sets how long perf counts.
-    let child = Command::new("perf")
+    let mut command = Command::new("perf");
+    command
         .args([
             "stat",
             "-x",
@@ -77,9 +80,9 @@ pub(crate) fn attach_perf(pid: u32, window: Duration, output: &Path) -> anyhow::
         .args(["--", "sleep", &format!("{:.3}", window.as_secs_f64())])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting perf stat")?;
+        .stderr(Stdio::null());
+    process::configure(&mut command, None);
+    let child = process::spawn(&mut command).context("starting perf stat")?;
     Ok(Attached {
         child,
         output: output.to_owned(),
@@ -90,16 +93,17 @@ pub(crate) fn attach_perf(pid: u32, window: Duration, output: &Path) -> anyhow::
 /// when its last tracee is gone, and ending the server is the one reliable way to stop it (a
 /// SIGINT that arrives while `strace` is busy decoding can stay blocked for good).
 pub(crate) fn attach_strace(pid: u32, output: &Path) -> anyhow::Result<Attached> {
-    let child = Command::new("strace")
+    let mut command = Command::new("strace");
+    command
         .args(["-c", "-f", "-o"])
         .arg(output)
         .arg("-p")
         .arg(pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting strace")?;
+        .stderr(Stdio::null());
+    process::configure(&mut command, None);
+    let child = process::spawn(&mut command).context("starting strace")?;
     Ok(Attached {
         child,
         output: output.to_owned(),
@@ -110,7 +114,9 @@ impl Attached {
     /// Waits for the tool to finish (for strace: call it after ending the server) and returns
     /// its report.
     pub(crate) fn finish(mut self) -> anyhow::Result<String> {
-        self.child.wait().context("waiting for the counting tool")?;
+        let waited = self.child.wait().context("waiting for the counting tool");
+        process::release_group(self.child.id());
+        waited?;
         std::fs::read_to_string(&self.output)
             .with_context(|| format!("reading {}", self.output.display()))
     }
@@ -118,11 +124,9 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        // Only reached with the child still running on an error path; `finish` waited already.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // Only reached with the child still running on an error path; `finish` waited already
+        // (stopping a group that is gone already is harmless).
+        process::stop_group(&mut self.child);
     }
 }
 

@@ -3,7 +3,8 @@
 //! Every server is started fresh for every run, on port 0, and reports its port on its first
 //! stdout line (`listening on 127.0.0.1:<port>`), as the protocol requires. A [`RunningServer`]
 //! kills and reaps its process when dropped, so an error anywhere in the benchmark never leaves
-//! a server behind.
+//! a server behind; every server leads a process group the runner owns (`crate::process`), so
+//! Ctrl-C stops it too.
 
 use std::fmt;
 use std::io::{BufRead as _, BufReader};
@@ -87,11 +88,12 @@ impl ServerBinary {
         if self.takes_workers {
             command.args(["--workers", &workers.to_string()]);
         }
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+            .stderr(Stdio::null());
+        crate::process::configure(&mut command, None);
+        let mut child = crate::process::spawn(&mut command)
             .with_context(|| format!("starting {}", self.path.display()))?;
         let stdout = child.stdout.take().context("the server's stdout")?;
         let mut server = RunningServer { child, addr: None };
@@ -150,8 +152,7 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::process::stop_group(&mut self.child);
     }
 }
 
@@ -264,6 +265,27 @@ mod tests {
         assert_eq!(parse_cpu_ticks(stat), Some(280));
         assert_eq!(parse_cpu_ticks("garbage"), None);
         assert!(cpu_time(std::process::id()).is_ok());
+    }
+
+    #[test]
+    fn a_benchmarked_server_leads_a_group_the_runner_owns_and_stops() {
+        // The correct server of the runner's own test fixture, built by `cargo test`.
+        let exe = std::env::current_exe().unwrap();
+        let profile = exe.parent().and_then(Path::parent).unwrap();
+        let binary = ServerBinary {
+            kind: ServerKind::Handoff,
+            path: profile.join("examples/broken_server"),
+            takes_workers: true,
+        };
+        let server = binary.start(1).unwrap();
+        let pid = server.pid();
+        assert!(
+            crate::process::owns(pid),
+            "Ctrl-C stops only the groups the runner owns"
+        );
+        drop(server);
+        assert!(!crate::process::owns(pid));
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 
     #[test]

@@ -110,12 +110,12 @@ pub(crate) enum StepKind {
     Server(ServerStep),
     /// `console client`.
     Client(ClientStep),
-    /// `console wait`: the name of a background client step.
-    Wait(String),
+    /// `console wait`.
+    Wait(WaitStep),
     /// `console signal`.
     Signal(SignalStep),
-    /// `console trace`: the server to trace.
-    Trace(String),
+    /// `console trace`.
+    Trace(TraceStep),
     /// `console prove`.
     Prove(ProveStep),
 }
@@ -223,6 +223,20 @@ pub(crate) struct ClientStep {
     pub(crate) sends: Vec<String>,
     /// The `< ` lines.
     pub(crate) expects: Vec<ExpectLine>,
+}
+
+/// `console wait`.
+#[derive(Debug, Clone)]
+pub(crate) struct WaitStep {
+    /// The background client step waited for (`for=NAME`).
+    pub(crate) client: String,
+}
+
+/// `console trace`.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceStep {
+    /// The server whose threads are traced.
+    pub(crate) server: String,
 }
 
 /// `console signal`.

@@ -8,7 +8,7 @@
 use super::pattern::{ExpectLine, LinePattern};
 use super::{
     Assertion, ClientStep, DoneItem, ExpectStatus, FrontMatter, Lesson, Mistake, ProveStep, Ready,
-    RunStep, ServerStep, SignalStep, Step, StepKind, Stream,
+    RunStep, ServerStep, SignalStep, Step, StepKind, Stream, TraceStep, WaitStep,
 };
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use std::collections::{BTreeMap, HashSet};
@@ -175,7 +175,7 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
     }
 
     let mut steps: Vec<Step> = Vec::new();
-    let mut kind_counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut kind_counts: BTreeMap<Kind, usize> = BTreeMap::new();
     for (info, body, line, section) in blocks {
         let mut words = tokenize_info(&info).map_err(|message| error(line, message))?;
         if words.first().map(String::as_str) != Some("console") || words.len() < 2 {
@@ -536,38 +536,110 @@ fn server_log<'a>(steps: &'a [Step], server: &str) -> Option<&'a str> {
     })
 }
 
+/// The step kinds, as the word after `console` names them; parsed once, then matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Run,
+    Server,
+    Client,
+    Wait,
+    Signal,
+    Trace,
+    Prove,
+}
+
+impl Kind {
+    /// Every kind, in the order the error for an unknown kind lists them.
+    const ALL: [Kind; 7] = [
+        Kind::Run,
+        Kind::Server,
+        Kind::Client,
+        Kind::Wait,
+        Kind::Signal,
+        Kind::Trace,
+        Kind::Prove,
+    ];
+
+    /// The kind named by `word`, or the format error that lists the kinds.
+    fn parse(word: &str, line: usize) -> Result<Kind, FormatError> {
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.word() == word)
+            .ok_or_else(|| {
+                let words: Vec<&str> = Kind::ALL.iter().map(|kind| kind.word()).collect();
+                error(
+                    line,
+                    format!("unknown step kind `console {word}` ({})", words.join(", ")),
+                )
+            })
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+            Kind::Server => "server",
+            Kind::Client => "client",
+            Kind::Wait => "wait",
+            Kind::Signal => "signal",
+            Kind::Trace => "trace",
+            Kind::Prove => "prove",
+        }
+    }
+
+    /// The step's time limit when it sets no `timeout=`.
+    fn default_timeout(self) -> Duration {
+        Duration::from_secs(match self {
+            Kind::Run => 300,
+            Kind::Server => 10,
+            Kind::Client => 15,
+            Kind::Wait => 30,
+            Kind::Signal => 5,
+            Kind::Trace => 10,
+            Kind::Prove => 10,
+        })
+    }
+}
+
+/// What every step kind's parser gets: the block's attributes (each parser takes the ones it
+/// knows; leftovers are reported), its lines, where it is, and the steps before it.
+struct Block<'a> {
+    attrs: Attributes,
+    name: &'a str,
+    lines: Vec<&'a str>,
+    line: usize,
+    steps: &'a [Step],
+}
+
+impl Block<'_> {
+    /// Fails unless the block holds no lines (`wait`, `signal`, `trace`).
+    fn no_body(&self, kind: Kind) -> Result<(), FormatError> {
+        if self.lines.iter().any(|l| !l.trim().is_empty()) {
+            Err(error(
+                self.line,
+                format!("`console {}` takes no lines in its block", kind.word()),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 fn parse_step(
-    kind: &str,
+    kind_word: &str,
     words: &[String],
     body: &str,
     line: usize,
     steps: &[Step],
-    kind_counts: &mut BTreeMap<&'static str, usize>,
+    kind_counts: &mut BTreeMap<Kind, usize>,
 ) -> Result<Step, FormatError> {
     let mut attrs = Attributes::new(words, line)?;
-    let kind_word: &'static str = match kind {
-        "run" => "run",
-        "server" => "server",
-        "client" => "client",
-        "wait" => "wait",
-        "signal" => "signal",
-        "trace" => "trace",
-        "prove" => "prove",
-        other => {
-            return Err(error(
-                line,
-                format!(
-                    "unknown step kind `console {other}` (run, server, client, wait, signal, trace, prove)"
-                ),
-            ));
-        }
-    };
-    let count = kind_counts.entry(kind_word).or_insert(0);
+    let kind = Kind::parse(kind_word, line)?;
+    let count = kind_counts.entry(kind).or_insert(0);
     *count += 1;
-    let default_name = if kind_word == "server" {
+    let default_name = if kind == Kind::Server {
         "server".to_owned()
     } else {
-        format!("{kind_word}-{count}")
+        format!("{}-{count}", kind.word())
     };
     let name = attrs.value("name")?.unwrap_or(default_name);
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -576,325 +648,336 @@ fn parse_step(
             format!("step name `{name}` may only hold letters, digits and `-`"),
         ));
     }
-    let default_timeout = match kind_word {
-        "run" => 300,
-        "server" => 10,
-        "client" => 15,
-        "wait" => 30,
-        "signal" => 5,
-        "trace" => 10,
-        _ => 10,
+    let timeout = attrs.duration("timeout")?.unwrap_or(kind.default_timeout());
+    let mut block = Block {
+        attrs,
+        name: &name,
+        lines: body.lines().collect(),
+        line,
+        steps,
     };
-    let timeout = attrs
-        .duration("timeout")?
-        .unwrap_or(Duration::from_secs(default_timeout));
-    let body_lines: Vec<&str> = body.lines().collect();
-    let no_body = |kind: &str| -> Result<(), FormatError> {
-        if body_lines.iter().any(|l| !l.trim().is_empty()) {
-            Err(error(
-                line,
-                format!("`console {kind}` takes no lines in its block"),
-            ))
-        } else {
-            Ok(())
-        }
+    let step_kind = match kind {
+        Kind::Run => StepKind::Run(parse_run(&mut block)?),
+        Kind::Server => StepKind::Server(parse_server(&mut block)?),
+        Kind::Client => StepKind::Client(parse_client(&mut block)?),
+        Kind::Wait => StepKind::Wait(parse_wait(&mut block)?),
+        Kind::Signal => StepKind::Signal(parse_signal(&mut block)?),
+        Kind::Trace => StepKind::Trace(parse_trace(&mut block)?),
+        Kind::Prove => StepKind::Prove(parse_prove(&mut block)?),
     };
-
-    let step_kind = match kind_word {
-        "run" => {
-            let status = match attrs.value("status")?.as_deref() {
-                None => ExpectStatus::Code(0),
-                Some("fail") => ExpectStatus::Failure,
-                Some(v) => ExpectStatus::Code(v.parse().map_err(|_| {
-                    error(line, format!("`status={v}` is neither a number nor `fail`"))
-                })?),
-            };
-            let stream = match attrs.value("stream")?.as_deref() {
-                None | Some("stdout") => Stream::Stdout,
-                Some("stderr") => Stream::Stderr,
-                Some("both") => Stream::Both,
-                Some(v) => {
-                    return Err(error(
-                        line,
-                        format!("`stream={v}`: use stdout, stderr or both"),
-                    ));
-                }
-            };
-            let mut commands: Vec<(String, Vec<ExpectLine>)> = Vec::new();
-            for (offset, text) in body_lines.iter().enumerate() {
-                if let Some(command) = text.strip_prefix("$ ") {
-                    commands.push((command.trim().to_owned(), Vec::new()));
-                } else if let Some((_, expected)) = commands.last_mut() {
-                    expected.push(ExpectLine::new(text));
-                } else if !text.trim().is_empty() {
-                    return Err(error(
-                        line + 1 + offset,
-                        "output comes before any `$ ` command",
-                    ));
-                }
-            }
-            if commands.is_empty() {
-                return Err(error(line, "`console run` has no `$ ` command"));
-            }
-            StepKind::Run(RunStep {
-                commands,
-                status,
-                stream,
-            })
-        }
-        "server" => {
-            let commands: Vec<&str> = body_lines
-                .iter()
-                .filter_map(|l| l.strip_prefix("$ "))
-                .collect();
-            let others = body_lines
-                .iter()
-                .filter(|l| !l.starts_with("$ ") && !l.trim().is_empty())
-                .count();
-            if commands.len() != 1 || others != 0 {
-                return Err(error(
-                    line,
-                    "`console server` holds exactly one `$ ` command line",
-                ));
-            }
-            if !commands[0].contains("{port}") {
-                return Err(error(line, "the server command must contain `{port}`"));
-            }
-            let log = attrs.value("log")?.unwrap_or_else(|| name.clone());
-            let ready = match attrs.value("ready")? {
-                None => Ready::Tcp,
-                Some(v) if v == "tcp" => Ready::Tcp,
-                Some(v) => match v.strip_prefix("line:") {
-                    Some(text) if !text.is_empty() => Ready::Line(text.to_owned()),
-                    _ => {
-                        return Err(error(
-                            line,
-                            format!("`ready={v}`: use tcp or \"line:TEXT\""),
-                        ));
-                    }
-                },
-            };
-            let nofile = attrs.number("nofile")?;
-            StepKind::Server(ServerStep {
-                command: commands[0].trim().to_owned(),
-                log,
-                ready,
-                nofile,
-            })
-        }
-        "client" => {
-            let server = resolve_server(attrs.value("server")?, steps, line)?;
-            let clients = attrs.number("clients")?.unwrap_or(1) as usize;
-            let rounds = attrs.number("rounds")?.unwrap_or(1) as usize;
-            if clients == 0 || rounds == 0 || clients > 10_000 || rounds > 1_000 {
-                return Err(error(
-                    line,
-                    "`clients` must be in 1..=10000 and `rounds` in 1..=1000",
-                ));
-            }
-            let half_close = attrs.flag("half-close")?;
-            let no_final_newline = attrs.flag("no-final-newline")?;
-            let expect_protocol = match attrs.value("expect")?.as_deref() {
-                None => false,
-                Some("protocol") => true,
-                Some(v) => {
-                    return Err(error(
-                        line,
-                        format!("`expect={v}`: the only value is `protocol`"),
-                    ));
-                }
-            };
-            let eof = attrs.flag("eof")? || half_close;
-            let within = attrs.duration("within")?;
-            let reset = attrs.flag("reset")?;
-            let delay = attrs.duration("delay")?;
-            let hold = attrs.duration("hold")?;
-            let background = attrs.flag("background")?;
-            let tolerant = attrs.flag("tolerant")?;
-            let mut sends = Vec::new();
-            let mut expects = Vec::new();
-            for (offset, text) in body_lines.iter().enumerate() {
-                if let Some(sent) = text.strip_prefix("> ") {
-                    sends.push(sent.to_owned());
-                } else if *text == ">" {
-                    // An empty request line (editors strip the trailing space of `> `).
-                    sends.push(String::new());
-                } else if let Some(expected) = text.strip_prefix("< ") {
-                    expects.push(ExpectLine::new(expected));
-                } else if *text == "<" {
-                    expects.push(ExpectLine::new(""));
-                } else if !text.trim().is_empty() {
-                    return Err(error(
-                        line + 1 + offset,
-                        format!("client lines start with `> ` or `< `: `{text}`"),
-                    ));
-                }
-            }
-            if sends.is_empty() {
-                return Err(error(
-                    line,
-                    "`console client` sends nothing: add `> ` lines",
-                ));
-            }
-            if (reset || tolerant) && !expects.is_empty() {
-                return Err(error(
-                    line,
-                    "`reset` and `tolerant` clients take no `< ` lines",
-                ));
-            }
-            if no_final_newline && !half_close {
-                return Err(error(
-                    line,
-                    "`no-final-newline` needs `half-close`, or the line never ends",
-                ));
-            }
-            StepKind::Client(ClientStep {
-                name: name.clone(),
-                server,
-                clients,
-                rounds,
-                half_close,
-                no_final_newline,
-                expect_protocol,
-                eof,
-                within,
-                reset,
-                delay,
-                hold,
-                background,
-                tolerant,
-                sends,
-                expects,
-            })
-        }
-        "wait" => {
-            no_body("wait")?;
-            let target = attrs
-                .value("for")?
-                .ok_or_else(|| error(line, "`console wait` needs `for=NAME`"))?;
-            let is_background = steps.iter().any(|step| {
-                step.name == target
-                    && matches!(&step.kind, StepKind::Client(client) if client.background)
-            });
-            if !is_background {
-                return Err(error(
-                    line,
-                    format!("`for={target}` names no earlier background client step"),
-                ));
-            }
-            StepKind::Wait(target)
-        }
-        "signal" => {
-            no_body("signal")?;
-            let server = resolve_server(attrs.value("server")?, steps, line)?;
-            let signal_name = attrs
-                .value("signal")?
-                .ok_or_else(|| error(line, "`console signal` needs `signal=TERM|INT|KILL|HUP`"))?;
-            let signal = match signal_name.as_str() {
-                "TERM" => libc::SIGTERM,
-                "INT" => libc::SIGINT,
-                "KILL" => libc::SIGKILL,
-                "HUP" => libc::SIGHUP,
-                other => {
-                    return Err(error(
-                        line,
-                        format!("`signal={other}`: use TERM, INT, KILL or HUP"),
-                    ));
-                }
-            };
-            StepKind::Signal(SignalStep {
-                server,
-                signal,
-                signal_name,
-            })
-        }
-        "trace" => {
-            no_body("trace")?;
-            StepKind::Trace(resolve_server(attrs.value("server")?, steps, line)?)
-        }
-        "prove" => {
-            let server = attrs.value("server")?;
-            let server = match server {
-                Some(name) => Some(resolve_server(Some(name), steps, line)?),
-                None => resolve_server(None, steps, line).ok(),
-            };
-            let log = match attrs.value("log")? {
-                Some(log) => {
-                    let known = steps
-                        .iter()
-                        .any(|step| matches!(&step.kind, StepKind::Server(s) if s.log == log));
-                    if !known {
-                        return Err(error(
-                            line,
-                            format!("no server step writes a log named `{log}`"),
-                        ));
-                    }
-                    Some(log)
-                }
-                None => server
-                    .as_deref()
-                    .and_then(|s| server_log(steps, s))
-                    .map(str::to_owned),
-            };
-            let trace = attrs.value("trace")?;
-            if let Some(trace) = &trace {
-                if !steps
-                    .iter()
-                    .any(|step| step.name == *trace && matches!(step.kind, StepKind::Trace(_)))
-                {
-                    return Err(error(
-                        line,
-                        format!("`trace={trace}` names no earlier trace step"),
-                    ));
-                }
-            }
-            let mut assertions = Vec::new();
-            for (offset, text) in body_lines.iter().enumerate() {
-                let text = text.trim();
-                if text.is_empty() || text.starts_with('#') {
-                    continue;
-                }
-                let at = line + 1 + offset;
-                let assertion = parse_assertion(text).map_err(|message| error(at, message))?;
-                let needs_server = !matches!(
-                    assertion,
-                    Assertion::LogHas(..)
-                        | Assertion::LogLacks(_)
-                        | Assertion::TidsDiffer(..)
-                        | Assertion::TidsAtMost(..)
-                );
-                if needs_server && server.is_none() {
-                    return Err(error(at, "this assertion needs a server step before it"));
-                }
-                if !needs_server && log.is_none() {
-                    return Err(error(
-                        at,
-                        "this assertion reads a log, and no server step writes one",
-                    ));
-                }
-                if matches!(assertion, Assertion::SocketTidsDisjoint(_)) && trace.is_none() {
-                    return Err(error(at, "`socket tids` needs `trace=NAME` on the block"));
-                }
-                assertions.push((text.to_owned(), assertion));
-            }
-            if assertions.is_empty() {
-                return Err(error(line, "`console prove` has no assertion"));
-            }
-            StepKind::Prove(ProveStep {
-                server,
-                log,
-                trace,
-                assertions,
-            })
-        }
-        _ => unreachable!("kind words are matched above"),
-    };
-    attrs.finish(kind_word)?;
+    block.attrs.finish(kind.word())?;
     Ok(Step {
         name,
         line,
         timeout,
         kind: step_kind,
+    })
+}
+
+fn parse_run(block: &mut Block<'_>) -> Result<RunStep, FormatError> {
+    let line = block.line;
+    let status = match block.attrs.value("status")?.as_deref() {
+        None => ExpectStatus::Code(0),
+        Some("fail") => ExpectStatus::Failure,
+        Some(v) => ExpectStatus::Code(
+            v.parse()
+                .map_err(|_| error(line, format!("`status={v}` is neither a number nor `fail`")))?,
+        ),
+    };
+    let stream = match block.attrs.value("stream")?.as_deref() {
+        None | Some("stdout") => Stream::Stdout,
+        Some("stderr") => Stream::Stderr,
+        Some("both") => Stream::Both,
+        Some(v) => {
+            return Err(error(
+                line,
+                format!("`stream={v}`: use stdout, stderr or both"),
+            ));
+        }
+    };
+    let mut commands: Vec<(String, Vec<ExpectLine>)> = Vec::new();
+    for (offset, text) in block.lines.iter().enumerate() {
+        if let Some(command) = text.strip_prefix("$ ") {
+            commands.push((command.trim().to_owned(), Vec::new()));
+        } else if let Some((_, expected)) = commands.last_mut() {
+            expected.push(ExpectLine::new(text));
+        } else if !text.trim().is_empty() {
+            return Err(error(
+                line + 1 + offset,
+                "output comes before any `$ ` command",
+            ));
+        }
+    }
+    if commands.is_empty() {
+        return Err(error(line, "`console run` has no `$ ` command"));
+    }
+    Ok(RunStep {
+        commands,
+        status,
+        stream,
+    })
+}
+
+fn parse_server(block: &mut Block<'_>) -> Result<ServerStep, FormatError> {
+    let line = block.line;
+    let commands: Vec<&str> = block
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("$ "))
+        .collect();
+    let others = block
+        .lines
+        .iter()
+        .filter(|l| !l.starts_with("$ ") && !l.trim().is_empty())
+        .count();
+    if commands.len() != 1 || others != 0 {
+        return Err(error(
+            line,
+            "`console server` holds exactly one `$ ` command line",
+        ));
+    }
+    if !commands[0].contains("{port}") {
+        return Err(error(line, "the server command must contain `{port}`"));
+    }
+    let log = block
+        .attrs
+        .value("log")?
+        .unwrap_or_else(|| block.name.to_owned());
+    let ready = match block.attrs.value("ready")? {
+        None => Ready::Tcp,
+        Some(v) if v == "tcp" => Ready::Tcp,
+        Some(v) => match v.strip_prefix("line:") {
+            Some(text) if !text.is_empty() => Ready::Line(text.to_owned()),
+            _ => {
+                return Err(error(
+                    line,
+                    format!("`ready={v}`: use tcp or \"line:TEXT\""),
+                ));
+            }
+        },
+    };
+    let nofile = block.attrs.number("nofile")?;
+    Ok(ServerStep {
+        command: commands[0].trim().to_owned(),
+        log,
+        ready,
+        nofile,
+    })
+}
+
+fn parse_client(block: &mut Block<'_>) -> Result<ClientStep, FormatError> {
+    let line = block.line;
+    let attrs = &mut block.attrs;
+    let server = resolve_server(attrs.value("server")?, block.steps, line)?;
+    let clients = attrs.number("clients")?.unwrap_or(1) as usize;
+    let rounds = attrs.number("rounds")?.unwrap_or(1) as usize;
+    if clients == 0 || rounds == 0 || clients > 10_000 || rounds > 1_000 {
+        return Err(error(
+            line,
+            "`clients` must be in 1..=10000 and `rounds` in 1..=1000",
+        ));
+    }
+    let half_close = attrs.flag("half-close")?;
+    let no_final_newline = attrs.flag("no-final-newline")?;
+    let expect_protocol = match attrs.value("expect")?.as_deref() {
+        None => false,
+        Some("protocol") => true,
+        Some(v) => {
+            return Err(error(
+                line,
+                format!("`expect={v}`: the only value is `protocol`"),
+            ));
+        }
+    };
+    let eof = attrs.flag("eof")? || half_close;
+    let within = attrs.duration("within")?;
+    let reset = attrs.flag("reset")?;
+    let delay = attrs.duration("delay")?;
+    let hold = attrs.duration("hold")?;
+    let background = attrs.flag("background")?;
+    let tolerant = attrs.flag("tolerant")?;
+    let mut sends = Vec::new();
+    let mut expects = Vec::new();
+    for (offset, text) in block.lines.iter().enumerate() {
+        if let Some(sent) = text.strip_prefix("> ") {
+            sends.push(sent.to_owned());
+        } else if *text == ">" {
+            // An empty request line (editors strip the trailing space of `> `).
+            sends.push(String::new());
+        } else if let Some(expected) = text.strip_prefix("< ") {
+            expects.push(ExpectLine::new(expected));
+        } else if *text == "<" {
+            expects.push(ExpectLine::new(""));
+        } else if !text.trim().is_empty() {
+            return Err(error(
+                line + 1 + offset,
+                format!("client lines start with `> ` or `< `: `{text}`"),
+            ));
+        }
+    }
+    if sends.is_empty() {
+        return Err(error(
+            line,
+            "`console client` sends nothing: add `> ` lines",
+        ));
+    }
+    if (reset || tolerant) && !expects.is_empty() {
+        return Err(error(
+            line,
+            "`reset` and `tolerant` clients take no `< ` lines",
+        ));
+    }
+    if no_final_newline && !half_close {
+        return Err(error(
+            line,
+            "`no-final-newline` needs `half-close`, or the line never ends",
+        ));
+    }
+    Ok(ClientStep {
+        name: block.name.to_owned(),
+        server,
+        clients,
+        rounds,
+        half_close,
+        no_final_newline,
+        expect_protocol,
+        eof,
+        within,
+        reset,
+        delay,
+        hold,
+        background,
+        tolerant,
+        sends,
+        expects,
+    })
+}
+
+fn parse_wait(block: &mut Block<'_>) -> Result<WaitStep, FormatError> {
+    block.no_body(Kind::Wait)?;
+    let line = block.line;
+    let client = block
+        .attrs
+        .value("for")?
+        .ok_or_else(|| error(line, "`console wait` needs `for=NAME`"))?;
+    let is_background = block.steps.iter().any(|step| {
+        step.name == client && matches!(&step.kind, StepKind::Client(c) if c.background)
+    });
+    if !is_background {
+        return Err(error(
+            line,
+            format!("`for={client}` names no earlier background client step"),
+        ));
+    }
+    Ok(WaitStep { client })
+}
+
+fn parse_signal(block: &mut Block<'_>) -> Result<SignalStep, FormatError> {
+    block.no_body(Kind::Signal)?;
+    let line = block.line;
+    let server = resolve_server(block.attrs.value("server")?, block.steps, line)?;
+    let signal_name = block
+        .attrs
+        .value("signal")?
+        .ok_or_else(|| error(line, "`console signal` needs `signal=TERM|INT|KILL|HUP`"))?;
+    let signal = match signal_name.as_str() {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "KILL" => libc::SIGKILL,
+        "HUP" => libc::SIGHUP,
+        other => {
+            return Err(error(
+                line,
+                format!("`signal={other}`: use TERM, INT, KILL or HUP"),
+            ));
+        }
+    };
+    Ok(SignalStep {
+        server,
+        signal,
+        signal_name,
+    })
+}
+
+fn parse_trace(block: &mut Block<'_>) -> Result<TraceStep, FormatError> {
+    block.no_body(Kind::Trace)?;
+    let server = resolve_server(block.attrs.value("server")?, block.steps, block.line)?;
+    Ok(TraceStep { server })
+}
+
+fn parse_prove(block: &mut Block<'_>) -> Result<ProveStep, FormatError> {
+    let (line, steps) = (block.line, block.steps);
+    let server = match block.attrs.value("server")? {
+        Some(name) => Some(resolve_server(Some(name), steps, line)?),
+        None => resolve_server(None, steps, line).ok(),
+    };
+    let log = match block.attrs.value("log")? {
+        Some(log) => {
+            let known = steps
+                .iter()
+                .any(|step| matches!(&step.kind, StepKind::Server(s) if s.log == log));
+            if !known {
+                return Err(error(
+                    line,
+                    format!("no server step writes a log named `{log}`"),
+                ));
+            }
+            Some(log)
+        }
+        None => server
+            .as_deref()
+            .and_then(|s| server_log(steps, s))
+            .map(str::to_owned),
+    };
+    let trace = block.attrs.value("trace")?;
+    if let Some(trace) = &trace {
+        if !steps
+            .iter()
+            .any(|step| step.name == *trace && matches!(step.kind, StepKind::Trace(_)))
+        {
+            return Err(error(
+                line,
+                format!("`trace={trace}` names no earlier trace step"),
+            ));
+        }
+    }
+    let mut assertions = Vec::new();
+    for (offset, text) in block.lines.iter().enumerate() {
+        let text = text.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let at = line + 1 + offset;
+        let assertion = parse_assertion(text).map_err(|message| error(at, message))?;
+        let needs_server = !matches!(
+            assertion,
+            Assertion::LogHas(..)
+                | Assertion::LogLacks(_)
+                | Assertion::TidsDiffer(..)
+                | Assertion::TidsAtMost(..)
+        );
+        if needs_server && server.is_none() {
+            return Err(error(at, "this assertion needs a server step before it"));
+        }
+        if !needs_server && log.is_none() {
+            return Err(error(
+                at,
+                "this assertion reads a log, and no server step writes one",
+            ));
+        }
+        if matches!(assertion, Assertion::SocketTidsDisjoint(_)) && trace.is_none() {
+            return Err(error(at, "`socket tids` needs `trace=NAME` on the block"));
+        }
+        assertions.push((text.to_owned(), assertion));
+    }
+    if assertions.is_empty() {
+        return Err(error(line, "`console prove` has no assertion"));
+    }
+    Ok(ProveStep {
+        server,
+        log,
+        trace,
+        assertions,
     })
 }
 

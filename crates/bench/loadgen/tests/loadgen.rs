@@ -4,11 +4,13 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use test_support::ServerProcess;
 
 /// Generous bound on how long one test server waits on a socket.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -46,37 +48,25 @@ fn tokio_server_binary() -> PathBuf {
         .clone()
 }
 
-/// A running `tokio_server`, killed and reaped when dropped.
+/// A running `tokio_server`, killed and reaped when dropped (by its [`ServerProcess`]).
 struct TokioServer {
-    child: Child,
+    _process: ServerProcess,
     addr: String,
 }
 
 impl TokioServer {
     fn start() -> TokioServer {
-        let mut child = Command::new(tokio_server_binary())
-            .args(["0", "--workers", "2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tokio_server starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("reads the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        TokioServer { child, addr }
-    }
-}
-
-impl Drop for TokioServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let process = ServerProcess::start(
+            Command::new(tokio_server_binary())
+                .args(["0", "--workers", "2"])
+                .stderr(Stdio::null()),
+            IO_TIMEOUT,
+        );
+        let addr = process.addr().to_string();
+        TokioServer {
+            _process: process,
+            addr,
+        }
     }
 }
 

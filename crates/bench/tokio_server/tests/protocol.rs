@@ -3,42 +3,38 @@
 //! Each test starts the real binary on port 0, talks to it over loopback and compares every
 //! response with `handoff_protocol::expected_response`, the same oracle the load generator uses.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use handoff_protocol::{MAX_LINE_LEN, Stats, expected_response};
+use test_support::ServerProcess;
 
 /// Generous bound on any single socket read, so a hung server fails a test instead of hanging it.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running `tokio_server`, killed and reaped when dropped.
+/// A running `tokio_server`, killed and reaped when dropped (by its [`ServerProcess`]).
 struct Server {
-    child: Child,
+    _process: ServerProcess,
     port: u16,
 }
 
 impl Server {
     fn start(workers: usize) -> Server {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin!("tokio_server"))
-            .args(["0", "--workers", &workers.to_string()])
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tokio_server starts");
-        let mut first_line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut first_line)
-            .expect("reads the listening line");
-        let port = first_line
-            .trim_end()
-            .strip_prefix("listening on 127.0.0.1:")
-            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-            .parse()
-            .expect("a port number");
-        Server { child, port }
+        let process = ServerProcess::start(
+            Command::new(assert_cmd::cargo::cargo_bin!("tokio_server"))
+                .args(["0", "--workers", &workers.to_string()])
+                .env("RUST_BACKTRACE", "0")
+                .stderr(Stdio::null()),
+            IO_TIMEOUT,
+        );
+        assert_eq!(process.addr().ip().to_string(), "127.0.0.1");
+        let port = process.port();
+        Server {
+            _process: process,
+            port,
+        }
     }
 
     fn connect(&self) -> TcpStream {
@@ -47,13 +43,6 @@ impl Server {
             .set_read_timeout(Some(IO_TIMEOUT))
             .expect("sets a read timeout");
         stream
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

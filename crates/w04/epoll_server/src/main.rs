@@ -70,8 +70,18 @@ struct Args {
     bind: IpAddr,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    // An operational error (a busy port) is one line, never a backtrace.
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("epoll_server: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     // Blocked before anything else runs (and before any thread could exist), so the signals
     // reach only the signalfd.
     sys::block_signals(&[libc::SIGTERM, libc::SIGINT]).context("blocking SIGTERM and SIGINT")?;

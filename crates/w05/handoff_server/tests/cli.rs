@@ -6,11 +6,12 @@
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt as _;
 use predicates::prelude::*;
+use test_support::ServerProcess;
 
 #[test]
 fn help_lists_every_flag_with_examples() {
@@ -55,38 +56,21 @@ fn a_bad_flag_fails_with_a_clear_message() {
         .stderr(predicate::str::contains("invalid value 'seventy'"));
 }
 
-/// Kills and reaps the server however the test ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the server on port 0 with one worker and returns it with the port its first line names.
 ///
 /// The line comes once the server listens, after the start-up that every worker inherits (the
 /// signal mask, the timer slack), so a test may look at the process as soon as this returns.
-fn start_on_port_zero() -> (KillOnDrop, u16) {
-    let child = Command::cargo_bin("handoff_server")
-        .unwrap()
-        .args(["0", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim_end()
-        .strip_prefix("listening on 127.0.0.1:")
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("first line is not `listening on 127.0.0.1:<port>`: {line:?}"));
-    (child, port)
+fn start_on_port_zero() -> (ServerProcess, u16) {
+    let server = ServerProcess::start(
+        Command::cargo_bin("handoff_server")
+            .unwrap()
+            .args(["0", "--workers", "1"])
+            .stderr(Stdio::null()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(server.addr().ip().to_string(), "127.0.0.1");
+    let port = server.port();
+    (server, port)
 }
 
 #[test]
@@ -108,7 +92,7 @@ fn port_zero_prints_the_port_and_serves_a_compute() {
 #[test]
 fn the_server_runs_with_a_tight_timer_slack_so_sleep_requests_end_on_time() {
     let (child, _port) = start_on_port_zero();
-    let path = format!("/proc/{}/timerslack_ns", child.0.id());
+    let path = format!("/proc/{}/timerslack_ns", child.pid());
     let Ok(slack) = std::fs::read_to_string(&path) else {
         // A kernel without the file: the server leaves the default too, nothing to check.
         return;
