@@ -554,11 +554,7 @@ fn one_step_result(
 /// The lessons `grade` runs: the week's lessons; only the started ones with `--student`. With
 /// `--server`, [`grade_lessons`] reports those the foreign server cannot be the subject of as
 /// skipped, with the reason.
-fn lessons_to_grade(
-    root: &Path,
-    week: Option<&str>,
-    student: bool,
-) -> anyhow::Result<Vec<Lesson>> {
+fn lessons_to_grade(root: &Path, week: Option<&str>, student: bool) -> anyhow::Result<Vec<Lesson>> {
     let progress = Progress::load(root);
     Ok(lesson::discover(root)?
         .into_iter()

@@ -233,11 +233,28 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
     }
 
-    /// A lesson whose starter lives under `root`.
+    /// A one-crate workspace under `root` with one lesson whose starter blanks one fn, and that
+    /// lesson.
     fn lesson_in(root: &Path) -> Lesson {
         use crate::lesson::FrontMatter;
-        std::fs::create_dir_all(root.join("course/starters/queue/src")).unwrap();
-        std::fs::write(root.join("course/starters/queue/src/lib.rs"), "todo").unwrap();
+        std::fs::create_dir_all(root.join("queue/src")).unwrap();
+        std::fs::create_dir_all(root.join("course/w05")).unwrap();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"3\"\nmembers = [\"queue\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("queue/Cargo.toml"),
+            "[package]\nname = \"queue\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("queue/src/lib.rs"),
+            "//! A queue.\n\n// starter: w05-l01 todo\n/// The answer.\npub fn answer() -> u32 {\n    42\n}\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("course/w05/01.md"), LESSON).unwrap();
         Lesson {
             path: PathBuf::from("course/w05/01.md"),
             front: FrontMatter {
@@ -245,7 +262,7 @@ mod tests {
                 title: "t".into(),
                 order: 1,
                 krate: "queue".into(),
-                duration: "1 h".into(),
+                duration: "60 min".into(),
                 starter: "queue".into(),
             },
             steps: Vec::new(),
@@ -253,6 +270,13 @@ mod tests {
             mistakes: Vec::new(),
         }
     }
+
+    /// The smallest lesson file that follows course/FORMAT.md, for `lesson_in`.
+    const LESSON: &str = "---\nid: w05-l01\ntitle: t\norder: 1\ncrate: queue\nduration: 60 min\n---\n\n\
+# T\n\n## Goal\n\nx\n\n## What you build\n\nx\n\n## Why it matters\n\nx\n\n## Do\n\nx\n\n\
+## Test\n\n```console run name=unit\n$ true\n```\n\n## Expected\n\nx\n\n## Prove\n\nx\n\n\
+## Done when\n\n- x\n\n## Common mistakes\n\n| Mistake | Fix | Caught by |\n|---|---|---|\n\
+| a | b | |\n\n## Diagram\n\n```text\nx\n```\n";
 
     #[test]
     fn start_stop_and_reset_move_a_lesson_in_and_out_of_student_mode() {
@@ -288,9 +312,10 @@ mod tests {
         let (dir, backup) = reset(&root, &lesson).unwrap();
         let backup = backup.expect("a backup of the copy");
         assert!(backup.starts_with(root.join("student/.backup")));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
-            "todo"
+        assert!(
+            std::fs::read_to_string(dir.join("src/lib.rs"))
+                .unwrap()
+                .contains("todo!(\"W05 L01: answer\")")
         );
         assert_eq!(
             std::fs::read_to_string(backup.join("src/lib.rs")).unwrap(),

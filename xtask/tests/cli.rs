@@ -112,7 +112,7 @@ fn a_server_run_reports_on_stdout_counts_every_step_and_records_nothing() {
 
     let output = runner(&progress)
         .args(["lesson", "w05-quest", "--server"])
-        .arg(format!("{} {{args}}", fixture().display()))
+        .arg(format!("{} {{port}}", fixture().display()))
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -238,7 +238,7 @@ fn cargo_target_dir_is_where_logs_go() {
     let output = runner(&progress)
         .env("CARGO_TARGET_DIR", &target)
         .args(["lesson", "w05-l04", "--server"])
-        .arg(format!("{} {{args}}", fixture().display()))
+        .arg(format!("{} {{port}}", fixture().display()))
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -270,7 +270,7 @@ fn a_lesson_whose_reader_goes_away_stops_its_server_and_ends_with_141() {
         .expect("a read timeout");
     let mut runner = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["lesson", "w05-quest", "--server"])
-        .arg(format!("{} {{args}}", fixture().display()))
+        .arg(format!("{} {{port}}", fixture().display()))
         .env("NO_COLOR", "1")
         .env("COURSE_PROGRESS_FILE", &progress)
         .stdin(Stdio::null())

@@ -47,8 +47,8 @@ fn a_lesson_without_a_server_step_has_nothing_to_grade_with_a_server() {
     xtask()
         .args(["lesson", "w05-l01", "--server", "./server {port}"])
         .assert()
-        .failure()
+        .code(2)
         .stderr(contains(
-            "--server has nothing to grade in w05-l01: it has no server step",
+            "lesson w05-l01 has no server steps, so there is nothing to grade another server on",
         ));
 }
