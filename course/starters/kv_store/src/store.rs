@@ -1,0 +1,180 @@
+//! The state machine: a [`HashTable`] of entries, the SET / GET / DEL transitions, expiry, and
+//! the `KEYS` scan.
+//!
+//! A [`Store`] is single-threaded; the [`KvEngine`](crate::KvEngine) puts it behind the lock
+//! strategy the server picks. Every method that depends on time takes the current instant as a
+//! parameter instead of reading the clock, so tests step time forward by adding durations to an
+//! instant and never sleep.
+//!
+//! Expiry is lazy plus periodic, as in Redis:
+//!
+//! - *Lazy*: an entry whose deadline has passed is invisible at once — `get` reports it
+//!   [`Lookup::Expired`], `del` and `KEYS` treat it as absent — and a lookup that finds one
+//!   removes it ([`Store::remove_if_expired`], [`Store::del`], or a `set` that replaces it).
+//! - *Periodic*: [`Store::sweep`] walks a bounded window of the table from a cursor and removes
+//!   the expired entries it meets, so entries nobody asks for again do not stay forever. The
+//!   server's loop timer calls it; the bound keeps each call short however large the table is.
+//!
+//! Until one of those removes it, an expired entry still counts in [`Store::len`] and
+//! [`Store::bytes`] (the `keys` and `bytes` of `STATS`).
+//!
+//! Starter code: the reference's API with `todo!()` bodies; write them until the lesson passes.
+
+// The untouched starter uses none of its private items; remove this once your bodies do.
+#![allow(dead_code, unused_variables, unused_imports, unreachable_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::table::HashTable;
+
+/// One stored value and its deadline.
+#[derive(Debug)]
+struct Entry {
+    value: Box<[u8]>,
+    /// When the entry stops existing; `None` for never.
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_expired(&self, now: Instant) -> bool {
+        todo!("W09 L01: true when the deadline is at or before now")
+    }
+}
+
+/// What [`Store::get`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Lookup<'a> {
+    /// A live entry with this value.
+    Found(&'a [u8]),
+    /// No entry.
+    Missing,
+    /// An entry whose deadline has passed: answer as if missing, and remove it when a write
+    /// lock is at hand ([`Store::remove_if_expired`]).
+    Expired,
+}
+
+/// What [`Store::del`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Removed {
+    /// A live entry: the reply is `DELETED`.
+    Live,
+    /// An entry that had already expired: the reply is `NOT_FOUND`.
+    Expired,
+    /// Nothing: the reply is `NOT_FOUND`.
+    Missing,
+}
+
+/// `KEYS` matched more than the reply may list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyKeys;
+
+/// The key-value state machine.
+///
+/// ```
+/// use kv_store::{Lookup, Store};
+/// use std::time::{Duration, Instant};
+///
+/// let mut store = Store::new();
+/// let start = Instant::now();
+/// store.set(b"session", b"abc", Some(start + Duration::from_secs(10)));
+/// assert_eq!(store.get(b"session", start), Lookup::Found(b"abc"));
+/// let later = start + Duration::from_secs(10);
+/// assert_eq!(store.get(b"session", later), Lookup::Expired);
+/// assert_eq!(store.sweep(later, 1024), 1);
+/// assert_eq!(store.get(b"session", later), Lookup::Missing);
+/// ```
+#[derive(Debug, Default)]
+pub struct Store {
+    table: HashTable<Entry>,
+    /// The sum of key and value lengths over every held entry.
+    bytes: usize,
+    /// Where the next [`sweep`](Self::sweep) starts.
+    sweep_cursor: usize,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        todo!("W09 L01: an empty store")
+    }
+
+    /// Entries held, expired ones not yet removed included.
+    pub fn len(&self) -> usize {
+        todo!("W09 L01: entries held")
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        todo!("W09 L01: no entry held")
+    }
+
+    /// Key plus value bytes over every held entry (the table's own overhead not counted).
+    pub fn bytes(&self) -> usize {
+        todo!("W09 L01: the running sum of key and value lengths")
+    }
+
+    /// Looks `key` up at instant `now`. Needs only `&self`, so readers can share a lock.
+    pub fn get(&self, key: &[u8], now: Instant) -> Lookup<'_> {
+        todo!("W09 L01: Missing, Expired (deadline passed) or Found(value)")
+    }
+
+    /// Stores `value` for `key` until `expires_at` (`None`: forever), replacing any entry and
+    /// its deadline.
+    pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<Instant>) {
+        todo!("W09 L01: insert or replace the entry and keep bytes exact")
+    }
+
+    /// Removes `key` and says what was there: an expired entry is removed too, but reported
+    /// as [`Removed::Expired`], because to a client it was already gone.
+    pub fn del(&mut self, key: &[u8], now: Instant) -> Removed {
+        todo!("W09 L01: remove the entry; Live, Expired or Missing; keep bytes exact")
+    }
+
+    /// Removes `key` if its entry has expired at `now`; returns whether it did. A `GET` that
+    /// saw [`Lookup::Expired`] under a read lock calls this under the write lock: the entry
+    /// may have been replaced in between, which is why it checks again.
+    pub fn remove_if_expired(&mut self, key: &[u8], now: Instant) -> bool {
+        todo!("W09 L01: check again under the write lock, remove only if still expired")
+    }
+
+    /// Appends every key that starts with `prefix` and is live at `now` to `out`, in no
+    /// particular order, unless that would make `out` longer than `limit`: then it returns
+    /// [`TooManyKeys`] (with `out` holding some of them). One pass over the table: O(capacity).
+    pub fn collect_keys(
+        &self,
+        prefix: &[u8],
+        now: Instant,
+        limit: usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), TooManyKeys> {
+        todo!("W09 L01: live keys with the prefix, at most limit, else TooManyKeys")
+    }
+
+    /// Removes the expired entries among the next `budget` slots of the table (wrapping at the
+    /// end), resuming where the previous sweep stopped; returns how many it removed. A budget of
+    /// [`sweep_all`](Self::sweep_all)'s size, or any budget at least the table's capacity,
+    /// covers the whole table.
+    pub fn sweep(&mut self, now: Instant, budget: usize) -> usize {
+        todo!(
+            "W09 L01: remove expired entries in the next budget slots from the cursor; keep bytes exact"
+        )
+    }
+
+    /// Removes every expired entry; returns how many.
+    pub fn sweep_all(&mut self, now: Instant) -> usize {
+        todo!("W09 L01: a sweep whose budget is the whole table")
+    }
+}
+
+/// The deadline of an entry set at `now` to expire after `secs` seconds.
+///
+/// `Instant` arithmetic can overflow only for deadlines far past any real clock; such a
+/// deadline is treated as never (the parser already caps `secs` at ten years).
+pub fn deadline(now: Instant, secs: u64) -> Option<Instant> {
+    todo!("W09 L01: now plus secs seconds, None on overflow")
+}
+
+#[cfg(test)]
+mod tests;
