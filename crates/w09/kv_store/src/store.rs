@@ -12,8 +12,8 @@
 //!   [`Lookup::Expired`], `del` and `KEYS` treat it as absent — and a lookup that finds one
 //!   removes it ([`Store::remove_if_expired`], [`Store::del`], or a `set` that replaces it).
 //! - *Periodic*: [`Store::sweep`] walks a bounded window of the table from a cursor and removes
-//!   the expired entries it meets, so entries nobody asks for again do not stay forever. The
-//!   server's loop timer calls it; the bound keeps each call short however large the table is.
+//!   the expired entries it meets, so entries nobody asks for again do not stay forever. A server
+//!   calls it from a periodic timer; the bound keeps each call short however large the table is.
 //!
 //! Until one of those removes it, an expired entry still counts in [`Store::len`] and
 //! [`Store::bytes`] (the `keys` and `bytes` of `STATS`).
