@@ -194,10 +194,7 @@ fn lock_strategies_parse_and_print() {
         assert_eq!(strategy.to_string(), text);
     }
     assert_eq!("sharded".parse(), Ok(LockStrategy::Sharded(DEFAULT_SHARDS)));
-    assert_eq!(
-        LockStrategy::default(),
-        LockStrategy::Sharded(DEFAULT_SHARDS)
-    );
+    assert_eq!(LockStrategy::default(), LockStrategy::Single);
     for bad in [
         "",
         "Single",
