@@ -1,0 +1,215 @@
+//! The text protocol's responses: a [`Reply`] and the bytes it is written as.
+//!
+//! | reply | bytes |
+//! |---|---|
+//! | [`Reply::Ok`] | `OK` |
+//! | [`Reply::Value`] | `VALUE <value>` (the value byte for byte, possibly empty) |
+//! | [`Reply::NotFound`] | `NOT_FOUND` |
+//! | [`Reply::Deleted`] | `DELETED` |
+//! | [`Reply::Keys`] | `KEYS <count>` then ` <key>` for each key, in byte order |
+//! | [`Reply::Stats`] | the [`StatsSnapshot`] line |
+//! | [`Reply::Error`] | `ERROR <reason>` |
+//!
+//! Every reply is one line and ends in `\n`. Keys hold no space and values no `\n` (a request
+//! line cannot carry one), so a reply never spans two lines.
+
+use crate::command::ParseError;
+use crate::metrics::BucketCounts;
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `SET` stored the value.
+    Ok,
+    /// `GET` found this value.
+    Value(Vec<u8>),
+    /// `GET` or `DEL` found no live entry.
+    NotFound,
+    /// `DEL` removed a live entry.
+    Deleted,
+    /// `KEYS`: the matching keys, sorted by their bytes.
+    Keys(Vec<Vec<u8>>),
+    /// `STATS`.
+    Stats(StatsSnapshot),
+    /// The request failed; the connection stays open (except after
+    /// [`ErrorReply::LineTooLong`]).
+    Error(ErrorReply),
+}
+
+/// Why a request failed: the text after `ERROR `.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorReply {
+    /// The line is not a command.
+    Parse(ParseError),
+    /// `KEYS` matched more than [`MAX_KEYS_REPLY`](crate::MAX_KEYS_REPLY) keys:
+    /// `ERROR too many keys`; a longer prefix narrows the scan.
+    TooManyKeys,
+    /// The framer found a line over its limit: `ERROR line too long`, after which the server
+    /// closes the connection (as in the W05 protocol).
+    LineTooLong,
+}
+
+impl ErrorReply {
+    // starter: w09-l02 todo "the exact text after `ERROR `"
+    /// The text after `ERROR `.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorReply::Parse(error) => error.reason(),
+            ErrorReply::TooManyKeys => "too many keys",
+            ErrorReply::LineTooLong => "line too long",
+        }
+    }
+}
+
+impl From<ParseError> for ErrorReply {
+    // starter: w09-l02 todo "wrap the parse error"
+    fn from(error: ParseError) -> Self {
+        ErrorReply::Parse(error)
+    }
+}
+
+/// Three percentiles of one operation's latency, each the upper bound of a power-of-two
+/// nanosecond bucket (so exact to within a factor of two).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// The median.
+    pub p50_ns: u64,
+    /// The 99th percentile.
+    pub p99_ns: u64,
+    /// The 99.9th percentile.
+    pub p999_ns: u64,
+}
+
+impl LatencySummary {
+    // starter: w09-l02 todo "p50, p99 and p999 of the counts"
+    /// The three percentiles of `counts`.
+    pub fn of(counts: &BucketCounts) -> Self {
+        Self {
+            p50_ns: counts.percentile_ns(0.50),
+            p99_ns: counts.percentile_ns(0.99),
+            p999_ns: counts.percentile_ns(0.999),
+        }
+    }
+}
+
+/// The `STATS` line's numbers.
+///
+/// Written as `key=value` pairs separated by single spaces, in this order: `gets`, `sets`,
+/// `dels`, `scans` (`KEYS` commands), `errors` (every `ERROR` reply), `keys` (entries held,
+/// expired ones not yet removed included), `bytes` (key plus value bytes held), `expired`
+/// (entries removed because they expired), then `get_p50_ns`, `get_p99_ns`, `get_p999_ns` and
+/// the same three for `set` and `del`.
+///
+/// ```
+/// use kv_store::{Reply, StatsSnapshot};
+///
+/// let stats = StatsSnapshot { gets: 2, sets: 1, keys: 1, bytes: 6, ..Default::default() };
+/// let mut line = Vec::new();
+/// Reply::Stats(stats).write_to(&mut line);
+/// assert!(line.starts_with(b"gets=2 sets=1 dels=0 scans=0 errors=0 keys=1 bytes=6 expired=0 "));
+/// assert!(line.ends_with(b" del_p999_ns=0\n"));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// `GET` commands answered.
+    pub gets: u64,
+    /// `SET` commands applied.
+    pub sets: u64,
+    /// `DEL` commands answered.
+    pub dels: u64,
+    /// `KEYS` commands answered (successfully or with `too many keys`).
+    pub scans: u64,
+    /// `ERROR` replies of every kind.
+    pub errors: u64,
+    /// Entries held.
+    pub keys: u64,
+    /// Key plus value bytes held.
+    pub bytes: u64,
+    /// Entries removed because they had expired.
+    pub expired: u64,
+    /// `GET` latency, lock wait included.
+    pub get_latency: LatencySummary,
+    /// `SET` latency, lock wait included.
+    pub set_latency: LatencySummary,
+    /// `DEL` latency, lock wait included.
+    pub del_latency: LatencySummary,
+}
+
+impl Reply {
+    // starter: w09-l02 todo "the reply's bytes, its newline included"
+    /// Appends the reply's bytes, `\n` included.
+    ///
+    /// ```
+    /// use kv_store::{ErrorReply, ParseError, Reply};
+    ///
+    /// let mut out = Vec::new();
+    /// Reply::Value(b"hello world".to_vec()).write_to(&mut out);
+    /// Reply::Keys(vec![b"a".to_vec(), b"b".to_vec()]).write_to(&mut out);
+    /// Reply::Error(ErrorReply::Parse(ParseError::UnknownCommand)).write_to(&mut out);
+    /// assert_eq!(out, b"VALUE hello world\nKEYS 2 a b\nERROR unknown command\n");
+    /// ```
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Reply::Ok => out.extend_from_slice(b"OK"),
+            Reply::Value(value) => {
+                out.extend_from_slice(b"VALUE ");
+                out.extend_from_slice(value);
+            }
+            Reply::NotFound => out.extend_from_slice(b"NOT_FOUND"),
+            Reply::Deleted => out.extend_from_slice(b"DELETED"),
+            Reply::Keys(keys) => {
+                out.extend_from_slice(format!("KEYS {}", keys.len()).as_bytes());
+                for key in keys {
+                    out.push(b' ');
+                    out.extend_from_slice(key);
+                }
+            }
+            Reply::Stats(stats) => out.extend_from_slice(stats.line().as_bytes()),
+            Reply::Error(error) => {
+                out.extend_from_slice(b"ERROR ");
+                out.extend_from_slice(error.reason().as_bytes());
+            }
+        }
+        out.push(b'\n');
+    }
+
+    // starter: w09-l02 todo "write_to into a new Vec"
+    /// The reply's bytes, `\n` included.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        out
+    }
+}
+
+impl StatsSnapshot {
+    // starter: w09-l02 todo "every field as key=value, in the documented order"
+    /// The `STATS` line without its `\n`.
+    fn line(&self) -> String {
+        let mut line = format!(
+            "gets={} sets={} dels={} scans={} errors={} keys={} bytes={} expired={}",
+            self.gets,
+            self.sets,
+            self.dels,
+            self.scans,
+            self.errors,
+            self.keys,
+            self.bytes,
+            self.expired
+        );
+        for (op, latency) in [
+            ("get", self.get_latency),
+            ("set", self.set_latency),
+            ("del", self.del_latency),
+        ] {
+            line.push_str(&format!(
+                " {op}_p50_ns={} {op}_p99_ns={} {op}_p999_ns={}",
+                latency.p50_ns, latency.p99_ns, latency.p999_ns
+            ));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests;
