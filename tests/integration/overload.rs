@@ -250,3 +250,44 @@ fn the_stats_interval_prints_the_stats_line_on_stderr() {
         let _ = stat(line, "p99_us");
     }
 }
+
+#[test]
+fn loadgen_flood_counts_every_answer_exactly_and_finds_the_server_back_at_idle() {
+    // A short flood: the objectives that are invariants (the gate, exact counts, the drain,
+    // the harness) must hold whatever the machine's speed; the timing ones belong to the quest.
+    let spawn = format!(
+        "{} 0 --workers 2 --max-inflight 8 --request-timeout-ms 200 --max-retry-ratio 0.1",
+        crate::util::binary_path("handoff_server").display()
+    );
+    let output = std::process::Command::new(crate::util::binary_path("loadgen"))
+        .args([
+            "--flood",
+            "--spawn",
+            &spawn,
+            "--wave-seconds",
+            "0.5",
+            "--connections",
+            "8",
+            "--expect-max-inflight",
+            "8",
+            "--expect-timeout-ms",
+            "200",
+            "--quiet",
+        ])
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for objective in [
+        "objective 1 gate: PASS ",
+        "objective 2 shed: PASS ",
+        "objective 6 drain: PASS ",
+        "objective 7 harness: PASS ",
+    ] {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(objective)),
+            "no {objective:?} in:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(stdout.contains("server: exit 0 after SIGTERM"), "{stdout}");
+}
