@@ -11,6 +11,9 @@
 //!   socket, so it is unit-tested on its own.
 //! - [`slab`]: connections keyed by (index, generation), so a late result never reaches the wrong
 //!   client.
+//! - [`overload`] and its controls (W06, all off by default): [`admission`] (the gate and
+//!   shedding), [`deadline`] (request timeouts), [`retry`] (the retry budget) and [`telemetry`]
+//!   (the overload keys of `stats`).
 //!
 //! Shutdown order on SIGINT/SIGTERM: the signals are blocked on the main thread before the pool
 //! starts (every worker inherits the mask) and arrive through the dispatcher's signalfd; the loop

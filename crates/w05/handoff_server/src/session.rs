@@ -23,6 +23,13 @@
 //! for (see [`Session::wants_input`]). The loop stops polling the socket for input otherwise, so a
 //! client that pipelines without reading cannot grow the server's memory: its bytes wait in the
 //! kernel's buffers, and then in its own.
+//!
+//! ## Overload (W06)
+//!
+//! Before a worker request takes a `Waiting` slot, the session asks [`Host::admit`]; a refusal
+//! (shed, retry rejected) fills the slot at once with its answer. [`Session::expire`] answers a
+//! request whose deadline passed with the timeout, and [`Session::complete`] then drops its late
+//! result. Either way the answer waits its turn in the slots like any other.
 
 use std::collections::VecDeque;
 use std::time::Instant;
