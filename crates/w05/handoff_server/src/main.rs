@@ -117,8 +117,9 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = positive, help_heading = "Overload controls (W06)")]
     max_queue_depth: Option<usize>,
 
-    /// Overload (W06 L03): a worker request not answered N ms after it was read is answered
-    /// `ERROR: timeout after N ms` then; the worker's late result is dropped. [default: none]
+    /// Overload (W06 L03): a worker request not answered MS milliseconds after it was read is
+    /// answered `ERROR: timeout after <MS> ms` then; the worker's late result is dropped.
+    /// [default: none]
     #[arg(long, value_name = "MS", value_parser = positive, help_heading = "Overload controls (W06)")]
     request_timeout_ms: Option<usize>,
 
