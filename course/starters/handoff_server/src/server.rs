@@ -99,6 +99,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// Log `main <tid>` and one line per task.
     pub(crate) log: bool,
+    /// The W06 overload controls (all off by default; W06 adds them).
+    pub(crate) overload: crate::overload::Controls,
 }
 
 /// The way back from the workers: the results queue (one entry per finished batch) and the

@@ -23,10 +23,23 @@
 //! for (see [`Session::wants_input`]). The loop stops polling the socket for input otherwise, so a
 //! client that pipelines without reading cannot grow the server's memory: its bytes wait in the
 //! kernel's buffers, and then in its own.
+//!
+//! ## Overload (W06)
+//!
+//! Before a worker request takes a `Waiting` slot, the session asks [`Host::admit`]; a refusal
+//! (shed, retry rejected) fills the slot at once with its answer. [`Session::expire`] answers a
+//! request whose deadline passed with the timeout, and [`Session::complete`] then drops its late
+//! result. Either way the answer waits its turn in the slots like any other.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use handoff_protocol::{ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, split_request};
+
+use crate::admission::OverloadReply;
+use crate::overload::Admission;
+use crate::retry::strip_retry;
+use crate::telemetry::OverloadStats;
 
 /// Per-connection limits, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +59,24 @@ pub(crate) trait Host {
     fn stats(&self) -> Stats;
     /// Counts one response written to the output (`completed`, and `errors` for an error).
     fn responded(&mut self, is_error: bool);
+    /// Asks the overload controls (W06) about worker request `seq`, just read; `retry` when the
+    /// line carried the `retry ` mark. A host without controls admits everything.
+    fn admit(&mut self, seq: u64, retry: bool) -> Admission {
+        let _ = (seq, retry);
+        Admission::Admitted {
+            read_at: Instant::now(),
+        }
+    }
+    /// An admitted request read at `read_at` got its answer: the worker's result, or the
+    /// timeout when `timed_out`.
+    fn settled(&mut self, read_at: Instant, timed_out: bool) {
+        let _ = (read_at, timed_out);
+    }
+    /// The overload keys that follow the protocol's keys in a `stats` line (W06 L05); a host
+    /// without them answers with the protocol's keys only.
+    fn overload_stats(&self) -> Option<OverloadStats> {
+        None
+    }
 }
 
 /// Why [`Session::process_lines`] stopped.
@@ -82,12 +113,14 @@ enum Input {
 /// A response slot in request order.
 #[derive(Debug)]
 enum Slot {
-    /// A worker is computing this request's reply.
-    Waiting,
+    /// A worker is computing the reply of this request, read at the instant it holds.
+    Waiting(Instant),
     /// The reply, ready to be written once every earlier response is.
     Ready(Reply),
+    /// An overload control's answer (shed, timeout, retry rejected), ready like a reply.
+    Overload(OverloadReply),
     /// A `stats` answer, with the counters as they were when the request was read.
-    Stats(Stats),
+    Stats(Stats, Option<Box<OverloadStats>>),
 }
 
 /// A worker request the pool had no room for; offered again before any later line is read.
@@ -106,6 +139,9 @@ struct Responses {
     /// The sequence number of `slots[0]` (or of the next request, when `slots` is empty).
     first_seq: u64,
     held: Option<Held>,
+    /// Requests answered with a timeout whose worker result has not come back yet; it is
+    /// dropped when it does.
+    late: Vec<u64>,
     /// Response bytes; `out[sent..]` is not yet sent.
     out: Vec<u8>,
     sent: usize,
@@ -114,6 +150,12 @@ struct Responses {
 impl Responses {
     fn next_seq(&self) -> u64 {
         self.first_seq + self.slots.len() as u64
+    }
+
+    /// The slot of request `seq`, if it is not written yet.
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let index = seq.checked_sub(self.first_seq)?;
+        self.slots.get_mut(usize::try_from(index).ok()?)
     }
 
     /// Appends a response that needs no worker, writing it at once if nothing is waiting before it.
@@ -128,7 +170,10 @@ impl Responses {
 
     /// Writes every response at the front whose turn has come.
     fn write_ready(&mut self, host: &mut dyn Host) {
-        while matches!(self.slots.front(), Some(Slot::Ready(_) | Slot::Stats(_))) {
+        while matches!(
+            self.slots.front(),
+            Some(Slot::Ready(_) | Slot::Overload(_) | Slot::Stats(..))
+        ) {
             let slot = self.slots.pop_front().expect("checked above");
             write_slot(slot, &mut self.out, host);
             self.first_seq += 1;
@@ -136,11 +181,22 @@ impl Responses {
     }
 
     /// Handles one complete request line.
+    ///
+    /// A line marked `retry ` (W06) is the request after the mark; the host's overload controls
+    /// may refuse a worker request, which is then answered at once, in its place.
     fn handle_line(&mut self, line: &[u8], host: &mut dyn Host) {
+        let (retry, line) = strip_retry(line);
         let (verb, args) = split_request(line);
         if verb.runs_on_worker() {
             let seq = self.next_seq();
-            self.slots.push_back(Slot::Waiting);
+            let read_at = match host.admit(seq, retry) {
+                Admission::Admitted { read_at } => read_at,
+                Admission::Refused(reply) => {
+                    self.push_ready(Slot::Overload(reply), host);
+                    return;
+                }
+            };
+            self.slots.push_back(Slot::Waiting(read_at));
             if !host.try_submit(seq, verb, args) {
                 self.held = Some(Held {
                     seq,
@@ -149,7 +205,8 @@ impl Responses {
                 });
             }
         } else if verb == Verb::Stats {
-            self.push_ready(Slot::Stats(host.stats()), host);
+            let overload = host.overload_stats().map(Box::new);
+            self.push_ready(Slot::Stats(host.stats(), overload), host);
         } else {
             // `ping`, empty lines and unknown verbs: no work, answered on the loop.
             self.push_ready(Slot::Ready(execute(verb, args)), host);
@@ -163,11 +220,18 @@ fn write_slot(slot: Slot, out: &mut Vec<u8>, host: &mut dyn Host) {
             reply.write_to(out);
             host.responded(reply.is_error());
         }
-        Slot::Stats(stats) => {
-            stats.write_to(out);
+        Slot::Overload(reply) => {
+            reply.write_to(out);
+            host.responded(true);
+        }
+        Slot::Stats(stats, overload) => {
+            match overload {
+                Some(overload) => overload.write_line(&stats, out),
+                None => stats.write_to(out),
+            }
             host.responded(false);
         }
-        Slot::Waiting => unreachable!("only filled slots are written"),
+        Slot::Waiting(_) => unreachable!("only filled slots are written"),
     }
 }
 
@@ -286,21 +350,66 @@ impl Session {
     }
 
     /// A worker's reply to request `seq` arrived: it is written as soon as its turn comes.
+    ///
+    /// The result of a request already answered with a timeout is dropped here.
     pub(crate) fn complete(&mut self, seq: u64, reply: Reply, host: &mut dyn Host) {
         let responses = &mut self.responses;
-        let slot = seq
-            .checked_sub(responses.first_seq)
-            .and_then(|index| responses.slots.get_mut(usize::try_from(index).ok()?));
-        match slot {
-            Some(slot @ Slot::Waiting) => *slot = Slot::Ready(reply),
+        if let Some(late) = responses.late.iter().position(|&late| late == seq) {
+            responses.late.swap_remove(late);
+            return;
+        }
+        match responses.slot_mut(seq) {
+            Some(slot) => match *slot {
+                Slot::Waiting(read_at) => {
+                    *slot = Slot::Ready(reply);
+                    host.settled(read_at, false);
+                }
+                _ => {
+                    debug_assert!(false, "a second result for request {seq}");
+                    return;
+                }
+            },
             // One result per request, for a request of this connection: anything else is a
             // bug, and dropping the stray result keeps every other answer right.
-            _ => {
+            None => {
                 debug_assert!(false, "a stray result for request {seq}");
                 return;
             }
         }
         responses.write_ready(host);
+    }
+
+    /// Request `seq`'s deadline passed (W06 L03): if it is still waiting for its result, it is
+    /// answered with `reply` (the timeout) now, and its result, when it comes, is dropped.
+    /// Returns whether anything changed (`false` for a request answered in time).
+    pub(crate) fn expire(&mut self, seq: u64, reply: OverloadReply, host: &mut dyn Host) -> bool {
+        let responses = &mut self.responses;
+        let Some(slot) = responses.slot_mut(seq) else {
+            return false;
+        };
+        let Slot::Waiting(read_at) = *slot else {
+            return false;
+        };
+        *slot = Slot::Overload(reply);
+        if responses.held.as_ref().is_some_and(|held| held.seq == seq) {
+            // Never handed to the pool: no result will come, and reading may go on.
+            responses.held = None;
+        } else {
+            responses.late.push(seq);
+        }
+        host.settled(read_at, true);
+        responses.write_ready(host);
+        true
+    }
+
+    /// Admitted requests still waiting for their answer; the loop takes them off the books when
+    /// the connection closes.
+    pub(crate) fn unanswered(&self) -> usize {
+        self.responses
+            .slots
+            .iter()
+            .filter(|slot| matches!(slot, Slot::Waiting(_)))
+            .count()
     }
 
     /// Response bytes not yet sent.
