@@ -61,7 +61,7 @@ use thread_pool::{TaskPanic, ThreadPool};
 use crate::admission::QueueGauge;
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::overload::{Admission, Controls, Overload};
-use crate::session::{Host, Limits, Progress, Session};
+use crate::session::{Host, LINGER_TIMEOUT, Limits, Progress, Session, Step};
 use crate::telemetry::OverloadStats;
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
@@ -70,18 +70,11 @@ pub(crate) const WORKER_THREAD_NAME: &str = "handoff-worker";
 /// How much one `recv` may read. Received bytes are copied from this scratch buffer into the
 /// connection's framer, which costs only the bytes that arrived.
 const READ_CHUNK: usize = 64 * 1024;
-/// How many `recv`s one connection gets per readiness event, so one fast sender cannot keep the
-/// loop from everyone else; level-triggered epoll reports the rest next turn.
-const READS_PER_EVENT: usize = 4;
 /// How many connections one listener event may accept before the loop serves other events.
 const ACCEPTS_PER_EVENT: usize = 64;
 /// How long accepting pauses after an accept error the listener could not absorb, so an
 /// unexpected persistent error cannot spin the loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long a connection closed for a line too long is drained before it is closed anyway.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many bytes such a connection may still send while it is drained.
-const LINGER_MAX_BYTES: usize = 1 << 20;
 /// How long a shutdown waits for slow clients to take their answers before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -150,8 +143,8 @@ struct Connection {
     /// Whether the connection is in `Server::waiting_for_pool`.
     waiting_for_pool: bool,
     /// Set while the connection lingers before its close (see `Server::linger`): the timer
-    /// that ends the wait, and the bytes still allowed to be discarded.
-    lingering: Option<(Timer, usize)>,
+    /// that ends the wait.
+    lingering: Option<Timer>,
 }
 
 /// The state the loop shares between connections: the pool, the counters, the budget.
@@ -593,32 +586,16 @@ impl Server {
                 core: &mut self.core,
                 key,
             };
-            for _ in 0..READS_PER_EVENT {
-                if !connection.session.wants_input(&self.limits) {
-                    break;
-                }
-                match connection.stream.recv(&mut self.read_buffer) {
-                    Ok(0) => {
-                        connection.session.peer_closed_input();
-                        break;
-                    }
-                    Ok(received) => {
-                        connection
-                            .session
-                            .framer_mut()
-                            .extend(&self.read_buffer[..received]);
-                        let _ = connection.session.process_lines(&self.limits, &mut host);
-                        if received < self.read_buffer.len() {
-                            // The socket is most likely drained; don't pay for a WouldBlock.
-                            break;
-                        }
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.close(dispatcher, key);
-                        return;
-                    }
-                }
+            let stream = &connection.stream;
+            let received = connection.session.receive(
+                &self.limits,
+                &mut host,
+                &mut self.read_buffer,
+                |buffer| stream.recv(buffer),
+            );
+            if received.is_err() {
+                self.close(dispatcher, key);
+                return;
             }
         }
         self.service(dispatcher, key);
@@ -760,39 +737,26 @@ impl Server {
             core: &mut self.core,
             key,
         };
-        let mut progress = connection.session.process_lines(&self.limits, &mut host);
-        if !connection.session.unsent().is_empty() {
-            match connection.stream.send(connection.session.unsent()) {
-                Ok(sent) => {
-                    connection.session.mark_sent(sent);
-                    // Sending may have lifted the output limit; lines already buffered must
-                    // not wait for more input that may never come. What they produce is sent
-                    // on the next turn (writable interest below).
-                    progress = connection.session.process_lines(&self.limits, &mut host);
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    // EPIPE or a reset: the client is gone.
-                    self.close(dispatcher, key);
-                    return;
-                }
-            }
-        }
+        let stream = &connection.stream;
+        let Ok(progress) = connection
+            .session
+            .advance(&self.limits, &mut host, |unsent| stream.send(unsent))
+        else {
+            // EPIPE or a reset: the client is gone.
+            self.close(dispatcher, key);
+            return;
+        };
         if progress == Progress::WaitingForPool && !connection.waiting_for_pool {
             connection.waiting_for_pool = true;
             self.waiting_for_pool.push_back(key);
         }
-        if connection.session.is_finished() {
-            if connection.session.peer_may_still_send() {
-                self.linger(dispatcher, key);
-            } else {
-                self.close(dispatcher, key);
-            }
-            return;
-        }
-        let wanted = Interest::NONE
-            .with_readable(connection.session.wants_input(&self.limits))
-            .with_writable(!connection.session.unsent().is_empty());
+        let wanted = match connection.session.next_step(&self.limits) {
+            Step::Close => return self.close(dispatcher, key),
+            Step::Linger => return self.linger(dispatcher, key),
+            Step::Poll { readable, writable } => Interest::NONE
+                .with_readable(readable)
+                .with_writable(writable),
+        };
         if wanted != connection.interest {
             match dispatcher.modify_fd(connection.fd_key, wanted) {
                 Ok(()) => connection.interest = wanted,
@@ -801,13 +765,10 @@ impl Server {
         }
     }
 
-    /// Closes a connection whose client may still be sending (after `line too long`) gently.
-    ///
-    /// Closing a socket that holds unread bytes makes the kernel answer with a reset, and a reset
-    /// can overtake — and destroy — the responses still on their way to the client. So the write
-    /// side is shut down first (the client reads every response, then EOF), and what the client
-    /// still sends is read and discarded until it closes too, for at most `LINGER_TIMEOUT` and
-    /// `LINGER_MAX_BYTES`.
+    /// Closes a connection whose client may still be sending (after `line too long`) gently:
+    /// shuts the write side down, then discards what the client still sends until it closes
+    /// too, for at most `LINGER_TIMEOUT` (the rule and its reason are the shared session's,
+    /// [`Step::Linger`]).
     fn linger(&mut self, dispatcher: &Dispatcher, key: Key) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
@@ -828,7 +789,8 @@ impl Server {
             }
         });
         timer.enable(LINGER_TIMEOUT);
-        connection.lingering = Some((timer, LINGER_MAX_BYTES));
+        connection.lingering = Some(timer);
+        connection.session.start_linger();
         self.discard_input(dispatcher, key);
     }
 
@@ -838,21 +800,13 @@ impl Server {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        let Some((_, allowance)) = &mut connection.lingering else {
-            return;
-        };
-        for _ in 0..READS_PER_EVENT {
-            match connection.stream.recv(&mut self.read_buffer) {
-                Ok(received) if received > 0 && received < *allowance => *allowance -= received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                // EOF, an error, or past the allowance: done waiting.
-                _ => {
-                    self.close(dispatcher, key);
-                    return;
-                }
-            }
+        let stream = &connection.stream;
+        if !connection
+            .session
+            .discard_input(&mut self.read_buffer, |buffer| stream.recv(buffer))
+        {
+            self.close(dispatcher, key);
         }
-        // More may be waiting; level-triggered epoll reports it on the next turn.
     }
 
     /// Unregisters and closes a connection. Its tasks still in the pool finish, and their

@@ -1,16 +1,29 @@
-//! Unit tests of `session`, in a file of their own so the course's starter code
-//! can declare them and run these very tests against a student's code.
+//! Unit tests of `session`: what this server makes of a line (hand-off, loop answer, overload
+//! refusal, retry mark) and its answers, through the shared session. The shared session's own
+//! rules (ordering, limits, close rules) are tested in `handoff_protocol::session`. In a file of
+//! their own so the course's starter code can declare them and run these very tests against a
+//! student's code.
+
+use std::time::Instant;
 
 use super::*;
 use handoff_protocol::{MAX_LINE_LEN, expected_response};
 
-/// A host that records submissions and can refuse them, like a full pool.
+/// A host that records submissions and can refuse them (like a full pool), and whose overload
+/// controls refuse what it is told to.
 #[derive(Default)]
 struct FakeHost {
     submitted: Vec<(u64, Verb, Vec<u8>)>,
     room: usize,
     completed: u64,
     errors: u64,
+    /// `(seq, retry)` of every admission asked for.
+    asked: Vec<(u64, bool)>,
+    /// Refuse every admission with this.
+    refuse: Option<OverloadReply>,
+    /// `timed_out` of every settled request.
+    settled: Vec<bool>,
+    overload: Option<OverloadStats>,
 }
 
 impl Host for FakeHost {
@@ -31,6 +44,21 @@ impl Host for FakeHost {
     fn responded(&mut self, is_error: bool) {
         self.completed += 1;
         self.errors += u64::from(is_error);
+    }
+    fn admit(&mut self, seq: u64, retry: bool) -> Admission {
+        self.asked.push((seq, retry));
+        match self.refuse {
+            Some(reply) => Admission::Refused(reply),
+            None => Admission::Admitted {
+                read_at: Instant::now(),
+            },
+        }
+    }
+    fn settled(&mut self, _read_at: Instant, timed_out: bool) {
+        self.settled.push(timed_out);
+    }
+    fn overload_stats(&self) -> Option<OverloadStats> {
+        self.overload
     }
 }
 
@@ -75,7 +103,7 @@ fn expected_all(lines: &[&[u8]]) -> Vec<u8> {
 }
 
 #[test]
-fn answers_come_out_in_request_order_whatever_order_workers_finish_in() {
+fn worker_verbs_go_to_the_pool_and_the_rest_is_answered_on_the_loop_in_order() {
     let mut session = Session::new();
     let mut host = host();
     let lines: &[&[u8]] = &[
@@ -101,48 +129,32 @@ fn answers_come_out_in_request_order_whatever_order_workers_finish_in() {
         "the pong waits behind the first compute"
     );
     assert_eq!(session.in_flight(), lines.len());
-    let seqs: Vec<u64> = host.submitted.iter().map(|(seq, ..)| *seq).collect();
+    let submitted: Vec<(u64, Verb)> = host
+        .submitted
+        .iter()
+        .map(|(seq, verb, _)| (*seq, *verb))
+        .collect();
     assert_eq!(
-        seqs,
-        [0, 2, 5, 6],
+        submitted,
+        [
+            (0, Verb::Compute),
+            (2, Verb::Factorial),
+            (5, Verb::Fail),
+            (6, Verb::Sleep)
+        ],
         "worker requests carry their own sequence numbers"
     );
+    assert_eq!(host.asked, [(0, false), (2, false), (5, false), (6, false)]);
     run_all_backwards(&mut session, &mut host);
     assert_eq!(take_output(&mut session), expected_all(lines));
     assert_eq!((host.completed, host.errors), (8, 3));
+    assert_eq!(host.settled, [false; 4]);
     assert_eq!(session.in_flight(), 0);
+    assert_eq!(session.unanswered(), 0);
 }
 
 #[test]
-fn loop_answers_skip_the_queue_when_nothing_waits() {
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"ping\nstats\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
-    let mut want = b"pong\n".to_vec();
-    Stats {
-        completed: 1,
-        ..Stats::default()
-    }
-    .write_to(&mut want);
-    assert_eq!(take_output(&mut session), want);
-    assert_eq!(session.in_flight(), 0);
-}
-
-#[test]
-fn stats_waits_its_turn_with_the_counters_of_when_it_was_read() {
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"compute a\nstats\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
-    run_all_backwards(&mut session, &mut host);
-    let mut want = expected_all(&[b"compute a"]);
-    Stats::default().write_to(&mut want);
-    assert_eq!(take_output(&mut session), want);
-}
-
-#[test]
-fn a_full_pool_holds_the_request_and_stops_reading() {
+fn a_full_pool_holds_the_request_and_offers_its_verb_and_arguments_again() {
     let mut session = Session::new();
     let mut host = FakeHost {
         room: 1,
@@ -150,7 +162,7 @@ fn a_full_pool_holds_the_request_and_stops_reading() {
     };
     session
         .framer_mut()
-        .extend(b"compute 1\ncompute 2\nping\ncompute 3\n");
+        .extend(b"compute 1\nretry compute 2\nping\ncompute 3\n");
     assert_eq!(
         session.process_lines(&ROOMY, &mut host),
         Progress::WaitingForPool
@@ -160,6 +172,11 @@ fn a_full_pool_holds_the_request_and_stops_reading() {
     assert!(!session.retry_held(&mut host), "still no room");
     host.room = 1;
     assert!(session.retry_held(&mut host));
+    assert_eq!(
+        host.submitted[1],
+        (1, Verb::Compute, b"2".to_vec()),
+        "the held request, without its retry mark"
+    );
     assert_eq!(
         session.process_lines(&ROOMY, &mut host),
         Progress::WaitingForPool
@@ -172,65 +189,86 @@ fn a_full_pool_holds_the_request_and_stops_reading() {
     );
     let seqs: Vec<u64> = host.submitted.iter().map(|(seq, ..)| *seq).collect();
     assert_eq!(seqs, [0, 1, 3], "nothing dropped, nothing renumbered");
+    assert_eq!(
+        host.asked,
+        [(0, false), (1, true), (3, false)],
+        "admitted once each, when read"
+    );
     run_all_backwards(&mut session, &mut host);
     let want = expected_all(&[b"compute 1", b"compute 2", b"ping", b"compute 3"]);
     assert_eq!(take_output(&mut session), want);
 }
 
 #[test]
-fn the_in_flight_limit_pauses_reading_until_answers_are_written() {
-    let limits = Limits {
-        max_in_flight: 2,
-        max_unsent: 1 << 20,
-    };
+fn a_refused_request_is_answered_at_once_in_its_place_and_costs_no_worker() {
     let mut session = Session::new();
     let mut host = host();
+    session.framer_mut().extend(b"compute 1\n");
+    let _ = session.process_lines(&ROOMY, &mut host);
+    host.refuse = Some(OverloadReply::Overloaded { retry_after_ms: 7 });
     session
         .framer_mut()
-        .extend(b"compute 1\ncompute 2\ncompute 3\n");
-    assert_eq!(session.process_lines(&limits, &mut host), Progress::AtLimit);
-    assert!(!session.wants_input(&limits));
-    assert_eq!(host.submitted.len(), 2);
-    run_all_backwards(&mut session, &mut host);
+        .extend(b"retry compute 2\nretry ping\n");
+    let _ = session.process_lines(&ROOMY, &mut host);
+    assert_eq!(host.submitted.len(), 1, "only the admitted request");
     assert_eq!(
-        session.process_lines(&limits, &mut host),
-        Progress::NeedInput
+        host.asked,
+        [(0, false), (1, true)],
+        "a loop verb is never asked about"
     );
-    assert!(session.wants_input(&limits));
     run_all_backwards(&mut session, &mut host);
-    let want = expected_all(&[b"compute 1", b"compute 2", b"compute 3"]);
+    let mut want = expected_all(&[b"compute 1"]);
+    want.extend_from_slice(b"ERROR: overloaded, retry after 7 ms\npong\n");
     assert_eq!(take_output(&mut session), want);
+    assert_eq!((host.completed, host.errors), (3, 1));
 }
 
 #[test]
-fn unsent_output_over_the_limit_pauses_reading_until_it_is_sent() {
-    let limits = Limits {
-        max_in_flight: 1024,
-        max_unsent: 10,
+fn stats_carries_the_overload_keys_when_the_host_has_them() {
+    let mut session = Session::new();
+    let mut host = FakeHost {
+        overload: Some(OverloadStats {
+            shed: 4,
+            ..OverloadStats::default()
+        }),
+        ..host()
     };
+    session.framer_mut().extend(b"compute a\nstats\n");
+    let _ = session.process_lines(&ROOMY, &mut host);
+    run_all_backwards(&mut session, &mut host);
+    let mut want = expected_all(&[b"compute a"]);
+    host.overload
+        .unwrap()
+        .write_line(&Stats::default(), &mut want);
+    assert_eq!(
+        take_output(&mut session),
+        want,
+        "the counters of when it was read"
+    );
+    assert_eq!(host.errors, 0);
+}
+
+#[test]
+fn an_expired_request_gets_the_timeout_in_its_place_and_its_late_result_is_dropped() {
     let mut session = Session::new();
     let mut host = host();
-    session.framer_mut().extend(b"ping\nping\nping\nping\n");
-    assert_eq!(session.process_lines(&limits, &mut host), Progress::AtLimit);
-    assert_eq!(session.unsent(), b"pong\npong\n");
-    assert!(!session.wants_input(&limits));
-    session.mark_sent(3);
-    assert!(
-        session.wants_input(&limits),
-        "7 bytes unsent is under the limit"
-    );
-    assert_eq!(session.process_lines(&limits, &mut host), Progress::AtLimit);
-    assert_eq!(session.unsent(), b"g\npong\npong\n");
-    session.mark_sent(session.unsent().len());
+    session.framer_mut().extend(b"sleep 50\nping\n");
+    let _ = session.process_lines(&ROOMY, &mut host);
+    let timeout = OverloadReply::Timeout { after_ms: 10 };
+    assert!(session.expire(0, timeout, &mut host));
+    assert!(!session.expire(0, timeout, &mut host), "answered already");
     assert_eq!(
-        session.process_lines(&limits, &mut host),
-        Progress::NeedInput
+        take_output(&mut session),
+        b"ERROR: timeout after 10 ms\npong\n"
     );
-    assert_eq!(session.unsent(), b"pong\n");
+    run_all_backwards(&mut session, &mut host);
+    assert!(session.unsent().is_empty(), "the late result is dropped");
+    assert_eq!(host.settled, [true]);
+    assert_eq!((host.completed, host.errors), (2, 1));
 }
 
 #[test]
-fn a_line_too_long_is_answered_after_earlier_requests_and_ends_input() {
+fn a_line_too_long_is_answered_after_earlier_requests_then_the_connection_lingers() {
     let mut session = Session::new();
     let mut host = host();
     session.framer_mut().extend(b"compute first\nping\n");
@@ -240,46 +278,12 @@ fn a_line_too_long_is_answered_after_earlier_requests_and_ends_input() {
         session.process_lines(&ROOMY, &mut host),
         Progress::InputEnded
     );
-    assert!(!session.is_finished(), "the compute is still owed");
     run_all_backwards(&mut session, &mut host);
     let mut want = expected_all(&[b"compute first", b"ping"]);
     want.extend_from_slice(b"ERROR: line too long\n");
     assert_eq!(take_output(&mut session), want);
-    assert!(session.is_finished());
-    assert!(session.peer_may_still_send());
+    assert_eq!(session.next_step(&ROOMY), Step::Linger);
     assert_eq!(host.errors, 1);
-}
-
-#[test]
-fn after_eof_the_last_line_without_newline_is_answered_then_the_session_finishes() {
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"sleep 0\nping\ncompute tail");
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::NeedInput
-    );
-    session.peer_closed_input();
-    assert!(!session.wants_input(&ROOMY));
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::InputEnded
-    );
-    assert!(
-        !session.is_finished(),
-        "a half-closed client still gets what it is owed"
-    );
-    run_all_backwards(&mut session, &mut host);
-    assert!(!session.is_finished(), "the bytes are not sent yet");
-    assert_eq!(
-        take_output(&mut session),
-        expected_all(&[b"sleep 0", b"ping", b"compute tail"])
-    );
-    assert!(session.is_finished());
-    assert!(
-        !session.peer_may_still_send(),
-        "the peer has finished sending"
-    );
 }
 
 #[test]
@@ -293,24 +297,5 @@ fn stopping_answers_complete_lines_but_not_a_partial_one() {
         Progress::InputEnded
     );
     assert_eq!(take_output(&mut session), b"pong\n");
-    assert!(session.is_finished());
-}
-
-#[test]
-fn a_partly_sent_buffer_keeps_its_unsent_tail() {
-    let mut session = Session::new();
-    let mut host = host();
-    let mut lines = Vec::new();
-    for _ in 0..30_000 {
-        lines.extend_from_slice(b"ping\n");
-    }
-    session.framer_mut().extend(&lines);
-    let _ = session.process_lines(&ROOMY, &mut host);
-    let total = session.unsent().len();
-    assert_eq!(total, 150_000);
-    session.mark_sent(100_000);
-    assert_eq!(session.unsent().len(), 50_000);
-    assert!(session.unsent().starts_with(b"pong\n"));
-    session.mark_sent(50_000);
-    assert!(session.unsent().is_empty());
+    assert_eq!(session.next_step(&ROOMY), Step::Close);
 }
