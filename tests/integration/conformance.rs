@@ -40,6 +40,7 @@ for_each_server!(
     a_last_line_without_newline_before_eof_is_answered,
     a_line_too_long_is_answered_after_earlier_requests_then_closed,
     a_client_still_sending_after_a_line_too_long_gets_every_answer_and_a_clean_eof,
+    a_client_that_never_closes_after_a_line_too_long_is_closed_when_the_linger_ends,
     a_half_closed_client_gets_every_response_then_eof,
     a_reset_client_ends_only_its_own_connection,
     five_thousand_connections_leave_no_fd_behind,
@@ -359,6 +360,30 @@ fn a_client_still_sending_after_a_line_too_long_gets_every_answer_and_a_clean_eo
         // still in flight.
         assert_responses(&client.read_to_end(), &want);
     });
+}
+
+fn a_client_that_never_closes_after_a_line_too_long_is_closed_when_the_linger_ends(
+    kind: ServerKind,
+) {
+    let server = kind.start();
+    let mut observer = server.client();
+    let mut client = server.client();
+    let mut request = vec![b'x'; MAX_LINE_LEN + 1];
+    request.extend_from_slice(b"\nping\n");
+    client.send(&request);
+    // The answer, then EOF: the server has shut its side down and lingers on the connection.
+    assert_responses(&client.read_to_end(), b"ERROR: line too long\n");
+    // The client neither closes nor sends more; the linger is bounded, so the server closes the
+    // connection by itself (the observer is the one connection left).
+    wait_until(
+        Duration::from_secs(20),
+        "the lingering connection is closed",
+        || {
+            let stats = Stats::parse(observer.request("stats").as_bytes()).unwrap();
+            stats.connections == 1
+        },
+    );
+    drop(client);
 }
 
 fn a_half_closed_client_gets_every_response_then_eof(kind: ServerKind) {
