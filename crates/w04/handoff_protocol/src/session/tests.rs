@@ -93,6 +93,15 @@ fn run_all_backwards(session: &mut TestSession, host: &mut FakeHost) {
     }
 }
 
+/// A new session that received `bytes` and handled their lines with a roomy host.
+fn received(bytes: &[u8]) -> (TestSession, FakeHost) {
+    let mut session = TestSession::new();
+    let mut host = host();
+    session.framer_mut().extend(bytes);
+    let _ = session.process_lines(&ROOMY, &mut host);
+    (session, host)
+}
+
 fn take_output(session: &mut TestSession) -> Vec<u8> {
     let out = session.unsent().to_vec();
     session.mark_sent(out.len());
@@ -162,10 +171,7 @@ fn answers_come_out_in_request_order_whatever_order_workers_finish_in() {
 
 #[test]
 fn immediate_answers_skip_the_queue_when_nothing_waits() {
-    let mut session = TestSession::new();
-    let mut host = host();
-    session.framer_mut().extend(b"ping\nstats\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
+    let (mut session, _) = received(b"ping\nstats\n");
     let mut want = b"pong\n".to_vec();
     Stats {
         completed: 1,
@@ -178,10 +184,7 @@ fn immediate_answers_skip_the_queue_when_nothing_waits() {
 
 #[test]
 fn stats_waits_its_turn_with_the_counters_of_when_it_was_read() {
-    let mut session = TestSession::new();
-    let mut host = host();
-    session.framer_mut().extend(b"compute a\nstats\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
+    let (mut session, mut host) = received(b"compute a\nstats\n");
     run_all_backwards(&mut session, &mut host);
     let mut want = expected_all(&[b"compute a"]);
     Stats::default().write_to(&mut want);
@@ -554,10 +557,7 @@ fn advance_sends_once_then_answers_lines_the_limit_held_back() {
 
 #[test]
 fn an_expired_request_is_answered_in_its_place_and_its_late_result_is_dropped() {
-    let mut session = TestSession::new();
-    let mut host = host();
-    session.framer_mut().extend(b"sleep 5\nping\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
+    let (mut session, mut host) = received(b"sleep 5\nping\n");
     let timeout = Answer::Reply(Reply::Error(ErrorReply::Failed(b"timeout".to_vec())));
     assert!(session.expire(0, timeout.clone(), &mut host));
     assert!(
@@ -596,10 +596,7 @@ fn an_expired_held_request_frees_the_session_to_read_on() {
 
 #[test]
 fn a_sent_burst_gives_its_memory_back() {
-    let mut session = TestSession::new();
-    let mut host = host();
-    session.framer_mut().extend(&b"ping\n".repeat(30_000));
-    let _ = session.process_lines(&ROOMY, &mut host);
+    let (mut session, _) = received(&b"ping\n".repeat(30_000));
     let _ = take_output(&mut session);
     assert!(session.responses.out.capacity() <= KEPT_OUTPUT_CAPACITY);
 }
