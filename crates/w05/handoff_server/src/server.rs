@@ -639,16 +639,7 @@ impl Server {
         }
         self.drained = drained;
         self.offer_room_to_waiting(dispatcher);
-        let touched = std::mem::take(&mut self.touched);
-        for &key in &touched {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.touched = false;
-                self.service(dispatcher, key);
-            }
-        }
-        self.touched = touched;
-        self.touched.clear();
-        self.check_shutdown_done(dispatcher);
+        self.service_touched(dispatcher);
     }
 
     /// The deadline timer fired (W06 L03): answers every request that is due and still waiting
@@ -677,16 +668,7 @@ impl Server {
         ) {
             timer.enable_at(next);
         }
-        let touched = std::mem::take(&mut self.touched);
-        for &key in &touched {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.touched = false;
-                self.service(dispatcher, key);
-            }
-        }
-        self.touched = touched;
-        self.touched.clear();
-        self.check_shutdown_done(dispatcher);
+        self.service_touched(dispatcher);
     }
 
     /// `--stats-interval-ms`: one `stats <line>` on stderr.
@@ -697,6 +679,20 @@ impl Server {
             .stats()
             .write_line(&self.core.stats(), &mut line);
         let _ = io::stderr().lock().write_all(&line);
+    }
+
+    /// Services (sends, closes, re-registers) every connection in `touched`, once each.
+    fn service_touched(&mut self, dispatcher: &Dispatcher) {
+        let touched = std::mem::take(&mut self.touched);
+        for &key in &touched {
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.touched = false;
+                self.service(dispatcher, key);
+            }
+        }
+        self.touched = touched;
+        self.touched.clear();
+        self.check_shutdown_done(dispatcher);
     }
 
     /// Gives freed pool budget to connections holding a request, oldest first.
