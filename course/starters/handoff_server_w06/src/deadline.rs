@@ -11,7 +11,10 @@
 //! The worker that runs a timed-out request cannot be interrupted (it may be in the middle of a
 //! `sleep`); its late result still comes back through the results queue, and the session drops
 //! it. The timeout is on the loop, the late result is dropped on the loop: workers still never
-//! touch a socket.
+//! touch a socket. What a worker *can* do is not start work for nobody: each batch carries the
+//! time by which all its requests are past their deadline (the time it was handed over plus the
+//! timeout), and a worker that takes it later skips it (`Batch::skip`); the loop then settles
+//! its requests as timed out, whether or not its timer got there first.
 
 // The starter: every body is `todo!()`. Remove this line once yours are written.
 #![allow(dead_code, unused_variables, unused_imports, unused_mut, clippy::all)]
@@ -30,6 +33,11 @@ impl<K: Copy> Deadlines<K> {
     /// Deadlines `timeout` after a request is read; `None` never times a request out.
     pub(crate) fn new(timeout: Option<Duration>) -> Self {
         todo!("W06 L03: new")
+    }
+
+    /// The timeout, if requests have one.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        todo!("W06 L03: timeout")
     }
 
     /// The timeout in whole milliseconds, for the `ERROR: timeout after <ms> ms` line.

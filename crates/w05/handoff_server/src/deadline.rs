@@ -11,7 +11,10 @@
 //! The worker that runs a timed-out request cannot be interrupted (it may be in the middle of a
 //! `sleep`); its late result still comes back through the results queue, and the session drops
 //! it. The timeout is on the loop, the late result is dropped on the loop: workers still never
-//! touch a socket.
+//! touch a socket. What a worker *can* do is not start work for nobody: each batch carries the
+//! time by which all its requests are past their deadline (the time it was handed over plus the
+//! timeout), and a worker that takes it later skips it (`Batch::skip`); the loop then settles
+//! its requests as timed out, whether or not its timer got there first.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,6 +33,11 @@ impl<K: Copy> Deadlines<K> {
             timeout,
             due: VecDeque::new(),
         }
+    }
+
+    /// The timeout, if requests have one.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The timeout in whole milliseconds, for the `ERROR: timeout after <ms> ms` line.

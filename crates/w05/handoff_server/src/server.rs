@@ -265,11 +265,22 @@ impl Core {
         let results = Arc::clone(&self.results);
         let started = self.overload.queue.started_counter();
         let log = self.log;
+        // Every request of the batch was read by now, so by `skip_at` each is past its deadline
+        // (W06 L03): a worker that only gets to the batch then has nobody to compute for.
+        let skip_at = self
+            .overload
+            .deadlines
+            .timeout()
+            .map(|timeout| Instant::now() + timeout);
         // Panics are caught per request inside `run`, so the task itself never panics and its
         // batch always comes back.
         let task = move || {
             QueueGauge::mark_started(&started, batch.len());
-            batch.run(log);
+            if skip_at.is_some_and(|skip_at| Instant::now() >= skip_at) {
+                batch.skip();
+            } else {
+                batch.run(log);
+            }
             results.deliver(batch);
         };
         if self.pool.spawn(task).is_err() {
@@ -619,6 +630,8 @@ impl Server {
             // A stale key (the client went away, its slot maybe reused) finds nothing, and the
             // replies are dropped: they never reach another client.
             let mut connection = key.and_then(|key| self.connections.get_mut(key));
+            let skipped = batch.was_skipped();
+            let timeout_reply = self.core.overload.timeout_reply();
             for (seq, outcome) in batch.take_replies() {
                 let reply = self.core.finish(outcome);
                 if let (Some(connection), Some(key)) = (connection.as_deref_mut(), key) {
@@ -626,7 +639,14 @@ impl Server {
                         core: &mut self.core,
                         key,
                     };
-                    connection.session.complete(seq, reply, &mut host);
+                    match (skipped, timeout_reply) {
+                        (true, Some(timeout)) => {
+                            connection
+                                .session
+                                .skipped_past_deadline(seq, timeout, &mut host);
+                        }
+                        _ => connection.session.complete(seq, reply, &mut host),
+                    }
                 }
             }
             if let (Some(connection), Some(key)) = (connection, key) {

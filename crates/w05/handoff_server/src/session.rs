@@ -402,6 +402,29 @@ impl Session {
         true
     }
 
+    /// A worker skipped request `seq` because its deadline had passed before it started
+    /// (`Batch::skip`): no result will come. If the loop's timer already answered it, it is no
+    /// longer late; otherwise the timer is due, and the timeout (`reply`) is answered now.
+    pub(crate) fn skipped_past_deadline(
+        &mut self,
+        seq: u64,
+        reply: OverloadReply,
+        host: &mut dyn Host,
+    ) {
+        let responses = &mut self.responses;
+        if let Some(late) = responses.late.iter().position(|&late| late == seq) {
+            responses.late.swap_remove(late);
+            return;
+        }
+        if self.expire(seq, reply, host) {
+            // `expire` expects a result still to come; none will.
+            let late = &mut self.responses.late;
+            if let Some(index) = late.iter().position(|&late| late == seq) {
+                late.swap_remove(index);
+            }
+        }
+    }
+
     /// Admitted requests still waiting for their answer; the loop takes them off the books when
     /// the connection closes.
     pub(crate) fn unanswered(&self) -> usize {
