@@ -12,6 +12,12 @@
 //! - **waker** → drain every finished task from the results [`TaskQueue`] at once, give each
 //!   reply to its session (or drop it if the key is stale), then send once per touched connection;
 //! - **SIGINT/SIGTERM** (signalfd) → stop accepting and reading, answer what was read, close.
+//! - **deadline timer** (W06, with `--request-timeout-ms`) → answer every request past its
+//!   deadline with the timeout (see the `deadline` module); with `--stats-interval-ms`, a second
+//!   timer prints the stats line.
+//!
+//! The W06 overload controls (`overload` module) are asked once per worker request, through
+//! [`Host::admit`], before the request joins a batch.
 //!
 //! ## The handoff, both ways
 //!
