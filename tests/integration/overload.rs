@@ -291,3 +291,35 @@ fn loadgen_flood_counts_every_answer_exactly_and_finds_the_server_back_at_idle()
     }
     assert!(stdout.contains("server: exit 0 after SIGTERM"), "{stdout}");
 }
+
+#[test]
+fn a_request_past_its_deadline_before_a_worker_takes_it_is_never_run() {
+    let server = Server::builder(ServerKind::Handoff)
+        .args(&["--workers", "1", "--request-timeout-ms", "100", "--log"])
+        .capture_stderr()
+        .start();
+    let mut client = server.client();
+    // The compute waits behind the sleep on the only worker; both time out at 100 ms, and when
+    // the worker is free again the compute's deadline is long past.
+    client.send(b"sleep 400\ncompute for nobody\n");
+    assert_eq!(client.read_line(), b"ERROR: timeout after 100 ms\n");
+    assert_eq!(client.read_line(), b"ERROR: timeout after 100 ms\n");
+    wait_until(Duration::from_secs(10), "the worker is free again", || {
+        let line = stats_line(&mut client);
+        stat(&line, "busy_workers") == 0 && stat(&line, "queue_depth") == 0
+    });
+    client.send(b"compute for somebody\n");
+    assert_eq!(client.read_line(), expected(b"compute for somebody"));
+    let line = stats_line(&mut client);
+    assert_eq!(stat(&line, "timeouts"), 2, "{line}");
+    assert_eq!(stat(&line, "inflight"), 0, "{line}");
+    drop(client);
+    let (status, stderr) = server.stop();
+    assert!(status.success());
+    let stderr = String::from_utf8(stderr).unwrap();
+    let computes = stderr
+        .lines()
+        .filter(|line| line.starts_with("worker ") && line.ends_with(" compute"))
+        .count();
+    assert_eq!(computes, 1, "only the compute in time runs:\n{stderr}");
+}

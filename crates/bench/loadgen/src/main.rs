@@ -14,6 +14,11 @@
 //! While it runs, a progress line goes to stderr once per second. The exit status is 0 when
 //! every response was right, 1 when any response differed or a connection failed (with the first
 //! such error named), and 2 when the run could not start.
+//!
+//! `--flood` is another mode, for the W06 quest ([`flood`]): three waves of open-loop load
+//! against a server with overload controls, where a shed or timed-out answer is allowed in place
+//! of a result, and seven objectives printed as `objective N <name>: PASS|FAIL`; its exit status
+//! is 0 only when every objective passed.
 
 mod driver;
 mod flood;

@@ -637,6 +637,30 @@ impl<R: Response, P: Copy> Session<R, P> {
         true
     }
 
+    /// No result will come for request `seq` (its host dropped the work: a W06 worker skips a
+    /// batch whose deadlines all passed before it started). If the request was already answered
+    /// by [`expire`](Self::expire), it is no longer late; if it is still waiting, it is answered
+    /// with `answer` now, exactly as `expire` would, but no late result is expected for it.
+    /// Returns whether this answered it.
+    pub fn abandon<H: Host<Response = R, Pending = P>>(
+        &mut self,
+        seq: u64,
+        answer: R,
+        host: &mut H,
+    ) -> bool {
+        let late = &mut self.responses.late;
+        if let Some(index) = late.iter().position(|&late| late == seq) {
+            late.swap_remove(index);
+            return false;
+        }
+        let answered = self.expire(seq, answer, host);
+        let late = &mut self.responses.late;
+        if let Some(index) = late.iter().position(|&late| late == seq) {
+            late.swap_remove(index);
+        }
+        answered
+    }
+
     /// Handed-off requests still waiting for their answer.
     pub fn unanswered(&self) -> usize {
         self.responses

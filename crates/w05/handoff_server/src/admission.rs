@@ -48,6 +48,7 @@ pub(crate) enum OverloadReply {
 }
 
 impl OverloadReply {
+    // starter: w06-l02 todo "write_to"
     /// Appends the response line, `\n` included: for example
     /// `ERROR: overloaded, retry after 12 ms\n`.
     pub(crate) fn write_to(self, out: &mut Vec<u8>) {
@@ -74,6 +75,7 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
+    // starter: w06-l01 todo "new"
     /// A gate with nothing in flight.
     pub(crate) fn new(limits: GateLimits) -> Self {
         Gate {
@@ -84,6 +86,7 @@ impl Gate {
         }
     }
 
+    // starter: w06-l01 todo "has_room"
     /// Whether one more request may be admitted while `queue_depth` requests wait for a worker.
     pub(crate) fn has_room(&self, queue_depth: usize) -> bool {
         let inflight_ok = self
@@ -97,33 +100,39 @@ impl Gate {
         inflight_ok && queue_ok
     }
 
+    // starter: w06-l01 todo "admit"
     /// Counts an admitted request as in flight.
     pub(crate) fn admit(&mut self) {
         self.inflight += 1;
         self.peak = self.peak.max(self.inflight);
     }
 
+    // starter: w06-l01 todo "shed"
     /// Counts a refused request as shed: its `ERROR: overloaded` answer is in its place now.
     pub(crate) fn shed(&mut self) {
         self.shed += 1;
     }
 
+    // starter: w06-l01 todo "settle"
     /// `count` admitted requests are answered (or their connection is gone).
     pub(crate) fn settle(&mut self, count: usize) {
         debug_assert!(count <= self.inflight, "settling more than is in flight");
         self.inflight = self.inflight.saturating_sub(count);
     }
 
+    // starter: w06-l01 todo "inflight"
     /// Worker requests in flight now.
     pub(crate) fn inflight(&self) -> usize {
         self.inflight
     }
 
+    // starter: w06-l01 todo "peak"
     /// The most requests that were ever in flight at once.
     pub(crate) fn peak(&self) -> usize {
         self.peak
     }
 
+    // starter: w06-l01 todo "shed_count"
     /// Requests shed so far.
     pub(crate) fn shed_count(&self) -> u64 {
         self.shed
@@ -144,22 +153,26 @@ pub(crate) struct QueueGauge {
 }
 
 impl QueueGauge {
+    // starter: w06-l01 todo "handed_out"
     /// Counts `count` requests handed to the pool (on the loop).
     pub(crate) fn handed_out(&mut self, count: usize) {
         self.handed_out += count as u64;
     }
 
+    // starter: w06-l01 todo "started_counter"
     /// The counter a task bumps when a worker starts it.
     pub(crate) fn started_counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.started)
     }
 
+    // starter: w06-l01 todo "mark_started"
     /// Counts `count` requests started (on a worker).
     pub(crate) fn mark_started(counter: &AtomicU64, count: usize) {
         // Relaxed: the counter is a gauge; nothing else is published through it.
         counter.fetch_add(count as u64, Ordering::Relaxed);
     }
 
+    // starter: w06-l01 todo "depth"
     /// Requests handed out and not yet started.
     pub(crate) fn depth(&self) -> usize {
         let started = self.started.load(Ordering::Relaxed);
@@ -185,6 +198,7 @@ pub(crate) struct DrainRate {
 }
 
 impl DrainRate {
+    // starter: w06-l01 todo "new"
     /// A rate with nothing measured yet, starting at `now`.
     pub(crate) fn new(now: Instant) -> Self {
         DrainRate {
@@ -195,12 +209,14 @@ impl DrainRate {
         }
     }
 
+    // starter: w06-l02 todo "record"
     /// A worker's result reached the loop at `now`.
     pub(crate) fn record(&mut self, now: Instant) {
         self.roll(now);
         self.in_window += 1;
     }
 
+    // starter: w06-l02 todo "roll"
     fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= DRAIN_WINDOW {
@@ -213,6 +229,7 @@ impl DrainRate {
         }
     }
 
+    // starter: w06-l02 todo "per_second"
     /// Requests finished per second, recently; `None` before anything finished.
     pub(crate) fn per_second(&mut self, now: Instant) -> Option<f64> {
         self.roll(now);
@@ -221,6 +238,7 @@ impl DrainRate {
         (count > 0 && !span.is_zero()).then(|| count as f64 / span.as_secs_f64())
     }
 
+    // starter: w06-l02 todo "retry_after_ms"
     /// The `<ms>` of `ERROR: overloaded, retry after <ms> ms`: the time the workers need, at
     /// the recent drain rate, to finish the `backlog` requests ahead, rounded up to whole
     /// milliseconds and kept within 1..=[`MAX_RETRY_AFTER_MS`]. Before any request has finished

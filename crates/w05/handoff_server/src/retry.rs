@@ -24,6 +24,7 @@ pub(crate) const RECENT_FIRST_TRIES: u64 = 1000;
 /// One token, in thousandths.
 const TOKEN: u64 = 1000;
 
+// starter: w06-l04 todo "strip_retry"
 /// Splits off the `retry ` mark: `(true, rest)` for a retry, `(false, line)` otherwise.
 pub(crate) fn strip_retry(line: &[u8]) -> (bool, &[u8]) {
     match line.strip_prefix(b"retry ") {
@@ -56,6 +57,7 @@ pub(crate) struct RetryBudget {
 }
 
 impl RetryBudget {
+    // starter: w06-l04 todo "new"
     /// A budget of `ratio` retries per recent first try; `None` for no budget. It starts empty:
     /// a retry before any first try has nothing to be a retry of.
     pub(crate) fn new(ratio: Option<f64>) -> Self {
@@ -66,6 +68,7 @@ impl RetryBudget {
         }
     }
 
+    // starter: w06-l04 todo "first_try"
     /// A first try of a worker verb was read: it earns R tokens.
     pub(crate) fn first_try(&mut self) {
         if let Some(ratio) = self.ratio_milli {
@@ -74,6 +77,7 @@ impl RetryBudget {
         }
     }
 
+    // starter: w06-l04 todo "admit_retry"
     /// A retry of a worker verb was read: `true` if the budget admits it (a token is spent),
     /// `false` if it is rejected (counted in [`rejects`](Self::rejects)).
     pub(crate) fn admit_retry(&mut self) -> bool {
@@ -89,6 +93,7 @@ impl RetryBudget {
         }
     }
 
+    // starter: w06-l04 todo "rejects"
     /// Retries rejected so far.
     pub(crate) fn rejects(&self) -> u64 {
         self.rejects

@@ -12,6 +12,12 @@
 //! - **waker** → drain every finished task from the results [`TaskQueue`] at once, give each
 //!   reply to its session (or drop it if the key is stale), then send once per touched connection;
 //! - **SIGINT/SIGTERM** (signalfd) → stop accepting and reading, answer what was read, close.
+//! - **deadline timer** (W06, with `--request-timeout-ms`) → answer every request past its
+//!   deadline with the timeout (see the `deadline` module); with `--stats-interval-ms`, a second
+//!   timer prints the stats line.
+//!
+//! The W06 overload controls (`overload` module) are asked once per worker request, through
+//! [`Host::admit`], before the request joins a batch.
 //!
 //! ## The handoff, both ways
 //!
@@ -278,11 +284,22 @@ impl Core {
         let results = Arc::clone(&self.results);
         let started = self.overload.queue.started_counter();
         let log = self.log;
+        // Every request of the batch was read by now, so by `skip_at` each is past its deadline
+        // (W06 L03): a worker that only gets to the batch then has nobody to compute for.
+        let skip_at = self
+            .overload
+            .deadlines
+            .timeout()
+            .map(|timeout| Instant::now() + timeout);
         // Panics are caught per request inside `run`, so the task itself never panics and its
         // batch always comes back.
         let task = move || {
             QueueGauge::mark_started(&started, batch.len());
-            batch.run(log);
+            if skip_at.is_some_and(|skip_at| Instant::now() >= skip_at) {
+                batch.skip();
+            } else {
+                batch.run(log);
+            }
             results.deliver(batch);
         };
         if self.pool.spawn(task).is_err() {
@@ -629,6 +646,8 @@ impl Server {
             // A stale key (the client went away, its slot maybe reused) finds nothing, and the
             // replies are dropped: they never reach another client.
             let mut connection = key.and_then(|key| self.connections.get_mut(key));
+            let skipped = batch.was_skipped();
+            let timeout_reply = self.core.overload.timeout_reply();
             for (seq, outcome) in batch.take_replies() {
                 let reply = self.core.finish(outcome);
                 if let (Some(connection), Some(key)) = (connection.as_deref_mut(), key) {
@@ -636,7 +655,14 @@ impl Server {
                         core: &mut self.core,
                         key,
                     };
-                    connection.session.complete(seq, reply, &mut host);
+                    match (skipped, timeout_reply) {
+                        (true, Some(timeout)) => {
+                            connection
+                                .session
+                                .skipped_past_deadline(seq, timeout, &mut host);
+                        }
+                        _ => connection.session.complete(seq, reply, &mut host),
+                    }
                 }
             }
             if let (Some(connection), Some(key)) = (connection, key) {
@@ -649,16 +675,7 @@ impl Server {
         }
         self.drained = drained;
         self.offer_room_to_waiting(dispatcher);
-        let touched = std::mem::take(&mut self.touched);
-        for &key in &touched {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.touched = false;
-                self.service(dispatcher, key);
-            }
-        }
-        self.touched = touched;
-        self.touched.clear();
-        self.check_shutdown_done(dispatcher);
+        self.service_touched(dispatcher);
     }
 
     /// The deadline timer fired (W06 L03): answers every request that is due and still waiting
@@ -687,16 +704,7 @@ impl Server {
         ) {
             timer.enable_at(next);
         }
-        let touched = std::mem::take(&mut self.touched);
-        for &key in &touched {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.touched = false;
-                self.service(dispatcher, key);
-            }
-        }
-        self.touched = touched;
-        self.touched.clear();
-        self.check_shutdown_done(dispatcher);
+        self.service_touched(dispatcher);
     }
 
     /// `--stats-interval-ms`: one `stats <line>` on stderr.
@@ -707,6 +715,20 @@ impl Server {
             .stats()
             .write_line(&self.core.stats(), &mut line);
         let _ = io::stderr().lock().write_all(&line);
+    }
+
+    /// Services (sends, closes, re-registers) every connection in `touched`, once each.
+    fn service_touched(&mut self, dispatcher: &Dispatcher) {
+        let touched = std::mem::take(&mut self.touched);
+        for &key in &touched {
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.touched = false;
+                self.service(dispatcher, key);
+            }
+        }
+        self.touched = touched;
+        self.touched.clear();
+        self.check_shutdown_done(dispatcher);
     }
 
     // starter: w05-l04 todo "offer_room_to_waiting"

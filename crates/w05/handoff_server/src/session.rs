@@ -263,6 +263,19 @@ impl Session {
             .expire(seq, Answer::Overload(reply), &mut Lines { host })
     }
 
+    /// A worker skipped request `seq` because its deadline had passed before it started
+    /// (`Batch::skip`): no result will come. If the loop's timer already answered it, it is no
+    /// longer late; otherwise the timer is due, and the timeout (`reply`) is answered now.
+    pub(crate) fn skipped_past_deadline(
+        &mut self,
+        seq: u64,
+        reply: OverloadReply,
+        host: &mut dyn Host,
+    ) {
+        self.shared
+            .abandon(seq, Answer::Overload(reply), &mut Lines { host });
+    }
+
     /// Admitted requests still waiting for their answer; the loop takes them off the books when
     /// the connection closes.
     pub(crate) fn unanswered(&self) -> usize {

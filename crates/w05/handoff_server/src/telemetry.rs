@@ -47,6 +47,7 @@ pub(crate) struct OverloadStats {
 }
 
 impl OverloadStats {
+    // starter: w06-l05 todo "write_line"
     /// Appends the whole `stats` line: the protocol's keys from `base`, then these, then `\n`.
     pub(crate) fn write_line(&self, base: &Stats, out: &mut Vec<u8>) {
         base.write_to(out);
@@ -80,6 +81,7 @@ pub(crate) struct Telemetry {
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 impl Telemetry {
+    // starter: w06-l05 todo "new"
     /// Empty counters.
     pub(crate) fn new() -> Self {
         Telemetry {
@@ -89,6 +91,7 @@ impl Telemetry {
         }
     }
 
+    // starter: w06-l05 todo "record"
     /// A worker request's answer was committed `latency` after the request was read;
     /// `timed_out` when that answer is the timeout.
     pub(crate) fn record(&mut self, latency: Duration, timed_out: bool) {
@@ -98,11 +101,13 @@ impl Telemetry {
         self.timeouts += u64::from(timed_out);
     }
 
+    // starter: w06-l05 todo "timeouts"
     /// Requests answered with a timeout so far.
     pub(crate) fn timeouts(&self) -> u64 {
         self.timeouts
     }
 
+    // starter: w06-l05 todo "percentile_us"
     /// The latency at `quantile` (0.5 for the median) in microseconds, as the highest value of
     /// its bucket; 0 before anything was recorded.
     pub(crate) fn percentile_us(&self, quantile: f64) -> u64 {
