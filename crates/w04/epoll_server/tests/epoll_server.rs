@@ -6,45 +6,32 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin;
 use predicates::prelude::*;
+use test_support::ServerProcess;
 
-/// A running server; `Drop` kills and waits for it, so no test leaves a process behind.
+/// A running server (the shared start-up handshake); `Drop` kills and waits for it, so no test
+/// leaves a process behind.
 struct Server {
-    child: Child,
+    process: ServerProcess,
     addr: SocketAddr,
-    _stdout: BufReader<ChildStdout>,
 }
 
 impl Server {
     fn start() -> Server {
-        let mut child = Command::new(cargo_bin("epoll_server"))
-            .arg("0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn epoll_server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        // The server prints this line before it serves anyone; if it died, read_line sees EOF.
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Server {
-            child,
-            addr,
-            _stdout: stdout,
-        }
+        let process = ServerProcess::start(
+            Command::new(cargo_bin("epoll_server"))
+                .arg("0")
+                .stderr(Stdio::null()),
+            Duration::from_secs(20),
+        );
+        let addr = process.addr();
+        Server { process, addr }
     }
 
     fn connect(&self) -> TcpStream {
@@ -60,19 +47,13 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS in /proc/<pid>/status")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -205,13 +186,13 @@ fn sigterm_stops_the_server_with_exit_status_zero() {
     let mut server = Server::start();
     let mut client = server.connect();
     assert_eq!(exchange(&mut client, b"ping\n", 1), "pong\n");
-    let pid = server.child.id().to_string();
+    let pid = server.process.pid().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
-    let status = server.child.wait().unwrap();
+    let status = server.process.child_mut().wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
