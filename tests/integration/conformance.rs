@@ -39,6 +39,8 @@ for_each_server!(
     crlf_line_endings_are_stripped,
     a_last_line_without_newline_before_eof_is_answered,
     a_line_too_long_is_answered_after_earlier_requests_then_closed,
+    a_client_still_sending_after_a_line_too_long_gets_every_answer_and_a_clean_eof,
+    a_client_that_never_closes_after_a_line_too_long_is_closed_when_the_linger_ends,
     a_half_closed_client_gets_every_response_then_eof,
     a_reset_client_ends_only_its_own_connection,
     five_thousand_connections_leave_no_fd_behind,
@@ -314,8 +316,8 @@ fn a_line_too_long_is_answered_after_earlier_requests_then_closed(kind: ServerKi
     want.extend(expected(b"compute before"));
     want.extend_from_slice(b"ERROR: line too long\n");
     let mut got = Vec::new();
-    // The server may reset the connection after its error line (the client's `ping` is
-    // unread), so the lines are read one by one rather than to a clean EOF.
+    // The client's `ping` is never read as a request: the server half-closes after its error
+    // line and discards what follows until the client closes too (see the next test).
     for _ in 0..3 {
         got.extend(client.read_line());
     }
@@ -326,6 +328,62 @@ fn a_line_too_long_is_answered_after_earlier_requests_then_closed(kind: ServerKi
     );
     // The server itself is fine.
     assert_eq!(server.client().request("ping"), "pong");
+}
+
+fn a_client_still_sending_after_a_line_too_long_gets_every_answer_and_a_clean_eof(
+    kind: ServerKind,
+) {
+    let server = kind.start();
+    let client = server.client();
+    let mut request = b"ping\ncompute before\n".to_vec();
+    request.extend(std::iter::repeat_n(b'x', MAX_LINE_LEN + 1));
+    request.push(b'\n');
+    // The client goes on sending after the bad line, as a real pipelining client would: more
+    // than a server reads in one turn (so closing at once would leave bytes unread and send a
+    // reset), less than the linger's allowance.
+    for _ in 0..100_000 {
+        request.extend_from_slice(b"ping\n");
+    }
+    let mut writer = client.stream().try_clone().unwrap();
+    let mut client = client;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // The server half-closes after its error and discards the rest; it may also close
+            // before everything is written, which ends this write with an error.
+            let _ = writer.write_all(&request);
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        });
+        let mut want = b"pong\n".to_vec();
+        want.extend(expected(b"compute before"));
+        want.extend_from_slice(b"ERROR: line too long\n");
+        // A clean EOF after the last answer, not a reset that could have destroyed answers
+        // still in flight.
+        assert_responses(&client.read_to_end(), &want);
+    });
+}
+
+fn a_client_that_never_closes_after_a_line_too_long_is_closed_when_the_linger_ends(
+    kind: ServerKind,
+) {
+    let server = kind.start();
+    let mut observer = server.client();
+    let mut client = server.client();
+    let mut request = vec![b'x'; MAX_LINE_LEN + 1];
+    request.extend_from_slice(b"\nping\n");
+    client.send(&request);
+    // The answer, then EOF: the server has shut its side down and lingers on the connection.
+    assert_responses(&client.read_to_end(), b"ERROR: line too long\n");
+    // The client neither closes nor sends more; the linger is bounded, so the server closes the
+    // connection by itself (the observer is the one connection left).
+    wait_until(
+        Duration::from_secs(20),
+        "the lingering connection is closed",
+        || {
+            let stats = Stats::parse(observer.request("stats").as_bytes()).unwrap();
+            stats.connections == 1
+        },
+    );
+    drop(client);
 }
 
 fn a_half_closed_client_gets_every_response_then_eof(kind: ServerKind) {

@@ -5,6 +5,8 @@
 //! - [`errors`]: every binary's operational errors, one clean line each.
 //! - [`handoff`]: what only the handoff server promises: work on a pool while the loop stays
 //!   responsive, panics isolated, backpressure, the thread layout and the SIGTERM drain.
+//! - [`overload`]: the handoff server's W06 overload controls: the admission gate and shedding,
+//!   request timeouts, the retry budget and their counters.
 //!
 //! The servers are run as real processes on `127.0.0.1`, port 0, exactly as graders run them.
 //! `cargo test --workspace` builds both binaries first; `util` says what to run when one is missing.
@@ -12,4 +14,5 @@
 mod conformance;
 mod errors;
 mod handoff;
+mod overload;
 mod util;

@@ -20,8 +20,14 @@
 //! While it runs, a progress line goes to stderr once per second. The exit status is 0 when
 //! every response was right, 1 when any response differed or a connection failed (with the first
 //! such error named), and 2 when the run could not start.
+//!
+//! `--flood` is another mode, for the W06 quest ([`flood`]): three waves of open-loop load
+//! against a server with overload controls, where a shed or timed-out answer is allowed in place
+//! of a result, and seven objectives printed as `objective N <name>: PASS|FAIL`; its exit status
+//! is 0 only when every objective passed.
 
 mod driver;
+mod flood;
 mod mix;
 mod pipeline;
 mod report;
@@ -86,10 +92,84 @@ struct Cli {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
+
+    /// Flood mode (the W06 quest): three waves of open-loop `sleep` requests — ramp 1x to 10x
+    /// --base-rps, sustain 10x with 20 % retries and 5 % slow requests, drain at 1x — then the
+    /// seven objectives, one `objective N <name>: PASS|FAIL` line each; exit 0 only if all
+    /// pass. Needs --expect-max-inflight and --expect-timeout-ms.
+    #[arg(long, help_heading = "Flood mode", conflicts_with_all = ["requests", "duration", "json", "depth", "mix", "threads"])]
+    flood: bool,
+    /// Flood: start the server with this command (its port must be 0) instead of using --addr,
+    /// count its fds before and after, and stop it with SIGTERM at the end.
+    #[arg(
+        long,
+        value_name = "CMD",
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    spawn: Option<String>,
+    /// Flood: the length of each wave, in seconds.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 2.0,
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    wave_seconds: f64,
+    /// Flood: the full one-minute flood (20 s waves), overriding --wave-seconds.
+    #[arg(long, requires = "flood", help_heading = "Flood mode")]
+    full: bool,
+    /// Flood: the request rate at 1x, in requests per second over all connections.
+    #[arg(
+        long,
+        value_name = "RPS",
+        default_value_t = 100.0,
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    base_rps: f64,
+    /// Flood: the `sleep` of an ordinary request, in ms (its cost on a worker).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 10,
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    work_ms: u64,
+    /// Flood: the `sleep` of a slow request, in ms (longer than the server's request timeout).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    slow_ms: u64,
+    /// Flood: the server's --max-inflight, which no stats line may exceed (objective 1).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    expect_max_inflight: Option<u64>,
+    /// Flood: the server's --request-timeout-ms (the timeout answer, and objective 5's bound).
+    #[arg(
+        long,
+        value_name = "MS",
+        requires = "flood",
+        help_heading = "Flood mode"
+    )]
+    expect_timeout_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.flood {
+        return flood_main(&cli);
+    }
     match run(&cli) {
         Ok(summary) => {
             let mut stdout = std::io::stdout().lock();
@@ -121,6 +201,68 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--flood`: runs the three waves and prints the objectives.
+fn flood_main(cli: &Cli) -> ExitCode {
+    let plan = match flood_plan(cli) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("loadgen: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match flood::run(&plan) {
+        Ok((report, passed)) => {
+            print!("{report}");
+            let _ = std::io::stdout().flush();
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("loadgen: FAILED: the flood missed an objective");
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("loadgen: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The flood's plan from the command line.
+fn flood_plan(cli: &Cli) -> anyhow::Result<flood::FloodPlan> {
+    anyhow::ensure!(cli.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(cli.timeout > 0.0, "--timeout must be positive");
+    anyhow::ensure!(
+        cli.wave_seconds.is_finite() && cli.wave_seconds > 0.0,
+        "--wave-seconds must be positive"
+    );
+    anyhow::ensure!(
+        cli.base_rps.is_finite() && cli.base_rps > 0.0,
+        "--base-rps must be positive"
+    );
+    Ok(flood::FloodPlan {
+        addr: cli.addr,
+        spawn: cli.spawn.clone(),
+        connections: cli.connections,
+        wave: if cli.full {
+            flood::FULL_WAVE
+        } else {
+            Duration::from_secs_f64(cli.wave_seconds)
+        },
+        base_rps: cli.base_rps,
+        work_ms: cli.work_ms,
+        slow_ms: cli.slow_ms,
+        max_inflight: cli
+            .expect_max_inflight
+            .context("--flood needs --expect-max-inflight (the server's --max-inflight)")?,
+        timeout_ms: cli
+            .expect_timeout_ms
+            .context("--flood needs --expect-timeout-ms (the server's --request-timeout-ms)")?,
+        hang_guard: Duration::from_secs_f64(cli.timeout),
+        quiet: cli.quiet,
+    })
 }
 
 /// Runs the load and merges the threads' results.

@@ -6,16 +6,20 @@
 //! one CPU-heavy (or sleeping) request does to every other client's latency — `sleep 1000` stops
 //! the whole server for a second.
 //!
-//! Everything that needs no pool it does right:
+//! Everything that needs no pool it does right, because its connections run the course's one
+//! connection state machine, [`handoff_protocol::session`] (the W05 handoff server runs the same
+//! one), with a host that answers every request inline:
 //!
-//! - framing, CRLF, byte-at-a-time input and pipelining, through `handoff_protocol`'s framer;
-//!   responses go out in request order because they are produced in request order;
+//! - framing, CRLF, byte-at-a-time input and pipelining; responses go out in request order;
 //! - half-close: after a client's end of input, every owed response (including one for a final
 //!   line without `\n`) is sent, then the connection is closed;
-//! - `ERROR: line too long` after the earlier responses, then close;
+//! - `ERROR: line too long` after the earlier responses, then a clean close: the write side is
+//!   shut down and what the client still sends is discarded until it closes too (bounded in time
+//!   and bytes), so no reset destroys answers still on their way;
 //! - backpressure: a client whose unsent output exceeds [`OUTPUT_LIMIT`] is not read from until it
 //!   drains, so a client that never reads cannot grow the server's memory;
-//! - write interest only while output is pending, one `send` per connection per loop turn;
+//! - a bounded number of `recv`s per readiness event, write interest only while output is
+//!   pending, one `send` per connection per loop turn;
 //! - EMFILE without spinning (the listener sheds connections with its spare fd), SIGPIPE-proof
 //!   sends, a reset ends only its own connection;
 //! - SIGTERM/SIGINT through a signalfd: stop accepting, answer what was read, flush, exit 0.
@@ -33,17 +37,21 @@ use clap::Parser;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
 use eventloop::slab::{Key, Slab};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, sys};
-use handoff_protocol::{
-    ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, panic_message, split_request,
+use handoff_protocol::session::{
+    Answer, Handled, Host, LINGER_TIMEOUT, Limits, Response as _, Session, Step,
 };
+use handoff_protocol::{ErrorReply, Reply, Stats, Verb, execute, panic_message, split_request};
 
 /// A client whose unsent output exceeds this is not read from until it drains below it.
 const OUTPUT_LIMIT: usize = 1 << 20;
+/// The session's limits: every request is answered as it is read, so none is ever in flight,
+/// and only unsent output can switch reading off.
+const LIMITS: Limits = Limits {
+    max_in_flight: usize::MAX,
+    max_unsent: OUTPUT_LIMIT,
+};
 /// How many bytes one `recv` may bring in.
 const READ_CHUNK: usize = 64 * 1024;
-/// How many `recv` calls one connection gets per loop turn, so one fast sender cannot starve the
-/// others (the fd is level-triggered, so what is left is reported again).
-const READS_PER_TURN: usize = 4;
 /// How many connections one listener event may accept.
 const ACCEPTS_PER_TURN: usize = 256;
 /// How long shutdown waits for clients that do not read their last responses.
@@ -144,18 +152,13 @@ struct Server {
 struct Connection {
     stream: TcpStream,
     key: FdKey,
-    framer: LineFramer,
-    /// Response bytes not yet sent: `output[sent..]`.
-    output: Vec<u8>,
-    sent: usize,
-    /// The client shut down its write side (or shutdown began): read nothing more.
-    input_ended: bool,
-    /// Whether input ended at a real end-of-input, whose final unterminated line is answered.
-    answer_final_line: bool,
-    /// `line too long` was answered: send what is owed, then close.
-    close_after_output: bool,
+    /// The connection's protocol state: the course's one connection state machine.
+    session: Session<Answer, ()>,
     /// The interest the fd is registered with now.
     interest: Interest,
+    /// Set while the connection lingers before its close (after `line too long`, see
+    /// `Server::linger`): the timer that ends the wait.
+    lingering: Option<Timer>,
 }
 
 /// What a connection should do after an event.
@@ -163,6 +166,32 @@ struct Connection {
 enum Next {
     Keep,
     Close,
+    Linger,
+}
+
+/// The session's [`Host`] here: every request is answered as it is read, on the loop.
+struct Inline<'s> {
+    server: &'s Server,
+}
+
+impl Host for Inline<'_> {
+    type Response = Answer;
+    type Pending = ();
+
+    fn handle(&mut self, _seq: u64, line: &[u8]) -> Handled<Answer, ()> {
+        Handled::Answered(self.server.respond(line))
+    }
+
+    fn resubmit(&mut self, _seq: u64, _line: &[u8]) -> bool {
+        unreachable!("every request is answered as it is read, so none is ever held")
+    }
+
+    fn responded(&mut self, answer: &Answer) {
+        self.server.completed.set(self.server.completed.get() + 1);
+        if answer.is_error() {
+            self.server.errors.set(self.server.errors.get() + 1);
+        }
+    }
 }
 
 impl Server {
@@ -273,13 +302,9 @@ impl Server {
             Ok::<_, io::Error>(Connection {
                 stream,
                 key,
-                framer: LineFramer::new(),
-                output: Vec::new(),
-                sent: 0,
-                input_ended: false,
-                answer_final_line: false,
-                close_after_output: false,
+                session: Session::new(),
                 interest: Interest::READABLE,
+                lingering: None,
             })
         });
         match inserted {
@@ -290,7 +315,7 @@ impl Server {
         }
     }
 
-    fn on_ready(&self, dispatcher: &Dispatcher, id: Key, readiness: Readiness) {
+    fn on_ready(self: &Rc<Self>, dispatcher: &Dispatcher, id: Key, readiness: Readiness) {
         let next = {
             let mut connections = self.connections.borrow_mut();
             let Some(connection) = connections.get_mut(id) else {
@@ -298,8 +323,14 @@ impl Server {
             };
             self.serve(dispatcher, connection, readiness)
         };
-        if next == Next::Close {
-            self.close(dispatcher, id);
+        self.follow(dispatcher, id, next);
+    }
+
+    fn follow(self: &Rc<Self>, dispatcher: &Dispatcher, id: Key, next: Next) {
+        match next {
+            Next::Keep => {}
+            Next::Close => self.close(dispatcher, id),
+            Next::Linger => self.linger(dispatcher, id),
         }
     }
 
@@ -310,33 +341,54 @@ impl Server {
         connection: &mut Connection,
         readiness: Readiness,
     ) -> Next {
-        let wants_read = readiness.is_readable()
-            || readiness.is_read_closed()
-            || readiness.is_hang_up()
-            || readiness.is_error();
-        if wants_read
-            && connection.reading()
-            && connection
-                .read_some(&mut self.scratch.borrow_mut())
-                .is_err()
-        {
-            // A reset (or any receive error) ends only this connection.
+        if readiness.is_error() || readiness.is_hang_up() {
+            // A reset (or both directions shut): nobody can read an answer any more.
             return Next::Close;
         }
-        self.answer(connection);
-        if connection.pending_output() > 0 && connection.send_once().is_err() {
+        let stream = &connection.stream;
+        let mut scratch = self.scratch.borrow_mut();
+        if connection.lingering.is_some() {
+            let waits_on = connection
+                .session
+                .discard_input(&mut scratch, |buffer| stream.recv(buffer));
+            return if waits_on { Next::Keep } else { Next::Close };
+        }
+        if readiness.is_readable() || readiness.is_read_closed() {
+            let received = connection.session.receive(
+                &LIMITS,
+                &mut Inline { server: self },
+                &mut scratch,
+                |buffer| stream.recv(buffer),
+            );
+            if received.is_err() {
+                // A reset (or any receive error) ends only this connection.
+                return Next::Close;
+            }
+        }
+        self.advance(dispatcher, connection)
+    }
+
+    /// Answers what is buffered, sends once, and says whether the connection stays, closes or
+    /// lingers; a kept one gets the interest its session calls for.
+    fn advance(&self, dispatcher: &Dispatcher, connection: &mut Connection) -> Next {
+        let stream = &connection.stream;
+        let sent = connection
+            .session
+            .advance(&LIMITS, &mut Inline { server: self }, |unsent| {
+                stream.send(unsent)
+            });
+        if sent.is_err() {
+            // EPIPE or a reset: the client is gone.
             return Next::Close;
         }
-        // Sending may have made room for answering lines that waited for it.
-        self.answer(connection);
-        if (readiness.is_hang_up() || readiness.is_error()) && connection.pending_output() > 0 {
-            // The peer is gone in both directions; what is owed can no longer be delivered.
-            return Next::Close;
-        }
-        if connection.is_finished() {
-            return Next::Close;
-        }
-        let interest = connection.desired_interest();
+        let (readable, writable) = match connection.session.next_step(&LIMITS) {
+            Step::Close => return Next::Close,
+            Step::Linger => return Next::Linger,
+            Step::Poll { readable, writable } => (readable, writable),
+        };
+        let interest = Interest::NONE
+            .with_readable(readable)
+            .with_writable(writable);
         if interest != connection.interest {
             if dispatcher.modify_fd(connection.key, interest).is_err() {
                 return Next::Close;
@@ -346,64 +398,52 @@ impl Server {
         Next::Keep
     }
 
-    /// Answers every complete line that fits under the output limit, inline.
-    fn answer(&self, connection: &mut Connection) {
-        while connection.pending_output() < OUTPUT_LIMIT && !connection.close_after_output {
-            let reply_to = match connection.framer.next_frame() {
-                Some(Frame::Line(line)) => Some(self.respond(line)),
-                Some(Frame::TooLong) => None,
-                None => {
-                    if connection.input_ended && connection.answer_final_line {
-                        // Only once: `finish` returns nothing after the final line.
-                        connection.answer_final_line = false;
-                        match connection.framer.finish() {
-                            Some(Frame::Line(line)) => Some(self.respond(line)),
-                            Some(Frame::TooLong) => None,
-                            None => return,
-                        }
-                    } else {
-                        return;
-                    }
-                }
+    /// Closes a connection whose client may still be sending (after `line too long`) gently:
+    /// shuts the write side down, then discards what the client still sends until it closes
+    /// too, for at most [`LINGER_TIMEOUT`] (the rule and its reason are the session's,
+    /// [`Step::Linger`]).
+    fn linger(self: &Rc<Self>, dispatcher: &Dispatcher, id: Key) {
+        let next = {
+            let mut connections = self.connections.borrow_mut();
+            let Some(connection) = connections.get_mut(id) else {
+                return;
             };
-            match reply_to {
-                Some(reply) => connection.output.extend_from_slice(&reply),
-                None => {
-                    self.count(&Reply::Error(ErrorReply::LineTooLong));
-                    Reply::Error(ErrorReply::LineTooLong).write_to(&mut connection.output);
-                    connection.close_after_output = true;
-                    connection.input_ended = true;
-                }
-            }
-        }
-    }
-
-    /// Computes one request's response bytes, here on the loop thread.
-    fn respond(&self, line: &[u8]) -> Vec<u8> {
-        let (verb, args) = split_request(line);
-        if verb == Verb::Stats {
-            let mut out = Vec::with_capacity(128);
-            self.stats().write_to(&mut out);
-            self.completed.set(self.completed.get() + 1);
-            return out;
-        }
-        let reply = match panic::catch_unwind(AssertUnwindSafe(|| execute(verb, args))) {
-            Ok(reply) => reply,
-            Err(payload) => {
-                self.panics.set(self.panics.get() + 1);
-                Reply::Error(ErrorReply::Panicked(
-                    panic_message(payload.as_ref()).to_owned(),
-                ))
+            if connection.stream.shutdown_write().is_err()
+                || dispatcher
+                    .modify_fd(connection.key, Interest::READABLE)
+                    .is_err()
+            {
+                Next::Close
+            } else {
+                connection.interest = Interest::READABLE;
+                let server = Rc::clone(self);
+                let timer = dispatcher.create_timer(move |dispatcher| server.close(dispatcher, id));
+                timer.enable(LINGER_TIMEOUT);
+                connection.lingering = Some(timer);
+                connection.session.start_linger();
+                // What already arrived is discarded now; level-triggered epoll reports the rest.
+                self.serve(dispatcher, connection, Readiness::from_epoll(0))
             }
         };
-        self.count(&reply);
-        reply.to_bytes()
+        if next == Next::Close {
+            self.close(dispatcher, id);
+        }
     }
 
-    fn count(&self, reply: &Reply) {
-        self.completed.set(self.completed.get() + 1);
-        if reply.is_error() {
-            self.errors.set(self.errors.get() + 1);
+    /// Computes one request's answer, here on the loop thread.
+    fn respond(&self, line: &[u8]) -> Answer {
+        let (verb, args) = split_request(line);
+        if verb == Verb::Stats {
+            return Answer::Stats(self.stats());
+        }
+        match panic::catch_unwind(AssertUnwindSafe(|| execute(verb, args))) {
+            Ok(reply) => Answer::Reply(reply),
+            Err(payload) => {
+                self.panics.set(self.panics.get() + 1);
+                Answer::Reply(Reply::Error(ErrorReply::Panicked(
+                    panic_message(payload.as_ref()).to_owned(),
+                )))
+            }
         }
     }
 
@@ -434,7 +474,7 @@ impl Server {
     }
 
     /// SIGTERM/SIGINT: stop accepting, answer what was read, flush, then exit.
-    fn begin_shutdown(&self, dispatcher: &Dispatcher) {
+    fn begin_shutdown(self: &Rc<Self>, dispatcher: &Dispatcher) {
         if self.shutting_down.replace(true) {
             return;
         }
@@ -444,24 +484,27 @@ impl Server {
         self.rejected_before_shutdown.set(self.rejected());
         drop(self.listener.borrow_mut().take());
 
-        let mut to_close = Vec::new();
+        let mut to_follow = Vec::new();
         {
             let mut connections = self.connections.borrow_mut();
             for id in connections.keys() {
                 let Some(connection) = connections.get_mut(id) else {
                     continue;
                 };
+                if connection.lingering.is_some() {
+                    // Already answered; its linger timer closes it.
+                    continue;
+                }
                 // Complete lines already read are answered; a partial line is not a request.
-                connection.input_ended = true;
-                connection.answer_final_line = false;
-                let next = self.serve(dispatcher, connection, Readiness::from_epoll(0));
-                if next == Next::Close {
-                    to_close.push(id);
+                connection.session.stop_input();
+                let next = self.advance(dispatcher, connection);
+                if next != Next::Keep {
+                    to_follow.push((id, next));
                 }
             }
         }
-        for id in to_close {
-            self.close(dispatcher, id);
+        for (id, next) in to_follow {
+            self.follow(dispatcher, id, next);
         }
         if self.connections.borrow().is_empty() {
             dispatcher.exit();
@@ -471,84 +514,5 @@ impl Server {
         let timer = dispatcher.create_timer(|dispatcher| dispatcher.exit());
         timer.enable(SHUTDOWN_GRACE);
         *self.shutdown_timer.borrow_mut() = Some(timer);
-    }
-}
-
-impl Connection {
-    fn pending_output(&self) -> usize {
-        self.output.len() - self.sent
-    }
-
-    /// Whether the connection should read: input not ended, and output not over the limit.
-    fn reading(&self) -> bool {
-        !self.input_ended && self.pending_output() < OUTPUT_LIMIT
-    }
-
-    /// Receives up to `READS_PER_TURN` chunks through the loop's shared `scratch` buffer (so an
-    /// idle connection holds no 64 KiB read buffer of its own); notes end of input. `Err` ends
-    /// the connection.
-    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<()> {
-        for _ in 0..READS_PER_TURN {
-            match self.stream.recv(scratch) {
-                Ok(0) => {
-                    self.input_ended = true;
-                    self.answer_final_line = true;
-                    return Ok(());
-                }
-                Ok(n) => {
-                    self.framer.extend(&scratch[..n]);
-                    if n < scratch.len() {
-                        return Ok(());
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(error) => return Err(error),
-            }
-            if self.framer.pending_len() > handoff_protocol::MAX_LINE_LEN * 2 {
-                // Let the answer step consume (or reject) what is buffered before reading more.
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// One `send` of everything pending; keeps what the kernel did not take.
-    fn send_once(&mut self) -> io::Result<()> {
-        match self.stream.send(&self.output[self.sent..]) {
-            Ok(n) => {
-                self.sent += n;
-                if self.sent == self.output.len() {
-                    self.output.clear();
-                    self.sent = 0;
-                    // Give back the memory of a past burst, so idle connections stay small.
-                    if self.output.capacity() > READ_CHUNK {
-                        self.output = Vec::new();
-                    }
-                } else if self.sent > OUTPUT_LIMIT {
-                    // Reclaim the sent prefix now and then, so the buffer does not creep.
-                    self.output.drain(..self.sent);
-                    self.sent = 0;
-                }
-                Ok(())
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Done: nothing more will be read or answered, and everything owed has been sent.
-    ///
-    /// With no output pending, the answer step has consumed every complete line (it stops early
-    /// only while output is over the limit), so only the final unterminated line can be owed.
-    fn is_finished(&self) -> bool {
-        let nothing_to_answer =
-            self.close_after_output || (self.input_ended && !self.answer_final_line);
-        nothing_to_answer && self.pending_output() == 0
-    }
-
-    fn desired_interest(&self) -> Interest {
-        Interest::NONE
-            .with_readable(self.reading())
-            .with_writable(self.pending_output() > 0)
     }
 }

@@ -13,6 +13,10 @@
 //!   verb runs ([`Verb::runs_on_worker`]); this is all the event loop does with a line.
 //! - [`reply`]: computing a verb's [`Reply`] ([`execute`]) — the CPU work a worker does — and
 //!   writing replies and the `stats` line as response bytes.
+//! - [`session`]: one connection's state without its socket ([`session::Session`]): framing,
+//!   answers in request order, the output buffer, the limits that switch reading off, and the
+//!   close rules (half-close, line too long and its linger). Every server's connection handling
+//!   is this one state machine.
 //!
 //! ```
 //! use handoff_protocol::{Frame, LineFramer, Verb, execute, split_request};
@@ -32,6 +36,7 @@
 pub mod framing;
 pub mod reply;
 pub mod request;
+pub mod session;
 
 pub use framing::{Frame, LineFramer, MAX_LINE_LEN};
 pub use reply::{

@@ -63,6 +63,9 @@ pub(crate) struct Batch {
     args: Vec<u8>,
     /// Filled by [`run`](Self::run): one outcome per request, in the same order.
     replies: Vec<Result<Reply, TaskPanic>>,
+    /// Set by [`skip`](Self::skip): a worker took the batch after every request's deadline had
+    /// passed (W06 L03), and ran none of them.
+    skipped: bool,
 }
 
 /// How many argument bytes a recycled batch may keep allocated; a batch that carried a huge
@@ -77,6 +80,7 @@ impl Batch {
         self.requests.clear();
         self.args.clear();
         self.replies.clear();
+        self.skipped = false;
         if self.args.capacity() > MAX_KEPT_ARGS {
             self.args.shrink_to(MAX_KEPT_ARGS);
         }
@@ -131,6 +135,19 @@ impl Batch {
             self.replies
                 .push(TaskPanic::catch(|| execute(request.verb, args)));
         }
+    }
+
+    /// Runs none of the requests, on a worker: every one of them is past its deadline, so the
+    /// loop has answered (or is about to answer) each with the timeout, and a result would be
+    /// dropped anyway. The loop sees [`was_skipped`](Self::was_skipped) and settles them so.
+    pub(crate) fn skip(&mut self) {
+        self.replies.clear();
+        self.skipped = true;
+    }
+
+    /// Whether a worker [skipped](Self::skip) the batch.
+    pub(crate) fn was_skipped(&self) -> bool {
+        self.skipped
     }
 
     // starter: w05-l05 todo "take_replies"

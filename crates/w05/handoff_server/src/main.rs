@@ -11,6 +11,9 @@
 //!   socket, so it is unit-tested on its own.
 //! - connections live in an [`eventloop::slab::Slab`], keyed by (index, generation), so a late
 //!   result never reaches the wrong client.
+//! - [`overload`] and its controls (W06, all off by default): [`admission`] (the gate and
+//!   shedding), [`deadline`] (request timeouts), [`retry`] (the retry budget) and [`telemetry`]
+//!   (the overload keys of `stats`).
 //!
 //! Shutdown order on SIGINT/SIGTERM: the signals are blocked on the main thread before the pool
 //! starts (every worker inherits the mask) and arrive through the dispatcher's signalfd; the loop
@@ -18,17 +21,25 @@
 //! its answers are sent, and returns; then the pool is shut down (every accepted task runs, every
 //! worker is joined) and the process exits 0.
 
+mod admission;
 mod batch;
+mod deadline;
+mod overload;
+mod retry;
 mod server;
 mod session;
+mod telemetry;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use eventloop::Dispatcher;
 
+use crate::admission::GateLimits;
+use crate::overload::Controls;
 use crate::server::{Config, WORKER_THREAD_NAME};
 use crate::session::Limits;
 
@@ -42,6 +53,11 @@ Examples:
   handoff_server 9090 --bind 0.0.0.0 --queue 256 --max-in-flight 64
       Listen on every interface, let at most 256 tasks wait for a worker, and read at most 64
       unanswered requests ahead on any one connection.
+  handoff_server 9090 --workers 2 --max-inflight 10 --request-timeout-ms 300 \\
+      --max-retry-ratio 0.2 --stats-interval-ms 1000
+      Survive a flood (W06): shed requests beyond 10 in flight, answer any request still
+      unfinished after 300 ms with a timeout, let retries (`retry compute x`) be at most 20 % of
+      the recent first tries, and print the stats line on stderr every second.
 
 Then, from another terminal:
   echo \"compute test\" | nc -q1 localhost 9090        # result: 9ec9f7918d7dfc40
@@ -87,6 +103,40 @@ struct Cli {
     /// on stderr from the worker that runs each task.
     #[arg(long)]
     log: bool,
+
+    /// Overload (W06 L01): worker requests accepted and not yet answered, across all
+    /// connections, beyond which a new one is shed (answered `ERROR: overloaded, retry after
+    /// <ms> ms` at once). Unlike --max-in-flight, which pauses reading one connection, this
+    /// answers. [default: no limit]
+    #[arg(long, value_name = "N", value_parser = positive, help_heading = "Overload controls (W06)")]
+    max_inflight: Option<usize>,
+
+    /// Overload (W06 L01): requests waiting for a worker beyond which a new one is shed.
+    /// [default: no limit]
+    #[arg(long, value_name = "N", value_parser = positive, help_heading = "Overload controls (W06)")]
+    max_queue_depth: Option<usize>,
+
+    /// Overload (W06 L03): a worker request not answered MS milliseconds after it was read is
+    /// answered `ERROR: timeout after <MS> ms` then; the worker's late result is dropped.
+    /// [default: none]
+    #[arg(long, value_name = "MS", value_parser = positive, help_heading = "Overload controls (W06)")]
+    request_timeout_ms: Option<usize>,
+
+    /// Overload (W06 L04): retries (lines marked `retry `) may be at most R times the recent
+    /// first tries (the last 1000); beyond that a retry is answered `ERROR: retry budget
+    /// exhausted`. [default: no budget]
+    #[arg(long, value_name = "R", value_parser = retry::parse_ratio, help_heading = "Overload controls (W06)")]
+    max_retry_ratio: Option<f64>,
+
+    /// Overload (W06 L05): print `stats <the stats line>` on stderr every MS milliseconds.
+    /// [default: never]
+    #[arg(long, value_name = "MS", value_parser = positive, help_heading = "Overload controls (W06)")]
+    stats_interval_ms: Option<usize>,
+}
+
+/// A whole number of milliseconds as a duration.
+fn millis(ms: usize) -> Duration {
+    Duration::from_millis(ms as u64)
 }
 
 /// A count that must be at least 1.
@@ -126,6 +176,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             max_unsent: cli.max_unsent_bytes,
         },
         log: cli.log,
+        overload: Controls {
+            gate: GateLimits {
+                max_inflight: cli.max_inflight,
+                max_queue_depth: cli.max_queue_depth,
+            },
+            request_timeout: cli.request_timeout_ms.map(millis),
+            max_retry_ratio: cli.max_retry_ratio,
+            stats_interval: cli.stats_interval_ms.map(millis),
+        },
     };
     let dispatcher = Dispatcher::new("handoff-loop")?;
     let server = server::start(&dispatcher, &config)?;

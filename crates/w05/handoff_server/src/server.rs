@@ -12,6 +12,12 @@
 //! - **waker** → drain every finished task from the results [`TaskQueue`] at once, give each
 //!   reply to its session (or drop it if the key is stale), then send once per touched connection;
 //! - **SIGINT/SIGTERM** (signalfd) → stop accepting and reading, answer what was read, close.
+//! - **deadline timer** (W06, with `--request-timeout-ms`) → answer every request past its
+//!   deadline with the timeout (see the `deadline` module); with `--stats-interval-ms`, a second
+//!   timer prints the stats line.
+//!
+//! The W06 overload controls (`overload` module) are asked once per worker request, through
+//! [`Host::admit`], before the request joins a batch.
 //!
 //! ## The handoff, both ways
 //!
@@ -48,7 +54,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
@@ -58,8 +64,11 @@ use handoff_protocol::{ErrorReply, Reply, Stats, Verb};
 use task_queue::TaskQueue;
 use thread_pool::{TaskPanic, ThreadPool};
 
+use crate::admission::QueueGauge;
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
-use crate::session::{Host, Limits, Progress, Session};
+use crate::overload::{Admission, Controls, Overload};
+use crate::session::{Host, LINGER_TIMEOUT, Limits, Progress, Session, Step};
+use crate::telemetry::OverloadStats;
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
 pub(crate) const WORKER_THREAD_NAME: &str = "handoff-worker";
@@ -67,18 +76,11 @@ pub(crate) const WORKER_THREAD_NAME: &str = "handoff-worker";
 /// How much one `recv` may read. Received bytes are copied from this scratch buffer into the
 /// connection's framer, which costs only the bytes that arrived.
 const READ_CHUNK: usize = 64 * 1024;
-/// How many `recv`s one connection gets per readiness event, so one fast sender cannot keep the
-/// loop from everyone else; level-triggered epoll reports the rest next turn.
-const READS_PER_EVENT: usize = 4;
 /// How many connections one listener event may accept before the loop serves other events.
 const ACCEPTS_PER_EVENT: usize = 64;
 /// How long accepting pauses after an accept error the listener could not absorb, so an
 /// unexpected persistent error cannot spin the loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long a connection closed for a line too long is drained before it is closed anyway.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many bytes such a connection may still send while it is drained.
-const LINGER_MAX_BYTES: usize = 1 << 20;
 /// How long a shutdown waits for slow clients to take their answers before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -95,6 +97,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     /// Log `main <tid>` and one line per task.
     pub(crate) log: bool,
+    /// The W06 overload controls (all off by default).
+    pub(crate) overload: Controls,
 }
 
 /// The way back from the workers: the results queue (one entry per finished batch) and the
@@ -146,8 +150,8 @@ struct Connection {
     /// Whether the connection is in `Server::waiting_for_pool`.
     waiting_for_pool: bool,
     /// Set while the connection lingers before its close (see `Server::linger`): the timer
-    /// that ends the wait, and the bytes still allowed to be discarded.
-    lingering: Option<(Timer, usize)>,
+    /// that ends the wait.
+    lingering: Option<Timer>,
 }
 
 /// The state the loop shares between connections: the pool, the counters, the budget.
@@ -178,6 +182,10 @@ struct Core {
     /// `rejected()` of the listener when it was closed.
     rejected_at_close: u64,
     log: bool,
+    /// The W06 overload controls: the gate, deadlines, retry budget and telemetry.
+    overload: Overload<Key>,
+    /// Fires at the oldest pending deadline (see the `deadline` module); `None` in unit tests.
+    deadline_timer: Option<Timer>,
 }
 
 /// How many recycled batches the loop keeps; beyond this they are freed.
@@ -207,6 +215,8 @@ impl Core {
             open_batch: Batch::default(),
             spare_batches: Vec::new(),
             log,
+            overload: Overload::new(&Controls::default()),
+            deadline_timer: None,
         }
     }
 
@@ -250,6 +260,7 @@ impl Core {
         }
         self.open_batch.push(seq, verb, self.next_task_id, args);
         self.in_flight += 1;
+        self.overload.queue.handed_out(1);
         self.next_task_id += 1;
         if travels_alone(verb) || self.open_batch.len() >= MAX_BATCH {
             self.flush();
@@ -271,11 +282,24 @@ impl Core {
             self.spare_batches.pop().unwrap_or_default(),
         );
         let results = Arc::clone(&self.results);
+        let started = self.overload.queue.started_counter();
         let log = self.log;
+        // Every request of the batch was read by now, so by `skip_at` each is past its deadline
+        // (W06 L03): a worker that only gets to the batch then has nobody to compute for.
+        let skip_at = self
+            .overload
+            .deadlines
+            .timeout()
+            .map(|timeout| Instant::now() + timeout);
         // Panics are caught per request inside `run`, so the task itself never panics and its
         // batch always comes back.
         let task = move || {
-            batch.run(log);
+            QueueGauge::mark_started(&started, batch.len());
+            if skip_at.is_some_and(|skip_at| Instant::now() >= skip_at) {
+                batch.skip();
+            } else {
+                batch.run(log);
+            }
             results.deliver(batch);
         };
         if self.pool.spawn(task).is_err() {
@@ -326,6 +350,22 @@ impl Host for SessionHost<'_> {
         self.core.completed += 1;
         self.core.errors += u64::from(is_error);
     }
+
+    fn admit(&mut self, seq: u64, retry: bool) -> Admission {
+        let (admission, arm) = self.core.overload.admit(self.key, seq, retry);
+        if let (Some(deadline), Some(timer)) = (arm, &self.core.deadline_timer) {
+            timer.enable_at(deadline);
+        }
+        admission
+    }
+
+    fn settled(&mut self, read_at: Instant, timed_out: bool) {
+        self.core.overload.settle(read_at, timed_out);
+    }
+
+    fn overload_stats(&self) -> Option<OverloadStats> {
+        Some(self.core.overload.stats())
+    }
 }
 
 /// Everything the loop's callbacks share (see the module docs).
@@ -351,6 +391,8 @@ pub(crate) struct Server {
     shutting_down: bool,
     /// Closes whatever is left when a shutdown takes too long.
     drain_deadline: Option<Timer>,
+    /// Prints the stats line to stderr every `--stats-interval-ms`.
+    stats_timer: Option<Timer>,
 }
 
 // starter: w05-l04 todo "start"
@@ -410,6 +452,7 @@ pub(crate) fn start(
             accept_pause: None,
             shutting_down: false,
             drain_deadline: None,
+            stats_timer: None,
         })
     });
     let _ = server_cell.set(Rc::downgrade(&server));
@@ -439,10 +482,31 @@ pub(crate) fn start(
             }
         }
     })?;
+    let deadline_timer = dispatcher.create_timer({
+        let weak = weak.clone();
+        move |dispatcher| {
+            if let Some(server) = weak.upgrade() {
+                server.borrow_mut().on_deadlines(dispatcher);
+            }
+        }
+    });
+    let stats_timer = config.overload.stats_interval.map(|interval| {
+        let weak = weak.clone();
+        let timer = dispatcher.create_timer(move |_| {
+            if let Some(server) = weak.upgrade() {
+                server.borrow().print_stats();
+            }
+        });
+        timer.enable_repeating(interval);
+        timer
+    });
     {
         let mut server = server.borrow_mut();
         server.core.listener = Some((listener, listener_key));
         server.accept_pause = Some(accept_pause);
+        server.core.overload = Overload::new(&config.overload);
+        server.core.deadline_timer = Some(deadline_timer);
+        server.stats_timer = stats_timer;
     }
 
     // The protocol's first stdout line; flushed, because a grader waits for it.
@@ -556,32 +620,16 @@ impl Server {
                 core: &mut self.core,
                 key,
             };
-            for _ in 0..READS_PER_EVENT {
-                if !connection.session.wants_input(&self.limits) {
-                    break;
-                }
-                match connection.stream.recv(&mut self.read_buffer) {
-                    Ok(0) => {
-                        connection.session.peer_closed_input();
-                        break;
-                    }
-                    Ok(received) => {
-                        connection
-                            .session
-                            .framer_mut()
-                            .extend(&self.read_buffer[..received]);
-                        let _ = connection.session.process_lines(&self.limits, &mut host);
-                        if received < self.read_buffer.len() {
-                            // The socket is most likely drained; don't pay for a WouldBlock.
-                            break;
-                        }
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.close(dispatcher, key);
-                        return;
-                    }
-                }
+            let stream = &connection.stream;
+            let received = connection.session.receive(
+                &self.limits,
+                &mut host,
+                &mut self.read_buffer,
+                |buffer| stream.recv(buffer),
+            );
+            if received.is_err() {
+                self.close(dispatcher, key);
+                return;
             }
         }
         self.service(dispatcher, key);
@@ -598,6 +646,8 @@ impl Server {
             // A stale key (the client went away, its slot maybe reused) finds nothing, and the
             // replies are dropped: they never reach another client.
             let mut connection = key.and_then(|key| self.connections.get_mut(key));
+            let skipped = batch.was_skipped();
+            let timeout_reply = self.core.overload.timeout_reply();
             for (seq, outcome) in batch.take_replies() {
                 let reply = self.core.finish(outcome);
                 if let (Some(connection), Some(key)) = (connection.as_deref_mut(), key) {
@@ -605,7 +655,14 @@ impl Server {
                         core: &mut self.core,
                         key,
                     };
-                    connection.session.complete(seq, reply, &mut host);
+                    match (skipped, timeout_reply) {
+                        (true, Some(timeout)) => {
+                            connection
+                                .session
+                                .skipped_past_deadline(seq, timeout, &mut host);
+                        }
+                        _ => connection.session.complete(seq, reply, &mut host),
+                    }
                 }
             }
             if let (Some(connection), Some(key)) = (connection, key) {
@@ -618,6 +675,50 @@ impl Server {
         }
         self.drained = drained;
         self.offer_room_to_waiting(dispatcher);
+        self.service_touched(dispatcher);
+    }
+
+    /// The deadline timer fired (W06 L03): answers every request that is due and still waiting
+    /// with the timeout, sends, and arms the timer for the next deadline.
+    fn on_deadlines(&mut self, dispatcher: &Dispatcher) {
+        let Some(reply) = self.core.overload.timeout_reply() else {
+            return;
+        };
+        let now = Instant::now();
+        while let Some((key, seq)) = self.core.overload.deadlines.pop_due(now) {
+            let Some(connection) = self.connections.get_mut(key) else {
+                continue;
+            };
+            let mut host = SessionHost {
+                core: &mut self.core,
+                key,
+            };
+            if connection.session.expire(seq, reply, &mut host) && !connection.touched {
+                connection.touched = true;
+                self.touched.push(key);
+            }
+        }
+        if let (Some(next), Some(timer)) = (
+            self.core.overload.deadlines.next_deadline(),
+            &self.core.deadline_timer,
+        ) {
+            timer.enable_at(next);
+        }
+        self.service_touched(dispatcher);
+    }
+
+    /// `--stats-interval-ms`: one `stats <line>` on stderr.
+    fn print_stats(&self) {
+        let mut line = b"stats ".to_vec();
+        self.core
+            .overload
+            .stats()
+            .write_line(&self.core.stats(), &mut line);
+        let _ = io::stderr().lock().write_all(&line);
+    }
+
+    /// Services (sends, closes, re-registers) every connection in `touched`, once each.
+    fn service_touched(&mut self, dispatcher: &Dispatcher) {
         let touched = std::mem::take(&mut self.touched);
         for &key in &touched {
             if let Some(connection) = self.connections.get_mut(key) {
@@ -679,39 +780,26 @@ impl Server {
             core: &mut self.core,
             key,
         };
-        let mut progress = connection.session.process_lines(&self.limits, &mut host);
-        if !connection.session.unsent().is_empty() {
-            match connection.stream.send(connection.session.unsent()) {
-                Ok(sent) => {
-                    connection.session.mark_sent(sent);
-                    // Sending may have lifted the output limit; lines already buffered must
-                    // not wait for more input that may never come. What they produce is sent
-                    // on the next turn (writable interest below).
-                    progress = connection.session.process_lines(&self.limits, &mut host);
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    // EPIPE or a reset: the client is gone.
-                    self.close(dispatcher, key);
-                    return;
-                }
-            }
-        }
+        let stream = &connection.stream;
+        let Ok(progress) = connection
+            .session
+            .advance(&self.limits, &mut host, |unsent| stream.send(unsent))
+        else {
+            // EPIPE or a reset: the client is gone.
+            self.close(dispatcher, key);
+            return;
+        };
         if progress == Progress::WaitingForPool && !connection.waiting_for_pool {
             connection.waiting_for_pool = true;
             self.waiting_for_pool.push_back(key);
         }
-        if connection.session.is_finished() {
-            if connection.session.peer_may_still_send() {
-                self.linger(dispatcher, key);
-            } else {
-                self.close(dispatcher, key);
-            }
-            return;
-        }
-        let wanted = Interest::NONE
-            .with_readable(connection.session.wants_input(&self.limits))
-            .with_writable(!connection.session.unsent().is_empty());
+        let wanted = match connection.session.next_step(&self.limits) {
+            Step::Close => return self.close(dispatcher, key),
+            Step::Linger => return self.linger(dispatcher, key),
+            Step::Poll { readable, writable } => Interest::NONE
+                .with_readable(readable)
+                .with_writable(writable),
+        };
         if wanted != connection.interest {
             match dispatcher.modify_fd(connection.fd_key, wanted) {
                 Ok(()) => connection.interest = wanted,
@@ -721,13 +809,10 @@ impl Server {
     }
 
     // starter: w05-l04 todo "linger"
-    /// Closes a connection whose client may still be sending (after `line too long`) gently.
-    ///
-    /// Closing a socket that holds unread bytes makes the kernel answer with a reset, and a reset
-    /// can overtake — and destroy — the responses still on their way to the client. So the write
-    /// side is shut down first (the client reads every response, then EOF), and what the client
-    /// still sends is read and discarded until it closes too, for at most `LINGER_TIMEOUT` and
-    /// `LINGER_MAX_BYTES`.
+    /// Closes a connection whose client may still be sending (after `line too long`) gently:
+    /// shuts the write side down, then discards what the client still sends until it closes
+    /// too, for at most `LINGER_TIMEOUT` (the rule and its reason are the shared session's,
+    /// [`Step::Linger`]).
     fn linger(&mut self, dispatcher: &Dispatcher, key: Key) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
@@ -748,7 +833,8 @@ impl Server {
             }
         });
         timer.enable(LINGER_TIMEOUT);
-        connection.lingering = Some((timer, LINGER_MAX_BYTES));
+        connection.lingering = Some(timer);
+        connection.session.start_linger();
         self.discard_input(dispatcher, key);
     }
 
@@ -759,21 +845,13 @@ impl Server {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        let Some((_, allowance)) = &mut connection.lingering else {
-            return;
-        };
-        for _ in 0..READS_PER_EVENT {
-            match connection.stream.recv(&mut self.read_buffer) {
-                Ok(received) if received > 0 && received < *allowance => *allowance -= received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                // EOF, an error, or past the allowance: done waiting.
-                _ => {
-                    self.close(dispatcher, key);
-                    return;
-                }
-            }
+        let stream = &connection.stream;
+        if !connection
+            .session
+            .discard_input(&mut self.read_buffer, |buffer| stream.recv(buffer))
+        {
+            self.close(dispatcher, key);
         }
-        // More may be waiting; level-triggered epoll reports it on the next turn.
     }
 
     // starter: w05-l04 todo "close"
@@ -785,6 +863,8 @@ impl Server {
             // holds a closed fd.
             let _ = dispatcher.remove_fd(connection.fd_key);
             self.core.connections -= 1;
+            // Its admitted requests leave the gate's count; their results are dropped on arrival.
+            self.core.overload.forget(connection.session.unanswered());
             drop(connection);
         }
         self.check_shutdown_done(dispatcher);

@@ -1,41 +1,41 @@
-//! One connection's protocol state, without its socket: framing, ordering, output, limits.
+//! One connection's protocol state: the shared connection state machine, with this server's
+//! request handling — the handoff to the pool (W05) and the overload controls (W06).
 //!
-//! A [`Session`] turns received bytes into requests and requests into response bytes, in order.
-//! It never touches a socket or the pool itself: the event loop feeds it bytes, sends what
-//! [`Session::unsent`] holds, and lends it a [`Host`] that submits worker verbs and knows the
-//! server's counters. That keeps the rules of the protocol (one response per request, in request
-//! order, errors in their place, the line-too-long close, the half-close drain) in one small piece
-//! of code that unit tests drive without a network.
+//! The state machine itself — framing, answers in request order, the output buffer, the limits
+//! that switch reading off, the half-close drain and the line-too-long linger — is
+//! [`handoff_protocol::session`], the one the W04 `epoll_server` runs too; a change to those
+//! rules goes there. This module is what the handoff server adds: how a request line becomes a
+//! hand-off ([`Host::try_submit`]) or an answer on the loop, and the answers only this server
+//! gives ([`Answer`]). The event loop lends a [`Host`] for each call; [`Session`] is the shared
+//! session with that host's meaning of a line plugged in.
 //!
-//! ## Ordering
+//! ## Where a line goes
 //!
-//! Every request takes the next sequence number and a slot at the back of a queue. Requests the
-//! loop answers itself (`ping`, `stats`, the immediate errors) fill their slot at once; worker
-//! verbs leave it waiting until [`Session::complete`] brings their reply. Responses are written
-//! from the front only while the front slot is filled, so a client that pipelines gets its
-//! answers in request order even when workers finish out of order. When nothing is waiting, a
-//! loop-answered response skips the queue and goes straight to the output buffer.
+//! A line marked `retry ` (W06 L04) is the request after the mark. Worker verbs
+//! ([`Verb::runs_on_worker`]) are asked about at the overload controls first
+//! ([`Host::admit`]): a refusal (shed, retry rejected) is answered at once, in the request's
+//! place; an admitted request is handed to the pool, or, when the pool has no room, held by the
+//! session (which then reads nothing more) and offered again by [`Session::retry_held`]. `ping`,
+//! empty lines and unknown verbs are answered on the loop, and `stats` with the counters as they
+//! are when it is read.
 //!
-//! ## Limits
+//! ## Overload (W06)
 //!
-//! A session reads more only while it has fewer than `max_in_flight` unanswered requests, fewer
-//! than `max_unsent` bytes of output the client has not taken, and no request the pool had no room
-//! for (see [`Session::wants_input`]). The loop stops polling the socket for input otherwise, so a
-//! client that pipelines without reading cannot grow the server's memory: its bytes wait in the
-//! kernel's buffers, and then in its own.
+//! [`Session::expire`] answers a request whose deadline passed with the timeout, and
+//! [`Session::complete`] then drops its late result. Either way the answer waits its turn in the
+//! request order like any other.
 
-use std::collections::VecDeque;
+use std::io;
+use std::time::Instant;
 
-use handoff_protocol::{ErrorReply, Frame, LineFramer, Reply, Stats, Verb, execute, split_request};
+use handoff_protocol::session::{self as shared, Handled, Response};
+pub(crate) use handoff_protocol::session::{LINGER_TIMEOUT, Limits, Progress, Step};
+use handoff_protocol::{ErrorReply, Reply, Stats, Verb, execute, split_request};
 
-/// Per-connection limits, from the command line.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    /// Requests read but not yet answered (written to the output buffer) before reading pauses.
-    pub(crate) max_in_flight: usize,
-    /// Bytes of output not yet sent before reading pauses.
-    pub(crate) max_unsent: usize,
-}
+use crate::admission::OverloadReply;
+use crate::overload::Admission;
+use crate::retry::strip_retry;
+use crate::telemetry::OverloadStats;
 
 /// What a session needs from the server while it handles requests.
 pub(crate) trait Host {
@@ -46,323 +46,258 @@ pub(crate) trait Host {
     fn stats(&self) -> Stats;
     /// Counts one response written to the output (`completed`, and `errors` for an error).
     fn responded(&mut self, is_error: bool);
+    /// Asks the overload controls (W06) about worker request `seq`, just read; `retry` when the
+    /// line carried the `retry ` mark. A host without controls admits everything.
+    fn admit(&mut self, seq: u64, retry: bool) -> Admission {
+        let _ = (seq, retry);
+        Admission::Admitted {
+            read_at: Instant::now(),
+        }
+    }
+    /// An admitted request read at `read_at` got its answer: the worker's result, or the
+    /// timeout when `timed_out`.
+    fn settled(&mut self, read_at: Instant, timed_out: bool) {
+        let _ = (read_at, timed_out);
+    }
+    /// The overload keys that follow the protocol's keys in a `stats` line (W06 L05); a host
+    /// without them answers with the protocol's keys only.
+    fn overload_stats(&self) -> Option<OverloadStats> {
+        None
+    }
 }
 
-/// Why [`Session::process_lines`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub(crate) enum Progress {
-    /// Every complete line is handled; more input is welcome.
-    NeedInput,
-    /// A per-connection limit is reached; input waits until answers are written and sent.
-    AtLimit,
-    /// A worker request is held because the pool was full; input waits for room in the pool.
-    WaitingForPool,
-    /// No more requests will come from this connection (EOF, line too long, or server stop).
-    InputEnded,
-}
-
-/// Where the connection's input stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Input {
-    /// Reading.
-    Open,
-    /// The peer shut down its write side: the lines already received are still handled, and a
-    /// last one without `\n` too.
-    Eof,
-    /// The server is shutting down: complete lines already received are handled, nothing more.
-    Stopped,
-    /// No more requests: everything received is handled.
-    Ended,
-    /// No more requests because the stream is unusable (a line too long), while the peer may
-    /// still be sending: see [`Session::peer_may_still_send`].
-    Abandoned,
-}
-
-/// A response slot in request order.
+/// The answers this server writes.
 #[derive(Debug)]
-enum Slot {
-    /// A worker is computing this request's reply.
-    Waiting,
-    /// The reply, ready to be written once every earlier response is.
-    Ready(Reply),
+pub(crate) enum Answer {
+    /// A verb's reply (from a worker, or from the loop).
+    Reply(Reply),
+    /// An overload control's answer (shed, timeout, retry rejected).
+    Overload(OverloadReply),
     /// A `stats` answer, with the counters as they were when the request was read.
-    Stats(Stats),
+    Stats(Stats, Option<Box<OverloadStats>>),
 }
 
-/// A worker request the pool had no room for; offered again before any later line is read.
-#[derive(Debug)]
-struct Held {
-    seq: u64,
-    verb: Verb,
-    args: Vec<u8>,
-}
-
-/// The ordered responses and the output bytes of one connection.
-#[derive(Debug, Default)]
-struct Responses {
-    /// Unwritten responses, oldest first; `slots[0]` belongs to request `first_seq`.
-    slots: VecDeque<Slot>,
-    /// The sequence number of `slots[0]` (or of the next request, when `slots` is empty).
-    first_seq: u64,
-    held: Option<Held>,
-    /// Response bytes; `out[sent..]` is not yet sent.
-    out: Vec<u8>,
-    sent: usize,
-}
-
-impl Responses {
-    // starter: w05-l04 todo "next_seq"
-    fn next_seq(&self) -> u64 {
-        self.first_seq + self.slots.len() as u64
-    }
-
-    // starter: w05-l04 todo "push_ready"
-    /// Appends a response that needs no worker, writing it at once if nothing is waiting before it.
-    fn push_ready(&mut self, slot: Slot, host: &mut dyn Host) {
-        if self.slots.is_empty() {
-            write_slot(slot, &mut self.out, host);
-            self.first_seq += 1;
-        } else {
-            self.slots.push_back(slot);
+impl Response for Answer {
+    // starter: w05-l04 todo "write_to"
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Answer::Reply(reply) => reply.write_to(out),
+            Answer::Overload(reply) => reply.write_to(out),
+            Answer::Stats(stats, Some(overload)) => overload.write_line(stats, out),
+            Answer::Stats(stats, None) => stats.write_to(out),
         }
     }
 
-    // starter: w05-l04 todo "write_ready"
-    /// Writes every response at the front whose turn has come.
-    fn write_ready(&mut self, host: &mut dyn Host) {
-        while matches!(self.slots.front(), Some(Slot::Ready(_) | Slot::Stats(_))) {
-            let slot = self.slots.pop_front().expect("checked above");
-            write_slot(slot, &mut self.out, host);
-            self.first_seq += 1;
+    // starter: w05-l04 todo "is_error"
+    fn is_error(&self) -> bool {
+        match self {
+            Answer::Reply(reply) => reply.is_error(),
+            Answer::Overload(_) => true,
+            Answer::Stats(..) => false,
         }
     }
 
-    // starter: w05-l04 todo "handle_line"
-    /// Handles one complete request line.
-    fn handle_line(&mut self, line: &[u8], host: &mut dyn Host) {
+    // starter: w05-l04 todo "line_too_long"
+    fn line_too_long() -> Self {
+        Answer::Reply(Reply::Error(ErrorReply::LineTooLong))
+    }
+}
+
+/// The server's [`Host`] as the shared session sees it: what a line means here.
+struct Lines<'h> {
+    host: &'h mut dyn Host,
+}
+
+impl shared::Host for Lines<'_> {
+    type Response = Answer;
+    type Pending = Instant;
+
+    // starter: w05-l04 todo "handle"
+    fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<Answer, Instant> {
+        let (retry, line) = strip_retry(line);
         let (verb, args) = split_request(line);
         if verb.runs_on_worker() {
-            let seq = self.next_seq();
-            self.slots.push_back(Slot::Waiting);
-            if !host.try_submit(seq, verb, args) {
-                self.held = Some(Held {
-                    seq,
-                    verb,
-                    args: args.to_vec(),
-                });
+            let read_at = match self.host.admit(seq, retry) {
+                Admission::Admitted { read_at } => read_at,
+                Admission::Refused(reply) => return Handled::Answered(Answer::Overload(reply)),
+            };
+            if self.host.try_submit(seq, verb, args) {
+                Handled::Pending(read_at)
+            } else {
+                Handled::Held(read_at)
             }
         } else if verb == Verb::Stats {
-            self.push_ready(Slot::Stats(host.stats()), host);
+            let overload = self.host.overload_stats().map(Box::new);
+            Handled::Answered(Answer::Stats(self.host.stats(), overload))
         } else {
             // `ping`, empty lines and unknown verbs: no work, answered on the loop.
-            self.push_ready(Slot::Ready(execute(verb, args)), host);
+            Handled::Answered(Answer::Reply(execute(verb, args)))
         }
+    }
+
+    // starter: w05-l04 todo "resubmit"
+    fn resubmit(&mut self, seq: u64, line: &[u8]) -> bool {
+        // Admitted when it was read; only the hand-off is tried again.
+        let (_, line) = strip_retry(line);
+        let (verb, args) = split_request(line);
+        self.host.try_submit(seq, verb, args)
+    }
+
+    // starter: w05-l04 todo "responded"
+    fn responded(&mut self, answer: &Answer) {
+        self.host.responded(answer.is_error());
+    }
+
+    fn settled(&mut self, read_at: Instant, timed_out: bool) {
+        self.host.settled(read_at, timed_out);
     }
 }
 
-// starter: w05-l04 todo "write_slot"
-fn write_slot(slot: Slot, out: &mut Vec<u8>, host: &mut dyn Host) {
-    match slot {
-        Slot::Ready(reply) => {
-            reply.write_to(out);
-            host.responded(reply.is_error());
-        }
-        Slot::Stats(stats) => {
-            stats.write_to(out);
-            host.responded(false);
-        }
-        Slot::Waiting => unreachable!("only filled slots are written"),
-    }
-}
-
-/// One connection's protocol state (see the module docs).
+/// One connection's protocol state (see the module docs): the shared session, driven with this
+/// server's [`Host`].
 #[derive(Debug)]
 pub(crate) struct Session {
-    framer: LineFramer,
-    input: Input,
-    responses: Responses,
+    shared: shared::Session<Answer, Instant>,
 }
 
 impl Session {
-    // starter: w05-l04 todo "new"
     /// A session for a new connection.
     pub(crate) fn new() -> Self {
         Session {
-            framer: LineFramer::new(),
-            input: Input::Open,
-            responses: Responses::default(),
+            shared: shared::Session::new(),
         }
     }
 
-    // starter: w05-l04 todo "framer_mut"
-    /// The framer, for the loop to `recv` straight into.
-    pub(crate) fn framer_mut(&mut self) -> &mut LineFramer {
-        &mut self.framer
+    /// The framer, for received bytes to go into.
+    #[cfg(test)]
+    pub(crate) fn framer_mut(&mut self) -> &mut handoff_protocol::LineFramer {
+        self.shared.framer_mut()
     }
 
-    // starter: w05-l04 todo "wants_input"
     /// Whether the loop should read from the socket now.
+    #[cfg(test)]
     pub(crate) fn wants_input(&self, limits: &Limits) -> bool {
-        self.input == Input::Open
-            && self.responses.held.is_none()
-            && self.responses.slots.len() < limits.max_in_flight
-            && self.unsent().len() < limits.max_unsent
+        self.shared.wants_input(limits)
     }
 
-    // starter: w05-l04 todo "peer_closed_input"
-    /// Records that the peer shut down its write side (`recv` returned 0).
-    pub(crate) fn peer_closed_input(&mut self) {
-        if self.input == Input::Open {
-            self.input = Input::Eof;
-        }
-    }
-
-    // starter: w05-l04 todo "stop_input"
     /// Stops taking requests beyond the complete lines already received (server shutdown).
     pub(crate) fn stop_input(&mut self) {
-        if matches!(self.input, Input::Open | Input::Eof) {
-            self.input = Input::Stopped;
-        }
+        self.shared.stop_input();
     }
 
-    // starter: w05-l04 todo "process_lines"
     /// Handles complete request lines until none is left or a limit stops it.
+    #[cfg(test)]
     pub(crate) fn process_lines(&mut self, limits: &Limits, host: &mut dyn Host) -> Progress {
-        loop {
-            if matches!(self.input, Input::Ended | Input::Abandoned) {
-                return Progress::InputEnded;
-            }
-            if self.responses.held.is_some() {
-                return Progress::WaitingForPool;
-            }
-            if self.responses.slots.len() >= limits.max_in_flight
-                || self.unsent().len() >= limits.max_unsent
-            {
-                return Progress::AtLimit;
-            }
-            if let Some(frame) = self.framer.next_frame() {
-                Self::handle_frame(frame, &mut self.input, &mut self.responses, host);
-                continue;
-            }
-            match self.input {
-                Input::Open => return Progress::NeedInput,
-                Input::Eof => {
-                    // The peer is done sending: a last line without `\n` is still a request.
-                    self.input = Input::Ended;
-                    if let Some(frame) = self.framer.finish() {
-                        Self::handle_frame(frame, &mut self.input, &mut self.responses, host);
-                    }
-                }
-                Input::Stopped | Input::Ended | Input::Abandoned => self.input = Input::Ended,
-            }
-        }
+        self.shared.process_lines(limits, &mut Lines { host })
     }
 
-    // starter: w05-l04 todo "handle_frame"
-    fn handle_frame(
-        frame: Frame<'_>,
-        input: &mut Input,
-        responses: &mut Responses,
+    /// Reads what the socket has through `recv` and handles the lines (see
+    /// [`shared::Session::receive`]); `Err` means the connection is broken.
+    pub(crate) fn receive(
+        &mut self,
+        limits: &Limits,
         host: &mut dyn Host,
-    ) {
-        match frame {
-            Frame::Line(line) => responses.handle_line(line, host),
-            Frame::TooLong => {
-                // The error takes its place after every earlier response; nothing after it is
-                // read, and the connection closes once it is sent.
-                *input = Input::Abandoned;
-                responses.push_ready(Slot::Ready(Reply::Error(ErrorReply::LineTooLong)), host);
-            }
-        }
+        buffer: &mut [u8],
+        recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        self.shared
+            .receive(limits, &mut Lines { host }, buffer, recv)
     }
 
-    // starter: w05-l04 todo "retry_held"
+    /// Handles buffered lines, makes one `send`, handles lines again (see
+    /// [`shared::Session::advance`]); `Err` means the client is gone.
+    pub(crate) fn advance(
+        &mut self,
+        limits: &Limits,
+        host: &mut dyn Host,
+        send: impl FnOnce(&[u8]) -> io::Result<usize>,
+    ) -> io::Result<Progress> {
+        self.shared.advance(limits, &mut Lines { host }, send)
+    }
+
+    /// What the loop should do with the connection now (see [`shared::Session::next_step`]).
+    pub(crate) fn next_step(&self, limits: &Limits) -> Step {
+        self.shared.next_step(limits)
+    }
+
+    /// Begins the linger after a line too long (see [`Step::Linger`]).
+    pub(crate) fn start_linger(&mut self) {
+        self.shared.start_linger();
+    }
+
+    /// Reads and drops what a lingering client sends; `false` once the connection should close
+    /// (see [`shared::Session::discard_input`]).
+    pub(crate) fn discard_input(
+        &mut self,
+        buffer: &mut [u8],
+        recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    ) -> bool {
+        self.shared.discard_input(buffer, recv)
+    }
+
     /// Offers the held request (the pool was full when it was read) to the pool again; `true` if
     /// the session is no longer waiting for the pool.
     pub(crate) fn retry_held(&mut self, host: &mut dyn Host) -> bool {
-        let Some(held) = &self.responses.held else {
-            return true;
-        };
-        if host.try_submit(held.seq, held.verb, &held.args) {
-            self.responses.held = None;
-            true
-        } else {
-            false
-        }
+        self.shared.retry_held(&mut Lines { host })
     }
 
     /// Whether a request is held for lack of room in the pool.
     #[cfg(test)]
     pub(crate) fn is_waiting_for_pool(&self) -> bool {
-        self.responses.held.is_some()
+        self.shared.is_holding()
     }
 
-    // starter: w05-l04 todo "complete"
     /// A worker's reply to request `seq` arrived: it is written as soon as its turn comes.
+    ///
+    /// The result of a request already answered with a timeout is dropped here.
     pub(crate) fn complete(&mut self, seq: u64, reply: Reply, host: &mut dyn Host) {
-        let responses = &mut self.responses;
-        let slot = seq
-            .checked_sub(responses.first_seq)
-            .and_then(|index| responses.slots.get_mut(usize::try_from(index).ok()?));
-        match slot {
-            Some(slot @ Slot::Waiting) => *slot = Slot::Ready(reply),
-            // One result per request, for a request of this connection: anything else is a
-            // bug, and dropping the stray result keeps every other answer right.
-            _ => {
-                debug_assert!(false, "a stray result for request {seq}");
-                return;
-            }
-        }
-        responses.write_ready(host);
+        self.shared
+            .complete(seq, Answer::Reply(reply), &mut Lines { host });
     }
 
-    // starter: w05-l04 todo "unsent"
+    /// Request `seq`'s deadline passed (W06 L03): if it is still waiting for its result, it is
+    /// answered with `reply` (the timeout) now, and its result, when it comes, is dropped.
+    /// Returns whether anything changed (`false` for a request answered in time).
+    pub(crate) fn expire(&mut self, seq: u64, reply: OverloadReply, host: &mut dyn Host) -> bool {
+        self.shared
+            .expire(seq, Answer::Overload(reply), &mut Lines { host })
+    }
+
+    /// A worker skipped request `seq` because its deadline had passed before it started
+    /// (`Batch::skip`): no result will come. If the loop's timer already answered it, it is no
+    /// longer late; otherwise the timer is due, and the timeout (`reply`) is answered now.
+    pub(crate) fn skipped_past_deadline(
+        &mut self,
+        seq: u64,
+        reply: OverloadReply,
+        host: &mut dyn Host,
+    ) {
+        self.shared
+            .abandon(seq, Answer::Overload(reply), &mut Lines { host });
+    }
+
+    /// Admitted requests still waiting for their answer; the loop takes them off the books when
+    /// the connection closes.
+    pub(crate) fn unanswered(&self) -> usize {
+        self.shared.unanswered()
+    }
+
     /// Response bytes not yet sent.
+    #[cfg(test)]
     pub(crate) fn unsent(&self) -> &[u8] {
-        &self.responses.out[self.responses.sent..]
+        self.shared.unsent()
     }
 
-    // starter: w05-l04 todo "mark_sent"
     /// Records that the first `n` bytes of [`unsent`](Self::unsent) were sent.
+    #[cfg(test)]
     pub(crate) fn mark_sent(&mut self, n: usize) {
-        let responses = &mut self.responses;
-        responses.sent += n;
-        debug_assert!(responses.sent <= responses.out.len());
-        if responses.sent == responses.out.len() {
-            // The common case: everything went out, and the buffer is reused from its start.
-            responses.out.clear();
-            responses.sent = 0;
-        } else if responses.sent >= 64 * 1024 && responses.sent * 2 >= responses.out.len() {
-            // A slow reader: drop the sent prefix once it is most of the buffer, so the buffer
-            // stays near the unsent size instead of growing with everything ever written.
-            responses.out.drain(..responses.sent);
-            responses.sent = 0;
-        }
-    }
-
-    // starter: w05-l04 todo "is_finished"
-    /// Whether the connection has nothing left to do: no more requests will come, every
-    /// response is written and sent. The loop closes it then.
-    pub(crate) fn is_finished(&self) -> bool {
-        matches!(self.input, Input::Ended | Input::Abandoned)
-            && self.responses.slots.is_empty()
-            && self.responses.held.is_none()
-            && self.unsent().is_empty()
-    }
-
-    // starter: w05-l04 todo "peer_may_still_send"
-    /// Whether input stopped before the peer finished sending (a line too long). Closing such a
-    /// socket with unread bytes makes the kernel send a reset, which can destroy responses not
-    /// yet delivered, so the loop half-closes it and drains it first.
-    pub(crate) fn peer_may_still_send(&self) -> bool {
-        self.input == Input::Abandoned
+        self.shared.mark_sent(n);
     }
 
     /// Requests read and not yet answered.
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        self.responses.slots.len()
+        self.shared.in_flight()
     }
 }
 

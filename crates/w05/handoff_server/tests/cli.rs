@@ -27,6 +27,11 @@ fn help_lists_every_flag_with_examples() {
         "--max-in-flight",
         "--max-unsent-bytes",
         "--log",
+        "--max-inflight",
+        "--max-queue-depth",
+        "--request-timeout-ms",
+        "--max-retry-ratio",
+        "--stats-interval-ms",
     ] {
         output = output.and(predicate::str::contains(flag)).boxed();
     }
@@ -54,6 +59,18 @@ fn a_bad_flag_fails_with_a_clear_message() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("invalid value 'seventy'"));
+    assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .args(["0", "--max-retry-ratio=-0.5"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("must be a number from 0 up"));
+    assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .args(["0", "--request-timeout-ms", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("must be at least 1"));
 }
 
 /// Starts the server on port 0 with one worker and returns it with the port its first line names.

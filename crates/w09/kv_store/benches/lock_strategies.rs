@@ -59,7 +59,7 @@ fn run_ops(engine: &KvEngine, keys: &[Vec<u8>], seed: u64, ops: u64, now: Instan
         state ^= state >> 7;
         state ^= state << 17;
         let key = &keys[(state % KEYS as u64) as usize];
-        let command = if (state >> 32) % SET_EVERY == 0 {
+        let command = if (state >> 32).is_multiple_of(SET_EVERY) {
             Command::Set {
                 key,
                 value: &value,

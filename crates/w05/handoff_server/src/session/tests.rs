@@ -1,16 +1,29 @@
-//! Unit tests of `session`, in a file of their own so the course's starter code
-//! can declare them and run these very tests against a student's code.
+//! Unit tests of `session`: what this server makes of a line (hand-off, loop answer, overload
+//! refusal, retry mark) and its answers, through the shared session. The shared session's own
+//! rules (ordering, limits, close rules) are tested in `handoff_protocol::session`. In a file of
+//! their own so the course's starter code can declare them and run these very tests against a
+//! student's code.
+
+use std::time::Instant;
 
 use super::*;
 use handoff_protocol::{MAX_LINE_LEN, expected_response};
 
-/// A host that records submissions and can refuse them, like a full pool.
+/// A host that records submissions and can refuse them (like a full pool), and whose overload
+/// controls refuse what it is told to.
 #[derive(Default)]
 struct FakeHost {
     submitted: Vec<(u64, Verb, Vec<u8>)>,
     room: usize,
     completed: u64,
     errors: u64,
+    /// `(seq, retry)` of every admission asked for.
+    asked: Vec<(u64, bool)>,
+    /// Refuse every admission with this.
+    refuse: Option<OverloadReply>,
+    /// `timed_out` of every settled request.
+    settled: Vec<bool>,
+    overload: Option<OverloadStats>,
 }
 
 impl Host for FakeHost {
@@ -32,13 +45,24 @@ impl Host for FakeHost {
         self.completed += 1;
         self.errors += u64::from(is_error);
     }
+    fn admit(&mut self, seq: u64, retry: bool) -> Admission {
+        self.asked.push((seq, retry));
+        match self.refuse {
+            Some(reply) => Admission::Refused(reply),
+            None => Admission::Admitted {
+                read_at: Instant::now(),
+            },
+        }
+    }
+    fn settled(&mut self, _read_at: Instant, timed_out: bool) {
+        self.settled.push(timed_out);
+    }
+    fn overload_stats(&self) -> Option<OverloadStats> {
+        self.overload
+    }
 }
 
-const ROOMY: Limits = Limits {
-    max_in_flight: 1024,
-    max_unsent: 1 << 20,
-};
-
+/// A host whose pool always has room.
 fn host() -> FakeHost {
     FakeHost {
         room: usize::MAX,
@@ -46,271 +70,159 @@ fn host() -> FakeHost {
     }
 }
 
-/// Runs every submitted task in reverse order (the worst order) and completes it.
-fn run_all_backwards(session: &mut Session, host: &mut FakeHost) {
-    let tasks = std::mem::take(&mut host.submitted);
-    for (seq, verb, args) in tasks.into_iter().rev() {
-        let reply = if verb == Verb::Panic {
-            Reply::Error(ErrorReply::Panicked(
-                String::from_utf8_lossy(&args).into_owned(),
-            ))
-        } else {
-            execute(verb, &args)
-        };
-        session.complete(seq, reply, host);
+/// Limits no test here reaches (the limits themselves are the shared session's, tested there).
+const ROOMY: Limits = Limits {
+    max_in_flight: 64,
+    max_unsent: 64 * 1024,
+};
+
+/// Feeds `bytes` to the session and handles what is complete.
+fn read(session: &mut Session, host: &mut FakeHost, bytes: &[u8]) -> Progress {
+    session.framer_mut().extend(bytes);
+    session.process_lines(&ROOMY, host)
+}
+
+/// Runs every submitted request, in submission order, and hands its reply back.
+fn run_submitted(session: &mut Session, host: &mut FakeHost) {
+    for (seq, verb, args) in std::mem::take(&mut host.submitted) {
+        session.complete(seq, execute(verb, &args), host);
     }
 }
 
-fn take_output(session: &mut Session) -> Vec<u8> {
-    let out = session.unsent().to_vec();
+/// Everything written so far, marked sent.
+fn written(session: &mut Session) -> String {
+    let out = String::from_utf8_lossy(session.unsent()).into_owned();
     session.mark_sent(out.len());
     out
 }
 
-fn expected_all(lines: &[&[u8]]) -> Vec<u8> {
-    lines
-        .iter()
-        .flat_map(|line| expected_response(line).unwrap())
-        .collect()
+fn answer_to(line: &[u8]) -> String {
+    String::from_utf8(expected_response(line).unwrap()).unwrap()
 }
 
 #[test]
-fn answers_come_out_in_request_order_whatever_order_workers_finish_in() {
+fn worker_verbs_go_to_the_pool_and_the_rest_is_answered_on_the_loop() {
     let mut session = Session::new();
     let mut host = host();
-    let lines: &[&[u8]] = &[
-        b"compute a",
-        b"ping",
-        b"factorial 5",
-        b"",
-        b"nope",
-        b"fail x",
-        b"sleep 0",
-        b"ping",
-    ];
-    for line in lines {
-        session.framer_mut().extend(line);
-        session.framer_mut().extend(b"\n");
-    }
+    let progress = read(&mut session, &mut host, b"compute a\nping\nfail x\nstats\n");
+    assert_eq!(progress, Progress::NeedInput);
     assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::NeedInput
+        host.submitted,
+        [
+            (0, Verb::Compute, b"a".to_vec()),
+            (2, Verb::Fail, b"x".to_vec())
+        ],
+        "each worker request with its sequence number, verb and arguments"
     );
-    assert!(
-        session.unsent().is_empty(),
-        "the pong waits behind the first compute"
-    );
-    assert_eq!(session.in_flight(), lines.len());
-    let seqs: Vec<u64> = host.submitted.iter().map(|(seq, ..)| *seq).collect();
     assert_eq!(
-        seqs,
-        [0, 2, 5, 6],
-        "worker requests carry their own sequence numbers"
+        host.asked,
+        [(0, false), (2, false)],
+        "only worker verbs are asked about"
     );
-    run_all_backwards(&mut session, &mut host);
-    assert_eq!(take_output(&mut session), expected_all(lines));
-    assert_eq!((host.completed, host.errors), (8, 3));
-    assert_eq!(session.in_flight(), 0);
+    assert_eq!(session.in_flight(), 4);
+    assert_eq!(session.unanswered(), 2);
+    run_submitted(&mut session, &mut host);
+    let mut stats = Vec::new();
+    Stats::default().write_to(&mut stats);
+    assert_eq!(
+        written(&mut session),
+        format!(
+            "{}pong\nERROR: x\n{}",
+            answer_to(b"compute a"),
+            String::from_utf8(stats).unwrap()
+        )
+    );
+    assert_eq!((host.completed, host.errors), (4, 1));
+    assert_eq!(host.settled, [false, false]);
 }
 
 #[test]
-fn loop_answers_skip_the_queue_when_nothing_waits() {
+fn a_full_pool_holds_the_request_and_offers_its_verb_and_arguments_again() {
     let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"ping\nstats\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
-    let mut want = b"pong\n".to_vec();
-    Stats {
-        completed: 1,
-        ..Stats::default()
-    }
-    .write_to(&mut want);
-    assert_eq!(take_output(&mut session), want);
-    assert_eq!(session.in_flight(), 0);
-}
-
-#[test]
-fn stats_waits_its_turn_with_the_counters_of_when_it_was_read() {
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"compute a\nstats\n");
-    let _ = session.process_lines(&ROOMY, &mut host);
-    run_all_backwards(&mut session, &mut host);
-    let mut want = expected_all(&[b"compute a"]);
-    Stats::default().write_to(&mut want);
-    assert_eq!(take_output(&mut session), want);
-}
-
-#[test]
-fn a_full_pool_holds_the_request_and_stops_reading() {
-    let mut session = Session::new();
-    let mut host = FakeHost {
-        room: 1,
-        ..FakeHost::default()
-    };
-    session
-        .framer_mut()
-        .extend(b"compute 1\ncompute 2\nping\ncompute 3\n");
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::WaitingForPool
-    );
-    assert!(!session.wants_input(&ROOMY));
+    let mut host = FakeHost::default();
+    let progress = read(&mut session, &mut host, b"retry rehash 2 x\nping\n");
+    assert_eq!(progress, Progress::WaitingForPool);
     assert!(session.is_waiting_for_pool());
+    assert!(!session.wants_input(&ROOMY));
     assert!(!session.retry_held(&mut host), "still no room");
     host.room = 1;
     assert!(session.retry_held(&mut host));
     assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::WaitingForPool
+        host.submitted,
+        [(0, Verb::Rehash, b"2 x".to_vec())],
+        "the held request, without its retry mark"
     );
-    host.room = 1;
-    assert!(session.retry_held(&mut host));
+    assert_eq!(host.asked, [(0, true)], "admitted once, when it was read");
     assert_eq!(
         session.process_lines(&ROOMY, &mut host),
         Progress::NeedInput
     );
-    let seqs: Vec<u64> = host.submitted.iter().map(|(seq, ..)| *seq).collect();
-    assert_eq!(seqs, [0, 1, 3], "nothing dropped, nothing renumbered");
-    run_all_backwards(&mut session, &mut host);
-    let want = expected_all(&[b"compute 1", b"compute 2", b"ping", b"compute 3"]);
-    assert_eq!(take_output(&mut session), want);
+    run_submitted(&mut session, &mut host);
+    assert_eq!(written(&mut session), answer_to(b"rehash 2 x") + "pong\n");
 }
 
 #[test]
-fn the_in_flight_limit_pauses_reading_until_answers_are_written() {
-    let limits = Limits {
-        max_in_flight: 2,
-        max_unsent: 1 << 20,
+fn a_refused_request_is_answered_at_once_in_its_place_and_costs_no_worker() {
+    let mut session = Session::new();
+    let mut host = host();
+    let _ = read(&mut session, &mut host, b"compute 1\n");
+    host.refuse = Some(OverloadReply::Overloaded { retry_after_ms: 7 });
+    let _ = read(&mut session, &mut host, b"retry compute 2\nretry ping\n");
+    assert_eq!(host.submitted.len(), 1, "only the admitted request");
+    assert_eq!(
+        host.asked,
+        [(0, false), (1, true)],
+        "a loop verb is never asked about"
+    );
+    run_submitted(&mut session, &mut host);
+    assert_eq!(
+        written(&mut session),
+        answer_to(b"compute 1") + "ERROR: overloaded, retry after 7 ms\npong\n"
+    );
+    assert_eq!((host.completed, host.errors), (3, 1));
+}
+
+#[test]
+fn stats_carries_the_overload_keys_when_the_host_has_them() {
+    let overload = OverloadStats {
+        shed: 4,
+        ..OverloadStats::default()
     };
     let mut session = Session::new();
-    let mut host = host();
-    session
-        .framer_mut()
-        .extend(b"compute 1\ncompute 2\ncompute 3\n");
-    assert_eq!(session.process_lines(&limits, &mut host), Progress::AtLimit);
-    assert!(!session.wants_input(&limits));
-    assert_eq!(host.submitted.len(), 2);
-    run_all_backwards(&mut session, &mut host);
-    assert_eq!(
-        session.process_lines(&limits, &mut host),
-        Progress::NeedInput
-    );
-    assert!(session.wants_input(&limits));
-    run_all_backwards(&mut session, &mut host);
-    let want = expected_all(&[b"compute 1", b"compute 2", b"compute 3"]);
-    assert_eq!(take_output(&mut session), want);
-}
-
-#[test]
-fn unsent_output_over_the_limit_pauses_reading_until_it_is_sent() {
-    let limits = Limits {
-        max_in_flight: 1024,
-        max_unsent: 10,
+    let mut host = FakeHost {
+        overload: Some(overload),
+        ..host()
     };
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"ping\nping\nping\nping\n");
-    assert_eq!(session.process_lines(&limits, &mut host), Progress::AtLimit);
-    assert_eq!(session.unsent(), b"pong\npong\n");
-    assert!(!session.wants_input(&limits));
-    session.mark_sent(3);
-    assert!(
-        session.wants_input(&limits),
-        "7 bytes unsent is under the limit"
-    );
-    assert_eq!(session.process_lines(&limits, &mut host), Progress::AtLimit);
-    assert_eq!(session.unsent(), b"g\npong\npong\n");
-    session.mark_sent(session.unsent().len());
-    assert_eq!(
-        session.process_lines(&limits, &mut host),
-        Progress::NeedInput
-    );
-    assert_eq!(session.unsent(), b"pong\n");
+    let _ = read(&mut session, &mut host, b"stats\n");
+    let mut want = Vec::new();
+    overload.write_line(&Stats::default(), &mut want);
+    assert_eq!(written(&mut session).as_bytes(), want);
+    assert_eq!(host.errors, 0);
 }
 
 #[test]
-fn a_line_too_long_is_answered_after_earlier_requests_and_ends_input() {
+fn an_expired_request_gets_the_timeout_in_its_place_and_its_late_result_is_dropped() {
     let mut session = Session::new();
     let mut host = host();
-    session.framer_mut().extend(b"compute first\nping\n");
-    session.framer_mut().extend(&vec![b'x'; MAX_LINE_LEN + 1]);
-    session.framer_mut().extend(b"\nping\n");
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::InputEnded
-    );
-    assert!(!session.is_finished(), "the compute is still owed");
-    run_all_backwards(&mut session, &mut host);
-    let mut want = expected_all(&[b"compute first", b"ping"]);
-    want.extend_from_slice(b"ERROR: line too long\n");
-    assert_eq!(take_output(&mut session), want);
-    assert!(session.is_finished());
-    assert!(session.peer_may_still_send());
+    let _ = read(&mut session, &mut host, b"sleep 50\nping\n");
+    let timeout = OverloadReply::Timeout { after_ms: 10 };
+    assert!(session.expire(0, timeout, &mut host));
+    assert!(!session.expire(0, timeout, &mut host), "answered already");
+    assert_eq!(written(&mut session), "ERROR: timeout after 10 ms\npong\n");
+    run_submitted(&mut session, &mut host);
+    assert!(session.unsent().is_empty(), "the late result is dropped");
+    assert_eq!(host.settled, [true]);
+    assert_eq!((host.completed, host.errors), (2, 1));
+}
+
+#[test]
+fn a_line_too_long_gets_the_protocols_error_and_the_connection_lingers() {
+    let mut session = Session::new();
+    let mut host = host();
+    let mut line = vec![b'x'; MAX_LINE_LEN + 1];
+    line.extend_from_slice(b"\nping\n");
+    assert_eq!(read(&mut session, &mut host, &line), Progress::InputEnded);
+    assert_eq!(written(&mut session), "ERROR: line too long\n");
+    assert_eq!(session.next_step(&ROOMY), Step::Linger);
     assert_eq!(host.errors, 1);
-}
-
-#[test]
-fn after_eof_the_last_line_without_newline_is_answered_then_the_session_finishes() {
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"sleep 0\nping\ncompute tail");
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::NeedInput
-    );
-    session.peer_closed_input();
-    assert!(!session.wants_input(&ROOMY));
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::InputEnded
-    );
-    assert!(
-        !session.is_finished(),
-        "a half-closed client still gets what it is owed"
-    );
-    run_all_backwards(&mut session, &mut host);
-    assert!(!session.is_finished(), "the bytes are not sent yet");
-    assert_eq!(
-        take_output(&mut session),
-        expected_all(&[b"sleep 0", b"ping", b"compute tail"])
-    );
-    assert!(session.is_finished());
-    assert!(
-        !session.peer_may_still_send(),
-        "the peer has finished sending"
-    );
-}
-
-#[test]
-fn stopping_answers_complete_lines_but_not_a_partial_one() {
-    let mut session = Session::new();
-    let mut host = host();
-    session.framer_mut().extend(b"ping\npartial");
-    session.stop_input();
-    assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
-        Progress::InputEnded
-    );
-    assert_eq!(take_output(&mut session), b"pong\n");
-    assert!(session.is_finished());
-}
-
-#[test]
-fn a_partly_sent_buffer_keeps_its_unsent_tail() {
-    let mut session = Session::new();
-    let mut host = host();
-    let mut lines = Vec::new();
-    for _ in 0..30_000 {
-        lines.extend_from_slice(b"ping\n");
-    }
-    session.framer_mut().extend(&lines);
-    let _ = session.process_lines(&ROOMY, &mut host);
-    let total = session.unsent().len();
-    assert_eq!(total, 150_000);
-    session.mark_sent(100_000);
-    assert_eq!(session.unsent().len(), 50_000);
-    assert!(session.unsent().starts_with(b"pong\n"));
-    session.mark_sent(50_000);
-    assert!(session.unsent().is_empty());
 }

@@ -1,0 +1,58 @@
+//! Unit tests of `telemetry`, in a file of their own so the course's starter code can declare
+//! them and run these very tests against a student's code.
+
+use super::*;
+
+#[test]
+fn the_overload_keys_follow_the_protocol_keys_on_one_line() {
+    let base = Stats {
+        connections: 1,
+        workers: 2,
+        ..Stats::default()
+    };
+    let overload = OverloadStats {
+        inflight: 3,
+        inflight_peak: 10,
+        shed: 4,
+        timeouts: 5,
+        retry_rejects: 6,
+        p50_us: 700,
+        p99_us: 8000,
+    };
+    let mut out = Vec::new();
+    overload.write_line(&base, &mut out);
+    assert_eq!(
+        String::from_utf8(out.clone()).unwrap(),
+        "connections=1 queue_depth=0 workers=2 busy_workers=0 completed=0 errors=0 panics=0 \
+         rejected=0 inflight=3 inflight_peak=10 shed=4 timeouts=5 retry_rejects=6 p50_us=700 \
+         p99_us=8000\n"
+    );
+    assert_eq!(
+        Stats::parse(&out),
+        Some(base),
+        "still a protocol stats line"
+    );
+}
+
+#[test]
+fn percentiles_are_never_below_what_was_measured() {
+    let mut telemetry = Telemetry::new();
+    assert_eq!(telemetry.percentile_us(0.99), 0, "nothing recorded yet");
+    for micros in 1..=1000 {
+        telemetry.record(Duration::from_micros(micros), false);
+    }
+    let p50 = telemetry.percentile_us(0.5);
+    let p99 = telemetry.percentile_us(0.99);
+    assert!((500..=501).contains(&p50), "p50 {p50}");
+    assert!((990..=991).contains(&p99), "p99 {p99}");
+    assert_eq!(telemetry.timeouts(), 0);
+}
+
+#[test]
+fn timeouts_are_counted_and_their_latency_recorded() {
+    let mut telemetry = Telemetry::new();
+    telemetry.record(Duration::from_millis(300), true);
+    telemetry.record(Duration::from_millis(1), false);
+    assert_eq!(telemetry.timeouts(), 1);
+    assert!(telemetry.percentile_us(1.0) >= 300_000);
+}
