@@ -14,7 +14,8 @@
 //!
 //! Each server is started fresh for every run; within a round the order of the servers rotates
 //! so slow drift of the shared machine lands on both alike. The results go into `BENCHMARKS.md`
-//! between markers of their own, `target/bench/kv.json` and `target/bench/kv.svg`.
+//! between markers of their own, and every run into `target/bench/kv.json`. (It draws no
+//! chart: the table has four rows.)
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

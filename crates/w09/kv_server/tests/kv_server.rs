@@ -171,8 +171,7 @@ fn sigterm_answers_what_was_read_joins_everything_and_exits_zero() {
     stream.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"OK\n");
     let pid = i32::try_from(server.pid()).unwrap();
-    // SAFETY: plain kill(2) on the child we started and still own.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    eventloop::sys::kill(pid, libc::SIGTERM).expect("signals the server");
     let signalled = Instant::now();
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).expect("the server closes");
