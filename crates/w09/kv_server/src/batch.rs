@@ -48,6 +48,7 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    // starter: w09-l04 todo "clear the recycled batch for connection `key`"
     /// Readies a recycled (or new) batch for the requests of connection `key`.
     pub(crate) fn start(&mut self, key: Key) {
         self.key = Some(key);
@@ -64,6 +65,7 @@ impl Batch {
         self.key
     }
 
+    // starter: w09-l04 todo "copy the line; record its seq, task id and range"
     /// Adds a request, copying its line.
     pub(crate) fn push(&mut self, seq: u64, task_id: u64, line: &[u8]) {
         let start = self.lines.len();
@@ -85,6 +87,7 @@ impl Batch {
         self.requests.is_empty()
     }
 
+    // starter: w09-l04 todo "execute_line per request, a panic caught per request"
     /// Runs every request on `engine`, on a worker. A panic is caught per request. With `log`,
     /// prints `worker <tid> task <id> <verb>` per request.
     pub(crate) fn run(&mut self, engine: &KvEngine, log: bool) {
@@ -106,6 +109,7 @@ impl Batch {
         }
     }
 
+    // starter: w09-l05 todo "one (seq, reply) per request, in order; None where no reply came"
     /// Takes the replies out, each with its request's sequence number, in request order. A
     /// request without a reply (the batch never ran) counts as a panicked one, so that every
     /// request still gets exactly one answer.

@@ -169,6 +169,7 @@ struct Core {
 }
 
 impl Core {
+    // starter: w09-l04 todo "budget and batch-size check, then into the pending batch"
     /// Takes one request line into the connection's next batch, `pending`; `false` if the
     /// budget is spent or that batch is full (the session then holds the line and offers it
     /// again later).
@@ -185,6 +186,7 @@ impl Core {
         true
     }
 
+    // starter: w09-l04 todo "spawn the batch: run it on the engine, deliver it to the results channel"
     /// Hands a connection's batch to the pool as one task.
     ///
     /// The pool's capacity is the whole request budget plus one slot for the sweep, and every
@@ -204,6 +206,7 @@ impl Core {
         }
     }
 
+    // starter: w09-l05 todo "at most one bounded sweep in the pool, with try_spawn"
     /// Hands one bounded expiry sweep to the pool, unless one is still running.
     fn sweep(&mut self) {
         if self.sweeping.swap(true, Ordering::AcqRel) {
@@ -516,6 +519,7 @@ impl Server {
         self.service(dispatcher, key);
     }
 
+    // starter: w09-l05 todo "drain, complete each answer in its slot, service, offer room"
     /// Drains every finished batch, gives each reply to its connection (or drops it when the
     /// key is stale), frees budget for held lines, then sends once per connection served.
     fn on_results(&mut self, dispatcher: &Dispatcher) {
@@ -586,6 +590,7 @@ impl Server {
         }
     }
 
+    // starter: w09-l04 todo "advance, then launch the next batch unless one is running"
     /// The one place a connection moves forward: handle buffered lines, send once, close or
     /// linger when it is done, register the interest its state calls for; then its next batch
     /// goes to the pool, unless one is still there.
@@ -649,6 +654,7 @@ impl Server {
         }
     }
 
+    // starter: w09-l06 todo "shut the write side, arm the linger timer, discard input"
     /// After `line too long`: shut the write side, discard what the client still sends until
     /// it closes, for at most [`LINGER_TIMEOUT`] (the session's rule, [`Step::Linger`]).
     fn linger(&mut self, dispatcher: &Dispatcher, key: Key) {
@@ -695,6 +701,7 @@ impl Server {
         self.check_shutdown_done(dispatcher);
     }
 
+    // starter: w09-l06 todo "close the listener, stop input, answer what was read, exit when drained"
     /// SIGINT or SIGTERM: stop accepting, stop reading, answer what was read, then exit. A
     /// second signal closes everything at once.
     fn on_shutdown_signal(&mut self, dispatcher: &Dispatcher) {
