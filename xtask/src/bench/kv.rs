@@ -9,8 +9,9 @@
 //! redis-server comes from the Debian package `redis-server`. When it is not on `PATH` and the
 //! benchmark runs as root, it is installed (`apt-get update`, then `apt-get install -y
 //! redis-server`); otherwise, or when that fails, its side of the table says skipped and why.
-//! It runs as its package configures it by default, apart from what a benchmark needs: no
-//! persistence (`--save ''`, `--appendonly no`), 127.0.0.1 only.
+//! It runs without a configuration file, so with redis-server's built-in defaults (one thread
+//! runs every command), apart from what a benchmark needs: no persistence (`--save ''`,
+//! `--appendonly no`), 127.0.0.1 only.
 //!
 //! Each server is started fresh for every run; within a round the order of the servers rotates
 //! so slow drift of the shared machine lands on both alike. The results go into `BENCHMARKS.md`
@@ -174,7 +175,7 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
         let section = format!(
             "{KV_START}\n\
              Measured with `{command}` ({} rounds of {} s per server and depth, kv_server with \
-             `--workers {}`, redis-server {} as its package runs it; loadgen with {} thread(s), \
+             `--workers {}`, redis-server {} with its built-in defaults; loadgen with {} thread(s), \
              `--mix kv`, {CONNECTIONS} connections; medians over the rounds).\n\n\
              Machine: {machine}.\n\n\
              {table}\n\
