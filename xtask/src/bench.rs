@@ -323,12 +323,31 @@ impl LoadRunner {
         scenario: &Scenario,
         seconds: f64,
     ) -> anyhow::Result<LoadgenSummary> {
+        self.run_with(
+            server,
+            scenario.connections,
+            scenario.depth,
+            &["--mix", scenario.mix],
+            seconds,
+        )
+    }
+
+    /// Runs loadgen for `seconds` against `server` with `connections` connections at `depth`,
+    /// `mix_args` choosing what it sends; any wrong response is an error.
+    fn run_with(
+        &self,
+        server: &RunningServer,
+        connections: usize,
+        depth: usize,
+        mix_args: &[&str],
+        seconds: f64,
+    ) -> anyhow::Result<LoadgenSummary> {
         let mut command = Command::new(&self.path);
         command
             .args(["--addr", &server.addr().to_string()])
-            .args(["--connections", &scenario.connections.to_string()])
-            .args(["--depth", &scenario.depth.to_string()])
-            .args(["--mix", scenario.mix])
+            .args(["--connections", &connections.to_string()])
+            .args(["--depth", &depth.to_string()])
+            .args(mix_args)
             .args(["--duration", &format!("{seconds}")])
             .args(["--threads", &self.threads.to_string()])
             .args(["--json", "--quiet"])

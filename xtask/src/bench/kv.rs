@@ -27,7 +27,7 @@ use anyhow::Context as _;
 
 use super::report::{LoadgenSummary, median};
 use super::server::RunningServer;
-use super::{BenchArgs, Machine};
+use super::{BenchArgs, LoadRunner, Machine};
 
 /// The markers around the KV part of `BENCHMARKS.md`.
 const KV_START: &str = "<!-- bench:kv:start (written by `cargo xtask bench --kv`) -->";
@@ -82,10 +82,13 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
     let mut machine = Machine::read();
     eprintln!("bench --kv: {machine}");
     let executables = super::build_packages(root, &["loadgen", "kv_server"])?;
-    let loadgen = executables
-        .get("loadgen")
-        .context("the build produced no loadgen")?
-        .clone();
+    let loadgen = LoadRunner {
+        path: executables
+            .get("loadgen")
+            .context("the build produced no loadgen")?
+            .clone(),
+        threads: args.loadgen_threads,
+    };
     let kv_server = executables
         .get("kv_server")
         .context("the build produced no kv_server")?
@@ -112,7 +115,18 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
                     KvServer::Redis => start_redis(redis.as_ref().expect("listed only if found"))?,
                 };
                 let cpu_before = super::server::cpu_time(running.pid())?;
-                let load = run_loadgen(&loadgen, &running, server, depth, args)
+                let replies = match server {
+                    KvServer::Kv => "text",
+                    KvServer::Redis => "redis",
+                };
+                let load = loadgen
+                    .run_with(
+                        &running,
+                        CONNECTIONS,
+                        depth,
+                        &["--mix", "kv", "--replies", replies],
+                        args.duration,
+                    )
                     .with_context(|| format!("depth {depth} against {}", server.name()))?;
                 let cpu_after = super::server::cpu_time(running.pid())?;
                 anyhow::ensure!(
@@ -250,45 +264,6 @@ fn row_line(depth: usize, name: &str, row: &KvRow, ratio: &str) -> String {
         "| {depth} | {name} | {:.0} | {:.0} | {:.0} | {:.2} | {ratio} |\n",
         row.throughput_rps, row.p50_us, row.p99_us, row.server_cpu_us_per_request
     )
-}
-
-/// Runs loadgen's KV mix against `server` and returns its summary; any wrong answer is an error.
-fn run_loadgen(
-    loadgen: &Path,
-    server: &RunningServer,
-    kind: KvServer,
-    depth: usize,
-    args: &BenchArgs,
-) -> anyhow::Result<LoadgenSummary> {
-    let mut command = Command::new(loadgen);
-    command
-        .args(["--addr", &server.addr().to_string()])
-        .args(["--connections", &CONNECTIONS.to_string()])
-        .args(["--depth", &depth.to_string()])
-        .args(["--mix", "kv"])
-        .args([
-            "--replies",
-            match kind {
-                KvServer::Kv => "text",
-                KvServer::Redis => "redis",
-            },
-        ])
-        .args(["--duration", &format!("{}", args.duration)])
-        .args(["--threads", &args.loadgen_threads.to_string()])
-        .args(["--json", "--quiet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = crate::process::output(&mut command).context("running loadgen")?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let summary: LoadgenSummary = serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("loadgen printed no summary: {}", stderr.trim()))?;
-    anyhow::ensure!(
-        output.status.success() && summary.mismatches == 0 && summary.connection_errors == 0,
-        "loadgen found errors: {}",
-        stderr.trim()
-    );
-    Ok(summary)
 }
 
 /// Starts `kv_server` on a free port.
