@@ -190,3 +190,50 @@ fn sigterm_answers_what_was_read_joins_everything_and_exits_zero() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_tiny_budget_holds_lines_and_still_answers_every_client_exactly() {
+    // One worker and one queue slot: two requests in flight server-wide, so nearly every line
+    // is held by its session and offered again when results free the budget.
+    let server = start(&["--workers", "1", "--queue", "1", "--max-in-flight", "4"]);
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let server = &server;
+            scope.spawn(move || {
+                let mut input = String::new();
+                let mut expected = String::new();
+                for i in 0..300 {
+                    input.push_str(&format!("SET c{client}:{i} {i}\nGET c{client}:{i}\n"));
+                    expected.push_str(&format!("OK\nVALUE {i}\n"));
+                }
+                assert_eq!(
+                    exchange(server, input.as_bytes()),
+                    expected,
+                    "client {client}"
+                );
+            });
+        }
+    });
+    let stats = exchange(&server, b"STATS\n");
+    assert_eq!(stat(&stats, "keys"), 1200, "{stats}");
+}
+
+#[test]
+fn clients_that_vanish_mid_pipeline_cost_the_others_nothing() {
+    // A small budget, so each vanishing client has lines in the pool and held lines when it
+    // goes: their replies must find a stale key and be dropped, and the server must go on.
+    let server = start(&["--workers", "1", "--queue", "31"]);
+    for _ in 0..20 {
+        // Lines the server has read and not yet run when the client goes away.
+        let mut stream = connect(&server);
+        let input: String = (0..2000).map(|i| format!("SET gone{i} {i}\n")).collect();
+        stream.write_all(input.as_bytes()).unwrap();
+        let mut first = [0; 3];
+        stream.read_exact(&mut first).unwrap();
+        drop(stream);
+    }
+    assert_eq!(
+        exchange(&server, b"SET here 1\nGET here\n"),
+        "OK\nVALUE 1\n"
+    );
+}
