@@ -576,6 +576,30 @@ fn an_expired_request_is_answered_in_its_place_and_its_late_result_is_dropped() 
 }
 
 #[test]
+fn an_abandoned_request_is_answered_once_and_expects_no_late_result() {
+    let (mut session, mut host) = received(b"sleep 5\nsleep 6\nping\n");
+    let timeout = Answer::Reply(Reply::Error(ErrorReply::Failed(b"timeout".to_vec())));
+    // The first timed out on the loop before its worker gave it up: no second answer.
+    assert!(session.expire(0, timeout.clone(), &mut host));
+    assert_eq!(session.responses.late, [0]);
+    assert!(!session.abandon(0, timeout.clone(), &mut host));
+    assert!(
+        session.responses.late.is_empty(),
+        "no result will come for it"
+    );
+    // The second is given up while still waiting: answered now, and nothing stays late.
+    assert!(session.abandon(1, timeout.clone(), &mut host));
+    assert!(session.responses.late.is_empty());
+    assert!(!session.abandon(1, timeout, &mut host), "answered already");
+    assert_eq!(
+        take_output(&mut session),
+        b"ERROR: timeout\nERROR: timeout\npong\n"
+    );
+    assert_eq!(host.settled, [true, true]);
+    assert_eq!(session.unanswered(), 0);
+}
+
+#[test]
 fn an_expired_held_request_frees_the_session_to_read_on() {
     let mut session = TestSession::new();
     let mut host = FakeHost::default();
