@@ -334,7 +334,7 @@ fn find_or_install_redis() -> Result<PathBuf, String> {
         return Err("redis-server is not installed and installing it needs root (apt-get install redis-server)".to_owned());
     }
     eprintln!(
-        "bench --kv: redis-server missing: apt-get update && apt-get install -y redis-server"
+        "bench --kv: redis-server missing: apt-get update && apt-get install -y --no-install-recommends redis-server"
     );
     for args in [
         &["update"][..],
