@@ -15,8 +15,8 @@
 //!
 //! Each server is started fresh for every run; within a round the order of the servers rotates
 //! so slow drift of the shared machine lands on both alike. The results go into `BENCHMARKS.md`
-//! between markers of their own, and every run into `target/bench/kv.json`. (It draws no
-//! chart: the table has four rows.)
+//! between markers of their own, the chart into `target/bench/kv.svg` and every run into
+//! `target/bench/kv.json`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::chart::Series;
 use super::report::{LoadgenSummary, median};
 use super::server::RunningServer;
 use super::{BenchArgs, LoadRunner, Machine};
+use plotters::style::RGBColor;
 
 /// The markers around the KV part of `BENCHMARKS.md`.
 const KV_START: &str = "<!-- bench:kv:start (written by `cargo xtask bench --kv`) -->";
@@ -183,7 +185,38 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
     let json_path = out_dir.join("kv.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
-    eprintln!("bench --kv: wrote {}", json_path.display());
+    let chart_path = out_dir.join("kv.svg");
+    let groups: Vec<String> = DEPTHS.iter().map(|d| format!("depth {d}")).collect();
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let mut series = vec![Series {
+        name: KvServer::Kv.name(),
+        colour: RGBColor(0x2b, 0x6c, 0xb0),
+        values: rows
+            .iter()
+            .map(|(_, kv, _)| Some(kv.throughput_rps))
+            .collect(),
+    }];
+    if servers.contains(&KvServer::Redis) {
+        series.push(Series {
+            name: KvServer::Redis.name(),
+            colour: RGBColor(0xc0, 0x39, 0x2b),
+            values: rows
+                .iter()
+                .map(|(_, _, redis)| redis.map(|r| r.throughput_rps))
+                .collect(),
+        });
+    }
+    super::chart::draw_groups(
+        &chart_path,
+        "kv_server and redis-server: median throughput (req/s, log scale)",
+        &groups,
+        &series,
+    )?;
+    eprintln!(
+        "bench --kv: wrote {} and {}",
+        json_path.display(),
+        chart_path.display()
+    );
 
     if !args.no_markdown {
         let section = format!(
@@ -193,8 +226,8 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
              `--mix kv`, {CONNECTIONS} connections; medians over the rounds).\n\n\
              Machine: {machine}.\n\n\
              {table}\n\
-             Every run is kept in `target/bench/kv.json` (build output, not in the \
-             repository).\n\
+             The command also draws the table as a chart, `target/bench/kv.svg`, and keeps \
+             every run in `target/bench/kv.json` (both build output, not in the repository).\n\
              {KV_END}",
             args.rounds,
             args.duration,
