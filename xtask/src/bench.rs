@@ -16,6 +16,7 @@
 //! that dies ends the benchmark with an error: a fast wrong server measures nothing.
 
 mod chart;
+mod kv;
 mod measure;
 mod report;
 mod scenario;
@@ -69,6 +70,12 @@ pub(crate) struct BenchArgs {
     /// Leave `BENCHMARKS.md` as it is (the JSON and SVG are still written).
     #[arg(long)]
     no_markdown: bool,
+    /// Benchmark the W09 `kv_server` against `redis-server` instead (installed with apt-get
+    /// when missing and running as root, else reported skipped): `loadgen --mix kv`, 50
+    /// connections, depths 1 and 16. Takes --rounds, --duration, --workers, --loadgen-threads
+    /// and --no-markdown.
+    #[arg(long)]
+    kv: bool,
 }
 
 /// Runs the benchmark.
@@ -76,6 +83,13 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     anyhow::ensure!(args.duration > 0.0, "--duration must be positive");
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
+    if args.kv {
+        let root = workspace_root();
+        let out_dir = crate::target_dir(&root).join("bench");
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+        return kv::run(&args, &root, &out_dir);
+    }
     let scenarios = scenario::select(&args.scenarios)?;
     let servers: Vec<ServerKind> = if args.servers.is_empty() {
         ServerKind::ALL.to_vec()
@@ -254,6 +268,12 @@ fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String,
             ServerKind::Tokio => "tokio_server",
         });
     }
+    build_packages(root, &packages)
+}
+
+/// Builds the release binaries of `packages` and returns their paths by name, as cargo reports
+/// them.
+fn build_packages(root: &Path, packages: &[&str]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.current_dir(root).args([
@@ -262,7 +282,7 @@ fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String,
         "--bins",
         "--message-format=json-render-diagnostics",
     ]);
-    for package in &packages {
+    for package in packages {
         command.args(["-p", package]);
     }
     eprintln!("bench: cargo build --release -p {}", packages.join(" -p "));
@@ -303,12 +323,31 @@ impl LoadRunner {
         scenario: &Scenario,
         seconds: f64,
     ) -> anyhow::Result<LoadgenSummary> {
+        self.run_with(
+            server,
+            scenario.connections,
+            scenario.depth,
+            &["--mix", scenario.mix],
+            seconds,
+        )
+    }
+
+    /// Runs loadgen for `seconds` against `server` with `connections` connections at `depth`,
+    /// `mix_args` choosing what it sends; any wrong response is an error.
+    fn run_with(
+        &self,
+        server: &RunningServer,
+        connections: usize,
+        depth: usize,
+        mix_args: &[&str],
+        seconds: f64,
+    ) -> anyhow::Result<LoadgenSummary> {
         let mut command = Command::new(&self.path);
         command
             .args(["--addr", &server.addr().to_string()])
-            .args(["--connections", &scenario.connections.to_string()])
-            .args(["--depth", &scenario.depth.to_string()])
-            .args(["--mix", scenario.mix])
+            .args(["--connections", &connections.to_string()])
+            .args(["--depth", &depth.to_string()])
+            .args(mix_args)
             .args(["--duration", &format!("{seconds}")])
             .args(["--threads", &self.threads.to_string()])
             .args(["--json", "--quiet"])
@@ -585,12 +624,18 @@ fn refresh_markdown(path: &Path, section: &str) -> anyhow::Result<()> {
 }
 
 fn splice(existing: &str, section: &str) -> String {
-    match (existing.find(RESULTS_START), existing.find(RESULTS_END)) {
+    splice_between(existing, RESULTS_START, RESULTS_END, section)
+}
+
+/// `existing` with the text from `start_marker` to `end_marker` replaced by `section` (which
+/// carries the markers itself), or with `section` appended when the markers are missing.
+fn splice_between(existing: &str, start_marker: &str, end_marker: &str, section: &str) -> String {
+    match (existing.find(start_marker), existing.find(end_marker)) {
         (Some(start), Some(end)) if end > start => {
             format!(
                 "{}{section}{}",
                 &existing[..start],
-                &existing[end + RESULTS_END.len()..]
+                &existing[end + end_marker.len()..]
             )
         }
         _ if existing.is_empty() => format!("# Benchmarks\n\n{section}\n"),

@@ -30,26 +30,70 @@ pub(crate) fn draw(
     servers: &[ServerKind],
     rows: &[Row],
 ) -> anyhow::Result<()> {
-    let positive = rows.iter().map(|r| r.throughput_rps).filter(|&v| v > 0.0);
-    let top = positive.clone().fold(1.0f64, f64::max) * 3.0;
-    let bottom = positive.fold(top, f64::min).max(1.0) / 2.0;
+    let series: Vec<Series> = servers
+        .iter()
+        .map(|&server| Series {
+            name: server.binary(),
+            colour: colour(server),
+            values: scenarios
+                .iter()
+                .map(|id| {
+                    rows.iter()
+                        .find(|r| r.scenario == *id && r.server == server)
+                        .map(|r| r.throughput_rps)
+                })
+                .collect(),
+        })
+        .collect();
+    draw_groups(
+        path,
+        "Median throughput per scenario (req/s, log scale)",
+        scenarios,
+        &series,
+    )
+}
+
+/// One server's bars: its value in each group, `None` where it did not run.
+#[derive(Debug)]
+pub(crate) struct Series {
+    /// The legend's name.
+    pub(crate) name: &'static str,
+    /// The bars' colour.
+    pub(crate) colour: RGBColor,
+    /// One value per group, in the groups' order.
+    pub(crate) values: Vec<Option<f64>>,
+}
+
+/// Draws grouped bars of throughput, one bar per series in each group, on a log axis, into an
+/// SVG file at `path`.
+pub(crate) fn draw_groups(
+    path: &Path,
+    caption: &str,
+    groups: &[&str],
+    series: &[Series],
+) -> anyhow::Result<()> {
+    let values = || {
+        series
+            .iter()
+            .flat_map(|s| s.values.iter().flatten().copied())
+            .filter(|&v| v > 0.0)
+    };
+    let top = values().fold(1.0f64, f64::max) * 3.0;
+    let bottom = values().fold(top, f64::min).max(1.0) / 2.0;
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Median throughput per scenario (req/s, log scale)",
-            ("sans-serif", 22),
-        )
+        .caption(caption, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(80)
-        .build_cartesian_2d(0f64..scenarios.len() as f64, (bottom..top).log_scale())
+        .build_cartesian_2d(0f64..groups.len() as f64, (bottom..top).log_scale())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        // The scenario names are written above their groups instead: a numeric axis puts its
+        // The group names are written above their groups instead: a numeric axis puts its
         // labels at round numbers, not at the centres of the groups.
         .x_labels(0)
         .y_desc("requests per second")
@@ -57,41 +101,37 @@ pub(crate) fn draw(
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let width = 0.8 / servers.len().max(1) as f64;
-    for (slot, &server) in servers.iter().enumerate() {
-        let bars: Vec<Rectangle<(f64, f64)>> = scenarios
+    let width = 0.8 / series.len().max(1) as f64;
+    for (slot, one) in series.iter().enumerate() {
+        let colour = one.colour;
+        let bars: Vec<Rectangle<(f64, f64)>> = one
+            .values
             .iter()
             .enumerate()
-            .filter_map(|(group, id)| {
-                let row = rows
-                    .iter()
-                    .find(|r| r.scenario == *id && r.server == server)?;
+            .filter_map(|(group, value)| {
                 let left = group as f64 + 0.1 + slot as f64 * width;
                 Some(Rectangle::new(
                     [
                         (left, bottom),
-                        (left + width * 0.9, row.throughput_rps.max(bottom)),
+                        (left + width * 0.9, value.as_ref()?.max(bottom)),
                     ],
-                    colour(server).filled(),
+                    colour.filled(),
                 ))
             })
             .collect();
         chart
             .draw_series(bars)
             .map_err(|e| anyhow::anyhow!("{e}"))?
-            .label(server.binary())
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour(server).filled())
-            });
+            .label(one.name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
     }
-    let labels: Vec<Text<'_, (f64, f64), String>> = scenarios
+    let labels: Vec<Text<'_, (f64, f64), String>> = groups
         .iter()
         .enumerate()
         .map(|(group, id)| {
-            let tallest = rows
+            let tallest = series
                 .iter()
-                .filter(|r| r.scenario == *id)
-                .map(|r| r.throughput_rps)
+                .filter_map(|s| s.values.get(group).copied().flatten())
                 .fold(bottom, f64::max);
             Text::new(
                 (*id).to_owned(),

@@ -134,6 +134,15 @@ pub(crate) struct RunningServer {
 }
 
 impl RunningServer {
+    /// Takes charge of a spawned server process (in a group of the runner's,
+    /// `crate::process::spawn`) that listens on `addr`.
+    pub(crate) fn new(child: Child, addr: SocketAddr) -> RunningServer {
+        RunningServer {
+            child,
+            addr: Some(addr),
+        }
+    }
+
     /// The address it listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr.expect("set once started")

@@ -11,6 +11,12 @@
 //! computed once per distinct request before the run ([`mix`]) — a check is a `memcmp`, never a
 //! hash. Latencies go into one HdrHistogram per thread, merged at the end ([`report`]).
 //!
+//! `--mix kv` drives a key-value server instead (90 % `GET`, 10 % `SET`; see [`mix`] for how
+//! its checks stay exact under concurrent writers): `--replies text` for the course's KV
+//! protocol, `--replies redis` for `redis-server`, which takes the same request lines as inline
+//! commands and answers in RESP. Its read-only keys are stored, and every answer checked, on one
+//! connection before the clock starts.
+//!
 //! While it runs, a progress line goes to stderr once per second. The exit status is 0 when
 //! every response was right, 1 when any response differed or a connection failed (with the first
 //! such error named), and 2 when the run could not start.
@@ -26,7 +32,7 @@ mod mix;
 mod pipeline;
 mod report;
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -38,7 +44,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 
 use crate::driver::{Progress, RunPlan, ThreadResult};
-use crate::mix::{Mix, MixKind};
+use crate::mix::{KvReplies, Mix, MixKind};
 use crate::report::{Latency, Summary};
 
 /// How often the progress line is printed.
@@ -63,6 +69,10 @@ struct Cli {
     /// The request mix.
     #[arg(long, value_enum, default_value_t = MixKind::Compute64)]
     mix: MixKind,
+    /// How the key-value server of `--mix kv` words its replies: `text` (the course's KV
+    /// protocol) or `redis` (RESP, as redis-server answers inline commands).
+    #[arg(long, value_enum, default_value_t = KvReplies::Text)]
+    replies: KvReplies,
     /// Run for this many seconds (the default when neither this nor --requests is given: 5).
     #[arg(long, conflicts_with = "requests")]
     duration: Option<f64>,
@@ -272,7 +282,12 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
     driver::raise_fd_limit(cli.connections + 64).context("raising the open-file limit")?;
 
     let cpu_at_start = report::process_cpu_time();
-    let mix = Arc::new(Mix::new(cli.mix));
+    let mix = Arc::new(Mix::new(cli.mix, cli.connections, cli.replies));
+    preload(
+        cli.addr,
+        mix.preload(),
+        Duration::from_secs_f64(cli.timeout),
+    )?;
     let progress = Arc::new(Progress::default());
     // Every thread connects first; the clock starts once all connections are up.
     let barrier = Arc::new(Barrier::new(threads));
@@ -376,6 +391,56 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         summary.loadgen_cpu_us_per_request = micros / summary.completed.max(1) as f64;
     }
     Ok(summary)
+}
+
+/// Sends `requests` on one blocking connection, all at once, and checks every answer.
+fn preload(addr: SocketAddr, requests: &[mix::Request], timeout: Duration) -> anyhow::Result<()> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let mut stream = std::net::TcpStream::connect(addr)
+        .with_context(|| format!("connecting to {addr} to preload the keys"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    let lines: Vec<u8> = requests
+        .iter()
+        .flat_map(|r| r.line.iter().copied())
+        .collect();
+    let expected: Vec<u8> = requests
+        .iter()
+        .flat_map(|r| r.expected.iter().copied())
+        .collect();
+    // The answers are short and the server reads while it answers, so writing everything before
+    // reading cannot deadlock: a thousand `OK`s fit the socket buffers many times over.
+    stream.write_all(&lines).context("sending the preload")?;
+    // Compared as the bytes arrive, so a server that answers differently fails at once rather
+    // than after the timeout.
+    let mut got = Vec::with_capacity(expected.len());
+    let mut chunk = [0; 16 * 1024];
+    while got.len() < expected.len() {
+        let received = stream
+            .read(&mut chunk)
+            .context("reading the preload's answers")?;
+        anyhow::ensure!(
+            received > 0,
+            "the server closed the connection during the preload"
+        );
+        let want = &expected[got.len()..];
+        let take = received.min(want.len());
+        got.extend_from_slice(&chunk[..received]);
+        if chunk[..take] != want[..take] || received > want.len() {
+            let at = got
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(expected.len());
+            anyhow::bail!(
+                "the preload got a wrong answer at byte {at}: {:?} (expected {:?})",
+                String::from_utf8_lossy(&got[at..(at + 40).min(got.len())]),
+                String::from_utf8_lossy(&expected[at..(at + 40).min(expected.len())])
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Connection `index`'s share of `total` requests over `connections` connections.

@@ -4,10 +4,21 @@
 //! once, up front, by [`handoff_protocol::expected_response`]. During the run a connection only
 //! picks an index into that table, so checking a response is a byte comparison and never a
 //! hash: the load generator stays cheap however fast the server answers.
+//!
+//! ## The KV mix
+//!
+//! `kv` drives a key-value server (the W09 `kv_server`, or `redis-server` with
+//! `--replies redis`): 90 % `GET`, 10 % `SET`. Its checks stay exact although connections run
+//! concurrently, because no two connections ever write the same key and nobody reads a key that
+//! is written during the run: every `GET` reads one of [`KV_READ_KEYS`] shared keys that
+//! [`Mix::preload`] stores before the clock starts and nobody changes afterwards, and every `SET`
+//! writes one of [`KV_WRITE_KEYS_PER_CONNECTION`] keys that belong to its connection alone. So
+//! each response has one right answer, known before the run.
 
 use std::fmt;
 
 use handoff_protocol::expected_response;
+use kv_store::Reply as KvReply;
 
 /// How many distinct texts the `compute` and `rehash` requests cycle through, so the server sees
 /// different inputs without the checker ever hashing during the run.
@@ -18,6 +29,24 @@ const COMPUTE_TEXT_LEN: usize = 64;
 const REHASH_TEXT_LEN: usize = 16;
 /// In the `mixed` mix, one request in this many is `sleep 1`; the rest are `compute64`.
 const MIXED_SLEEP_ONE_IN: u64 = 10;
+/// In the `kv` mix, one request in this many is a `SET`; the rest are `GET`s.
+const KV_SET_ONE_IN: u64 = 10;
+/// The shared, read-only keys of the `kv` mix: preloaded, then only read.
+pub(crate) const KV_READ_KEYS: usize = 1024;
+/// The keys each connection of the `kv` mix writes, and it alone.
+pub(crate) const KV_WRITE_KEYS_PER_CONNECTION: usize = 16;
+/// The length of every value of the `kv` mix.
+const KV_VALUE_LEN: usize = 32;
+
+/// How a key-value server words its replies (the requests are the same bytes for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KvReplies {
+    /// The course's KV protocol: `OK`, `VALUE <v>`.
+    Text,
+    /// Redis's RESP, as `redis-server` answers inline commands: `+OK`, `$<len>` then the value.
+    Redis,
+}
 
 /// Which requests a run sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -33,6 +62,9 @@ pub(crate) enum MixKind {
     Sleep1,
     /// 90 % `compute64`, 10 % `sleep 1`.
     Mixed,
+    /// A key-value server: 90 % `GET` of preloaded shared keys, 10 % `SET` of the connection's
+    /// own keys (see the module docs).
+    Kv,
 }
 
 impl fmt::Display for MixKind {
@@ -43,6 +75,7 @@ impl fmt::Display for MixKind {
             MixKind::Rehash1000 => "rehash1000",
             MixKind::Sleep1 => "sleep1",
             MixKind::Mixed => "mixed",
+            MixKind::Kv => "kv",
         })
     }
 }
@@ -61,13 +94,20 @@ pub(crate) struct Request {
 pub(crate) struct Mix {
     kind: MixKind,
     /// The distinct requests. For `mixed`, the last one is `sleep 1` and the others are
-    /// `compute64`.
+    /// `compute64`. For `kv`, the first [`KV_READ_KEYS`] are the `GET`s, then each
+    /// connection's [`KV_WRITE_KEYS_PER_CONNECTION`] `SET`s.
     requests: Vec<Request>,
+    /// For `kv`: the `SET`s that store the read-only keys before the run.
+    preload: Vec<Request>,
 }
 
 impl Mix {
-    /// Builds the table for `kind`, computing every expected response once.
-    pub(crate) fn new(kind: MixKind) -> Mix {
+    /// Builds the table for `kind`, computing every expected response once. `connections` and
+    /// `replies` matter only to the `kv` mix.
+    pub(crate) fn new(kind: MixKind, connections: usize, replies: KvReplies) -> Mix {
+        if kind == MixKind::Kv {
+            return Mix::kv(connections, replies);
+        }
         let mut lines: Vec<Vec<u8>> = match kind {
             MixKind::Compute64 | MixKind::Mixed => (0..DISTINCT_TEXTS)
                 .map(|i| with_text(b"compute ", i, COMPUTE_TEXT_LEN))
@@ -77,6 +117,7 @@ impl Mix {
                 .collect(),
             MixKind::Ping => vec![b"ping".to_vec()],
             MixKind::Sleep1 => vec![b"sleep 1".to_vec()],
+            MixKind::Kv => unreachable!("built by Mix::kv"),
         };
         if kind == MixKind::Mixed {
             lines.push(b"sleep 1".to_vec());
@@ -91,7 +132,54 @@ impl Mix {
                 Request { line, expected }
             })
             .collect();
-        Mix { kind, requests }
+        Mix {
+            kind,
+            requests,
+            preload: Vec::new(),
+        }
+    }
+
+    /// The `kv` mix for `connections` connections.
+    fn kv(connections: usize, replies: KvReplies) -> Mix {
+        let read_keys = (0..KV_READ_KEYS).map(|i| (format!("r:{i}"), i));
+        let write_keys = (0..connections).flat_map(|connection| {
+            (0..KV_WRITE_KEYS_PER_CONNECTION).map(move |j| {
+                (
+                    format!("w:{connection}:{j}"),
+                    KV_READ_KEYS + connection * KV_WRITE_KEYS_PER_CONNECTION + j,
+                )
+            })
+        });
+        let set = |key: &str, variant: usize| {
+            let mut line = with_text(format!("SET {key} ").as_bytes(), variant, KV_VALUE_LEN);
+            line.push(b'\n');
+            Request {
+                line,
+                expected: kv_reply(&KvReply::Ok, replies),
+            }
+        };
+        let mut requests: Vec<Request> = read_keys
+            .clone()
+            .map(|(key, variant)| Request {
+                line: format!("GET {key}\n").into_bytes(),
+                expected: kv_reply(
+                    &KvReply::Value(with_text(b"", variant, KV_VALUE_LEN)),
+                    replies,
+                ),
+            })
+            .collect();
+        requests.extend(write_keys.map(|(key, variant)| set(&key, variant)));
+        Mix {
+            kind: MixKind::Kv,
+            requests,
+            preload: read_keys.map(|(key, variant)| set(&key, variant)).collect(),
+        }
+    }
+
+    /// The requests to send, and check, on one connection before the run: the `kv` mix's
+    /// read-only keys. Empty for every other mix.
+    pub(crate) fn preload(&self) -> &[Request] {
+        &self.preload
     }
 
     /// The distinct requests; [`RequestPicker::next`] returns indices into this slice.
@@ -107,7 +195,23 @@ impl Mix {
             // A distinct, non-zero seed per connection (xorshift never leaves zero).
             state: (connection as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             counter: connection,
+            connection,
         }
+    }
+}
+
+/// The bytes a key-value server answers `reply` with, in the dialect `replies`.
+fn kv_reply(reply: &KvReply, replies: KvReplies) -> Vec<u8> {
+    match (replies, reply) {
+        (KvReplies::Text, reply) => reply.to_bytes(),
+        (KvReplies::Redis, KvReply::Ok) => b"+OK\r\n".to_vec(),
+        (KvReplies::Redis, KvReply::Value(value)) => {
+            let mut out = format!("${}\r\n", value.len()).into_bytes();
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+            out
+        }
+        (KvReplies::Redis, other) => unreachable!("the kv mix expects no {other:?}"),
     }
 }
 
@@ -119,16 +223,25 @@ pub(crate) struct RequestPicker {
     distinct: usize,
     state: u64,
     counter: usize,
+    /// The connection's number, which picks its own `SET` keys in the `kv` mix.
+    connection: usize,
 }
 
 impl RequestPicker {
     /// The index of the next request to send.
     pub(crate) fn next(&mut self) -> usize {
+        if self.kind == MixKind::Kv {
+            self.step_xorshift();
+            self.counter = self.counter.wrapping_add(1);
+            if self.state.is_multiple_of(KV_SET_ONE_IN) {
+                let own = self.counter % KV_WRITE_KEYS_PER_CONNECTION;
+                return KV_READ_KEYS + self.connection * KV_WRITE_KEYS_PER_CONNECTION + own;
+            }
+            // Spread the reads over the shared keys; the multiplier is odd, so every key comes up.
+            return self.counter.wrapping_mul(7919) % KV_READ_KEYS;
+        }
         if self.kind == MixKind::Mixed {
-            // xorshift64: cheap, and the same sequence every run.
-            self.state ^= self.state << 13;
-            self.state ^= self.state >> 7;
-            self.state ^= self.state << 17;
+            self.step_xorshift();
             if self.state.is_multiple_of(MIXED_SLEEP_ONE_IN) {
                 return self.distinct - 1;
             }
@@ -137,6 +250,13 @@ impl RequestPicker {
         }
         self.counter = (self.counter + 1) % self.distinct;
         self.counter
+    }
+
+    /// xorshift64: cheap, and the same sequence every run.
+    fn step_xorshift(&mut self) {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
     }
 }
 
@@ -160,7 +280,7 @@ mod tests {
 
     #[test]
     fn compute64_lines_carry_64_bytes_of_text_and_their_hash() {
-        let mix = Mix::new(MixKind::Compute64);
+        let mix = Mix::new(MixKind::Compute64, 1, KvReplies::Text);
         assert_eq!(mix.requests().len(), DISTINCT_TEXTS);
         let first = &mix.requests()[0];
         assert_eq!(first.line.len(), "compute ".len() + COMPUTE_TEXT_LEN + 1);
@@ -170,7 +290,7 @@ mod tests {
 
     #[test]
     fn mixed_sends_about_one_sleep_in_ten() {
-        let mix = Mix::new(MixKind::Mixed);
+        let mix = Mix::new(MixKind::Mixed, 1, KvReplies::Text);
         let sleep = mix.requests().len() - 1;
         assert_eq!(mix.requests()[sleep].line, b"sleep 1\n");
         let mut picker = mix.picker(3);
@@ -184,10 +304,57 @@ mod tests {
     #[test]
     fn single_line_mixes_always_pick_it() {
         for kind in [MixKind::Ping, MixKind::Sleep1] {
-            let mix = Mix::new(kind);
+            let mix = Mix::new(kind, 1, KvReplies::Text);
             let mut picker = mix.picker(7);
             assert!((0..10).all(|_| picker.next() == 0));
         }
-        assert_eq!(Mix::new(MixKind::Ping).requests()[0].expected, b"pong\n");
+        assert_eq!(
+            Mix::new(MixKind::Ping, 1, KvReplies::Text).requests()[0].expected,
+            b"pong\n"
+        );
+    }
+
+    #[test]
+    fn kv_sets_only_its_own_keys_and_gets_only_preloaded_ones() {
+        let mix = Mix::new(MixKind::Kv, 3, KvReplies::Text);
+        assert_eq!(mix.preload().len(), KV_READ_KEYS);
+        assert_eq!(
+            mix.requests().len(),
+            KV_READ_KEYS + 3 * KV_WRITE_KEYS_PER_CONNECTION
+        );
+        let mut picker = mix.picker(1);
+        let mut sets = 0;
+        for _ in 0..100_000 {
+            let request = &mix.requests()[picker.next()];
+            if request.line.starts_with(b"SET ") {
+                sets += 1;
+                assert!(request.line.starts_with(b"SET w:1:"), "{:?}", request.line);
+                assert_eq!(request.expected, b"OK\n");
+            } else {
+                assert!(request.line.starts_with(b"GET r:"));
+                assert!(request.expected.starts_with(b"VALUE "));
+            }
+        }
+        assert!((9_000..11_000).contains(&sets), "{sets} sets in 100000");
+        // The value a GET expects is the one its preload stored.
+        let preload = String::from_utf8(mix.preload()[5].line.clone()).unwrap();
+        let value = preload.trim_end().rsplit(' ').next().unwrap();
+        assert_eq!(mix.requests()[5].line, b"GET r:5\n");
+        assert_eq!(
+            mix.requests()[5].expected,
+            format!("VALUE {value}\n").as_bytes()
+        );
+    }
+
+    #[test]
+    fn kv_redis_replies_are_resp() {
+        let mix = Mix::new(MixKind::Kv, 1, KvReplies::Redis);
+        assert_eq!(mix.preload()[0].expected, b"+OK\r\n");
+        let get = &mix.requests()[0].expected;
+        assert!(
+            get.starts_with(b"$32\r\n") && get.ends_with(b"\r\n"),
+            "{get:?}"
+        );
+        assert_eq!(get.len(), "$32\r\n".len() + 32 + 2);
     }
 }

@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn keeps_depth_requests_in_flight_and_completes_split_responses() {
-        let mix = Mix::new(MixKind::Ping);
+        let mix = Mix::new(MixKind::Ping, 1, crate::mix::KvReplies::Text);
         let mut pipeline = Pipeline::new(3, mix.picker(0), None);
         let start = Instant::now();
         assert_eq!(pipeline.fill(mix.requests(), start), 3);
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn quota_and_stop_end_the_connection_once_answered() {
-        let mix = Mix::new(MixKind::Ping);
+        let mix = Mix::new(MixKind::Ping, 1, crate::mix::KvReplies::Text);
         let mut pipeline = Pipeline::new(4, mix.picker(0), Some(2));
         assert_eq!(pipeline.fill(mix.requests(), Instant::now()), 2);
         assert!(!pipeline.is_finished());
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_wrong_byte_is_a_mismatch_naming_request_and_response() {
-        let mix = Mix::new(MixKind::Compute64);
+        let mix = Mix::new(MixKind::Compute64, 1, crate::mix::KvReplies::Text);
         let mut pipeline = Pipeline::new(1, mix.picker(0), None);
         pipeline.fill(mix.requests(), Instant::now());
         let request = mix.requests()[mix.picker(0).next()].clone();
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn bytes_with_nothing_in_flight_are_a_mismatch() {
-        let mix = Mix::new(MixKind::Ping);
+        let mix = Mix::new(MixKind::Ping, 1, crate::mix::KvReplies::Text);
         let mut pipeline = Pipeline::new(1, mix.picker(0), None);
         let got = pipeline.receive(b"pong\n", mix.requests(), Instant::now(), &mut histogram());
         assert_eq!(got.map_err(|m| m.request), Err(None));

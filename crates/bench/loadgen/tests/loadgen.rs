@@ -341,3 +341,72 @@ fn nothing_listening_is_a_clear_start_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connect"), "{stderr}");
 }
+
+/// The store behind [`kv_answer`], shared by every connection of the fake KV server.
+static KV_ENGINE: OnceLock<kv_store::KvEngine> = OnceLock::new();
+
+/// A key-value server's answer, from the course's own store.
+fn kv_answer(line: &[u8]) -> Option<Vec<u8>> {
+    let engine = KV_ENGINE.get_or_init(|| kv_store::KvEngine::new(Default::default()));
+    Some(
+        engine
+            .execute_line(line, std::time::Instant::now())
+            .to_bytes(),
+    )
+}
+
+#[test]
+fn the_kv_mix_preloads_its_keys_and_checks_every_answer_exactly() {
+    let server = FakeServer::start(kv_answer);
+    let output = loadgen(&[
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv",
+        "-c",
+        "8",
+        "-d",
+        "16",
+        "--requests",
+        "4000",
+        "--json",
+        "--threads",
+        "2",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = json(&output);
+    assert_eq!(summary["completed"], 4000, "{summary}");
+    assert_eq!(summary["mismatches"], 0);
+    // The 1024 preloaded keys plus some of the 8 connections' 16 own keys each.
+    let stats = String::from_utf8(kv_answer(b"STATS").unwrap()).unwrap();
+    let keys: u64 = stats
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix("keys="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no keys= in {stats}"));
+    assert!((1025..=1024 + 8 * 16).contains(&keys), "{stats}");
+}
+
+#[test]
+fn the_kv_mix_with_redis_replies_rejects_text_answers() {
+    let server = FakeServer::start(kv_answer);
+    let output = loadgen(&[
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv",
+        "--replies",
+        "redis",
+        "-c",
+        "1",
+        "--requests",
+        "10",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "the preload must fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("preload got a wrong answer"), "{stderr}");
+}

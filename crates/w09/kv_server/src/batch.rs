@@ -1,0 +1,125 @@
+//! A batch: the request lines of one connection read in one loop turn, run on a worker as one
+//! pool task and brought back as one result.
+//!
+//! The reasons are those of the W05 server's batches (`handoff_server`'s `batch` module): at
+//! pipelining depth 16 one `recv` brings sixteen requests, and a batch pays the task allocation,
+//! the pool push, a possible worker wake-up and the results push once for all of them; batches
+//! are recycled, so steady traffic allocates nothing per request between the loop and the
+//! workers. Every request keeps its own sequence number, so the session still writes each answer
+//! in its place, and a panic is caught per request.
+//!
+//! What differs is the work: every KV request is one [`KvEngine::execute_line`] on the shared
+//! engine, whose locks let the `GET`s of two batches run on two workers at once.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use eventloop::slab::Key;
+use kv_store::{KvEngine, Reply};
+use thread_pool::TaskPanic;
+
+/// The most requests one batch holds: one read of a client pipelining sixteen deep, while a
+/// deeper pipeline is still spread over every worker.
+pub(crate) const MAX_BATCH: usize = 16;
+
+/// How many line bytes a recycled batch may keep allocated; a batch that carried a huge `SET`
+/// is trimmed back so it does not pin that memory for good.
+const MAX_KEPT_LINES: usize = 16 * 1024;
+
+/// One request inside a batch.
+#[derive(Debug)]
+struct Request {
+    seq: u64,
+    /// The server-wide task number, for `--log`.
+    task_id: u64,
+    /// Where its line is in [`Batch::lines`].
+    line: Range<usize>,
+}
+
+/// Request lines of one connection on their way to a worker, and their replies on the way back.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    key: Option<Key>,
+    requests: Vec<Request>,
+    /// Every request's line, one after another.
+    lines: Vec<u8>,
+    /// Filled by [`run`](Self::run): one outcome per request, in the same order.
+    replies: Vec<Result<Reply, TaskPanic>>,
+}
+
+impl Batch {
+    // starter: w09-l04 todo "clear the recycled batch for connection `key`"
+    /// Readies a recycled (or new) batch for the requests of connection `key`.
+    pub(crate) fn start(&mut self, key: Key) {
+        self.key = Some(key);
+        self.requests.clear();
+        self.lines.clear();
+        self.replies.clear();
+        if self.lines.capacity() > MAX_KEPT_LINES {
+            self.lines.shrink_to(MAX_KEPT_LINES);
+        }
+    }
+
+    /// The connection the batch belongs to.
+    pub(crate) fn key(&self) -> Option<Key> {
+        self.key
+    }
+
+    // starter: w09-l04 todo "copy the line; record its seq, task id and range"
+    /// Adds a request, copying its line.
+    pub(crate) fn push(&mut self, seq: u64, task_id: u64, line: &[u8]) {
+        let start = self.lines.len();
+        self.lines.extend_from_slice(line);
+        self.requests.push(Request {
+            seq,
+            task_id,
+            line: start..self.lines.len(),
+        });
+    }
+
+    /// How many requests the batch holds.
+    pub(crate) fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether the batch holds no request.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    // starter: w09-l04 todo "execute_line per request, a panic caught per request"
+    /// Runs every request on `engine`, on a worker. A panic is caught per request. With `log`,
+    /// prints `worker <tid> task <id> <verb>` per request.
+    pub(crate) fn run(&mut self, engine: &KvEngine, log: bool) {
+        self.replies.clear();
+        for request in &self.requests {
+            let line = &self.lines[request.line.clone()];
+            if log {
+                let verb = line.split(|&b| b == b' ').next().unwrap_or_default();
+                eprintln!(
+                    "worker {} task {} {}",
+                    eventloop::sys::gettid(),
+                    request.task_id,
+                    String::from_utf8_lossy(verb)
+                );
+            }
+            self.replies.push(TaskPanic::catch(|| {
+                engine.execute_line(line, Instant::now())
+            }));
+        }
+    }
+
+    // starter: w09-l05 todo "one (seq, reply) per request, in order; None where no reply came"
+    /// Takes the replies out, each with its request's sequence number, in request order. A
+    /// request without a reply (the batch never ran) counts as a panicked one, so that every
+    /// request still gets exactly one answer.
+    pub(crate) fn take_replies(&mut self) -> impl Iterator<Item = (u64, Option<Reply>)> {
+        let mut replies = self.replies.drain(..);
+        self.requests
+            .drain(..)
+            .map(move |request| (request.seq, replies.next().and_then(Result::ok)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

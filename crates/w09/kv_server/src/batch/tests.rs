@@ -1,0 +1,43 @@
+//! The batch on its own: replies in request order, one per request even when it never ran.
+
+use super::*;
+use eventloop::slab::Slab;
+
+#[test]
+fn a_batch_runs_its_lines_in_order_and_returns_each_reply_with_its_seq() {
+    let mut slab = Slab::new();
+    let key = slab.insert(());
+    let engine = KvEngine::new(Default::default());
+    let mut batch = Batch::default();
+    batch.start(key);
+    batch.push(7, 1, b"SET a 1");
+    batch.push(8, 2, b"GET a");
+    batch.push(9, 3, b"BADCMD");
+    assert_eq!((batch.len(), batch.key()), (3, Some(key)));
+    batch.run(&engine, false);
+    let replies: Vec<(u64, Vec<u8>)> = batch
+        .take_replies()
+        .map(|(seq, reply)| (seq, reply.unwrap().to_bytes()))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            (7, b"OK\n".to_vec()),
+            (8, b"VALUE 1\n".to_vec()),
+            (9, b"ERROR unknown command\n".to_vec())
+        ]
+    );
+    assert!(batch.is_empty());
+}
+
+#[test]
+fn a_batch_that_never_ran_still_answers_every_request() {
+    let mut slab = Slab::new();
+    let key = slab.insert(());
+    let mut batch = Batch::default();
+    batch.start(key);
+    batch.push(0, 1, b"GET a");
+    batch.push(1, 2, b"GET b");
+    let replies: Vec<_> = batch.take_replies().collect();
+    assert_eq!(replies, [(0, None), (1, None)]);
+}
