@@ -24,6 +24,7 @@
 mod admission;
 mod batch;
 mod deadline;
+mod loops;
 mod overload;
 mod retry;
 mod server;
@@ -53,6 +54,9 @@ Examples:
   handoff_server 9090 --bind 0.0.0.0 --queue 256 --max-in-flight 64
       Listen on every interface, let at most 256 tasks wait for a worker, and read at most 64
       unanswered requests ahead on any one connection.
+  handoff_server 9090 --workers 2 --loops 2
+      Two event loops, each with its own listener on port 9090 and its own connections, and two
+      workers that both loops hand their CPU work to.
   handoff_server 9090 --workers 2 --max-inflight 10 --request-timeout-ms 300 \\
       --max-retry-ratio 0.2 --stats-interval-ms 1000
       Survive a flood (W06): shed requests beyond 10 in flight, answer any request still
@@ -103,6 +107,14 @@ struct Cli {
     /// on stderr from the worker that runs each task.
     #[arg(long)]
     log: bool,
+
+    /// IO event loops. 1 runs the loop on the main thread (every W05 lesson). N > 1 runs N loops,
+    /// each a thread with its own listener on the same port (SO_REUSEPORT) and its own
+    /// connections, sharing the one worker pool; the main thread then only supervises (signals,
+    /// `stats` across loops). With --log each loop logs `loop <thread-id>` and `loop <thread-id>
+    /// accepted <peer>`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    loops: usize,
 
     /// Overload (W06 L01): worker requests accepted and not yet answered, across all
     /// connections, beyond which a new one is shed (answered `ERROR: overloaded, retry after
@@ -185,7 +197,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             max_retry_ratio: cli.max_retry_ratio,
             stats_interval: cli.stats_interval_ms.map(millis),
         },
+        loops: cli.loops,
     };
+    if config.loops > 1 {
+        return loops::run(&config);
+    }
     let dispatcher = Dispatcher::new("handoff-loop")?;
     let server = server::start(&dispatcher, &config)?;
     dispatcher.run().context("the event loop failed")?;

@@ -77,6 +77,13 @@ pub(crate) trait Host {
     fn overload_stats(&self) -> Option<OverloadStats> {
         None
     }
+    /// Starts gathering the counters for `stats` request `seq` from elsewhere (every loop of a
+    /// server with several); `true` if so, and the answer then comes through
+    /// [`Session::complete_stats`]. A host whose counters are all at hand answers `false`.
+    fn gather_stats(&mut self, seq: u64) -> bool {
+        let _ = seq;
+        false
+    }
 }
 
 /// Why [`Session::process_lines`] stopped.
@@ -121,6 +128,8 @@ enum Slot {
     Overload(OverloadReply),
     /// A `stats` answer, with the counters as they were when the request was read.
     Stats(Stats, Option<Box<OverloadStats>>),
+    /// A `stats` answer whose counters are being gathered ([`Host::gather_stats`]).
+    GatheringStats,
 }
 
 /// A worker request the pool had no room for; offered again before any later line is read.
@@ -205,6 +214,10 @@ impl Responses {
                 });
             }
         } else if verb == Verb::Stats {
+            if host.gather_stats(self.next_seq()) {
+                self.slots.push_back(Slot::GatheringStats);
+                return;
+            }
             let overload = host.overload_stats().map(Box::new);
             self.push_ready(Slot::Stats(host.stats(), overload), host);
         } else {
@@ -231,7 +244,7 @@ fn write_slot(slot: Slot, out: &mut Vec<u8>, host: &mut dyn Host) {
             }
             host.responded(false);
         }
-        Slot::Waiting(_) => unreachable!("only filled slots are written"),
+        Slot::Waiting(_) | Slot::GatheringStats => unreachable!("only filled slots are written"),
     }
 }
 
@@ -377,6 +390,21 @@ impl Session {
             }
         }
         responses.write_ready(host);
+    }
+
+    /// The gathered counters of `stats` request `seq` arrived: its answer is written in turn.
+    pub(crate) fn complete_stats(
+        &mut self,
+        seq: u64,
+        stats: Stats,
+        overload: Option<OverloadStats>,
+        host: &mut dyn Host,
+    ) {
+        let responses = &mut self.responses;
+        if let Some(slot @ Slot::GatheringStats) = responses.slot_mut(seq) {
+            *slot = Slot::Stats(stats, overload.map(Box::new));
+            responses.write_ready(host);
+        }
     }
 
     /// Request `seq`'s deadline passed (W06 L03): if it is still waiting for its result, it is
