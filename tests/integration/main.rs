@@ -4,6 +4,8 @@
 //!   (`handoff_server` and the W04 `epoll_server`), for everything that needs no thread pool.
 //! - [`handoff`]: what only the handoff server promises: work on a pool while the loop stays
 //!   responsive, panics isolated, backpressure, the thread layout and the SIGTERM drain.
+//! - [`loops`]: `handoff_server --loops N`: which loop serves which connection, the thread
+//!   layout, `stats` over every loop, the W06 limits split over the loops, the drain.
 //! - [`overload`]: the handoff server's W06 overload controls: the admission gate and shedding,
 //!   request timeouts, the retry budget and their counters.
 //!
@@ -12,5 +14,6 @@
 
 mod conformance;
 mod handoff;
+mod loops;
 mod overload;
 mod util;

@@ -212,16 +212,20 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
     rows
 }
 
-/// The handoff server's verdict for each scenario.
+/// The handoff server's verdict for each scenario: the one-loop server's, then, where it ran,
+/// the several-loop server's (`--loops`).
 pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> Vec<Verdict> {
+    let find = |scenario: &Scenario, server| {
+        rows.iter()
+            .find(|r| r.scenario == scenario.id && r.server == server)
+    };
     scenarios
         .iter()
-        .map(|scenario| {
-            let find = |server| {
-                rows.iter()
-                    .find(|r| r.scenario == scenario.id && r.server == server)
-            };
-            let handoff = find(ServerKind::Handoff);
+        .flat_map(|scenario| {
+            let several = find(scenario, ServerKind::HandoffLoops).map(|row| (scenario, Some(row)));
+            std::iter::once((scenario, find(scenario, ServerKind::Handoff))).chain(several)
+        })
+        .map(|(scenario, handoff)| {
             let (measured, met) = match (scenario.target, handoff) {
                 (_, None) => ("handoff_server not run".to_owned(), None),
                 (Target::VersusTokio { ratio }, Some(row)) => {
@@ -245,9 +249,15 @@ pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> 
                     )
                 }
             };
+            let target = match handoff {
+                Some(row) if row.server == ServerKind::HandoffLoops => {
+                    format!("{} ({})", scenario.target, row.server)
+                }
+                _ => scenario.target.to_string(),
+            };
             Verdict {
                 scenario: scenario.id,
-                target: scenario.target.to_string(),
+                target,
                 measured,
                 met,
             }
