@@ -73,7 +73,7 @@ SIGINT or SIGTERM: stop accepting, answer every request already read, join the w
 /// the CPU work, speaking the course's line protocol (compute, rehash, factorial, sleep, fail,
 /// panic, ping, stats).
 #[derive(Debug, Parser)]
-#[command(name = "handoff_server", version, after_help = EXAMPLES)]
+#[command(name = "handoff_server", version, after_help = EXAMPLES, args_override_self = true)]
 struct Cli {
     /// TCP port to listen on; 0 picks a free port. Either way the first stdout line is
     /// `listening on <addr>:<port>`.
