@@ -259,11 +259,14 @@ fn own_niceness() -> Option<i64> {
 fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut packages = vec!["loadgen"];
     for server in servers {
-        packages.push(match server {
+        let package = match server {
             ServerKind::Handoff | ServerKind::HandoffLoops => "handoff_server",
             ServerKind::Epoll => "epoll_server",
             ServerKind::Tokio => "tokio_server",
-        });
+        };
+        if !packages.contains(&package) {
+            packages.push(package);
+        }
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);

@@ -438,6 +438,35 @@ mod tests {
     }
 
     #[test]
+    fn the_several_loop_server_gets_a_verdict_and_a_row_of_its_own() {
+        crate::bench::server::set_multi_loops(2);
+        let runs = vec![
+            run("S1", ServerKind::Tokio, 100.0, 50.0),
+            run("S1", ServerKind::Handoff, 120.0, 40.0),
+            run("S1", ServerKind::HandoffLoops, 160.0, 45.0),
+        ];
+        let scenarios = &ALL[..1];
+        let rows = rows(scenarios, &ServerKind::ALL, &runs);
+        let verdicts = verdicts(scenarios, &rows, 2);
+        let summary: Vec<(&str, Option<bool>)> = verdicts
+            .iter()
+            .map(|v| (v.target.as_str(), v.met))
+            .collect();
+        assert_eq!(summary.len(), 2, "{summary:?}");
+        assert_eq!(summary[0].1, Some(false), "one loop: 1.2× < 1.3×");
+        assert!(
+            summary[1].0.ends_with("(handoff_server --loops 2)"),
+            "{summary:?}"
+        );
+        assert_eq!(summary[1].1, Some(true), "two loops: 1.6× ≥ 1.3×");
+        let table = markdown(scenarios, &rows, &verdicts, &[]);
+        assert!(
+            table.contains("| S1 compute64 50×1 | handoff_server --loops 2 | 160 | 1.60× |"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn a_missing_tool_is_reported_as_skipped_with_its_reason() {
         let row = SyscallRow {
             scenario: "S2",
