@@ -341,21 +341,25 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
             Arc::clone(&servers),
             built_sender.clone(),
         );
-        let link_to_main = Arc::clone(&channel);
+        let link = LoopLink {
+            index,
+            tid: workers.workers()[index]
+                .thread_id()
+                .context("a running loop has a thread id")?,
+            main: Arc::clone(&channel),
+            reported_drained: false,
+        };
         workers.post_to_with(index, move |dispatcher| {
-            let link = LoopLink {
-                index,
-                tid: eventloop::sys::gettid(),
-                main: link_to_main,
-                reported_drained: false,
-            };
             let budget = share(budget, loop_config.loops, index);
-            let started =
-                server::start_loop(dispatcher, &loop_config, pool, budget, link).map(|server| {
-                    if let Some(cell) = servers.get() {
-                        *cell.borrow_mut() = Some(server);
-                    }
-                });
+            let started = match servers.get() {
+                // The slot's initialiser was posted before this, so it has run.
+                Some(cell) => server::start_loop(dispatcher, &loop_config, pool, budget, link)
+                    .map(|server| *cell.borrow_mut() = Some(server)),
+                None => Err(anyhow::anyhow!(
+                    "its slot has no value ({} failed initialisations)",
+                    servers.failed_initialisations()
+                )),
+            };
             let _ = built.send(started.map_err(|error| format!("loop {index}: {error:#}")));
         })?;
     }

@@ -483,6 +483,7 @@ pub(crate) fn start_loop(
     let listener = TcpListener::bind_reuse_port(config.addr, DEFAULT_BACKLOG)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let server = build(dispatcher, config, listener, pool, budget)?;
+    let tid = link.tid();
     {
         let mut server = server.borrow_mut();
         // Loop i hands out task ids i + 1, i + 1 + N, …: unique across the loops in the log.
@@ -491,7 +492,7 @@ pub(crate) fn start_loop(
         server.core.link = Some(link);
     }
     if config.log {
-        eprintln!("loop {}", eventloop::sys::gettid());
+        eprintln!("loop {tid}");
     }
     Ok(server)
 }
