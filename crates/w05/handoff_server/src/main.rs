@@ -11,6 +11,9 @@
 //!   socket, so it is unit-tested on its own.
 //! - connections live in an [`eventloop::slab::Slab`], keyed by (index, generation), so a late
 //!   result never reaches the wrong client.
+//! - [`loops`]: `--loops N` (N > 1), the Envoy model: N event loops, each an `eventloop::Worker`
+//!   with its own `SO_REUSEPORT` listener and connections, sharing the pool; the main thread
+//!   supervises (signals, `stats` across loops).
 //! - [`overload`] and its controls (W06, all off by default): [`admission`] (the gate and
 //!   shedding), [`deadline`] (request timeouts), [`retry`] (the retry budget) and [`telemetry`]
 //!   (the overload keys of `stats`).
@@ -19,7 +22,8 @@
 //! starts (every worker inherits the mask) and arrive through the dispatcher's signalfd; the loop
 //! stops accepting and reading, answers every request it has read, closes each connection once
 //! its answers are sent, and returns; then the pool is shut down (every accepted task runs, every
-//! worker is joined) and the process exits 0.
+//! worker is joined) and the process exits 0. With several loops the main thread reads the
+//! signals and every loop drains the same way (see [`loops`]), then the loops stop, then the pool.
 
 mod admission;
 mod batch;
@@ -104,7 +108,9 @@ struct Cli {
     max_unsent_bytes: usize,
 
     /// Log `main <thread-id>` once from the loop, and `worker <thread-id> task <task-id> <verb>`
-    /// on stderr from the worker that runs each task.
+    /// on stderr from the worker that runs each task. With --loops N > 1, `main <thread-id>` is
+    /// the supervising main thread, and each loop logs `loop <thread-id>` and `loop <thread-id>
+    /// accepted <peer>` for every connection it accepts.
     #[arg(long)]
     log: bool,
 

@@ -1,9 +1,10 @@
 //! The event loop side of the server: the listener, the connections, the handoff to the pool and
 //! the results coming back.
 //!
-//! One [`Dispatcher`] on the main thread owns every socket. Its callbacks all land in one
-//! [`Server`] (behind an `Rc<RefCell<_>>`, since the dispatcher and its callbacks live on this
-//! thread only):
+//! One [`Dispatcher`] on the main thread owns every socket (with `--loops N`, each of N loops is
+//! such a server on its own thread, owning its own listener and connections: see the `loops`
+//! module). Its callbacks all land in one [`Server`] (behind an `Rc<RefCell<_>>`, since the
+//! dispatcher and its callbacks live on this thread only):
 //!
 //! - **listener readable** → accept up to a batch of connections, each registered with its slab
 //!   [`Key`] captured in its callback;
