@@ -125,7 +125,8 @@ struct Cli {
     /// Overload (W06 L01): worker requests accepted and not yet answered, across all
     /// connections, beyond which a new one is shed (answered `ERROR: overloaded, retry after
     /// <ms> ms` at once). Unlike --max-in-flight, which pauses reading one connection, this
-    /// answers. [default: no limit]
+    /// answers. With several --loops, each loop enforces an exact share, so the limit must be
+    /// at least the number of loops. [default: no limit]
     #[arg(long, value_name = "N", value_parser = positive, help_heading = "Overload controls (W06)")]
     max_inflight: Option<usize>,
 
