@@ -2,7 +2,8 @@
 //!
 //! Each test is a plain function of the [`ServerKind`]; [`for_each_server!`] turns the list into
 //! one `#[test]` per server, so `cargo test conformance::epoll_server` or
-//! `cargo test conformance::handoff_server` runs one server's suite. Only what needs no thread
+//! `cargo test conformance::handoff_server` runs one server's suite (and
+//! `conformance::handoff_server_two_loops` the handoff server's with `--loops 2`). Only what needs no thread
 //! pool is here: the handoff server's own promises are in `handoff`.
 
 use std::io::{Read as _, Write as _};
@@ -22,6 +23,9 @@ macro_rules! for_each_server {
     ($($test:ident),* $(,)?) => {
         mod handoff_server {
             $(#[test] fn $test() { super::$test(crate::util::ServerKind::Handoff); })*
+        }
+        mod handoff_server_two_loops {
+            $(#[test] fn $test() { super::$test(crate::util::ServerKind::HandoffTwoLoops); })*
         }
         mod epoll_server {
             $(#[test] fn $test() { super::$test(crate::util::ServerKind::Epoll); })*
@@ -484,6 +488,7 @@ fn running_out_of_fds_neither_spins_nor_wedges(kind: ServerKind) {
     let server = Server::builder(kind)
         .args(match kind {
             ServerKind::Handoff => &["--workers", "1"],
+            ServerKind::HandoffTwoLoops => &["--workers", "1", "--loops", "2"],
             ServerKind::Epoll => &[],
         })
         .nofile_limit(LIMIT)

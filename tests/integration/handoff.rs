@@ -1,6 +1,8 @@
 //! What only the handoff server promises: CPU work on a pool while the loop stays responsive,
 //! results routed to the right connection in request order, panics isolated, backpressure, the
-//! thread layout, `--log`, and the SIGTERM drain.
+//! thread layout, `--log`, and the SIGTERM drain. The per-connection promises (ordering, stale
+//! results on a reused fd, backpressure, the drain) run with one loop and with `--loops 2`
+//! (`handoff::one_loop::…`, `handoff::two_loops::…`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{ErrorKind, Write as _};
@@ -15,15 +17,48 @@ fn start(args: &[&str]) -> Server {
     Server::builder(ServerKind::Handoff).args(args).start()
 }
 
+/// A handoff server with `loops` event loops (`--loops`) and `args` after the port.
+fn start_with(loops: usize, args: &[&str]) -> Server {
+    let loops = loops.to_string();
+    Server::builder(ServerKind::Handoff)
+        .args(args)
+        .args(&["--loops", &loops])
+        .start()
+}
+
+/// Generates `one_loop::<test>` and `two_loops::<test>` for each listed function of the loop
+/// count: what the server promises per connection holds however many loops serve them.
+macro_rules! with_one_and_two_loops {
+    ($($test:ident),* $(,)?) => {
+        mod one_loop {
+            $(#[test] fn $test() { super::$test(1); })*
+        }
+        mod two_loops {
+            $(#[test] fn $test() { super::$test(2); })*
+        }
+    };
+}
+
+with_one_and_two_loops!(
+    half_close_with_a_slow_task_pending_is_still_answered,
+    results_that_finish_out_of_order_are_written_in_request_order,
+    a_result_for_a_gone_connection_never_reaches_the_next_client_on_its_fd,
+    a_client_that_never_reads_cannot_grow_server_memory,
+    ping_is_answered_while_every_worker_is_busy,
+    sigterm_answers_a_pending_slow_task_then_exits_zero,
+    a_full_task_queue_stops_reading_without_dropping_a_request,
+    a_connection_at_its_in_flight_limit_waits_for_its_own_answers,
+    stats_counts_every_response_error_and_panic_exactly,
+);
+
 /// `stats` over an existing connection, so the query opens no fd of its own.
 fn stats_on(client: &mut Client) -> Stats {
     let line = client.request("stats");
     Stats::parse(line.as_bytes()).unwrap_or_else(|| panic!("unparsable stats line {line:?}"))
 }
 
-#[test]
-fn half_close_with_a_slow_task_pending_is_still_answered() {
-    let server = start(&["--workers", "2"]);
+fn half_close_with_a_slow_task_pending_is_still_answered(loops: usize) {
+    let server = start_with(loops, &["--workers", "2"]);
     let mut client = server.client();
     client.send(b"sleep 300\nping\ncompute after the slow one\n");
     client.shutdown_write();
@@ -32,9 +67,8 @@ fn half_close_with_a_slow_task_pending_is_still_answered() {
     assert_responses(&client.read_to_end(), &want);
 }
 
-#[test]
-fn results_that_finish_out_of_order_are_written_in_request_order() {
-    let server = start(&["--workers", "2"]);
+fn results_that_finish_out_of_order_are_written_in_request_order(loops: usize) {
+    let server = start_with(loops, &["--workers", "2"]);
     let mut observer = server.client();
     let mut client = server.client();
     // The sleep occupies one worker while the other finishes the computes first.
@@ -51,9 +85,8 @@ fn results_that_finish_out_of_order_are_written_in_request_order() {
     assert_eq!((stats.completed, stats.errors), (5, 1), "{stats:?}");
 }
 
-#[test]
-fn a_result_for_a_gone_connection_never_reaches_the_next_client_on_its_fd() {
-    let server = start(&["--workers", "1"]);
+fn a_result_for_a_gone_connection_never_reaches_the_next_client_on_its_fd(loops: usize) {
+    let server = start_with(loops, &["--workers", "1"]);
     let mut observer = server.client();
     assert_eq!(observer.request("ping"), "pong");
     let fds_before = server.fds();
@@ -100,11 +133,10 @@ fn a_result_for_a_gone_connection_never_reaches_the_next_client_on_its_fd() {
     }
 }
 
-#[test]
-fn a_client_that_never_reads_cannot_grow_server_memory() {
+fn a_client_that_never_reads_cannot_grow_server_memory(loops: usize) {
     const TOTAL: usize = 40 << 20;
     const RSS_LIMIT_KIB: u64 = 256 << 10;
-    let server = start(&["--workers", "2"]);
+    let server = start_with(loops, &["--workers", "2"]);
     let hog = server.client();
     // Long `fail` lines make big answers for little CPU, so the server's output piles up fast.
     let mut chunk = Vec::new();
@@ -156,9 +188,8 @@ fn a_client_that_never_reads_cannot_grow_server_memory() {
     assert!(server.rss_kib() < RSS_LIMIT_KIB);
 }
 
-#[test]
-fn ping_is_answered_while_every_worker_is_busy() {
-    let server = start(&["--workers", "2"]);
+fn ping_is_answered_while_every_worker_is_busy(loops: usize) {
+    let server = start_with(loops, &["--workers", "2"]);
     let mut busy = server.client();
     busy.send(b"sleep 3000\nsleep 3000\n");
     let mut observer = server.client();
@@ -257,9 +288,8 @@ fn with_log_each_task_panic_is_one_line_of_the_log() {
     );
 }
 
-#[test]
-fn sigterm_answers_a_pending_slow_task_then_exits_zero() {
-    let mut server = start(&["--workers", "2"]);
+fn sigterm_answers_a_pending_slow_task_then_exits_zero(loops: usize) {
+    let mut server = start_with(loops, &["--workers", "2"]);
     let mut client = server.client();
     let mut observer = server.client();
     client.send(b"sleep 300\n");
@@ -390,9 +420,8 @@ fn the_process_has_exactly_the_loop_plus_n_worker_threads() {
     }
 }
 
-#[test]
-fn a_full_task_queue_stops_reading_without_dropping_a_request() {
-    let server = start(&["--workers", "1", "--queue", "2"]);
+fn a_full_task_queue_stops_reading_without_dropping_a_request(loops: usize) {
+    let server = start_with(loops, &["--workers", "1", "--queue", "2"]);
     let mut observer = server.client();
     let mut client = server.client();
     let mut batch = b"sleep 300\n".to_vec();
@@ -415,9 +444,8 @@ fn a_full_task_queue_stops_reading_without_dropping_a_request() {
     assert!(stats.queue_depth <= 2, "{stats:?}");
 }
 
-#[test]
-fn a_connection_at_its_in_flight_limit_waits_for_its_own_answers() {
-    let server = start(&["--workers", "2", "--max-in-flight", "1"]);
+fn a_connection_at_its_in_flight_limit_waits_for_its_own_answers(loops: usize) {
+    let server = start_with(loops, &["--workers", "2", "--max-in-flight", "1"]);
     let mut observer = server.client();
     let mut client = server.client();
     client.send(b"sleep 500\nsleep 500\n");
@@ -431,9 +459,8 @@ fn a_connection_at_its_in_flight_limit_waits_for_its_own_answers() {
     assert_eq!(client.read_line(), b"result: slept 500ms\n");
 }
 
-#[test]
-fn stats_counts_every_response_error_and_panic_exactly() {
-    let server = start(&["--workers", "2", "--queue", "16"]);
+fn stats_counts_every_response_error_and_panic_exactly(loops: usize) {
+    let server = start_with(loops, &["--workers", "2", "--queue", "16"]);
     let mut client = server.client();
     let mut requests = Vec::new();
     for index in 0..100 {

@@ -5,6 +5,8 @@
 //! - [`errors`]: every binary's operational errors, one clean line each.
 //! - [`handoff`]: what only the handoff server promises: work on a pool while the loop stays
 //!   responsive, panics isolated, backpressure, the thread layout and the SIGTERM drain.
+//! - [`loops`]: `handoff_server --loops N`: which loop serves which connection, the thread
+//!   layout, `stats` over every loop, the W06 limits split over the loops, the drain.
 //! - [`overload`]: the handoff server's W06 overload controls: the admission gate and shedding,
 //!   request timeouts, the retry budget and their counters.
 //!
@@ -14,5 +16,6 @@
 mod conformance;
 mod errors;
 mod handoff;
+mod loops;
 mod overload;
 mod util;

@@ -33,6 +33,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) enum ServerKind {
     /// The W05 handoff server: an event loop plus a thread pool.
     Handoff,
+    /// The same server with `--loops 2`: two event loops on one port sharing the pool.
+    HandoffTwoLoops,
     /// The W04 single-threaded epoll server, which answers every verb on its loop.
     Epoll,
 }
@@ -41,7 +43,7 @@ impl ServerKind {
     /// The binary's file name.
     pub(crate) fn binary_name(self) -> &'static str {
         match self {
-            ServerKind::Handoff => "handoff_server",
+            ServerKind::Handoff | ServerKind::HandoffTwoLoops => "handoff_server",
             ServerKind::Epoll => "epoll_server",
         }
     }
@@ -51,6 +53,7 @@ impl ServerKind {
         match self {
             // Two workers: enough to run tasks out of order, few enough for a two-core machine.
             ServerKind::Handoff => &["--workers", "2"],
+            ServerKind::HandoffTwoLoops => &["--workers", "2", "--loops", "2"],
             ServerKind::Epoll => &[],
         }
     }

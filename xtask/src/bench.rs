@@ -52,12 +52,17 @@ pub(crate) struct BenchArgs {
     /// Scenarios to run, comma-separated (`S1,S3`); all six by default.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Servers to run, comma-separated; all three by default.
+    /// Servers to run, comma-separated; all four by default (`handoff-loops` is
+    /// `handoff_server --loops N`, N from `--loops`).
     #[arg(long, value_delimiter = ',', value_enum)]
     servers: Vec<ServerKind>,
     /// Worker threads of every server (Tokio: runtime workers and blocking threads).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Event loops of the `handoff-loops` server, compared with the one-loop `handoff`: the
+    /// benchmark's loops dimension, on the same `--workers` CPU budget.
+    #[arg(long, default_value_t = 2)]
+    loops: usize,
     /// Load generator threads.
     #[arg(long, default_value_t = 1)]
     loadgen_threads: usize,
@@ -90,6 +95,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("creating {}", out_dir.display()))?;
         return kv::run(&args, &root, &out_dir);
     }
+    anyhow::ensure!(
+        args.loops > 1,
+        "--loops must be at least 2 (one loop is `handoff`)"
+    );
+    server::set_multi_loops(args.loops);
     let scenarios = scenario::select(&args.scenarios)?;
     let servers: Vec<ServerKind> = if args.servers.is_empty() {
         ServerKind::ALL.to_vec()
@@ -140,11 +150,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let binary = &binaries[(round + index + offset) % binaries.len()];
                 let run = measure_run(binary, &load, scenario, &args, round)?;
                 eprintln!(
-                    "bench: [{:>2}/{total}] round {round} {} {:<18} {:<14} {:>10.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  ctx/req {:.4}  CPU µs/req server {:.2} loadgen {:.2}",
+                    "bench: [{:>2}/{total}] round {round} {} {:<18} {:<24} {:>10.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  ctx/req {:.4}  CPU µs/req server {:.2} loadgen {:.2}",
                     runs.len() + 1,
                     scenario.id,
                     scenario.shape(),
-                    binary.kind.binary(),
+                    binary.kind.to_string(),
                     run.load.throughput_rps,
                     run.load.latency.p50_us,
                     run.load.latency.p99_us,
@@ -167,9 +177,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             for binary in &binaries {
                 let row = count_syscalls(binary, &load, scenario, &args, &tools, &out_dir)?;
                 eprintln!(
-                    "bench: syscalls {} {:<14} perf {}  strace {}  ctx/req (/proc) {:.4}",
+                    "bench: syscalls {} {:<24} perf {}  strace {}  ctx/req (/proc) {:.4}",
                     scenario.id,
-                    binary.kind.binary(),
+                    binary.kind.to_string(),
                     show(&row.perf_syscalls_per_request),
                     show(&row.strace_syscalls_per_request),
                     row.proc_context_switches_per_request
@@ -190,6 +200,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "command": command,
         "machine": machine,
         "workers": args.workers,
+        "loops": args.loops,
         "rounds": args.rounds,
         "duration_s": args.duration,
         "scenarios": scenarios,
@@ -262,11 +273,14 @@ fn own_niceness() -> Option<i64> {
 fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut packages = vec!["loadgen"];
     for server in servers {
-        packages.push(match server {
-            ServerKind::Handoff => "handoff_server",
+        let package = match server {
+            ServerKind::Handoff | ServerKind::HandoffLoops => "handoff_server",
             ServerKind::Epoll => "epoll_server",
             ServerKind::Tokio => "tokio_server",
-        });
+        };
+        if !packages.contains(&package) {
+            packages.push(package);
+        }
     }
     build_packages(root, &packages)
 }
@@ -441,7 +455,10 @@ fn count_syscalls(
     let server = binary.start(args.workers)?;
     load.run(&server, scenario, WARM_UP.as_secs_f64())?;
     let window = measure::ATTACH_ALLOWANCE * 2 + Duration::from_secs_f64(args.syscall_duration);
-    let stem = format!("{}-{}", scenario.id, binary.kind.binary());
+    let stem = match binary.kind {
+        ServerKind::HandoffLoops => format!("{}-handoff_server-loops{}", scenario.id, args.loops),
+        kind => format!("{}-{}", scenario.id, kind.binary()),
+    };
 
     let mut row = SyscallRow {
         scenario: scenario.id,

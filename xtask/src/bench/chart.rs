@@ -18,6 +18,7 @@ const SIZE: (u32, u32) = (960, 540);
 fn colour(server: ServerKind) -> RGBColor {
     match server {
         ServerKind::Handoff => RGBColor(0x2b, 0x6c, 0xb0),
+        ServerKind::HandoffLoops => RGBColor(0x3c, 0x9d, 0x5a),
         ServerKind::Epoll => RGBColor(0x9a, 0x9a, 0x9a),
         ServerKind::Tokio => RGBColor(0xd9, 0x6c, 0x1e),
     }

@@ -212,16 +212,20 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
     rows
 }
 
-/// The handoff server's verdict for each scenario.
+/// The handoff server's verdict for each scenario: the one-loop server's, then, where it ran,
+/// the several-loop server's (`--loops`).
 pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> Vec<Verdict> {
+    let find = |scenario: &Scenario, server| {
+        rows.iter()
+            .find(|r| r.scenario == scenario.id && r.server == server)
+    };
     scenarios
         .iter()
-        .map(|scenario| {
-            let find = |server| {
-                rows.iter()
-                    .find(|r| r.scenario == scenario.id && r.server == server)
-            };
-            let handoff = find(ServerKind::Handoff);
+        .flat_map(|scenario| {
+            let several = find(scenario, ServerKind::HandoffLoops).map(|row| (scenario, Some(row)));
+            std::iter::once((scenario, find(scenario, ServerKind::Handoff))).chain(several)
+        })
+        .map(|(scenario, handoff)| {
             let (measured, met) = match (scenario.target, handoff) {
                 (_, None) => ("handoff_server not run".to_owned(), None),
                 (Target::VersusTokio { ratio }, Some(row)) => {
@@ -245,9 +249,15 @@ pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> 
                     )
                 }
             };
+            let target = match handoff {
+                Some(row) if row.server == ServerKind::HandoffLoops => {
+                    format!("{} ({})", scenario.target, row.server)
+                }
+                _ => scenario.target.to_string(),
+            };
             Verdict {
                 scenario: scenario.id,
-                target: scenario.target.to_string(),
+                target,
                 measured,
                 met,
             }
@@ -423,6 +433,35 @@ mod tests {
         let table = markdown(scenarios, &rows, &verdicts, &[]);
         assert!(
             table.contains("| S1 compute64 50×1 | handoff_server | 280 | 1.40× |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_several_loop_server_gets_a_verdict_and_a_row_of_its_own() {
+        crate::bench::server::set_multi_loops(2);
+        let runs = vec![
+            run("S1", ServerKind::Tokio, 100.0, 50.0),
+            run("S1", ServerKind::Handoff, 120.0, 40.0),
+            run("S1", ServerKind::HandoffLoops, 160.0, 45.0),
+        ];
+        let scenarios = &ALL[..1];
+        let rows = rows(scenarios, &ServerKind::ALL, &runs);
+        let verdicts = verdicts(scenarios, &rows, 2);
+        let summary: Vec<(&str, Option<bool>)> = verdicts
+            .iter()
+            .map(|v| (v.target.as_str(), v.met))
+            .collect();
+        assert_eq!(summary.len(), 2, "{summary:?}");
+        assert_eq!(summary[0].1, Some(false), "one loop: 1.2× < 1.3×");
+        assert!(
+            summary[1].0.ends_with("(handoff_server --loops 2)"),
+            "{summary:?}"
+        );
+        assert_eq!(summary[1].1, Some(true), "two loops: 1.6× ≥ 1.3×");
+        let table = markdown(scenarios, &rows, &verdicts, &[]);
+        assert!(
+            table.contains("| S1 compute64 50×1 | handoff_server --loops 2 | 160 | 1.60× |"),
             "{table}"
         );
     }

@@ -11,6 +11,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -25,8 +26,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 )]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ServerKind {
-    /// W05's event loop + work-stealing pool (`handoff_server`).
+    /// W05's event loop + work-stealing pool (`handoff_server`), one loop.
     Handoff,
+    /// The same server with several event loops (`handoff_server --loops N`, N from the
+    /// benchmark's `--loops`).
+    HandoffLoops,
     /// W04's `epoll_server`, which does no handoff.
     Epoll,
     /// The Tokio comparison server (`tokio_server`).
@@ -35,22 +39,43 @@ pub(crate) enum ServerKind {
 
 impl ServerKind {
     /// Every server, in the order of the table.
-    pub(crate) const ALL: [ServerKind; 3] =
-        [ServerKind::Handoff, ServerKind::Epoll, ServerKind::Tokio];
+    pub(crate) const ALL: [ServerKind; 4] = [
+        ServerKind::Handoff,
+        ServerKind::HandoffLoops,
+        ServerKind::Epoll,
+        ServerKind::Tokio,
+    ];
 
     /// The binary's name.
     pub(crate) fn binary(self) -> &'static str {
         match self {
-            ServerKind::Handoff => "handoff_server",
+            ServerKind::Handoff | ServerKind::HandoffLoops => "handoff_server",
             ServerKind::Epoll => "epoll_server",
             ServerKind::Tokio => "tokio_server",
         }
     }
 }
 
+/// The event loops of [`ServerKind::HandoffLoops`]: the benchmark's `--loops`, set once before
+/// any server starts (a process-wide setting, so that every label and command line agrees).
+static MULTI_LOOPS: AtomicUsize = AtomicUsize::new(2);
+
+/// Sets the loop count of [`ServerKind::HandoffLoops`].
+pub(crate) fn set_multi_loops(loops: usize) {
+    MULTI_LOOPS.store(loops, Ordering::Relaxed);
+}
+
+/// The loop count of [`ServerKind::HandoffLoops`].
+pub(crate) fn multi_loops() -> usize {
+    MULTI_LOOPS.load(Ordering::Relaxed)
+}
+
 impl fmt::Display for ServerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.binary())
+        match self {
+            ServerKind::HandoffLoops => write!(f, "handoff_server --loops {}", multi_loops()),
+            _ => f.write_str(self.binary()),
+        }
     }
 }
 
@@ -87,6 +112,9 @@ impl ServerBinary {
         command.arg("0");
         if self.takes_workers {
             command.args(["--workers", &workers.to_string()]);
+        }
+        if self.kind == ServerKind::HandoffLoops {
+            command.args(["--loops", &multi_loops().to_string()]);
         }
         command
             .stdin(Stdio::null())

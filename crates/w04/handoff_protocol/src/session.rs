@@ -663,10 +663,16 @@ impl<R: Response, P: Copy> Session<R, P> {
 
     /// Handed-off requests still waiting for their answer.
     pub fn unanswered(&self) -> usize {
+        self.unanswered_where(|_| true)
+    }
+
+    /// Of the handed-off requests still waiting for their answer, those whose pending value
+    /// `counts` (a host whose requests wait for different things tells them apart).
+    pub fn unanswered_where(&self, counts: impl Fn(&P) -> bool) -> usize {
         self.responses
             .slots
             .iter()
-            .filter(|slot| matches!(slot, Slot::Waiting(_)))
+            .filter(|slot| matches!(slot, Slot::Waiting(pending) if counts(pending)))
             .count()
     }
 

@@ -11,6 +11,9 @@
 //!   socket, so it is unit-tested on its own.
 //! - connections live in an [`eventloop::slab::Slab`], keyed by (index, generation), so a late
 //!   result never reaches the wrong client.
+//! - [`loops`]: `--loops N` (N > 1), the Envoy model: N event loops, each an `eventloop::Worker`
+//!   with its own `SO_REUSEPORT` listener and connections, sharing the pool; the main thread
+//!   supervises (signals, `stats` across loops).
 //! - [`overload`] and its controls (W06, all off by default): [`admission`] (the gate and
 //!   shedding), [`deadline`] (request timeouts), [`retry`] (the retry budget) and [`telemetry`]
 //!   (the overload keys of `stats`).
@@ -19,11 +22,13 @@
 //! starts (every worker inherits the mask) and arrive through the dispatcher's signalfd; the loop
 //! stops accepting and reading, answers every request it has read, closes each connection once
 //! its answers are sent, and returns; then the pool is shut down (every accepted task runs, every
-//! worker is joined) and the process exits 0.
+//! worker is joined) and the process exits 0. With several loops the main thread reads the
+//! signals and every loop drains the same way (see [`loops`]), then the loops stop, then the pool.
 
 mod admission;
 mod batch;
 mod deadline;
+mod loops;
 mod overload;
 mod retry;
 mod server;
@@ -53,6 +58,9 @@ Examples:
   handoff_server 9090 --bind 0.0.0.0 --queue 256 --max-in-flight 64
       Listen on every interface, let at most 256 tasks wait for a worker, and read at most 64
       unanswered requests ahead on any one connection.
+  handoff_server 9090 --workers 2 --loops 2
+      Two event loops, each with its own listener on port 9090 and its own connections, and two
+      workers that both loops hand their CPU work to.
   handoff_server 9090 --workers 2 --max-inflight 10 --request-timeout-ms 300 \\
       --max-retry-ratio 0.2 --stats-interval-ms 1000
       Survive a flood (W06): shed requests beyond 10 in flight, answer any request still
@@ -69,7 +77,7 @@ SIGINT or SIGTERM: stop accepting, answer every request already read, join the w
 /// the CPU work, speaking the course's line protocol (compute, rehash, factorial, sleep, fail,
 /// panic, ping, stats).
 #[derive(Debug, Parser)]
-#[command(name = "handoff_server", version, after_help = EXAMPLES)]
+#[command(name = "handoff_server", version, after_help = EXAMPLES, args_override_self = true)]
 struct Cli {
     /// TCP port to listen on; 0 picks a free port. Either way the first stdout line is
     /// `listening on <addr>:<port>`.
@@ -100,14 +108,25 @@ struct Cli {
     max_unsent_bytes: usize,
 
     /// Log `main <thread-id>` once from the loop, and `worker <thread-id> task <task-id> <verb>`
-    /// on stderr from the worker that runs each task.
+    /// on stderr from the worker that runs each task. With --loops N > 1, `main <thread-id>` is
+    /// the supervising main thread, and each loop logs `loop <thread-id>` and `loop <thread-id>
+    /// accepted <peer>` for every connection it accepts.
     #[arg(long)]
     log: bool,
+
+    /// IO event loops. 1 runs the loop on the main thread (every W05 lesson). N > 1 runs N loops,
+    /// each a thread with its own listener on the same port (SO_REUSEPORT) and its own
+    /// connections, sharing the one worker pool; the main thread then only supervises (signals,
+    /// `stats` across loops). With --log each loop logs `loop <thread-id>` and `loop <thread-id>
+    /// accepted <peer>`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    loops: usize,
 
     /// Overload (W06 L01): worker requests accepted and not yet answered, across all
     /// connections, beyond which a new one is shed (answered `ERROR: overloaded, retry after
     /// <ms> ms` at once). Unlike --max-in-flight, which pauses reading one connection, this
-    /// answers. [default: no limit]
+    /// answers. With several --loops, each loop enforces an exact share, so the limit must be
+    /// at least the number of loops. [default: no limit]
     #[arg(long, value_name = "N", value_parser = positive, help_heading = "Overload controls (W06)")]
     max_inflight: Option<usize>,
 
@@ -185,7 +204,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             max_retry_ratio: cli.max_retry_ratio,
             stats_interval: cli.stats_interval_ms.map(millis),
         },
+        loops: cli.loops,
     };
+    if config.loops > 1 {
+        return loops::run(&config);
+    }
     let dispatcher = Dispatcher::new("handoff-loop")?;
     let server = server::start(&dispatcher, &config)?;
     dispatcher.run().context("the event loop failed")?;

@@ -125,14 +125,92 @@ impl<K: Copy> Overload<K> {
 
     /// The overload keys for a `stats` line.
     pub(crate) fn stats(&self) -> OverloadStats {
-        OverloadStats {
+        OverloadTally::stats_of(
+            [
+                self.gate.inflight() as u64,
+                self.gate.peak() as u64,
+                self.gate.shed_count(),
+                self.retry.rejects(),
+            ],
+            &self.telemetry,
+        )
+    }
+
+    /// This loop's counters, for a `stats` that adds up every loop's (`--loops` N > 1).
+    pub(crate) fn tally(&self) -> OverloadTally {
+        let mut telemetry = Telemetry::new();
+        telemetry.add(&self.telemetry);
+        OverloadTally {
             inflight: self.gate.inflight() as u64,
             inflight_peak: self.gate.peak() as u64,
             shed: self.gate.shed_count(),
-            timeouts: self.telemetry.timeouts(),
             retry_rejects: self.retry.rejects(),
-            p50_us: self.telemetry.percentile_us(0.5),
-            p99_us: self.telemetry.percentile_us(0.99),
+            telemetry,
+        }
+    }
+}
+
+/// The overload counters of one loop, or of several added up: a `stats` answer of a server with
+/// several loops is the sum of every loop's tally.
+///
+/// Each loop has a gate of its own, with its exact share of `--max-inflight` (see the `loops`
+/// module), so `inflight` adds up exactly; `inflight_peak` adds the loops' peaks, which bounds the
+/// process's peak from above and, like each share, never exceeds the limit.
+#[derive(Debug)]
+pub(crate) struct OverloadTally {
+    inflight: u64,
+    inflight_peak: u64,
+    shed: u64,
+    retry_rejects: u64,
+    telemetry: Telemetry,
+}
+
+impl Default for OverloadTally {
+    fn default() -> Self {
+        OverloadTally {
+            inflight: 0,
+            inflight_peak: 0,
+            shed: 0,
+            retry_rejects: 0,
+            telemetry: Telemetry::new(),
+        }
+    }
+}
+
+impl OverloadTally {
+    /// Adds another loop's tally to this one.
+    pub(crate) fn add(&mut self, other: &OverloadTally) {
+        self.inflight += other.inflight;
+        self.inflight_peak += other.inflight_peak;
+        self.shed += other.shed;
+        self.retry_rejects += other.retry_rejects;
+        self.telemetry.add(&other.telemetry);
+    }
+
+    /// The overload keys of a `stats` line for these counters.
+    pub(crate) fn stats(&self) -> OverloadStats {
+        Self::stats_of(
+            [
+                self.inflight,
+                self.inflight_peak,
+                self.shed,
+                self.retry_rejects,
+            ],
+            &self.telemetry,
+        )
+    }
+
+    /// The keys from `[inflight, inflight_peak, shed, retry_rejects]` and the latencies.
+    fn stats_of(counts: [u64; 4], telemetry: &Telemetry) -> OverloadStats {
+        let [inflight, inflight_peak, shed, retry_rejects] = counts;
+        OverloadStats {
+            inflight,
+            inflight_peak,
+            shed,
+            timeouts: telemetry.timeouts(),
+            retry_rejects,
+            p50_us: telemetry.percentile_us(0.5),
+            p99_us: telemetry.percentile_us(0.99),
         }
     }
 }

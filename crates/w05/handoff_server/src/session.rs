@@ -64,6 +64,22 @@ pub(crate) trait Host {
     fn overload_stats(&self) -> Option<OverloadStats> {
         None
     }
+    /// Starts gathering the counters for `stats` request `seq` from elsewhere (every loop of a
+    /// server with several); `true` if so, and the answer then comes through
+    /// [`Session::complete_stats`]. A host whose counters are all at hand answers `false`.
+    fn gather_stats(&mut self, seq: u64) -> bool {
+        let _ = seq;
+        false
+    }
+}
+
+/// What an unanswered request waits for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pending {
+    /// A worker's result for an admitted request read at this instant.
+    Work(Instant),
+    /// The counters of every loop, for a `stats` request ([`Host::gather_stats`]).
+    Stats,
 }
 
 /// The answers this server writes.
@@ -110,10 +126,10 @@ struct Lines<'h> {
 
 impl shared::Host for Lines<'_> {
     type Response = Answer;
-    type Pending = Instant;
+    type Pending = Pending;
 
     // starter: w05-l04 todo "handle"
-    fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<Answer, Instant> {
+    fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<Answer, Pending> {
         let (retry, line) = strip_retry(line);
         let (verb, args) = split_request(line);
         if verb.runs_on_worker() {
@@ -122,11 +138,15 @@ impl shared::Host for Lines<'_> {
                 Admission::Refused(reply) => return Handled::Answered(Answer::Overload(reply)),
             };
             if self.host.try_submit(seq, verb, args) {
-                Handled::Pending(read_at)
+                Handled::Pending(Pending::Work(read_at))
             } else {
-                Handled::Held(read_at)
+                Handled::Held(Pending::Work(read_at))
             }
         } else if verb == Verb::Stats {
+            if self.host.gather_stats(seq) {
+                // Several loops: the answer comes once every loop has told its counters.
+                return Handled::Pending(Pending::Stats);
+            }
             let overload = self.host.overload_stats().map(Box::new);
             Handled::Answered(Answer::Stats(self.host.stats(), overload))
         } else {
@@ -148,8 +168,11 @@ impl shared::Host for Lines<'_> {
         self.host.responded(answer.is_error());
     }
 
-    fn settled(&mut self, read_at: Instant, timed_out: bool) {
-        self.host.settled(read_at, timed_out);
+    fn settled(&mut self, pending: Pending, timed_out: bool) {
+        // Only admitted worker requests are on the overload controls' books.
+        if let Pending::Work(read_at) = pending {
+            self.host.settled(read_at, timed_out);
+        }
     }
 }
 
@@ -157,7 +180,7 @@ impl shared::Host for Lines<'_> {
 /// server's [`Host`].
 #[derive(Debug)]
 pub(crate) struct Session {
-    shared: shared::Session<Answer, Instant>,
+    shared: shared::Session<Answer, Pending>,
 }
 
 impl Session {
@@ -255,6 +278,22 @@ impl Session {
             .complete(seq, Answer::Reply(reply), &mut Lines { host });
     }
 
+    /// The gathered counters of `stats` request `seq` arrived (see [`Host::gather_stats`]): its
+    /// answer is written in turn.
+    pub(crate) fn complete_stats(
+        &mut self,
+        seq: u64,
+        stats: Stats,
+        overload: Option<OverloadStats>,
+        host: &mut dyn Host,
+    ) {
+        self.shared.complete(
+            seq,
+            Answer::Stats(stats, overload.map(Box::new)),
+            &mut Lines { host },
+        );
+    }
+
     /// Request `seq`'s deadline passed (W06 L03): if it is still waiting for its result, it is
     /// answered with `reply` (the timeout) now, and its result, when it comes, is dropped.
     /// Returns whether anything changed (`false` for a request answered in time).
@@ -279,7 +318,8 @@ impl Session {
     /// Admitted requests still waiting for their answer; the loop takes them off the books when
     /// the connection closes.
     pub(crate) fn unanswered(&self) -> usize {
-        self.shared.unanswered()
+        self.shared
+            .unanswered_where(|pending| matches!(pending, Pending::Work(_)))
     }
 
     /// Response bytes not yet sent.

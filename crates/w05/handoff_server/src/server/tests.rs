@@ -14,7 +14,7 @@ fn core(dispatcher: &Dispatcher) -> Core {
         queue: TaskQueue::new(64).unwrap(),
         waker: dispatcher.add_waker(|_| {}).unwrap(),
     });
-    Core::new(pool, results, 64, false)
+    Core::new(Arc::new(pool), results, 64, false)
 }
 
 fn keys(count: usize) -> Vec<Key> {
