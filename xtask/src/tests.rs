@@ -174,11 +174,12 @@ const SERVER_LESSONS: [&str; 4] = ["w05-l04", "w05-l05", "w05-l06", "w05-quest"]
 
 /// Every lesson whose servers all run `handoff_server`: W05's and W06's (the overload controls
 /// are flags of the same server), which `grade --server` grades without `--week`.
-const HANDOFF_SERVER_LESSONS: [&str; 11] = [
+const HANDOFF_SERVER_LESSONS: [&str; 12] = [
     "w05-l04",
     "w05-l05",
     "w05-l06",
     "w05-quest",
+    "w05-l07",
     "w06-l01",
     "w06-l02",
     "w06-l03",
