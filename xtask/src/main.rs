@@ -131,7 +131,7 @@ enum Command {
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
         /// Write the output here instead of stdout (a JSON results file is always written to
-        /// <target>/xtask/grade.json as well). Its folder must exist.
+        /// `<target>/xtask/grade.json` as well). Its folder must exist.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Grade your copies (`student/<crate>/`) of the lessons you started, and only those.
