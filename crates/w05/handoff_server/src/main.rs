@@ -246,16 +246,10 @@ fn tighten_timer_slack() {
 /// with `--log`, and nothing without. Panics on any other thread keep the default report: they
 /// are bugs, not requests.
 fn report_task_panics_in_one_line(log: bool) {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let on_worker = std::thread::current()
-            .name()
-            .is_some_and(|name| name.starts_with(WORKER_THREAD_NAME));
-        if !on_worker {
-            default_hook(info);
-        } else if log {
+    thread_pool::report_worker_panics_with(WORKER_THREAD_NAME, move |info| {
+        if log {
             let message = handoff_protocol::panic_message(info.payload());
             eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
         }
-    }));
+    });
 }

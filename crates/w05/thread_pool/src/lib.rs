@@ -52,6 +52,7 @@
 
 mod error;
 mod intake;
+mod panic_hook;
 mod sleep;
 mod sync;
 mod worker;
@@ -69,6 +70,7 @@ use crossbeam_deque::{Injector, Worker};
 
 pub use error::{BuildError, SpawnError, TaskPanic, TrySpawnError};
 use intake::{Intake, MAX_CAPACITY, Refused};
+pub use panic_hook::report_worker_panics_with;
 use sleep::Sleep;
 use worker::{Job, Outcome, Shared, WorkerStats};
 

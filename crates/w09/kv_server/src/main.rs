@@ -139,18 +139,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// A command that panics on a worker is a bug (the client gets `ERROR task panicked`); its
 /// report becomes one line on stderr instead of the default several.
 fn report_worker_panics_in_one_line() {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let on_worker = std::thread::current()
-            .name()
-            .is_some_and(|name| name.starts_with(WORKER_THREAD_NAME));
-        if on_worker {
-            let message = handoff_protocol::panic_message(info.payload());
-            eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
-        } else {
-            default_hook(info);
-        }
-    }));
+    thread_pool::report_worker_panics_with(WORKER_THREAD_NAME, |info| {
+        let message = handoff_protocol::panic_message(info.payload());
+        eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
+    });
 }
 
 #[cfg(test)]
