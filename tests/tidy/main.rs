@@ -229,6 +229,43 @@ fn raw_fds_become_owned_on_the_next_line() {
 }
 
 #[test]
+fn pool_servers_handle_connections_only_in_the_shared_loop() {
+    // The one copy of the pool-handoff loop: the handoff server's and the KV server's code
+    // outside `io_loop.rs` registers, reads, writes and closes no connection itself.
+    const SERVERS: &[&str] = &["crates/w05/handoff_server/src", "crates/w09/kv_server/src"];
+    const LOOP: &str = "crates/w05/handoff_server/src/io_loop.rs";
+    const CONNECTION_HANDLING: &[&str] = &[
+        "add_fd(",
+        "modify_fd(",
+        "remove_fd(",
+        "TcpStream",
+        ".accept()",
+        "shutdown_write(",
+        "discard_input(",
+        "LINGER_TIMEOUT",
+    ];
+    let mut violations = Vec::new();
+    for path in rust_files() {
+        let rel = relative(&path);
+        if rel == LOOP || !SERVERS.iter().any(|dir| Path::new(&rel).starts_with(dir)) {
+            continue;
+        }
+        let source = fs::read_to_string(&path).unwrap_or_default();
+        for (index, line) in code_only(&source).iter().enumerate() {
+            for needle in CONNECTION_HANDLING {
+                if line.contains(needle) {
+                    violations.push(format!("{rel}:{}: {needle}", index + 1));
+                }
+            }
+        }
+    }
+    assert_none(
+        "connection handling outside handoff_server::io_loop",
+        violations,
+    );
+}
+
+#[test]
 fn no_dbg_and_no_ignored_tests() {
     let mut violations = Vec::new();
     for path in rust_files() {

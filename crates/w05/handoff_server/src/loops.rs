@@ -49,6 +49,8 @@ use eventloop::{Dispatcher, Slot, ThreadLocal, Waker, WorkerPool};
 use handoff_protocol::Stats;
 use thread_pool::ThreadPool;
 
+use handoff_server::startup::print_listening;
+
 use crate::overload::OverloadTally;
 use crate::server::{self, Config, Server};
 use crate::telemetry::OverloadStats;
@@ -162,7 +164,7 @@ fn share(total: usize, parts: usize, index: usize) -> usize {
 /// The configuration loop `index` of `config.loops` runs with: its share of the gate's limits.
 fn loop_config(config: &Config, addr: std::net::SocketAddr, index: usize) -> Config {
     let mut config = config.clone();
-    config.addr = addr;
+    config.serve.addr = addr;
     let gate = &mut config.overload.gate;
     gate.max_inflight = gate.max_inflight.map(|max| share(max, config.loops, index));
     gate.max_queue_depth = gate
@@ -212,7 +214,7 @@ impl Supervisor {
         let posted = self.loops.run_on_all_workers(
             move |_dispatcher| {
                 with_loop_server(&servers, |server| {
-                    let _ = sender.send(server.borrow().tally());
+                    let _ = sender.send(server::tally(&server.borrow()));
                 });
             },
             move || {
@@ -241,9 +243,14 @@ impl Supervisor {
                     self.gather(move |stats, overload| {
                         asker.post_with(move |dispatcher| {
                             with_loop_server(&servers, |server| {
-                                server
-                                    .borrow_mut()
-                                    .complete_stats(dispatcher, key, seq, stats, overload);
+                                server::complete_stats(
+                                    &mut server.borrow_mut(),
+                                    dispatcher,
+                                    key,
+                                    seq,
+                                    stats,
+                                    overload,
+                                );
                             });
                         });
                     });
@@ -330,8 +337,8 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
 
     // The port, reserved in the `SO_REUSEPORT` group until every loop has joined it (port 0
     // picks one here). It accepts nothing: no client connects before `listening on` below.
-    let reservation = TcpListener::bind_reuse_port(config.addr, DEFAULT_BACKLOG)
-        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let reservation = TcpListener::bind_reuse_port(config.serve.addr, DEFAULT_BACKLOG)
+        .with_context(|| format!("cannot listen on {}", config.serve.addr))?;
     let addr = reservation.local_addr()?;
     let (built_sender, built) = mpsc::channel();
     for index in 0..loops {
@@ -400,7 +407,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         timer
     });
 
-    server::print_listening(addr)?;
+    print_listening(addr)?;
     if config.log {
         eprintln!("main {}", eventloop::sys::gettid());
     }

@@ -5,12 +5,14 @@
 //! eventfd waker. It speaks the course's wire protocol (`handoff_protocol`) exactly. The crate's
 //! `README.md` walks through a request's path, the backpressure rules and the defaults.
 //!
-//! - [`server`]: the loop side — accepting, reading, the handoff both ways, backpressure,
-//!   shutdown.
-//! - [`session`]: one connection's protocol state (framing, response order, limits), without a
-//!   socket, so it is unit-tested on its own.
-//! - connections live in an [`eventloop::slab::Slab`], keyed by (index, generation), so a late
-//!   result never reaches the wrong client.
+//! The loop itself — accepting, reading, the way back from the pool, backpressure, the shutdown
+//! drain — is the crate's library, `handoff_server::io_loop` (which the W09 `kv_server` runs
+//! too), and the process set-up is `handoff_server::startup`. This binary adds:
+//!
+//! - [`server`]: its service on that loop — what its lines mean, batches, how answers are
+//!   settled, the W06 timers.
+//! - [`session`]: what a line means here, on the shared socket-free connection state machine
+//!   (`handoff_protocol::session`), so it is unit-tested on its own.
 //! - [`loops`]: `--loops N` (N > 1), the Envoy model: N event loops, each an `eventloop::Worker`
 //!   with its own `SO_REUSEPORT` listener and connections, sharing the pool; the main thread
 //!   supervises (signals, `stats` across loops).
@@ -35,7 +37,6 @@ mod server;
 mod session;
 mod telemetry;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,8 +46,11 @@ use eventloop::Dispatcher;
 
 use crate::admission::GateLimits;
 use crate::overload::Controls;
+use handoff_server::startup::{
+    ServeArgs, block_shutdown_signals, exit_code, positive, report_worker_panics_in_one_line,
+};
+
 use crate::server::{Config, WORKER_THREAD_NAME};
-use crate::session::Limits;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -79,33 +83,8 @@ SIGINT or SIGTERM: stop accepting, answer every request already read, join the w
 #[derive(Debug, Parser)]
 #[command(name = "handoff_server", version, after_help = EXAMPLES, args_override_self = true)]
 struct Cli {
-    /// TCP port to listen on; 0 picks a free port. Either way the first stdout line is
-    /// `listening on <addr>:<port>`.
-    #[arg(value_name = "PORT", default_value_t = 0)]
-    port: u16,
-
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    bind: IpAddr,
-
-    /// Worker threads [default: the number of CPUs, or THREAD_POOL_WORKERS if set].
-    #[arg(long, value_name = "N", value_parser = positive)]
-    workers: Option<usize>,
-
-    /// Requests that may wait in the pool for a worker. When they are all taken, the loop stops
-    /// reading requests until a result frees room (nothing is dropped).
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
-    queue: usize,
-
-    /// Per connection: unanswered requests beyond which the loop stops reading that connection
-    /// until answers go out.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
-    max_in_flight: usize,
-
-    /// Per connection: bytes of responses the client has not taken yet beyond which the loop
-    /// stops reading that connection until it drains (1048576 is 1 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = positive)]
-    max_unsent_bytes: usize,
+    #[command(flatten)]
+    serve: ServeArgs,
 
     /// Log `main <thread-id>` once from the loop, and `worker <thread-id> task <task-id> <verb>`
     /// on stderr from the worker that runs each task. With --loops N > 1, `main <thread-id>` is
@@ -158,42 +137,21 @@ fn millis(ms: usize) -> Duration {
     Duration::from_millis(ms as u64)
 }
 
-/// A count that must be at least 1.
-fn positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("handoff_server: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("handoff_server", run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     // Before any thread exists: every worker inherits this mask, so the signals can only ever
     // be read from the loop's signalfd and never kill the process the default way.
-    eventloop::sys::block_signals(&[libc::SIGINT, libc::SIGTERM])
-        .context("cannot block SIGINT and SIGTERM")?;
-    report_task_panics_in_one_line(cli.log);
+    block_shutdown_signals().context("cannot block SIGINT and SIGTERM")?;
+    // A `panic` request is part of the protocol: the pool catches it, the client gets
+    // `ERROR: task panicked: <msg>` and `stats` counts it, so its report is one `--log` line.
+    report_worker_panics_in_one_line(WORKER_THREAD_NAME, cli.log);
     // Also before any thread exists, so that every worker inherits it.
     tighten_timer_slack();
     let config = Config {
-        addr: SocketAddr::new(cli.bind, cli.port),
-        workers: cli.workers,
-        queue: cli.queue,
-        limits: Limits {
-            max_in_flight: cli.max_in_flight,
-            max_unsent: cli.max_unsent_bytes,
-        },
+        serve: cli.serve.serve(),
         log: cli.log,
         overload: Controls {
             gate: GateLimits {
@@ -213,7 +171,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let server = server::start(&dispatcher, &config)?;
     dispatcher.run().context("the event loop failed")?;
     // Every connection is closed; the pool may still run tasks of clients that went away.
-    server.borrow_mut().shut_down_pool();
+    server::shut_down_pool(&server.borrow());
     drop(dispatcher);
     drop(server);
     Ok(())
@@ -235,21 +193,4 @@ const TIMER_SLACK_NS: u64 = 1_000;
 /// kernel that predates the file, the default stays, which costs only that precision.
 fn tighten_timer_slack() {
     let _ = std::fs::write("/proc/self/timerslack_ns", TIMER_SLACK_NS.to_string());
-}
-
-/// Replaces the default panic report for a task's panic with at most one log line.
-///
-/// A `panic` request is part of the protocol: the pool catches it, the client gets
-/// `ERROR: task panicked: <msg>`, and `stats` counts it. The default report (several lines, and
-/// a backtrace when `RUST_BACKTRACE` is set) would flood stderr and break up the `--log` lines
-/// that the lesson's proofs read, so on a worker thread it becomes `worker <tid> panicked: <msg>`
-/// with `--log`, and nothing without. Panics on any other thread keep the default report: they
-/// are bugs, not requests.
-fn report_task_panics_in_one_line(log: bool) {
-    thread_pool::report_worker_panics_with(WORKER_THREAD_NAME, move |info| {
-        if log {
-            let message = handoff_protocol::panic_message(info.payload());
-            eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
-        }
-    });
 }

@@ -1,13 +1,14 @@
 //! `kv_server`: the W09 key-value server (lessons L04–L06 and the quest).
 //!
-//! The W05 handoff with a store behind it: the main thread runs an `eventloop` [`Dispatcher`]
-//! that owns the listener and every client socket, each connection's protocol state is the
-//! course's shared `handoff_protocol::session::Session`, a `thread_pool` runs every command on
-//! the `kv_store` engine in per-connection batches, and the replies come back through a
-//! `task_queue` and an eventfd waker. The wire format is the KV section of `course/PROTOCOL.md`.
+//! The W05 handoff with a store behind it: the main thread runs the W05 loop,
+//! `handoff_server::io_loop`, on an `eventloop` [`Dispatcher`] that owns the listener and every
+//! client socket; each connection's protocol state is the course's shared
+//! `handoff_protocol::session::Session`, a `thread_pool` runs every command on the `kv_store`
+//! engine in per-connection batches, and the replies come back through the loop's results queue
+//! and eventfd waker. The wire format is the KV section of `course/PROTOCOL.md`.
 //!
-//! - [`server`]: the loop side — accepting, reading, the handoff both ways, backpressure, the
-//!   expiry sweep, shutdown.
+//! - [`server`]: the KV server's service on that loop — the session host, one batch per
+//!   connection in the pool, the budget, the expiry sweep.
 //! - [`batch`]: the request lines of one connection and one turn, run as one pool task.
 //!
 //! Shutdown on SIGINT/SIGTERM, as in W05: the signals are blocked before the pool starts (every
@@ -19,13 +20,14 @@
 mod batch;
 mod server;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
 use eventloop::Dispatcher;
-use handoff_protocol::session::Limits;
+use handoff_server::startup::{
+    ServeArgs, block_shutdown_signals, exit_code, report_worker_panics_in_one_line,
+};
 use kv_store::LockStrategy;
 
 use crate::server::{Config, WORKER_THREAD_NAME};
@@ -50,23 +52,8 @@ SIGINT or SIGTERM: stop accepting, answer every request already read, join the w
 #[derive(Debug, Parser)]
 #[command(name = "kv_server", version, after_help = EXAMPLES)]
 struct Cli {
-    /// TCP port to listen on; 0 picks a free port. Either way the first stdout line is
-    /// `listening on <addr>:<port>`.
-    #[arg(value_name = "PORT", default_value_t = 0)]
-    port: u16,
-
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    bind: IpAddr,
-
-    /// Worker threads [default: the number of CPUs, or THREAD_POOL_WORKERS if set].
-    #[arg(long, value_name = "N", value_parser = positive)]
-    workers: Option<usize>,
-
-    /// Requests that may wait in the pool for a worker. When they are all taken, the loop stops
-    /// reading requests until a result frees room (nothing is dropped).
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
-    queue: usize,
+    #[command(flatten)]
+    serve: ServeArgs,
 
     /// How the store is locked: `single` (one reader-writer lock), `sharded` (16 of them, by
     /// key hash) or `sharded:N`. GETs and KEYS take read locks, so they run in parallel either
@@ -74,75 +61,35 @@ struct Cli {
     #[arg(long, value_name = "STRATEGY", default_value_t = LockStrategy::default())]
     lock: LockStrategy,
 
-    /// Per connection: unanswered requests beyond which the loop stops reading that connection
-    /// until answers go out.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive)]
-    max_in_flight: usize,
-
-    /// Per connection: bytes of responses the client has not taken yet beyond which the loop
-    /// stops reading that connection until it drains (1048576 is 1 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = positive)]
-    max_unsent_bytes: usize,
-
     /// Log `main <thread-id>` once from the loop, and `worker <thread-id> task <task-id> <verb>`
     /// on stderr from the worker that runs each command.
     #[arg(long)]
     log: bool,
 }
 
-/// A count that must be at least 1.
-fn positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("kv_server: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("kv_server", run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     // Before any thread exists: every worker inherits this mask, so the signals can only be
     // read from the loop's signalfd.
-    eventloop::sys::block_signals(&[libc::SIGINT, libc::SIGTERM])
-        .context("cannot block SIGINT and SIGTERM")?;
-    report_worker_panics_in_one_line();
+    block_shutdown_signals().context("cannot block SIGINT and SIGTERM")?;
+    // A command that panics on a worker is a bug (the client gets `ERROR task panicked`); its
+    // report becomes one line on stderr instead of the default several.
+    report_worker_panics_in_one_line(WORKER_THREAD_NAME, true);
     let config = Config {
-        addr: SocketAddr::new(cli.bind, cli.port),
-        workers: cli.workers,
-        queue: cli.queue,
-        limits: Limits {
-            max_in_flight: cli.max_in_flight,
-            max_unsent: cli.max_unsent_bytes,
-        },
+        serve: cli.serve.serve(),
         lock: cli.lock,
         log: cli.log,
     };
     let dispatcher = Dispatcher::new("kv-loop")?;
     let server = server::start(&dispatcher, &config)?;
     dispatcher.run().context("the event loop failed")?;
-    server.borrow_mut().shut_down_pool();
+    server::shut_down_pool(&server.borrow());
     drop(dispatcher);
     drop(server);
     Ok(())
-}
-
-/// A command that panics on a worker is a bug (the client gets `ERROR task panicked`); its
-/// report becomes one line on stderr instead of the default several.
-fn report_worker_panics_in_one_line() {
-    thread_pool::report_worker_panics_with(WORKER_THREAD_NAME, |info| {
-        let message = handoff_protocol::panic_message(info.payload());
-        eprintln!("worker {} panicked: {message}", eventloop::sys::gettid());
-    });
 }
 
 #[cfg(test)]
@@ -164,7 +111,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (cli.port, cli.workers, cli.queue, cli.lock, cli.log),
+            (
+                cli.serve.port,
+                cli.serve.workers,
+                cli.serve.queue,
+                cli.lock,
+                cli.log
+            ),
             (9099, Some(2), 8, LockStrategy::Sharded(4), true)
         );
         assert_eq!(

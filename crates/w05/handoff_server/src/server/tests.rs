@@ -10,14 +10,12 @@ fn core(dispatcher: &Dispatcher) -> Core {
         .capacity(64)
         .build()
         .unwrap();
-    let results = Arc::new(ResultsChannel {
-        queue: TaskQueue::new(64).unwrap(),
-        waker: dispatcher.add_waker(|_| {}).unwrap(),
-    });
+    let results = Arc::new(Results::new(64, dispatcher.add_waker(|_| {}).unwrap()));
     Core::new(Arc::new(pool), results, 64, false)
 }
 
 fn keys(count: usize) -> Vec<Key> {
+    use eventloop::slab::Slab;
     let mut slab = Slab::new();
     (0..count)
         .map(|_| slab.insert_with(|_| Ok::<_, ()>(())).unwrap())
@@ -28,7 +26,8 @@ fn keys(count: usize) -> Vec<Key> {
 /// of each finished batch, in the order the batches were queued.
 fn finish(core: &Core) -> (u64, Vec<usize>) {
     core.pool.shutdown();
-    let batches = core.results.queue.drain();
+    let mut batches = Vec::new();
+    core.results.drain_into(&mut batches);
     (
         core.pool.stats().completed,
         batches.iter().map(Batch::len).collect(),

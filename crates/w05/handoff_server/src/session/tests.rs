@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::*;
+use handoff_protocol::session::{Limits, Progress, Step};
 use handoff_protocol::{MAX_LINE_LEN, expected_response};
 
 /// A host that records submissions and can refuse them (like a full pool), and whose overload
@@ -79,13 +80,13 @@ const ROOMY: Limits = Limits {
 /// Feeds `bytes` to the session and handles what is complete.
 fn read(session: &mut Session, host: &mut FakeHost, bytes: &[u8]) -> Progress {
     session.framer_mut().extend(bytes);
-    session.process_lines(&ROOMY, host)
+    session.process_lines(&ROOMY, &mut Lines(host))
 }
 
 /// Runs every submitted request, in submission order, and hands its reply back.
 fn run_submitted(session: &mut Session, host: &mut FakeHost) {
     for (seq, verb, args) in std::mem::take(&mut host.submitted) {
-        session.complete(seq, execute(verb, &args), host);
+        session.complete_reply(seq, execute(verb, &args), &mut *host);
     }
 }
 
@@ -142,11 +143,11 @@ fn a_full_pool_holds_the_request_and_offers_its_verb_and_arguments_again() {
     let mut host = FakeHost::default();
     let progress = read(&mut session, &mut host, b"retry rehash 2 x\nping\n");
     assert_eq!(progress, Progress::WaitingForPool);
-    assert!(session.is_waiting_for_pool());
+    assert!(session.is_holding());
     assert!(!session.wants_input(&ROOMY));
-    assert!(!session.retry_held(&mut host), "still no room");
+    assert!(!session.retry_held(&mut Lines(&mut host)), "still no room");
     host.room = 1;
-    assert!(session.retry_held(&mut host));
+    assert!(session.retry_held(&mut Lines(&mut host)));
     assert_eq!(
         host.submitted,
         [(0, Verb::Rehash, b"2 x".to_vec())],
@@ -154,7 +155,7 @@ fn a_full_pool_holds_the_request_and_offers_its_verb_and_arguments_again() {
     );
     assert_eq!(host.asked, [(0, true)], "admitted once, when it was read");
     assert_eq!(
-        session.process_lines(&ROOMY, &mut host),
+        session.process_lines(&ROOMY, &mut Lines(&mut host)),
         Progress::NeedInput
     );
     run_submitted(&mut session, &mut host);
@@ -206,8 +207,11 @@ fn an_expired_request_gets_the_timeout_in_its_place_and_its_late_result_is_dropp
     let mut host = host();
     let _ = read(&mut session, &mut host, b"sleep 50\nping\n");
     let timeout = OverloadReply::Timeout { after_ms: 10 };
-    assert!(session.expire(0, timeout, &mut host));
-    assert!(!session.expire(0, timeout, &mut host), "answered already");
+    assert!(session.expire_with(0, timeout, &mut host));
+    assert!(
+        !session.expire_with(0, timeout, &mut host),
+        "answered already"
+    );
     assert_eq!(written(&mut session), "ERROR: timeout after 10 ms\npong\n");
     run_submitted(&mut session, &mut host);
     assert!(session.unsent().is_empty(), "the late result is dropped");
