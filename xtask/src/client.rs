@@ -6,6 +6,7 @@
 
 use crate::lesson::ClientStep;
 use crate::lesson::pattern::{ExpectLine, lines_match, split_lines};
+use crate::server::StatsWorkers;
 use crate::sys;
 use handoff_protocol::{MAX_LINE_LEN, Stats, expected_response};
 use std::io::{ErrorKind, Read, Write};
@@ -145,6 +146,9 @@ fn script(step: &ClientStep, client: usize, round: usize, port: u16) -> Script {
 }
 
 /// Runs one client of a step; `Ok` with the time the exchange took, or why it failed.
+///
+/// The `workers=` value of every `stats` answer it gets goes to `stats_workers`, whether or not
+/// the step passes: it is what the server said about itself, for a later thread budget.
 pub(crate) fn run_client(
     step: &ClientStep,
     addr: SocketAddr,
@@ -152,6 +156,7 @@ pub(crate) fn run_client(
     round: usize,
     deadline: Instant,
     sent: &SentCounter,
+    stats_workers: &StatsWorkers,
 ) -> Result<Duration, String> {
     let who = if step.clients * step.rounds > 1 {
         format!("client {client} round {round}: ")
@@ -166,6 +171,7 @@ pub(crate) fn run_client(
     let outcome = exchange(step, addr, &script, deadline, sent);
     let elapsed = started.elapsed();
     let result = outcome.and_then(|responses| {
+        record_stats_workers(&script.requests, &responses, stats_workers);
         if VERBOSE.load(Ordering::Relaxed) {
             let prefix = format!("[{} c{client} r{round}]", step.name);
             let mut text = String::new();
@@ -321,6 +327,18 @@ fn exchange(
     })
 }
 
+/// Records the `workers=` value of each answer to a `stats` request. Answers come in request
+/// order, one line each, so the n-th line answers the n-th request.
+fn record_stats_workers(requests: &[Vec<u8>], responses: &[u8], stats_workers: &StatsWorkers) {
+    for (request, answer) in requests.iter().zip(split_lines(responses)) {
+        if request.strip_suffix(b"\r").unwrap_or(request) == b"stats" {
+            if let Some(workers) = crate::prove::budget::workers_in_stats_answer(answer) {
+                stats_workers.record(workers);
+            }
+        }
+    }
+}
+
 /// How many response lines a script is owed: one per request, up to and including the first
 /// line over the protocol's limit (after which the server closes).
 fn expected_line_count(requests: &[Vec<u8>]) -> usize {
@@ -433,6 +451,18 @@ mod tests {
         assert_eq!(render("a\\r\\x41\\\\", 0, 0, 80), b"a\rA\\");
         assert_eq!(render("{a*3}b", 0, 0, 80), b"aaab");
         assert_eq!(render("{unknown}", 0, 0, 80), b"{unknown}");
+    }
+
+    #[test]
+    fn only_answers_to_stats_requests_record_workers() {
+        let seen = StatsWorkers::default();
+        let requests = [b"compute workers=9".to_vec(), b"stats\r".to_vec()];
+        record_stats_workers(
+            &requests,
+            b"result: workers=9\nconnections=1 queue_depth=0 workers=2 busy_workers=0\n",
+            &seen,
+        );
+        assert_eq!(seen.values().into_iter().collect::<Vec<_>>(), [2]);
     }
 
     #[test]

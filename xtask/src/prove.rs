@@ -1,8 +1,13 @@
 //! `console prove`: assertions over a server's log, its live process, and a strace record.
+//!
+//! The `threads ... workers + io` budget, whose bound comes from the server itself, is worked
+//! out in [`budget`].
+
+pub(crate) mod budget;
 
 use crate::client::show;
 use crate::lesson::pattern::LinePattern;
-use crate::lesson::{Assertion, Lesson, ProveStep};
+use crate::lesson::{Assertion, Lesson, ProveStep, ThreadBound};
 use crate::results::{CheckResult, Status};
 use crate::runner::{Outcome, Session};
 use std::collections::BTreeSet;
@@ -218,7 +223,25 @@ fn evaluate(
             let pid = server.pid();
             match process_assertion {
                 Assertion::Alive => pass(format!("pid {pid} is running")),
-                Assertion::Threads { exact, count } => {
+                Assertion::Threads {
+                    exact,
+                    bound: ThreadBound::WorkersPlusIo,
+                } => {
+                    let gathered = budget::Budget::gather(
+                        server.command(),
+                        &server.stats_workers.values(),
+                        log,
+                        lines,
+                    );
+                    let tasks = format!("/proc/{pid}/task");
+                    budget::evaluate(*exact, gathered, |holds| {
+                        poll_count(&tasks, holds, deadline)
+                    })
+                }
+                Assertion::Threads {
+                    exact,
+                    bound: ThreadBound::Count(count),
+                } => {
                     let holds = |n: usize| if *exact { n == *count } else { n <= *count };
                     let last = poll_count(&format!("/proc/{pid}/task"), holds, deadline);
                     match last {

@@ -10,7 +10,7 @@ use crate::process;
 use crate::prove;
 use crate::report::Printer;
 use crate::results::{CheckResult, DoneResult, LessonResult, Status, StepResult};
-use crate::server::{ForeignServer, Launch, RunningServer, indent};
+use crate::server::{ForeignServer, Launch, RunningServer, StatsWorkers, indent};
 use crate::trace::Trace;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -453,8 +453,9 @@ fn run_step(
                 );
             }
             let addr = server.addr();
+            let stats_workers = server.stats_workers.clone();
             let sent = SentCounter::default();
-            let outcome = run_clients(client, addr, deadline, &sent);
+            let outcome = run_clients(client, addr, deadline, &sent, &stats_workers);
             with_server_state(outcome, session.servers.get_mut(&client.server))
         }
         StepKind::Wait(_) => unreachable!("handled by run_lesson"),
@@ -526,6 +527,7 @@ pub(crate) fn run_clients(
     addr: std::net::SocketAddr,
     deadline: Instant,
     sent: &SentCounter,
+    stats_workers: &StatsWorkers,
 ) -> Outcome {
     let mut checks = Vec::new();
     for round in 0..step.rounds {
@@ -534,7 +536,7 @@ pub(crate) fn run_clients(
             let handles: Vec<_> = (0..step.clients)
                 .map(|client| {
                     scope.spawn(move || {
-                        client::run_client(step, addr, client, round, deadline, sent)
+                        client::run_client(step, addr, client, round, deadline, sent, stats_workers)
                     })
                 })
                 .collect();
@@ -622,18 +624,20 @@ fn start_background(step: &Step, client: &ClientStep, session: &mut Session, pri
     let server = session
         .servers
         .get_mut(&client.server)
-        .map(|s| (s.addr(), s.exited()));
+        .map(|s| (s.addr(), s.exited(), s.stats_workers.clone()));
     let (client, sent_for_thread) = (client.clone(), sent.clone());
     let handle = std::thread::spawn(move || match server {
         None => Outcome::with(
             Status::Error,
             format!("the server `{}` was not started", client.server),
         ),
-        Some((_, Some(status))) => Outcome::with(
+        Some((_, Some(status), _)) => Outcome::with(
             Status::Fail,
             format!("the server `{}` is not running ({status})", client.server),
         ),
-        Some((addr, None)) => run_clients(&client, addr, deadline, &sent_for_thread),
+        Some((addr, None, stats_workers)) => {
+            run_clients(&client, addr, deadline, &sent_for_thread, &stats_workers)
+        }
     });
     printer.background(&step.name);
     session.backgrounds.insert(

@@ -3,6 +3,7 @@
 
 use crate::lesson::Ready;
 use crate::process;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -13,6 +14,29 @@ use std::time::{Duration, Instant};
 /// A log shared between the threads that fill it and the steps that read it.
 pub(crate) type SharedLog = Arc<Mutex<Vec<u8>>>;
 
+/// The `workers=` values of the `stats` answers clients got from one server, shared with the
+/// client threads that record them.
+///
+/// A `threads ... workers + io` check falls back on them when the server's command line names no
+/// `--workers`: the server's own answer is then the only word on how many workers it runs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StatsWorkers(Arc<Mutex<BTreeSet<u64>>>);
+
+impl StatsWorkers {
+    /// Records the `workers=` value of one `stats` answer.
+    pub(crate) fn record(&self, workers: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(workers);
+    }
+
+    /// Every distinct value recorded so far.
+    pub(crate) fn values(&self) -> BTreeSet<u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// A server process the runner started.
 #[derive(Debug)]
 pub(crate) struct RunningServer {
@@ -20,6 +44,11 @@ pub(crate) struct RunningServer {
     pub(crate) port: u16,
     /// Its stdout and stderr, interleaved as they arrived.
     pub(crate) log: SharedLog,
+    /// The `workers=` values of the `stats` answers its clients got.
+    pub(crate) stats_workers: StatsWorkers,
+    /// The shell command it was started with, placeholders replaced: the source of the
+    /// `--workers` a thread budget counts.
+    command: String,
     child: Child,
     relays: Vec<JoinHandle<()>>,
     exit: Option<ExitStatus>,
@@ -142,6 +171,8 @@ impl RunningServer {
         Ok(Self {
             port: launch.port,
             log,
+            stats_workers: StatsWorkers::default(),
+            command: launch.command.to_owned(),
             child,
             relays,
             exit: None,
@@ -151,6 +182,12 @@ impl RunningServer {
     /// The server's pid.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The shell command the server was started with (without the `exec` the runner puts
+    /// before it).
+    pub(crate) fn command(&self) -> &str {
+        &self.command
     }
 
     /// The address clients connect to.

@@ -274,12 +274,12 @@ pub(crate) enum Assertion {
     TidsDiffer(LinePattern, LinePattern),
     /// `log tids P at most N`.
     TidsAtMost(LinePattern, usize),
-    /// `threads at most N` (false) / `threads exactly N` (true).
+    /// `threads at most B` (false) / `threads exactly B` (true).
     Threads {
         /// Whether the count must be exact.
         exact: bool,
         /// The bound.
-        count: usize,
+        bound: ThreadBound,
     },
     /// `fds at most N`.
     FdsAtMost(usize),
@@ -301,6 +301,17 @@ pub(crate) enum Assertion {
     },
     /// `socket tids disjoint from P`.
     SocketTidsDisjoint(LinePattern),
+}
+
+/// The bound of a `threads` assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadBound {
+    /// A number written in the lesson: `threads exactly 3`.
+    Count(usize),
+    /// `workers + io`: the server's worker count (its `--workers`, else its `stats` answer) plus
+    /// the IO threads its log names (`main <tid>`, `loop <tid>`), so the check holds for any
+    /// `--workers` and `--loops` a grader starts the server with.
+    WorkersPlusIo,
 }
 
 /// A lesson file that does not follow the format.

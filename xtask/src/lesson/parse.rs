@@ -8,7 +8,7 @@
 use super::pattern::{ExpectLine, LinePattern};
 use super::{
     Assertion, ClientStep, DoneItem, ExpectStatus, FrontMatter, Lesson, Mistake, ProveStep, Ready,
-    RunStep, ServerStep, SignalStep, Step, StepKind, Stream, TraceStep, WaitStep,
+    RunStep, ServerStep, SignalStep, Step, StepKind, Stream, ThreadBound, TraceStep, WaitStep,
 };
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use std::collections::{BTreeMap, HashSet};
@@ -1065,13 +1065,13 @@ pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
         ["log", "tids", "`P`", "at", "most", _] => {
             Ok(Assertion::TidsAtMost(pattern(2, true)?, number(5)?))
         }
-        ["threads", "at", "most", _] => Ok(Assertion::Threads {
+        ["threads", "at", "most", bound @ ..] => Ok(Assertion::Threads {
             exact: false,
-            count: number(3)?,
+            bound: thread_bound(bound)?,
         }),
-        ["threads", "exactly", _] => Ok(Assertion::Threads {
+        ["threads", "exactly", bound @ ..] => Ok(Assertion::Threads {
             exact: true,
-            count: number(2)?,
+            bound: thread_bound(bound)?,
         }),
         ["fds", "at", "most", _] => Ok(Assertion::FdsAtMost(number(3)?)),
         ["cpu", "at", "most", percent, "over", _] => {
@@ -1093,6 +1093,22 @@ pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
             Ok(Assertion::SocketTidsDisjoint(pattern(4, true)?))
         }
         _ => Err(unknown()),
+    }
+}
+
+/// The bound after `threads exactly` / `threads at most`: a number, or `workers + io`.
+fn thread_bound(words: &[&str]) -> Result<ThreadBound, String> {
+    let refused = || {
+        format!(
+            "a thread bound is a number (`threads exactly 3`) or `workers + io` (the server's \
+             workers plus its IO threads, spaces around the `+`); got `{}`",
+            words.join(" ")
+        )
+    };
+    match words {
+        ["workers", "+", "io"] => Ok(ThreadBound::WorkersPlusIo),
+        [count] => count.parse().map(ThreadBound::Count).map_err(|_| refused()),
+        _ => Err(refused()),
     }
 }
 

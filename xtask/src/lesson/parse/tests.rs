@@ -125,7 +125,7 @@ fn assertions_parse() {
         parse_assertion("threads exactly 3"),
         Ok(Assertion::Threads {
             exact: true,
-            count: 3
+            bound: ThreadBound::Count(3)
         })
     ));
     assert!(matches!(
@@ -133,6 +133,71 @@ fn assertions_parse() {
         Ok(Assertion::LogHas(_, 10))
     ));
     assert!(parse_assertion("fds at most many").is_err());
+}
+
+#[test]
+fn a_thread_budget_parses_into_the_threads_assertion() {
+    assert!(matches!(
+        parse_assertion("threads exactly workers + io"),
+        Ok(Assertion::Threads {
+            exact: true,
+            bound: ThreadBound::WorkersPlusIo
+        })
+    ));
+    assert!(matches!(
+        parse_assertion("threads at most  workers  +  io"),
+        Ok(Assertion::Threads {
+            exact: false,
+            bound: ThreadBound::WorkersPlusIo
+        })
+    ));
+    assert!(matches!(
+        parse_assertion("threads at most 4"),
+        Ok(Assertion::Threads {
+            exact: false,
+            bound: ThreadBound::Count(4)
+        })
+    ));
+}
+
+#[test]
+fn a_malformed_thread_bound_is_refused_with_the_two_forms() {
+    for bad in [
+        "threads exactly workers+io",
+        "threads exactly workers + loops",
+        "threads exactly workers",
+        "threads at most io + workers",
+        "threads at most -1",
+        "threads exactly",
+        "threads exactly 3 + io",
+    ] {
+        let error = parse_assertion(bad).expect_err(bad);
+        assert!(
+            error.contains("a thread bound is a number") && error.contains("`workers + io`"),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_thread_budget_needs_a_server_step() {
+    let example = format_example();
+    let in_lesson = example.replace("alive\nlog has", "threads exactly workers + io\nlog has");
+    let lesson = parse(&in_lesson).unwrap();
+    let prove = lesson
+        .steps
+        .iter()
+        .find(|s| s.name == "still-alive")
+        .unwrap();
+    assert!(matches!(
+        &prove.kind,
+        StepKind::Prove(p) if p.assertions[0].0 == "threads exactly workers + io"
+    ));
+    let before_the_server = example.replace(
+        "```console server name=main",
+        "```console prove name=early\nthreads exactly workers + io\n```\n\n```console server name=main",
+    );
+    assert!(parse_err(&before_the_server).contains("needs a server step before it"));
 }
 
 #[test]
