@@ -536,18 +536,13 @@ fn running_out_of_fds_neither_spins_nor_wedges(kind: ServerKind) {
         used < elapsed / 4,
         "the server used {used:?} of CPU in {elapsed:?} while out of fds"
     );
-    // With several loops, the loops share one fd table but each listener has its own spare fd:
-    // a sibling loop's accept can take the slot a loop freed to refuse a connection, and that
-    // loop is then left without a spare until fds free up. It does not spin (checked above) and
-    // it recovers (checked below), but a connection waiting on its listener waits instead of
-    // being refused. Documented in the server's README (Several loops); one spare shared by the
-    // loops of a process would close the gap.
-    if kind != ServerKind::HandoffTwoLoops {
-        assert!(
-            waiting.is_closed_by_server(),
-            "a connection beyond the fd limit is refused"
-        );
-    }
+    // With several loops too: the loops share the process's one spare fd, and no loop's accept
+    // can take the slot another has just freed with it, so whichever listener the connection
+    // waits on refuses it.
+    assert!(
+        waiting.is_closed_by_server(),
+        "a connection beyond the fd limit is refused"
+    );
 
     // Once fds are free again it serves new clients.
     drop(held);

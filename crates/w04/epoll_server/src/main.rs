@@ -20,8 +20,8 @@
 //!   drains, so a client that never reads cannot grow the server's memory;
 //! - a bounded number of `recv`s per readiness event, write interest only while output is
 //!   pending, one `send` per connection per loop turn;
-//! - EMFILE without spinning (the listener sheds connections with its spare fd), SIGPIPE-proof
-//!   sends, a reset ends only its own connection;
+//! - EMFILE without spinning (the listener sheds connections with the process's spare fd),
+//!   SIGPIPE-proof sends, a reset ends only its own connection;
 //! - SIGTERM/SIGINT through a signalfd: stop accepting, answer what was read, flush, exit 0.
 
 use std::cell::{Cell, RefCell};

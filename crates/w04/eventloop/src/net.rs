@@ -9,11 +9,18 @@
 //! - **Accept under fd exhaustion.** When the process runs out of fds, `accept` fails with
 //!   `EMFILE` (or `ENFILE` system-wide) — but the pending connection stays in the listen queue, so
 //!   the listening socket is *still readable*. A level-triggered loop would wake up, fail, and wake
-//!   up again at 100% CPU forever. [`TcpListener::accept`] keeps one spare fd (open on
-//!   `/dev/null`) for exactly this moment: it closes the spare, accepts the pending connection
-//!   into the freed slot, closes it at once (the client sees the connection closed), counts it in
+//!   up again at 100% CPU forever. [`TcpListener::accept`] keeps a spare fd (open on `/dev/null`)
+//!   for exactly this moment: it closes the spare, accepts the pending connection into the freed
+//!   slot, closes it at once (the client sees the connection closed), counts it in
 //!   [`TcpListener::rejected`], and re-opens the spare when fds are available again. The queue
 //!   drains and the loop goes back to sleep.
+//! - **One spare for the whole process.** The fd table belongs to the process, not to a listener,
+//!   so the spare does too: it is opened with the first listener and shared by every listener
+//!   after it ([`has_spare_fd`] says whether it is held). With several loops, each with its own
+//!   `SO_REUSEPORT` listener, whichever loop runs out of fds spends it, and a process holds one
+//!   spare however many loops it runs. Every accept holds the spare's lock shared, and spending
+//!   the spare holds it exclusively, so no listener's accept can take the slot another listener
+//!   has just freed for its pending connection and leave the process without a spare.
 //! - **A listen backlog of `SOMAXCONN`**, so a burst of thousands of connects is queued by the
 //!   kernel rather than refused while the loop is busy.
 //!
@@ -22,13 +29,24 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::sys;
 
 /// The default listen backlog: the kernel's maximum (`SOMAXCONN`).
 pub const DEFAULT_BACKLOG: i32 = libc::SOMAXCONN;
+
+/// The process's spare fd, which the EMFILE policy of every listener sacrifices to accept and
+/// close a connection; `None` before the first listener is bound, and while the spare is spent
+/// (the process is still out of fds).
+///
+/// A read-write lock rather than a mutex, because it also keeps the spare's slot from being taken:
+/// every `accept` of every listener holds it shared, so listeners on different loops still
+/// accept in parallel, and spending the spare holds it exclusively, from closing the spare until
+/// it is re-opened. No value it guards can be left half-changed by a panic (it is an `Option` that
+/// is taken or replaced whole), so a poisoned lock is simply taken over.
+static SPARE: RwLock<Option<OwnedFd>> = RwLock::new(None);
 
 /// A non-blocking listening TCP socket with an EMFILE-safe [`accept`](TcpListener::accept).
 ///
@@ -50,10 +68,6 @@ pub const DEFAULT_BACKLOG: i32 = libc::SOMAXCONN;
 pub struct TcpListener {
     /// The listening socket.
     fd: OwnedFd,
-    /// The spare fd the EMFILE policy sacrifices to accept-and-close a connection; `None` while
-    /// it is spent (the process is still out of fds). A mutex rather than a `Cell` keeps the
-    /// listener `Sync`; only the loop thread ever takes it, so it is never contended.
-    spare: Mutex<Option<OwnedFd>>,
     /// Connections accepted and closed at once because the process was out of fds.
     rejected: AtomicU64,
 }
@@ -99,10 +113,10 @@ impl TcpListener {
         }
         sys::bind(fd.as_fd(), addr)?;
         sys::listen(fd.as_fd(), backlog)?;
-        let spare = sys::open_dev_null()?;
+        // Opened after the socket, so a process's first listener is the lower fd number of the two.
+        reserve_spare()?;
         Ok(TcpListener {
             fd,
-            spare: Mutex::new(Some(spare)),
             rejected: AtomicU64::new(0),
         })
     }
@@ -117,15 +131,22 @@ impl TcpListener {
     /// Accepts one pending connection: `Ok(None)` when there is none (`WouldBlock`).
     ///
     /// When the process is out of fds (`EMFILE`/`ENFILE`), the pending connection is accepted
-    /// with the spare fd's slot and closed at once, counted in [`rejected`](Self::rejected), and
-    /// the call reports `Ok(None)` if the queue is then empty or tries the next one; if no spare
-    /// is held either, the error is returned. Other errors are returned as they are; errors that
-    /// concern only the aborted connection (`ECONNABORTED`, …) are skipped.
+    /// with the slot of the process's spare fd and closed at once, counted in
+    /// [`rejected`](Self::rejected), and the call reports `Ok(None)` if the queue is then empty or
+    /// tries the next one; if the spare is not held either, the error is returned. Other errors
+    /// are returned as they are; errors that concern only the aborted connection
+    /// (`ECONNABORTED`, …) are skipped.
     pub fn accept(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
         // Bound the work of one call, so a flood of aborted connections cannot keep the loop here.
         for _ in 0..64 {
-            self.restore_spare();
-            match sys::accept(self.fd.as_fd()) {
+            restore_spare();
+            let accepted = {
+                // Shared, so that this accept cannot run while another listener has the spare
+                // closed, and take the slot that listener freed for its pending connection.
+                let _spare = spare_shared();
+                sys::accept(self.fd.as_fd())
+            };
+            match accepted {
                 Ok((fd, addr)) => return Ok(Some((TcpStream { fd }, addr))),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(error) if is_out_of_fds(&error) => {
@@ -146,36 +167,13 @@ impl TcpListener {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    // starter: w04-l05 todo "has_spare_fd"
-    /// Whether the spare fd is currently held (false only while the process is out of fds).
-    pub fn has_spare_fd(&self) -> bool {
-        self.spare
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .is_some()
-    }
-
-    // starter: w04-l05 todo "restore_spare"
-    /// Re-opens the spare fd if it was spent and fds are available again.
-    fn restore_spare(&self) {
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if spare.is_none() {
-            // Failing here just means the process is still out of fds; try again next time.
-            *spare = sys::open_dev_null().ok();
-        }
-    }
-
     // starter: w04-l05 todo "reject_one"
-    /// Spends the spare fd to accept and close one pending connection. Returns false if there
-    /// was no spare to spend.
+    /// Spends the process's spare fd to accept and close one pending connection. Returns false
+    /// if there was no spare to spend.
     fn reject_one(&self) -> io::Result<bool> {
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        // Exclusive from closing the spare until it is re-opened: no accept of any listener can
+        // take the freed slot meanwhile (see `SPARE`).
+        let mut spare = spare_exclusive();
         let Some(fd) = spare.take() else {
             return Ok(false);
         };
@@ -186,7 +184,8 @@ impl TcpListener {
                 drop(connection);
                 self.rejected.fetch_add(1, Ordering::Relaxed);
             }
-            // Another process took the freed slot, or the connection went away: nothing to do.
+            // Another thread or process took the freed slot, or the connection went away: nothing
+            // to do.
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(error) if is_out_of_fds(&error) || is_connection_specific(&error) => {}
             Err(error) => return Err(error),
@@ -208,6 +207,53 @@ impl AsRawFd for TcpListener {
     // starter: w04-l05 todo "as_raw_fd"
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+// starter: w04-l05 todo "has_spare_fd"
+/// Whether the process's spare fd is held: false before the first listener is bound, and while
+/// the process is out of fds after a listener spent the spare (it is re-opened by the next
+/// `accept` of any listener once an fd is free). Every listener of the process shares this one
+/// spare; see the module docs.
+pub fn has_spare_fd() -> bool {
+    spare_shared().is_some()
+}
+
+// starter: w04-l05 todo "spare_shared"
+/// The spare, locked shared (for an accept, or to look at it).
+fn spare_shared() -> RwLockReadGuard<'static, Option<OwnedFd>> {
+    SPARE.read().unwrap_or_else(|poison| poison.into_inner())
+}
+
+// starter: w04-l05 todo "spare_exclusive"
+/// The spare, locked exclusively (to open or spend it).
+fn spare_exclusive() -> RwLockWriteGuard<'static, Option<OwnedFd>> {
+    SPARE.write().unwrap_or_else(|poison| poison.into_inner())
+}
+
+// starter: w04-l05 todo "reserve_spare"
+/// Opens the process's spare fd unless it is held already; a listener is bound only if the spare
+/// is there for it.
+fn reserve_spare() -> io::Result<()> {
+    let mut spare = spare_exclusive();
+    if spare.is_none() {
+        *spare = Some(sys::open_dev_null()?);
+    }
+    Ok(())
+}
+
+// starter: w04-l05 todo "restore_spare"
+/// Re-opens the spare fd if it was spent and fds are available again.
+fn restore_spare() {
+    // Looked at shared first: the spare is nearly always held, and then accepts of every
+    // listener need not queue up behind each other here.
+    if spare_shared().is_some() {
+        return;
+    }
+    let mut spare = spare_exclusive();
+    if spare.is_none() {
+        // Failing here just means the process is still out of fds; try again next time.
+        *spare = sys::open_dev_null().ok();
     }
 }
 

@@ -421,7 +421,7 @@ pub fn timerfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
 }
 
 // starter: w04-l05 todo "open_dev_null"
-/// Opens `/dev/null` read-only: the spare fd a listener keeps for the EMFILE policy.
+/// Opens `/dev/null` read-only: the spare fd the process keeps for the listeners' EMFILE policy.
 pub fn open_dev_null() -> io::Result<OwnedFd> {
     let path = c"/dev/null";
     // SAFETY: `path` is a NUL-terminated string that lives across the call.
