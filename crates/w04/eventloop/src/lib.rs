@@ -14,8 +14,8 @@
 //! 5. [`timer`]: any number of timers on one timerfd.
 //! 6. [`dispatcher`]: the event loop — fds, timers, signals and posted callbacks, with
 //!    generation-checked keys against the fd-reuse bug.
-//! 7. [`worker`]: named threads that each run a dispatcher, and a pool of them — with init
-//!    hooks and `run_on_all_workers` that hand work the worker's own `&Dispatcher`.
+//! 7. [`worker`]: a pool of named threads that each run a dispatcher — `post_to_with` and
+//!    `run_on_all_workers` hand work the worker's own `&Dispatcher`.
 //! 8. [`slot`]: thread-local slots — one value per dispatcher thread, read without a lock.
 //!
 //! ```

@@ -22,9 +22,9 @@
 //!   initialisers hold the slot's shared state alive (no use after free), check that the slot is
 //!   still alive before installing anything (no stale value), and a cleanup posted behind them
 //!   removes whatever the slot had installed.
-//! - Shutdown: [`shutdown_thread`](ThreadLocal::shutdown_thread) drops the calling thread's
-//!   values; [`shutdown_global`](ThreadLocal::shutdown_global) stops all further `set`s and
-//!   posts `shutdown_thread` to every registered thread (then runs it on the main thread).
+//! - Shutdown: [`shutdown_global`](ThreadLocal::shutdown_global) stops all further `set`s and
+//!   posts to every registered thread a callback that drops that thread's values of the
+//!   instance's slots (Envoy's `shutdownThread`), then drops the main thread's.
 //!
 //! # Failure modes it is safe against
 //!
@@ -83,7 +83,7 @@ impl std::error::Error for SlotError {}
 struct Value {
     /// The unique id of the slot that installed it.
     slot_id: u64,
-    /// The id of the `ThreadLocal` the slot belongs to, for `shutdown_thread`.
+    /// The id of the `ThreadLocal` the slot belongs to, for `shutdown_global`.
     instance_id: u64,
     value: Rc<dyn Any>,
 }
@@ -126,10 +126,9 @@ fn indices() -> MutexGuard<'static, Slab<()>> {
 /// value's drop may read other slots: the earlier ones are still there).
 ///
 /// A [`Worker`](crate::Worker) calls it when its loop has returned, before the thread's locals
-/// are destroyed. Call it at the end of any other thread that ran slot initialisers, for the
-/// same order; without it the values are dropped at thread exit, in the same order, but a `get`
-/// from their drops finds nothing.
-pub fn teardown_thread() {
+/// are destroyed. On any other thread the values are dropped at thread exit, in the same order,
+/// but a `get` from their drops finds nothing.
+pub(crate) fn teardown_thread() {
     loop {
         let last = VALUES.try_with(|values| {
             let mut values = values.0.borrow_mut();
@@ -189,6 +188,7 @@ fn clear(index: usize, slot_id: u64) {
 }
 
 // starter: w04-l05 todo "clear_instance"
+/// Drops the calling thread's values of instance `instance_id`'s slots, last slot first.
 fn clear_instance(instance_id: u64) {
     let removed: Result<Vec<Value>, _> = VALUES.try_with(|values| {
         let mut values = values.0.borrow_mut();
@@ -259,7 +259,8 @@ impl Instance {
 /// let (sender, receiver) = std::sync::mpsc::channel();
 /// for index in 0..2 {
 ///     let (slot, sender) = (slot.clone(), sender.clone());
-///     pool.post_to(index, move || sender.send(slot.get().unwrap().to_string()).unwrap()).unwrap();
+///     pool.post_to_with(index, move |_| sender.send(slot.get().unwrap().to_string()).unwrap())
+///         .unwrap();
 /// }
 /// let mut seen: Vec<String> = receiver.iter().take(2).collect();
 /// seen.sort();
@@ -302,12 +303,6 @@ impl ThreadLocal {
         Ok(())
     }
 
-    // starter: w04-l05 todo "registered_thread_count"
-    /// How many dispatcher threads are registered (the main thread not counted).
-    pub fn registered_thread_count(&self) -> usize {
-        self.instance.registered().len()
-    }
-
     // starter: w04-l05 todo "allocate_slot"
     /// Allocates a slot for values of type `T`. Main thread only.
     pub fn allocate_slot<T: 'static>(&self) -> Result<Slot<T>, SlotError> {
@@ -330,15 +325,11 @@ impl ThreadLocal {
         })
     }
 
-    // starter: w04-l05 todo "shutdown_thread"
-    /// Drops the calling thread's values of this instance's slots (Envoy's `shutdownThread`).
-    pub fn shutdown_thread(&self) {
-        clear_instance(self.instance.id);
-    }
-
     // starter: w04-l05 todo "shutdown_global"
-    /// Stops all further `set`s, posts [`shutdown_thread`](Self::shutdown_thread) to every
-    /// registered thread, and runs it on the main thread. Main thread only.
+    /// Stops all further `set`s, posts to every registered thread a callback that drops that
+    /// thread's values of this instance's slots (Envoy's `shutdownThread`), and drops the main
+    /// thread's. Main thread only; afterwards `set` and `allocate_slot` return
+    /// [`SlotError::ShutDown`].
     ///
     /// A dispatcher that has already stopped never runs its posted shutdown; its thread's values
     /// are dropped when that thread exits, as every thread-local is.
@@ -352,12 +343,6 @@ impl ThreadLocal {
         }
         clear_instance(instance_id);
         Ok(())
-    }
-
-    // starter: w04-l05 todo "is_shut_down"
-    /// Whether [`shutdown_global`](Self::shutdown_global) has run.
-    pub fn is_shut_down(&self) -> bool {
-        self.instance.is_shut_down()
     }
 }
 
@@ -466,12 +451,6 @@ impl<T: 'static> Slot<T> {
     pub fn failed_initialisations(&self) -> u64 {
         self.shared.failed_initialisations.load(Ordering::Relaxed)
     }
-
-    // starter: w04-l05 todo "index"
-    /// The slot's index (reused after the slot is dropped).
-    pub fn index(&self) -> usize {
-        self.shared.index
-    }
 }
 
 impl<T> Drop for Slot<T> {
@@ -494,3 +473,6 @@ impl<T> Drop for Slot<T> {
         indices().remove(shared.index_key);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -63,7 +63,7 @@ fn dropping_everything_closes_every_fd_the_crate_opened() {
             open_fds() >= before + 9,
             "three dispatchers hold three fds each"
         );
-        pool.post(|| {}).unwrap();
+        pool.post_to_with(0, |_| {}).unwrap();
         pool.stop();
 
         waker.wake();
