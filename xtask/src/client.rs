@@ -332,8 +332,8 @@ fn exchange(
 fn record_stats_workers(requests: &[Vec<u8>], responses: &[u8], stats_workers: &StatsWorkers) {
     for (request, answer) in requests.iter().zip(split_lines(responses)) {
         if request.strip_suffix(b"\r").unwrap_or(request) == b"stats" {
-            if let Some(workers) = crate::prove::budget::workers_in_stats_answer(answer) {
-                stats_workers.record(workers);
+            if let Some(stats) = Stats::parse(answer) {
+                stats_workers.record(stats.workers);
             }
         }
     }
@@ -459,7 +459,8 @@ mod tests {
         let requests = [b"compute workers=9".to_vec(), b"stats\r".to_vec()];
         record_stats_workers(
             &requests,
-            b"result: workers=9\nconnections=1 queue_depth=0 workers=2 busy_workers=0\n",
+            b"result: workers=9\nconnections=1 queue_depth=0 workers=2 busy_workers=0 completed=1 \
+              errors=0 panics=0 rejected=0\n",
             &seen,
         );
         assert_eq!(seen.values().into_iter().collect::<Vec<_>>(), [2]);

@@ -121,14 +121,6 @@ pub(super) fn workers_on_command_line(command: &str) -> Result<Option<usize>, St
     Ok(workers)
 }
 
-/// The `workers=` field of a `stats` answer line; `None` if it has none or it is not a number.
-pub(crate) fn workers_in_stats_answer(line: &[u8]) -> Option<u64> {
-    let line = std::str::from_utf8(line).ok()?;
-    line.split_whitespace()
-        .find_map(|pair| pair.strip_prefix("workers="))
-        .and_then(|value| value.parse().ok())
-}
-
 /// The worker count the server's `stats` answers reported; they must have reported one, and
 /// only one.
 fn workers_from_stats(command: &str, stats_workers: &BTreeSet<u64>) -> Result<usize, String> {
@@ -252,14 +244,6 @@ mod tests {
                 "{error}"
             );
         }
-    }
-
-    #[test]
-    fn the_workers_field_of_a_stats_answer() {
-        let stats = b"connections=1 queue_depth=0 workers=4 busy_workers=0 completed=2";
-        assert_eq!(workers_in_stats_answer(stats), Some(4));
-        assert_eq!(workers_in_stats_answer(b"busy_workers=3 completed=2"), None);
-        assert_eq!(workers_in_stats_answer(b"workers=many"), None);
     }
 
     #[test]

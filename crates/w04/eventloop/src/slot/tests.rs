@@ -11,23 +11,23 @@ use crate::WorkerPool;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 
-/// Runs `read` on every worker (posted, so it runs after everything posted before it) and
-/// returns the results in worker order.
-fn on_each_worker<R: Send + 'static>(
-    pool: &WorkerPool,
-    read: impl Fn() -> R + Send + Sync + 'static,
-) -> Vec<R> {
-    let read = Arc::new(read);
-    let (sender, receiver) = mpsc::channel();
-    for index in 0..pool.worker_count() {
-        let (read, sender) = (Arc::clone(&read), sender.clone());
-        pool.post_to_with(index, move |_| sender.send((index, read())).unwrap())
-            .unwrap();
-    }
-    drop(sender);
-    let mut results: Vec<(usize, R)> = receiver.iter().collect();
-    results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, result)| result).collect()
+/// On how many workers `holds` is true, asked on every worker at once with the pool's own
+/// `run_on_all_workers` (posted, so each runs after everything posted to its worker before).
+fn workers_where(pool: &WorkerPool, holds: impl Fn() -> bool + Send + Sync + 'static) -> usize {
+    let count = Arc::new(AtomicUsize::new(0));
+    let (done_sender, done) = mpsc::channel();
+    let counter = Arc::clone(&count);
+    pool.run_on_all_workers(
+        move |_| {
+            if holds() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+        move || done_sender.send(()).unwrap(),
+    )
+    .unwrap();
+    done.recv().unwrap();
+    count.load(Ordering::SeqCst)
 }
 
 #[test]
@@ -75,8 +75,9 @@ fn dropping_a_slot_with_updates_in_flight_installs_nothing_and_confuses_no_later
     release_sender.send(()).unwrap();
     let reader = Arc::clone(&new);
     assert_eq!(
-        on_each_worker(&pool, move || reader.get().is_none()),
-        vec![true, true]
+        workers_where(&pool, move || reader.get().is_none()),
+        2,
+        "no worker sees the old slot's value"
     );
     assert_eq!(
         old_inits.load(Ordering::SeqCst),
@@ -86,8 +87,13 @@ fn dropping_a_slot_with_updates_in_flight_installs_nothing_and_confuses_no_later
 
     new.set(|| "new".to_owned()).unwrap();
     let reader = Arc::clone(&new);
-    let seen = on_each_worker(&pool, move || reader.get().map(|value| value.to_string()));
-    assert_eq!(seen, vec![Some("new".to_owned()), Some("new".to_owned())]);
+    assert_eq!(
+        workers_where(&pool, move || reader
+            .get()
+            .is_some_and(|value| *value == "new")),
+        2,
+        "every worker sees the new slot's value"
+    );
     drop(new);
     tls.shutdown_global().unwrap();
     pool.stop();
