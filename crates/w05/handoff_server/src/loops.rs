@@ -10,8 +10,8 @@
 //!   that accepted it for good: the loop's state is `Rc`-owned, so the compiler itself keeps it
 //!   (and the sockets in it) on that loop's thread. Only that loop touches the socket; the pool
 //!   never does.
-//! - **One CPU [`ThreadPool`]** for all loops. A batch carries its loop's results channel, so the
-//!   worker that ran it delivers it to the loop that owns the connection.
+//! - **One CPU [`ThreadPool`]** for all loops. A batch carries its loop's `Results` (the results
+//!   queue and waker), so the worker that ran it delivers it to the loop that owns the connection.
 //! - **Per-loop state in a thread-local [`Slot`]**: each loop's server (and with it its counters)
 //!   is the slot's value on that loop's thread. A posted callback finds the server of the thread
 //!   it runs on with one lock-free `Slot::get`.
