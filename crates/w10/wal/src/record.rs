@@ -436,6 +436,20 @@ mod tests {
                 computed: crate::crc32(&damaged[4..])
             })
         );
+        // A damaged field is a bad checksum, not a bad field: the CRC is checked first, and
+        // nothing inside an unverified body is believed.
+        for at in [8, 9, 12, 16] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            assert!(
+                matches!(
+                    decode(&damaged),
+                    Decoded::Corrupt(Corruption::BadChecksum { .. })
+                ),
+                "byte {at} flipped: {:?}",
+                decode(&damaged)
+            );
+        }
         // A length that shrinks by one still points inside the record: the CRC catches it.
         let mut damaged = bytes.clone();
         let length = u32_at(&bytes, 4) - 1;
