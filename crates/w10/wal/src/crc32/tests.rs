@@ -1,4 +1,4 @@
-//! Unit tests of the CRC-32.
+//! Unit tests of `crc32`.
 
 use super::*;
 use proptest::prelude::*;

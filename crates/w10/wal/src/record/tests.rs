@@ -1,4 +1,4 @@
-//! Unit tests of the record format.
+//! Unit tests of `record`.
 
 use super::*;
 use proptest::prelude::*;
