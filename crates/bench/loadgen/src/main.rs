@@ -15,7 +15,9 @@
 //! its checks stay exact under concurrent writers): `--replies text` for the course's KV
 //! protocol, `--replies redis` for `redis-server`, which takes the same request lines as inline
 //! commands and answers in RESP. Its read-only keys are stored, and every answer checked, on one
-//! connection before the clock starts.
+//! connection before the clock starts. `--mix kv-set` sends only `SET`s, each connection of its
+//! own keys in increasing order. In both, the summary gives the `GET` and the `SET` latency
+//! apart as well (`by_verb` in the JSON).
 //!
 //! While it runs, a progress line goes to stderr once per second. The exit status is 0 when
 //! every response was right, 1 when any response differed or a connection failed (with the first
@@ -39,13 +41,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use clap::Parser;
-use hdrhistogram::Histogram;
-
 use crate::driver::{Progress, RunPlan, ThreadResult};
 use crate::mix::{KvReplies, Mix, MixKind};
-use crate::report::{Latency, Summary};
+use crate::report::{ByVerb, Histograms, Latency, Summary};
+use anyhow::Context as _;
+use clap::Parser;
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -69,7 +69,7 @@ struct Cli {
     /// The request mix.
     #[arg(long, value_enum, default_value_t = MixKind::Compute64)]
     mix: MixKind,
-    /// How the key-value server of `--mix kv` words its replies: `text` (the course's KV
+    /// How the key-value server of `--mix kv` or `kv-set` words its replies: `text` (the course's KV
     /// protocol) or `redis` (RESP, as redis-server answers inline commands).
     #[arg(long, value_enum, default_value_t = KvReplies::Text)]
     replies: KvReplies,
@@ -352,7 +352,7 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         }
     }
 
-    let mut latencies = Histogram::<u64>::new(3).context("creating the latency histogram")?;
+    let mut latencies = Histograms::new()?;
     let mut summary = Summary {
         addr: cli.addr.to_string(),
         mix: cli.mix,
@@ -365,14 +365,13 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         elapsed_s: 0.0,
         throughput_rps: 0.0,
         latency: Latency::default(),
+        by_verb: ByVerb::default(),
         first_error: None,
         loadgen_cpu_us_per_request: 0.0,
     };
     for result in results {
         let result = result?;
-        latencies
-            .add(&result.latencies)
-            .context("merging latency histograms")?;
+        latencies.add(&result.latencies)?;
         summary.completed += result.completed;
         summary.mismatches += result.mismatches;
         summary.connection_errors += result.connection_errors;
@@ -385,7 +384,10 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         summary.completed,
         Duration::from_secs_f64(summary.elapsed_s),
     );
-    summary.latency = Latency::from_nanos(&latencies);
+    summary.latency = Latency::from_nanos(&latencies.all);
+    if cli.mix.is_kv() {
+        summary.by_verb = latencies.by_verb();
+    }
     if let (Some(start), Some(end)) = (cpu_at_start, report::process_cpu_time()) {
         let micros = end.saturating_sub(start).as_secs_f64() * 1e6;
         summary.loadgen_cpu_us_per_request = micros / summary.completed.max(1) as f64;
@@ -483,5 +485,8 @@ mod tests {
             (3, 16, MixKind::Rehash1000)
         );
         assert!(Cli::try_parse_from(["loadgen", "--duration", "1", "--requests", "2"]).is_err());
+        let cli =
+            Cli::try_parse_from(["loadgen", "--mix", "kv-set", "--replies", "redis"]).unwrap();
+        assert_eq!((cli.mix, cli.replies), (MixKind::KvSet, KvReplies::Redis));
     }
 }
