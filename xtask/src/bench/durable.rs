@@ -306,9 +306,10 @@ struct DurableRun {
     server: DurableServer,
     load: LoadgenSummary,
     server_cpu_s: f64,
-    /// kv_server's log counters after the run (`None` for redis-server, or with the reason
-    /// they could not be read).
-    log: Option<Result<LogStats, String>>,
+    /// kv_server's log counters after the run (`None` for redis-server), or why they could not
+    /// be read.
+    #[serde(serialize_with = "ok_or_reason")]
+    log: Result<Option<LogStats>, String>,
 }
 
 /// The medians of one server on one workload.
@@ -340,6 +341,7 @@ pub(crate) struct TableRow {
     /// The server.
     pub(crate) server: DurableServer,
     /// Its medians, or the reason it was skipped.
+    #[serde(serialize_with = "ok_or_reason")]
     pub(crate) medians: Result<DurableRow, String>,
 }
 
@@ -416,9 +418,9 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
                 };
                 let run = measure(&loadgen, &mut running, round, workload, server, args)?;
                 let log = match &run.log {
-                    Some(Ok(log)) => format!("  records/fsync {:.2}", log.records_per_fsync),
-                    Some(Err(reason)) => format!("  records/fsync unknown: {reason}"),
-                    None => String::new(),
+                    Ok(Some(log)) => format!("  records/fsync {:.2}", log.records_per_fsync),
+                    Ok(None) => String::new(),
+                    Err(_) => "  records/fsync unknown (see the warning)".to_owned(),
                 };
                 let verb = |v: Option<super::report::LoadgenVerb>| {
                     v.map_or_else(String::new, |v| format!("{:.0}", v.latency.p99_us))
@@ -637,12 +639,15 @@ fn measure(
         "{} died during the run",
         server.name()
     );
-    let log = server.is_kv().then(|| {
+    let log = if server.is_kv() {
         read_stats(running.addr())
             .map_err(|error| format!("{error:#}"))
             .and_then(|line| LogStats::parse(&line))
-    });
-    if let Some(Err(reason)) = &log {
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    if let Err(reason) = &log {
         eprintln!(
             "bench --kv --durable: warning: {}: {}",
             server.name(),
@@ -657,6 +662,18 @@ fn measure(
         server_cpu_s: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
         log,
     })
+}
+
+/// Serializes `Ok(value)` as the value and `Err(reason)` as `{"skipped": reason}`.
+fn ok_or_reason<T: serde::Serialize, S: serde::Serializer>(
+    value: &Result<T, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    match value {
+        Ok(value) => value.serialize(serializer),
+        Err(reason) => serde_json::json!({ "skipped": reason }).serialize(serializer),
+    }
 }
 
 /// The medians of `server`'s runs on `workload`.
@@ -678,7 +695,7 @@ fn medians(runs: &[DurableRun], workload: Workload, server: DurableServer) -> Du
         get_p99_us: of_some(&|run| run.load.by_verb.get.map(|v| v.latency.p99_us)),
         set_p99_us: of_some(&|run| run.load.by_verb.set.map(|v| v.latency.p99_us)),
         records_per_fsync: of_some(&|run| match &run.log {
-            Some(Ok(log)) => Some(log.records_per_fsync),
+            Ok(Some(log)) => Some(log.records_per_fsync),
             _ => None,
         }),
         server_cpu_us_per_request: of(&|run| {
@@ -973,6 +990,9 @@ mod tests {
         let table = markdown(&rows, &found);
         assert!(table.contains("skipped: not installed"), "{table}");
         assert!(table.contains("| not measured |"), "{table}");
+        let json = serde_json::to_value(&rows).unwrap();
+        assert_eq!(json[0]["medians"]["throughput_rps"], 3000.0, "{json}");
+        assert_eq!(json[2]["medians"]["skipped"], "not installed", "{json}");
     }
 
     fn rows_without_redis() -> Vec<TableRow> {
