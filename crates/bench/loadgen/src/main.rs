@@ -15,7 +15,8 @@
 //! its checks stay exact under concurrent writers): `--replies text` for the course's KV
 //! protocol, `--replies redis` for `redis-server`, which takes the same request lines as inline
 //! commands and answers in RESP. Its read-only keys are stored, and every answer checked, on one
-//! connection before the clock starts. `--mix kv-set` sends only `SET`s, each connection of its
+//! connection before the clock starts (`--no-preload` skips that, for a server an earlier run
+//! stored them in). `--mix kv-set` sends only `SET`s, each connection of its
 //! own keys in increasing order. In both, the summary gives the `GET` and the `SET` latency
 //! apart as well (`by_verb` in the JSON).
 //!
@@ -69,8 +70,8 @@ struct Cli {
     /// The request mix.
     #[arg(long, value_enum, default_value_t = MixKind::Compute64)]
     mix: MixKind,
-    /// How the key-value server of `--mix kv` or `kv-set` words its replies: `text` (the course's KV
-    /// protocol) or `redis` (RESP, as redis-server answers inline commands).
+    /// How the key-value server of `--mix kv` or `kv-set` words its replies: `text` (the
+    /// course's KV protocol) or `redis` (RESP, as redis-server answers inline commands).
     #[arg(long, value_enum, default_value_t = KvReplies::Text)]
     replies: KvReplies,
     /// Run for this many seconds (the default when neither this nor --requests is given: 5).
@@ -86,6 +87,10 @@ struct Cli {
     /// responses.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Skip the `kv` mix's preload: its read-only keys are already stored, by an earlier run
+    /// against the same server (which then sees only the measured requests).
+    #[arg(long)]
+    no_preload: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -283,11 +288,13 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
 
     let cpu_at_start = report::process_cpu_time();
     let mix = Arc::new(Mix::new(cli.mix, cli.connections, cli.replies));
-    preload(
-        cli.addr,
-        mix.preload(),
-        Duration::from_secs_f64(cli.timeout),
-    )?;
+    if !cli.no_preload {
+        preload(
+            cli.addr,
+            mix.preload(),
+            Duration::from_secs_f64(cli.timeout),
+        )?;
+    }
     let progress = Arc::new(Progress::default());
     // Every thread connects first; the clock starts once all connections are up.
     let barrier = Arc::new(Barrier::new(threads));
@@ -488,5 +495,8 @@ mod tests {
         let cli =
             Cli::try_parse_from(["loadgen", "--mix", "kv-set", "--replies", "redis"]).unwrap();
         assert_eq!((cli.mix, cli.replies), (MixKind::KvSet, KvReplies::Redis));
+        assert!(!cli.no_preload);
+        let cli = Cli::try_parse_from(["loadgen", "--mix", "kv", "--no-preload"]).unwrap();
+        assert!(cli.no_preload);
     }
 }

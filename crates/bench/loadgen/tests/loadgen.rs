@@ -535,3 +535,54 @@ fn the_kv_set_mix_fails_on_a_wrong_answer_to_a_set() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("request \"SET s:"), "{stderr}");
 }
+
+/// A store of its own for [`no_preload_sends_only_the_measured_requests`], so its counters
+/// are exact.
+static KV_ENGINE_OWN: OnceLock<kv_store::KvEngine> = OnceLock::new();
+
+fn kv_answer_own(line: &[u8]) -> Option<Vec<u8>> {
+    let engine = KV_ENGINE_OWN.get_or_init(|| kv_store::KvEngine::new(Default::default()));
+    Some(
+        engine
+            .execute_line(line, std::time::Instant::now())
+            .to_bytes(),
+    )
+}
+
+#[test]
+fn no_preload_sends_only_the_measured_requests() {
+    let server = FakeServer::start(kv_answer_own);
+    let base = [
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv",
+        "-c",
+        "2",
+        "--requests",
+        "300",
+        "--json",
+    ];
+    let sets_of = |output: &Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json(output)["by_verb"]["set"]["completed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // The first run stores the 1024 read-only keys, the second finds them there.
+    let first = sets_of(&loadgen(&base));
+    let mut args = base.to_vec();
+    args.push("--no-preload");
+    let second = sets_of(&loadgen(&args));
+    let stats = String::from_utf8(kv_answer_own(b"STATS").unwrap()).unwrap();
+    let sets: u64 = stats
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix("sets="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sets= in {stats}"));
+    assert_eq!(sets, 1024 + first + second, "one preload only: {stats}");
+}
