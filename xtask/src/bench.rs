@@ -375,13 +375,32 @@ impl LoadRunner {
         mix_args: &[&str],
         seconds: f64,
     ) -> anyhow::Result<LoadgenSummary> {
+        self.run_limited(
+            server,
+            connections,
+            depth,
+            mix_args,
+            &["--duration", &format!("{seconds}")],
+        )
+    }
+
+    /// [`run_with`](Self::run_with), with `limit` saying when loadgen stops: `--duration S` or
+    /// `--requests N`.
+    fn run_limited(
+        &self,
+        server: &RunningServer,
+        connections: usize,
+        depth: usize,
+        mix_args: &[&str],
+        limit: &[&str],
+    ) -> anyhow::Result<LoadgenSummary> {
         let mut command = Command::new(&self.path);
         command
             .args(["--addr", &server.addr().to_string()])
             .args(["--connections", &connections.to_string()])
             .args(["--depth", &depth.to_string()])
             .args(mix_args)
-            .args(["--duration", &format!("{seconds}")])
+            .args(limit)
             .args(["--threads", &self.threads.to_string()])
             .args(["--json", "--quiet"])
             .stdin(Stdio::null())

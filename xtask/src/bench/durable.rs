@@ -15,8 +15,10 @@
 //!    `kv_server --data-dir D --workers N --fsync per-record` and
 //!    `redis-server --appendonly yes --appendfsync always --dir D --save ''`, each run on a
 //!    freshly started server with a fresh data folder under `target/bench/durable/`, all on the
-//!    one disk that was measured; after each kv_server run its `STATS` answer gives the records
-//!    per fsync;
+//!    one disk that was measured. Before a run of the mix, a short counted run stores its
+//!    read-only keys (and checks a few answers), so the timed run (`--no-preload`) sends only
+//!    measured requests; kv_server's `STATS` before and after the timed run give the records per
+//!    fsync of that run alone;
 //! 4. prints the table of medians over the rounds with the ratios to redis-server and the
 //!    targets' verdicts, writes `target/bench/kv-durable.json` and `target/bench/kv-durable.svg`,
 //!    and refreshes the section of `BENCHMARKS.md` between its own markers.
@@ -51,6 +53,8 @@ const DEPTH: usize = 1;
 const PROBE_BLOCK: usize = 4096;
 /// How long reading a `STATS` answer may take.
 const STATS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests of the counted run that stores the mix's read-only keys before the timed run.
+const PRELOAD_REQUESTS: &str = "200";
 
 /// The two workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -284,6 +288,47 @@ impl LogStats {
     }
 }
 
+/// kv_server's log counters before and after a timed run, and what they say of that run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub(crate) struct LogWindow {
+    /// `STATS` before the timed run.
+    pub(crate) before: LogStats,
+    /// `STATS` after it.
+    pub(crate) after: LogStats,
+    /// Records appended during the run.
+    pub(crate) records: u64,
+    /// fsyncs during the run.
+    pub(crate) fsyncs: u64,
+    /// `records / fsyncs`: how many records one fsync covered on average during the run.
+    pub(crate) records_per_fsync: f64,
+}
+
+impl LogWindow {
+    /// The run between two `STATS` readings.
+    pub(crate) fn between(before: LogStats, after: LogStats) -> LogWindow {
+        let records = after.log_records.saturating_sub(before.log_records);
+        let fsyncs = after.fsyncs.saturating_sub(before.fsyncs);
+        LogWindow {
+            before,
+            after,
+            records,
+            fsyncs,
+            records_per_fsync: if fsyncs > 0 {
+                records as f64 / fsyncs as f64
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Reads kv_server's log counters from its `STATS` answer.
+fn log_stats(addr: SocketAddr) -> Result<LogStats, String> {
+    read_stats(addr)
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|line| LogStats::parse(&line))
+}
+
 /// Asks the server at `addr` for `STATS` on a connection of its own.
 fn read_stats(addr: SocketAddr) -> anyhow::Result<String> {
     let stream = TcpStream::connect_timeout(&addr, STATS_TIMEOUT)
@@ -306,10 +351,10 @@ struct DurableRun {
     server: DurableServer,
     load: LoadgenSummary,
     server_cpu_s: f64,
-    /// kv_server's log counters after the run (`None` for redis-server), or why they could not
-    /// be read.
+    /// kv_server's log counters around the timed run (`None` for redis-server), or why they
+    /// could not be read.
     #[serde(serialize_with = "ok_or_reason")]
-    log: Result<Option<LogStats>, String>,
+    log: Result<Option<LogWindow>, String>,
 }
 
 /// The medians of one server on one workload.
@@ -418,7 +463,10 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
                 };
                 let run = measure(&loadgen, &mut running, round, workload, server, args)?;
                 let log = match &run.log {
-                    Ok(Some(log)) => format!("  records/fsync {:.2}", log.records_per_fsync),
+                    Ok(Some(log)) => format!(
+                        "  records/fsync {:.2} ({} records, {} fsyncs)",
+                        log.records_per_fsync, log.records, log.fsyncs
+                    ),
                     Ok(None) => String::new(),
                     Err(_) => "  records/fsync unknown (see the warning)".to_owned(),
                 };
@@ -622,16 +670,24 @@ fn measure(
     server: DurableServer,
     args: &BenchArgs,
 ) -> anyhow::Result<DurableRun> {
-    let cpu_before = super::server::cpu_time(running.pid())?;
     let replies = if server.is_kv() { "text" } else { "redis" };
+    let mut mix_args = vec!["--mix", workload.mix(), "--replies", replies];
+    if workload == Workload::Mix {
+        loadgen
+            .run_limited(
+                running,
+                CONNECTIONS,
+                DEPTH,
+                &mix_args,
+                &["--requests", PRELOAD_REQUESTS],
+            )
+            .with_context(|| format!("storing the mix's keys in {}", server.name()))?;
+        mix_args.push("--no-preload");
+    }
+    let before = server.is_kv().then(|| log_stats(running.addr()));
+    let cpu_before = super::server::cpu_time(running.pid())?;
     let load = loadgen
-        .run_with(
-            running,
-            CONNECTIONS,
-            DEPTH,
-            &["--mix", workload.mix(), "--replies", replies],
-            args.duration,
-        )
+        .run_with(running, CONNECTIONS, DEPTH, &mix_args, args.duration)
         .with_context(|| format!("{} against {}", workload.name(), server.name()))?;
     let cpu_after = super::server::cpu_time(running.pid())?;
     anyhow::ensure!(
@@ -639,13 +695,11 @@ fn measure(
         "{} died during the run",
         server.name()
     );
-    let log = if server.is_kv() {
-        read_stats(running.addr())
-            .map_err(|error| format!("{error:#}"))
-            .and_then(|line| LogStats::parse(&line))
-            .map(Some)
-    } else {
-        Ok(None)
+    let log = match before {
+        None => Ok(None),
+        Some(before) => before.and_then(|before| {
+            log_stats(running.addr()).map(|after| Some(LogWindow::between(before, after)))
+        }),
     };
     if let Err(reason) = &log {
         eprintln!(
@@ -695,7 +749,7 @@ fn medians(runs: &[DurableRun], workload: Workload, server: DurableServer) -> Du
         get_p99_us: of_some(&|run| run.load.by_verb.get.map(|v| v.latency.p99_us)),
         set_p99_us: of_some(&|run| run.load.by_verb.set.map(|v| v.latency.p99_us)),
         records_per_fsync: of_some(&|run| match &run.log {
-            Ok(Some(log)) => Some(log.records_per_fsync),
+            Ok(Some(log)) if log.fsyncs > 0 => Some(log.records_per_fsync),
             _ => None,
         }),
         server_cpu_us_per_request: of(&|run| {
@@ -1082,6 +1136,24 @@ mod tests {
         assert!(
             error.contains("log_records, log_bytes, records_per_fsync, checkpoints"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn records_per_fsync_are_those_of_the_run_alone() {
+        let stats = |log_records, fsyncs| LogStats {
+            log_records,
+            log_bytes: 0,
+            fsyncs,
+            records_per_fsync: 0.0,
+            checkpoints: 0,
+        };
+        let window = LogWindow::between(stats(1024, 64), stats(1024 + 900, 64 + 300));
+        assert_eq!((window.records, window.fsyncs), (900, 300));
+        assert_eq!(window.records_per_fsync, 3.0);
+        assert_eq!(
+            LogWindow::between(stats(5, 1), stats(5, 1)).records_per_fsync,
+            0.0
         );
     }
 
