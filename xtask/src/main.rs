@@ -7,6 +7,7 @@
 
 mod bench;
 mod client;
+mod crash;
 mod lesson;
 mod process;
 mod progress;
@@ -175,6 +176,11 @@ enum Command {
     },
     /// Benchmarks the servers against each other.
     Bench(bench::BenchArgs),
+    /// Runs the W10 crash harness: `kv_server --data-dir` killed with SIGKILL at random moments
+    /// under load (200 times by default) and at every failpoint of its log and checkpoint, each
+    /// time restarted and checked: every acknowledged write present, each client's keys an
+    /// unbroken run.
+    Crash(crash::CrashArgs),
 }
 
 /// The workspace root (the folder above `xtask/`).
@@ -285,6 +291,7 @@ fn main() -> ExitCode {
             None => starters_command(week.as_deref(), allow_missing),
         },
         Command::Bench(args) => bench::run(args),
+        Command::Crash(args) => crash::run(&args),
     };
     // Interrupted: the servers were stopped on the way out, and the exit status says so, whether
     // the handler thread or this one got to the end first.

@@ -37,6 +37,27 @@ pub(crate) fn run(
     Outcome::from_checks(checks)
 }
 
+/// The record of the step's trace, strace detached first; or the SKIPPED verdict when there is
+/// none (strace missing, or the trace step did not run).
+fn finished_trace(
+    step: &ProveStep,
+    session: &mut Session,
+) -> Result<String, (Status, Option<String>)> {
+    let Some(trace) = step
+        .trace
+        .as_ref()
+        .and_then(|name| session.traces.get_mut(name))
+    else {
+        return Err((
+            Status::Skipped,
+            Some("the trace step did not run".to_owned()),
+        ));
+    };
+    trace
+        .finish()
+        .map_err(|reason| (Status::Skipped, Some(reason)))
+}
+
 fn pass(detail: impl Into<String>) -> (Status, Option<String>) {
     (Status::Pass, Some(detail.into()))
 }
@@ -147,19 +168,9 @@ fn evaluate(
             }
         }
         Assertion::SocketTidsDisjoint(pattern) => {
-            let Some(trace) = step
-                .trace
-                .as_ref()
-                .and_then(|name| session.traces.get_mut(name))
-            else {
-                return (
-                    Status::Skipped,
-                    Some("the trace step did not run".to_owned()),
-                );
-            };
-            let touched = match trace.finish() {
-                Ok(touched) => touched,
-                Err(reason) => return (Status::Skipped, Some(reason)),
+            let touched = match finished_trace(step, session) {
+                Ok(text) => crate::trace::socket_threads(&text),
+                Err(skipped) => return skipped,
             };
             let workers = tids(pattern, lines);
             if workers.is_empty() {
@@ -186,6 +197,47 @@ fn evaluate(
                     "worker thread(s) {} made system calls on client sockets (threads that touched them: {})",
                     list(&shared),
                     list(&touched)
+                ))
+            }
+        }
+        Assertion::DiskTidsDisjoint(pattern) => {
+            let disk = match finished_trace(step, session) {
+                Ok(text) => crate::trace::disk_threads(&text, &session.data_dir),
+                Err(skipped) => return skipped,
+            };
+            let forbidden = tids(pattern, lines);
+            if forbidden.is_empty() {
+                return fail(format!(
+                    "no line of log `{log}` matches `{}`; its last lines:\n{}",
+                    pattern.source(),
+                    last_lines(lines)
+                ));
+            }
+            if disk.is_empty() {
+                return fail(format!(
+                    "strace saw no thread do file IO in the data folder {}: the trace recorded \
+                     nothing to judge (did the server get `--data-dir {{dir}}`, and did a write \
+                     reach it while the trace ran?)",
+                    session.data_dir.display()
+                ));
+            }
+            let doers: BTreeSet<u64> = disk.keys().copied().collect();
+            let shared: Vec<String> = disk
+                .iter()
+                .filter(|(tid, _)| forbidden.contains(tid))
+                .map(|(tid, call)| format!("{tid} ({call})"))
+                .collect();
+            if shared.is_empty() {
+                pass(format!(
+                    "file IO in the data folder by thread(s) {}; none of {}",
+                    list(&doers),
+                    list(&forbidden)
+                ))
+            } else {
+                fail(format!(
+                    "thread(s) the log names `{}` did file IO in the data folder: {}",
+                    pattern.source(),
+                    shared.join("; ")
                 ))
             }
         }

@@ -146,6 +146,9 @@ pub(crate) struct Session {
     pub(crate) traces: BTreeMap<String, Trace>,
     /// Background client steps still running, by step name.
     backgrounds: BTreeMap<String, Background>,
+    /// The lesson run's data folder, `{dir}`: emptied when the lesson starts, shared by every
+    /// step of the run (so a server started again finds what the one before it wrote).
+    pub(crate) data_dir: PathBuf,
 }
 
 impl Session {
@@ -214,6 +217,7 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
     let log_dir = options.log_dir.join(&lesson.front.id);
     let _ = std::fs::create_dir_all(&log_dir);
     let mut session = Session::default();
+    session.data_dir = fresh_data_dir(&log_dir);
     for step in &lesson.steps {
         let step_started = Instant::now();
         let outcome = if failed && !options.keep_going {
@@ -384,7 +388,7 @@ fn run_step(
 ) -> Outcome {
     let deadline = Instant::now() + step.timeout;
     match &step.kind {
-        StepKind::Run(run) => run_commands(run, options, deadline),
+        StepKind::Run(run) => run_commands(run, options, deadline, &session.data_dir),
         StepKind::Server(server) => {
             let port = match crate::server::free_port() {
                 Ok(port) => port,
@@ -400,6 +404,7 @@ fn run_step(
                     options.root.as_path(),
                 ),
             };
+            let command = with_data_dir(&command, &session.data_dir);
             let path = path_env(options);
             let launch = Launch {
                 log_name: &server.log,
@@ -666,12 +671,33 @@ fn finish_background(lesson: &Lesson, background: Background) -> StepResult {
     )
 }
 
+/// The lesson run's data folder, `{dir}`: `data/` beside its logs, emptied (a previous run's
+/// files would be recovered by the first server), created, and named by its canonical path, so
+/// the paths strace prints for its files start with it.
+fn fresh_data_dir(log_dir: &Path) -> PathBuf {
+    let dir = log_dir.join("data");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    std::fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+/// `command` with every `{dir}` replaced by the lesson run's data folder.
+fn with_data_dir(command: &str, data_dir: &Path) -> String {
+    command.replace("{dir}", &data_dir.display().to_string())
+}
+
 /// Runs the commands of a `run` step, sharing its deadline.
-fn run_commands(run: &RunStep, options: &RunOptions, deadline: Instant) -> Outcome {
+fn run_commands(
+    run: &RunStep,
+    options: &RunOptions,
+    deadline: Instant,
+    data_dir: &Path,
+) -> Outcome {
     let mut checks = Vec::new();
     for (command, expected) in &run.commands {
         let name = format!("$ {command}");
         let command_started = Instant::now();
+        let command = &with_data_dir(command, data_dir);
         let output = match run_shell(command, options, deadline, None) {
             Ok(output) => output,
             Err(message) => {

@@ -823,7 +823,7 @@ fn given() -> u8 {
                     starter.name,
                     path.display()
                 );
-                assert!(text.contains("todo!(\"W0") || !text.contains("todo!("));
+                assert!(text.contains("todo!(\"W") || !text.contains("todo!("));
             }
         }
     }

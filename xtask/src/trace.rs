@@ -1,12 +1,16 @@
-//! `console trace`: which threads of a server touch client sockets, seen through strace.
+//! `console trace`: which threads of a server touch client sockets, and which touch the files of
+//! its data folder, seen through strace.
 //!
 //! strace is attached to the running server (`-p`, following every thread with `-f`) and records
 //! the I/O and close calls, with `-yy` so each fd is shown with what it is: a connected TCP
-//! socket reads `fd<TCP:[local->peer]>`, the listener `fd<TCP:[local]>`. The threads that made a
-//! call on a connected socket are the threads that touched a client socket.
+//! socket reads `fd<TCP:[local->peer]>`, the listener `fd<TCP:[local]>`, a file `fd</its/path>`.
+//! The threads that made a call on a connected socket are the threads that touched a client
+//! socket; the threads that made a file call (open, read, write, fsync, fdatasync, truncate,
+//! rename, unlink) naming a path inside the lesson's data folder (`{dir}`) are the threads that
+//! did its disk IO.
 
 use crate::process;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +20,29 @@ use std::time::Instant;
 
 /// The calls recorded.
 const CALLS: &str = "read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendmmsg,recvmmsg,\
-                     shutdown,close,splice,sendfile";
+                     shutdown,close,splice,sendfile,pread64,pwrite64,preadv,pwritev,fsync,\
+                     fdatasync,ftruncate,openat,rename,renameat,renameat2,unlink,unlinkat";
+
+/// The recorded calls that are disk IO when they name a file.
+const DISK_CALLS: [&str; 17] = [
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "fsync",
+    "fdatasync",
+    "ftruncate",
+    "openat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+];
 
 /// A running strace, or why there is none.
 #[derive(Debug)]
@@ -30,8 +56,8 @@ pub(crate) enum Trace {
         /// The thread reading strace's stderr; it ends when strace does.
         reader: JoinHandle<Vec<String>>,
     },
-    /// strace recorded and was detached; the threads that touched client sockets.
-    Finished(Result<BTreeSet<u64>, String>),
+    /// strace recorded and was detached; what it recorded.
+    Finished(Result<String, String>),
     /// Not available: the reason (reported as SKIPPED).
     Unavailable(String),
 }
@@ -96,8 +122,9 @@ impl Trace {
         Trace::Unavailable(format!("strace could not attach to the server: {output}"))
     }
 
-    /// Detaches strace (if still running) and returns the threads that touched client sockets.
-    pub(crate) fn finish(&mut self) -> Result<BTreeSet<u64>, String> {
+    /// Detaches strace (if still running) and returns its record (for [`socket_threads`] and
+    /// [`disk_threads`]).
+    pub(crate) fn finish(&mut self) -> Result<String, String> {
         if matches!(self, Trace::Running { .. }) {
             let placeholder = Trace::Finished(Err("the trace was being read".to_owned()));
             let Trace::Running {
@@ -113,7 +140,7 @@ impl Trace {
             let _ = reader.join();
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("cannot read the trace: {e}"));
-            *self = Trace::Finished(text.map(|t| socket_threads(&t)));
+            *self = Trace::Finished(text);
         }
         match self {
             Trace::Finished(result) => result.clone(),
@@ -123,15 +150,40 @@ impl Trace {
     }
 }
 
+/// A traced line's thread id and its call (`name(args...) = result`).
+fn tid_and_call(line: &str) -> Option<(u64, &str)> {
+    let line = line.trim_start_matches("[pid").trim_start();
+    let digits = line.find(|c: char| !c.is_ascii_digit())?;
+    let tid: u64 = line[..digits].parse().ok()?;
+    Some((tid, line[digits..].trim_start_matches(']').trim_start()))
+}
+
+/// The thread ids of every traced file call that names a path inside `dir` (an fd shown as
+/// `<dir/...>`, or a path argument `"dir/..."`), with one example line per thread.
+pub(crate) fn disk_threads(trace: &str, dir: &Path) -> BTreeMap<u64, String> {
+    let dir = dir.display().to_string();
+    let inside = [format!("<{dir}/"), format!("\"{dir}/"), format!("<{dir}>")];
+    let mut threads = BTreeMap::new();
+    for line in trace.lines() {
+        let Some((tid, call)) = tid_and_call(line) else {
+            continue;
+        };
+        let Some((name, args)) = call.split_once('(') else {
+            continue;
+        };
+        if DISK_CALLS.contains(&name) && inside.iter().any(|marker| args.contains(marker)) {
+            threads.entry(tid).or_insert_with(|| call.to_owned());
+        }
+    }
+    threads
+}
+
 /// The thread ids of every traced call on a connected TCP socket.
 pub(crate) fn socket_threads(trace: &str) -> BTreeSet<u64> {
     trace
         .lines()
         .filter_map(|line| {
-            let line = line.trim_start_matches("[pid").trim_start();
-            let digits = line.find(|c: char| !c.is_ascii_digit())?;
-            let tid: u64 = line[..digits].parse().ok()?;
-            let call = line[digits..].trim_start_matches(']').trim_start();
+            let (tid, call) = tid_and_call(line)?;
             // A connected socket is decorated with `<TCP:[local->peer]>` (or TCPv6).
             let first_arg = call.split_once('(')?.1;
             let decoration = first_arg.split_once('<')?.1;
@@ -162,5 +214,25 @@ mod tests {
             socket_threads(trace).into_iter().collect::<Vec<_>>(),
             [100, 103]
         );
+    }
+
+    #[test]
+    fn finds_threads_doing_file_io_inside_the_data_folder_only() {
+        let trace = "\
+200 write(5</data/dir/00000000000000000000.wal>, \"\"..., 40) = 40
+201 fdatasync(5</data/dir/00000000000000000000.wal>) = 0
+202 write(2</data/dir-other/log>, \"\"..., 10) = 10
+203 rename(\"/data/dir/checkpoint.tmp\", \"/data/dir/checkpoint\") = 0
+[pid   204] openat(AT_FDCWD</>, \"/data/dir\", O_RDONLY|O_CLOEXEC) = 6</data/dir>
+205 write(7<TCP:[127.0.0.1:4000->127.0.0.1:5000]>, \"\"..., 5) = 5
+206 write(2</server.log>, \"\"..., 10) = 10
+207 close(5</data/dir/00000000000000000000.wal>) = 0
+";
+        let found = disk_threads(trace, Path::new("/data/dir"));
+        assert_eq!(
+            found.keys().copied().collect::<Vec<_>>(),
+            [200, 201, 203, 204]
+        );
+        assert!(found[&201].starts_with("fdatasync("), "{found:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! Test support shared by the workspace's test suites: start a server binary as a child process
 //! and learn its address from the `listening on <addr>` line that the protocol requires as its
-//! first line of stdout.
+//! first line of stdout; and a [`TempDir`] for a test's files (a durable server's data folder).
 //!
 //! This is the one copy of that start-up handshake; the integration tests (`tests/`), the
 //! servers' own tests and the load generator's tests use it. It depends on std alone and is a
@@ -24,9 +24,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The prefix of the line a server prints once it listens.
 pub const LISTENING_PREFIX: &str = "listening on ";
@@ -140,8 +142,58 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A folder of its own for one test (for a server's `--data-dir`, a log's files), under the
+/// system's temporary folder; dropping it removes it with everything in it, so no test leaves
+/// files behind.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates a new empty folder whose name starts with `label`, unique in this process and
+    /// among processes (the process id, a counter and the time are in its name).
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "{label}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()));
+        TempDir { path }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_temp_dir_is_new_and_empty_and_gone_after_drop() {
+        let first = TempDir::new("test-support");
+        let second = TempDir::new("test-support");
+        assert_ne!(first.path(), second.path());
+        std::fs::write(first.path().join("file"), b"x").unwrap();
+        let path = first.path().to_path_buf();
+        drop(first);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(second.path()).unwrap().count(), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -257,7 +257,7 @@ pub(crate) struct ProveStep {
     pub(crate) server: Option<String>,
     /// The log the log assertions read.
     pub(crate) log: Option<String>,
-    /// The trace `socket tids` reads.
+    /// The trace `socket tids` and `disk tids` read.
     pub(crate) trace: Option<String>,
     /// The assertions, each with its source text.
     pub(crate) assertions: Vec<(String, Assertion)>,
@@ -301,6 +301,9 @@ pub(crate) enum Assertion {
     },
     /// `socket tids disjoint from P`.
     SocketTidsDisjoint(LinePattern),
+    /// `disk tids disjoint from P`: no thread that did file IO inside the data folder `{dir}`
+    /// is a thread P captures.
+    DiskTidsDisjoint(LinePattern),
 }
 
 /// The bound of a `threads` assertion.

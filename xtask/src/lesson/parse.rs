@@ -968,6 +968,9 @@ fn parse_prove(block: &mut Block<'_>) -> Result<ProveStep, FormatError> {
         if matches!(assertion, Assertion::SocketTidsDisjoint(_)) && trace.is_none() {
             return Err(error(at, "`socket tids` needs `trace=NAME` on the block"));
         }
+        if matches!(assertion, Assertion::DiskTidsDisjoint(_)) && trace.is_none() {
+            return Err(error(at, "`disk tids` needs `trace=NAME` on the block"));
+        }
         assertions.push((text.to_owned(), assertion));
     }
     if assertions.is_empty() {
@@ -1050,7 +1053,8 @@ pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
     let unknown = || {
         format!(
             "unknown assertion `{text}`; see course/FORMAT.md for the list \
-             (log has, log lacks, log tids, threads, fds, cpu, alive, exits, socket tids)"
+             (log has, log lacks, log tids, threads, fds, cpu, alive, exits, socket tids, \
+             disk tids)"
         )
     };
     match shape.as_slice() {
@@ -1091,6 +1095,9 @@ pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
         }),
         ["socket", "tids", "disjoint", "from", "`P`"] => {
             Ok(Assertion::SocketTidsDisjoint(pattern(4, true)?))
+        }
+        ["disk", "tids", "disjoint", "from", "`P`"] => {
+            Ok(Assertion::DiskTidsDisjoint(pattern(4, true)?))
         }
         _ => Err(unknown()),
     }

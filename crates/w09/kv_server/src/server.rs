@@ -26,6 +26,10 @@
 //!   [`SWEEP_EVERY`] hands one bounded [`KvEngine::sweep`] to the pool, at most one at a time.
 //! - **SIGINT/SIGTERM**: the loop's drain (stop accepting, stop reading, answer every request
 //!   already read, close each connection once its answers are sent), then `main` joins the pool.
+//! - **`--data-dir`** (W10): the store is durable. Recovery runs on a pool worker before the
+//!   server listens; every batch goes through [`Durable::run_batch`], which answers a write only
+//!   after the fsync that covers it; the sweep tick also hands due checkpoints to the pool. The
+//!   loop itself never touches the disk. See the `durable` module.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -44,6 +48,7 @@ use kv_store::{ErrorReply, KvEngine, LockStrategy, Reply};
 use thread_pool::ThreadPool;
 
 use crate::batch::{Batch, MAX_BATCH};
+use crate::durable::{CheckpointPolicy, Durable, Failpoint, FsyncMode};
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
 pub(crate) const WORKER_THREAD_NAME: &str = "kv-worker";
@@ -67,6 +72,21 @@ pub(crate) struct Config {
     pub(crate) lock: LockStrategy,
     /// Log `main <tid>` and one line per request.
     pub(crate) log: bool,
+    /// Where and how the store is made durable; `None`: in memory only.
+    pub(crate) durability: Option<Durability>,
+}
+
+/// `--data-dir` and the flags that go with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Durability {
+    /// The log's folder.
+    pub(crate) dir: std::path::PathBuf,
+    /// When a record reaches the disk.
+    pub(crate) fsync: FsyncMode,
+    /// When the log is checkpointed.
+    pub(crate) checkpoints: CheckpointPolicy,
+    /// Where a test makes the server die (`KV_SERVER_FAILPOINT`).
+    pub(crate) failpoint: Option<Failpoint>,
 }
 
 /// One answer of the KV protocol, as the session writes it.
@@ -128,6 +148,8 @@ pub(crate) struct Core {
     /// Hands a sweep to the pool every [`SWEEP_EVERY`], until a shutdown begins.
     sweep_timer: Option<Timer>,
     log: bool,
+    /// The write-ahead log, with `--data-dir`.
+    durable: Option<Arc<Durable>>,
 }
 
 impl Core {
@@ -158,9 +180,14 @@ impl Core {
         let results = Arc::clone(&self.results);
         let engine = Arc::clone(&self.engine);
         let log = self.log;
-        let task = move || {
-            batch.run(&engine, log);
-            results.deliver(batch);
+        let durable = self.durable.clone();
+        let task = move || match durable {
+            // Durable: a batch with writes waits for their fsync, maybe on another worker.
+            Some(durable) => durable.run_batch(batch),
+            None => {
+                batch.run(&engine, log, None);
+                results.deliver(batch);
+            }
         };
         if self.pool.spawn(task).is_err() {
             // Only a shut-down pool refuses, and it shuts down only after the loop returned.
@@ -183,6 +210,25 @@ impl Core {
         if self.pool.try_spawn(task).is_err() {
             // Full or shut down: the next tick tries again.
             self.sweeping.store(false, Ordering::Release);
+        }
+    }
+
+    /// Hands a checkpoint to the pool when one is due and none is running.
+    fn checkpoint_if_due(&mut self) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        if !durable.checkpoint_due() || !durable.begin_checkpoint() {
+            return;
+        }
+        let task_durable = Arc::clone(durable);
+        if self
+            .pool
+            .try_spawn(move || task_durable.checkpoint())
+            .is_err()
+        {
+            // Full or shut down: the next tick tries again.
+            durable.abandon_checkpoint();
         }
     }
 
@@ -316,12 +362,13 @@ pub(crate) fn start(
     let listener = TcpListener::bind(config.serve.addr, DEFAULT_BACKLOG)
         .with_context(|| format!("cannot listen on {}", config.serve.addr))?;
     let local_addr = listener.local_addr()?;
-    // One slot more than the budget, for the one sweep task that may be queued.
+    // Two slots more than the budget: one for the one sweep task that may be queued, one for
+    // the one checkpoint (or, at start and at exit, the log's recovery and last fsync).
     let (pool, max_in_flight) = start_pool(
         WORKER_THREAD_NAME,
         config.serve.workers,
         config.serve.queue,
-        1,
+        2,
     )
     .context("cannot start the worker threads")?;
     let loop_config = LoopConfig {
@@ -330,18 +377,38 @@ pub(crate) fn start(
         results_capacity: max_in_flight,
     };
     let engine = Arc::new(KvEngine::new(config.lock));
+    let wal = match &config.durability {
+        Some(durability) => Some(recover_on_pool(&pool, &durability.dir, &engine)?),
+        None => None,
+    };
     let log = config.log;
-    let server = IoLoop::start(dispatcher, listener, loop_config, |results| Core {
-        pool,
-        engine,
-        results,
-        in_flight: 0,
-        max_in_flight,
-        spare_batches: Vec::new(),
-        next_task_id: 1,
-        sweeping: Arc::new(AtomicBool::new(false)),
-        sweep_timer: None,
-        log,
+    let server = IoLoop::start(dispatcher, listener, loop_config, |results| {
+        let durable = wal
+            .zip(config.durability.as_ref())
+            .map(|(wal, durability)| {
+                Arc::new(Durable::new(
+                    wal,
+                    Arc::clone(&engine),
+                    Arc::clone(&results),
+                    log,
+                    durability.fsync,
+                    durability.checkpoints,
+                    durability.failpoint,
+                ))
+            });
+        Core {
+            pool,
+            engine,
+            results,
+            in_flight: 0,
+            max_in_flight,
+            spare_batches: Vec::new(),
+            next_task_id: 1,
+            sweeping: Arc::new(AtomicBool::new(false)),
+            sweep_timer: None,
+            log,
+            durable,
+        }
     })?;
 
     let weak = Rc::downgrade(&server);
@@ -362,22 +429,61 @@ pub(crate) fn start(
     Ok(server)
 }
 
-/// The sweep timer fired: one bounded sweep goes to the pool, and the timer is set again; a
-/// draining server sweeps no more.
+/// Opens and replays the log in `dir` on a pool worker, and waits for it: the loop thread does no
+/// disk IO, not even before it starts. Prints what recovery found as one line on stderr.
+fn recover_on_pool(
+    pool: &ThreadPool,
+    dir: &std::path::Path,
+    engine: &Arc<KvEngine>,
+) -> anyhow::Result<wal::Wal> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let task_dir = dir.to_path_buf();
+    let task_engine = Arc::clone(engine);
+    let task = move || {
+        let _ = sender.send(crate::durable::recover(&task_dir, &task_engine));
+    };
+    if pool.spawn(task).is_err() {
+        anyhow::bail!("the pool refused the recovery task");
+    }
+    let (wal, recovered) = receiver
+        .recv()
+        .context("the recovery task ended without an answer")?
+        .with_context(|| format!("cannot recover the log in {}", dir.display()))?;
+    eprintln!("{NAME}: {}", recovered.summary());
+    Ok(wal)
+}
+
+/// The sweep timer fired: one bounded sweep goes to the pool (and, with `--data-dir`, a due
+/// checkpoint), and the timer is set again; a draining server sweeps no more.
 fn on_sweep_tick(server: &mut Server) {
     if server.is_shutting_down() {
         return;
     }
     let core = server.service_mut();
     core.sweep();
+    core.checkpoint_if_due();
     if let Some(timer) = &core.sweep_timer {
         timer.enable(SWEEP_EVERY);
     }
 }
 
-/// Stops the pool after the loop has returned: runs every task still accepted and joins every
+/// Stops the pool after the loop has returned: with `--data-dir`, hands it the log's last fsync
+/// first (the loop thread does no disk IO); runs every task still accepted and joins every
 /// worker; then closes the results queue.
 pub(crate) fn shut_down_pool(server: &Server) {
-    server.service().pool.shutdown();
+    let core = server.service();
+    if let Some(durable) = &core.durable {
+        let durable = Arc::clone(durable);
+        let last_sync = move || {
+            if let Err(error) = durable.close() {
+                eprintln!("{NAME}: the last fsync of the log failed: {error}");
+                std::process::exit(1);
+            }
+        };
+        if core.pool.spawn(last_sync).is_err() {
+            eprintln!("{NAME}: the pool refused the log's last fsync");
+        }
+    }
+    core.pool.shutdown();
     server.close_results();
 }

@@ -300,6 +300,35 @@ impl KvEngine {
         removed
     }
 
+    /// Stores `value` for `key` until `expires_at`, as a `SET` would, but uncounted: this is
+    /// how a durable server replays its log into a fresh engine on start, and replayed records
+    /// are not commands any client sent.
+    pub fn restore(&self, key: &[u8], value: &[u8], expires_at: Option<Instant>) {
+        self.shard_for(key).write().set(key, value, expires_at);
+    }
+
+    /// Removes `key`, as a `DEL` would, but uncounted (see [`restore`](Self::restore)).
+    pub fn forget(&self, key: &[u8]) {
+        // Whether anything was there does not matter to a replay: the key is gone after it.
+        let _ = self.shard_for(key).write().del(key, Instant::now());
+    }
+
+    /// Calls `visit` with every entry live at `now` (key, value, deadline), one shard at a
+    /// time under its read lock. Under the sharded strategy this is not one atomic snapshot;
+    /// a durable server that needs one (its checkpoint) holds its log's lock meanwhile, so no
+    /// write lands during the visit.
+    pub fn for_each_live(
+        &self,
+        now: Instant,
+        mut visit: impl FnMut(&[u8], &[u8], Option<Instant>),
+    ) {
+        for shard in self.shards() {
+            for (key, value, expires_at) in shard.read().live_entries(now) {
+                visit(key, value, expires_at);
+            }
+        }
+    }
+
     /// The counters and percentiles, summed over the shards.
     pub fn stats(&self) -> StatsSnapshot {
         let mut stats = StatsSnapshot {

@@ -43,6 +43,6 @@ pub mod table;
 pub use command::{Command, MAX_EXPIRY_SECS, MAX_KEY_LEN, MAX_VALUE_LEN, ParseError, parse};
 pub use engine::{DEFAULT_SHARDS, KvEngine, LockStrategy, MAX_KEYS_REPLY, MAX_SHARDS};
 pub use metrics::{BucketCounts, LATENCY_BUCKETS, LatencyHistogram, OpMetrics};
-pub use reply::{ErrorReply, LatencySummary, Reply, StatsSnapshot};
+pub use reply::{ErrorReply, LatencySummary, LogFigures, Reply, StatsSnapshot};
 pub use store::{Lookup, Removed, Store, TooManyKeys, deadline};
 pub use table::{HashTable, MIN_CAPACITY, hash_key};

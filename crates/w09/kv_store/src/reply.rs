@@ -133,6 +133,49 @@ pub struct StatsSnapshot {
     pub set_latency: LatencySummary,
     /// `DEL` latency, lock wait included.
     pub del_latency: LatencySummary,
+    /// The write-ahead log's figures, when the server keeps one (`kv_server --data-dir`).
+    pub log: Option<LogFigures>,
+}
+
+/// What a durable server's write-ahead log has done since the server started: the `STATS`
+/// fields `log_records`, `log_bytes`, `fsyncs`, `records_per_fsync` (two decimals),
+/// `checkpoints` and `last_checkpoint_ms` (Unix milliseconds of the last finished checkpoint,
+/// 0 before the first).
+///
+/// ```
+/// use kv_store::{LogFigures, Reply, StatsSnapshot};
+///
+/// let log = LogFigures { records: 10, bytes: 300, fsyncs: 4, checkpoints: 1, last_checkpoint_ms: 7 };
+/// let line = Reply::Stats(StatsSnapshot { log: Some(log), ..Default::default() }).to_bytes();
+/// let line = String::from_utf8(line).unwrap();
+/// assert!(line.ends_with(
+///     " log_records=10 log_bytes=300 fsyncs=4 records_per_fsync=2.50 checkpoints=1 last_checkpoint_ms=7\n"
+/// ));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogFigures {
+    /// Records appended to the log.
+    pub records: u64,
+    /// Bytes appended to the log.
+    pub bytes: u64,
+    /// `fdatasync` calls that made appended records durable.
+    pub fsyncs: u64,
+    /// Checkpoints finished.
+    pub checkpoints: u64,
+    /// When the last checkpoint finished, in Unix milliseconds; 0 before the first.
+    pub last_checkpoint_ms: u64,
+}
+
+impl LogFigures {
+    /// Records per fsync, the measure of group commit: 1.00 when every record pays its own
+    /// fsync, more when one fsync covers the records of several clients.
+    pub fn records_per_fsync(&self) -> f64 {
+        if self.fsyncs == 0 {
+            0.0
+        } else {
+            self.records as f64 / self.fsyncs as f64
+        }
+    }
 }
 
 impl Reply {
@@ -205,6 +248,18 @@ impl StatsSnapshot {
             line.push_str(&format!(
                 " {op}_p50_ns={} {op}_p99_ns={} {op}_p999_ns={}",
                 latency.p50_ns, latency.p99_ns, latency.p999_ns
+            ));
+        }
+        if let Some(log) = &self.log {
+            line.push_str(&format!(
+                " log_records={} log_bytes={} fsyncs={} records_per_fsync={:.2} checkpoints={} \
+                 last_checkpoint_ms={}",
+                log.records,
+                log.bytes,
+                log.fsyncs,
+                log.records_per_fsync(),
+                log.checkpoints,
+                log.last_checkpoint_ms
             ));
         }
         line

@@ -196,6 +196,18 @@ impl Store {
         Ok(())
     }
 
+    /// Every entry live at `now`, as (key, value, deadline), in no particular order: what a
+    /// checkpoint of a durable store writes. Expired entries not yet removed are left out, so a
+    /// store recovered from the checkpoint never holds them.
+    pub fn live_entries(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (&[u8], &[u8], Option<Instant>)> {
+        self.table.iter().filter_map(move |(key, entry)| {
+            (!entry.is_expired(now)).then_some((key, &*entry.value, entry.expires_at))
+        })
+    }
+
     // starter: w09-l01 todo
     /// Removes the expired entries among the next `budget` slots of the table (wrapping at the
     /// end), resuming where the previous sweep stopped; returns how many it removed. A budget of

@@ -55,6 +55,7 @@ fn the_stats_line_has_every_field_in_order() {
             p99_ns: 2,
             p999_ns: 4,
         },
+        log: None,
     };
     assert_eq!(
         String::from_utf8(Reply::Stats(stats).to_bytes()).unwrap(),
@@ -63,4 +64,24 @@ fn the_stats_line_has_every_field_in_order() {
          set_p50_ns=0 set_p99_ns=0 set_p999_ns=0 \
          del_p50_ns=1 del_p99_ns=2 del_p999_ns=4\n"
     );
+    // A durable server's log figures follow, in their documented order.
+    let durable = StatsSnapshot {
+        log: Some(LogFigures {
+            records: 7,
+            bytes: 210,
+            fsyncs: 3,
+            checkpoints: 2,
+            last_checkpoint_ms: 1_700_000_000_000,
+        }),
+        ..stats
+    };
+    let line = String::from_utf8(Reply::Stats(durable).to_bytes()).unwrap();
+    assert!(
+        line.ends_with(
+            " del_p999_ns=4 log_records=7 log_bytes=210 fsyncs=3 records_per_fsync=2.33 \
+             checkpoints=2 last_checkpoint_ms=1700000000000\n"
+        ),
+        "{line}"
+    );
+    assert_eq!(LogFigures::default().records_per_fsync(), 0.0);
 }
