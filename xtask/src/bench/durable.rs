@@ -7,7 +7,8 @@
 //!    `--fsync` (a build without durability is refused at once, saying so);
 //! 2. measures the data disk: [`FsyncProbe`] appends 4 KiB to a file in the data folder and
 //!    calls `fdatasync` on it, [`BenchArgs::fsync_samples`] times, from this process — the cost
-//!    of one sync, which bounds a server that syncs each record on its own;
+//!    of one sync, which bounds a server that syncs each record on its own (measured again after
+//!    the rounds, since a shared disk drifts);
 //! 3. runs three servers side by side, alternating in rounds as `bench --kv` does, 50
 //!    connections at depth 1, on two workloads ([`Workload`]: `loadgen --mix kv-set`, every
 //!    request a `SET`; `loadgen --mix kv`, 90 % `GET` and 10 % `SET`):
@@ -512,15 +513,19 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
             })
         })
         .collect();
+    // The disk again: a shared machine's disk can be slower at the end than at the start.
+    let probe_end = FsyncProbe::measure(&data_root.join("fdatasync-probe"), args.fsync_samples)?;
+    let probes = [probe, probe_end];
     let verdicts = verdicts(&rows);
     let table = markdown(&rows, &verdicts);
-    println!("{probe}\n\n{table}");
+    println!("{}\n\n{table}", disk_line(&probes));
 
     let command = super::command_line();
     let json = serde_json::json!({
         "command": command,
         "machine": machine,
-        "fdatasync": probe,
+        "fdatasync_start": probes[0],
+        "fdatasync_end": probes[1],
         "workers": args.workers,
         "rounds": args.rounds,
         "duration_s": args.duration,
@@ -556,7 +561,7 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
              connections at depth {DEPTH}; medians over the rounds).",
             args.rounds, args.duration, args.workers, args.loadgen_threads,
         );
-        let section = section(&heading, &machine.to_string(), &probe, &table);
+        let section = section(&heading, &machine.to_string(), &probes, &table);
         let path = root.join("BENCHMARKS.md");
         let existing = std::fs::read_to_string(&path).unwrap_or_default();
         std::fs::write(
@@ -894,13 +899,28 @@ pub(crate) fn markdown(rows: &[TableRow], verdicts: &[Verdict]) -> String {
     table
 }
 
-/// The generated part of `BENCHMARKS.md`, markers included.
-pub(crate) fn section(heading: &str, machine: &str, probe: &FsyncProbe, table: &str) -> String {
+/// The disk's fdatasync latency before and after the rounds, in one line.
+fn disk_line([start, end]: &[FsyncProbe; 2]) -> String {
+    format!(
+        "{start} before the rounds; median {:.0} µs, p99 {:.0} µs after them",
+        end.median_us, end.p99_us
+    )
+}
+
+/// The generated part of `BENCHMARKS.md`, markers included; `probes` are the disk's before and
+/// after the rounds.
+pub(crate) fn section(
+    heading: &str,
+    machine: &str,
+    probes: &[FsyncProbe; 2],
+    table: &str,
+) -> String {
+    let disk = disk_line(probes);
     format!(
         "{DURABLE_START}\n\
          {heading}\n\n\
          Machine: {machine}.\n\n\
-         Disk: {probe}.\n\n\
+         Disk: {disk}.\n\n\
          {table}\n\
          The command also draws the throughput as a chart, `target/bench/kv-durable.svg`, and \
          keeps every run in `target/bench/kv-durable.json` (both build output, not in the \
@@ -1064,10 +1084,17 @@ mod tests {
             filesystem: "ext4 on /dev/vda".to_owned(),
         };
         let table = markdown(&rows_without_redis(), &[]);
-        let section = section("Measured with `x`.", "2 CPUs", &probe, &table);
+        let end = FsyncProbe {
+            median_us: 700.0,
+            p99_us: 2500.0,
+            ..probe.clone()
+        };
+        let section = section("Measured with `x`.", "2 CPUs", &[probe, end], &table);
         assert!(section.starts_with(DURABLE_START) && section.ends_with(DURABLE_END));
         assert!(
-            section.contains("median 500 µs, p99 2000 µs") && section.contains("2000 syncs/s"),
+            section.contains("median 500 µs, p99 2000 µs")
+                && section.contains("2000 syncs/s")
+                && section.contains("median 700 µs, p99 2500 µs after them"),
             "{section}"
         );
         let kv = "<!-- bench:kv:start (written by `cargo xtask bench --kv`) -->\nkv\n<!-- bench:kv:end -->";
