@@ -474,17 +474,38 @@ fn run_step(
             if let Some(status) = server.exited() {
                 return Outcome::with(
                     Status::Fail,
-                    format!("the server had already exited ({status}) before SIGTERM"),
+                    format!(
+                        "the server had already exited ({status}) before SIG{}",
+                        signal.signal_name
+                    ),
                 );
             }
-            match crate::sys::kill(server.pid(), signal.signal) {
-                Ok(()) => Outcome::from_checks(vec![CheckResult::new(
-                    format!("SIG{} sent to `{}`", signal.signal_name, signal.server),
-                    Status::Pass,
-                    None,
-                )]),
-                Err(e) => Outcome::with(Status::Error, format!("kill failed: {e}")),
+            if let Err(e) = crate::sys::kill(server.pid(), signal.signal) {
+                return Outcome::with(Status::Error, format!("kill failed: {e}"));
             }
+            let sent = CheckResult::new(
+                format!("SIG{} sent to `{}`", signal.signal_name, signal.server),
+                Status::Pass,
+                None,
+            );
+            if signal.signal_name != "KILL" {
+                return Outcome::from_checks(vec![sent]);
+            }
+            // SIGKILL cannot be caught: the step ends when the process is gone, so a server the
+            // next step starts on the same data folder never meets the dead one's lock or files.
+            let gone = match server.wait_exit(deadline) {
+                Some(status) => CheckResult::new(
+                    "the process is gone",
+                    Status::Pass,
+                    Some(status.to_string()),
+                ),
+                None => CheckResult::new(
+                    "the process is gone",
+                    Status::Fail,
+                    Some("still running after SIGKILL, at the step's timeout".to_owned()),
+                ),
+            };
+            Outcome::from_checks(vec![sent, gone])
         }
         StepKind::Trace(trace) => {
             let server_name = &trace.server;

@@ -298,3 +298,24 @@ fn a_failed_log_write_is_fatal_one_line_and_never_acknowledged() {
         format!("VALUE {value}\n").repeat(acknowledged)
     );
 }
+
+#[test]
+fn a_second_server_on_the_same_folder_is_refused_while_the_first_lives() {
+    let temp = TempDir::new("kv-durable");
+    let data = data_dir(&temp);
+    let first = start_durable(&data, &[], None);
+    let second = common::durable_command(&data, &[], None)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("runs");
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(second.stdout.is_empty(), "it never listened");
+    // The first is unharmed, and once it is gone the folder opens again.
+    assert_eq!(exchange(first.addr(), "SET a 1\n"), "OK\n");
+    drop(first);
+    let again = start_durable(&data, &[], None);
+    assert_eq!(exchange(again.addr(), "GET a\n"), "VALUE 1\n");
+}

@@ -103,9 +103,6 @@ pub mod recovery;
 pub mod wal;
 pub mod writer;
 
-#[cfg(test)]
-mod test_dir;
-
 pub use checkpoint::{
     CheckpointInfo, CheckpointStep, LogPosition, read_checkpoint, write_checkpoint,
 };
@@ -114,5 +111,5 @@ pub use record::{
     Corruption, Decoded, HEADER_LEN, MAX_RECORD_LEN, Record, decode, encode, encoded_len,
 };
 pub use recovery::{Damage, DamageKind, Replay, replay_bytes, replay_file};
-pub use wal::{Recovered, Wal, list_segments, remove_segments_before, segment_path};
+pub use wal::{LOCK_FILE, Recovered, Wal, list_segments, remove_segments_before, segment_path};
 pub use writer::{LogWriter, sync_dir, write_all_retrying};

@@ -9,7 +9,11 @@
 //! [`Wal::open`] is recovery, in an order where every step is safe to crash in and to repeat:
 //!
 //! 1. Create the directory if missing, and fsync its parent (the directory's own name must
-//!    survive a crash before any file in it matters).
+//!    survive a crash before any file in it matters). Then take the directory's lock, an
+//!    exclusive `flock` on `DIR/LOCK` held for as long as the [`Wal`] lives: two processes
+//!    recovering, truncating and appending in one directory would destroy each other's records,
+//!    so the second is refused. The kernel drops the lock when its holder dies, `kill -9`
+//!    included, so a crash never leaves the directory locked.
 //! 2. Delete a leftover `checkpoint.tmp`: a checkpoint that never got renamed into place is
 //!    garbage by construction.
 //! 3. Read the checkpoint, if there is one, verifying all of it before applying a record. A
@@ -33,8 +37,12 @@ use crate::record::Record;
 use crate::recovery::{Damage, replay_bytes};
 use crate::writer::{LogWriter, parent_dir, sync_dir};
 use std::fmt::Write as _;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
+
+/// The lock file of a log directory; its contents are never read.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// The file-name suffix of a segment.
 const SEGMENT_SUFFIX: &str = ".wal";
@@ -165,6 +173,30 @@ pub struct Wal {
     segment: u64,
     /// That segment, open for appending.
     writer: LogWriter,
+    /// `DIR/LOCK`, exclusively locked while this log is open (the lock goes with the file).
+    _lock: File,
+}
+
+/// Opens `DIR/LOCK` and takes its exclusive lock without waiting; another holder is an error of
+/// kind `WouldBlock` that names the directory.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(io::Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "{} is in use: another process holds its {LOCK_FILE}",
+                dir.display()
+            ),
+        )),
+        Err(TryLockError::Error(error)) => Err(error),
+    }
 }
 
 impl Wal {
@@ -182,6 +214,7 @@ impl Wal {
             std::fs::create_dir_all(dir)?;
             sync_dir(parent_dir(dir))?;
         }
+        let lock = lock_dir(dir)?;
         let mut recovered = Recovered::default();
         let temp = dir.join(CHECKPOINT_TEMP_FILE);
         match std::fs::remove_file(&temp) {
@@ -260,6 +293,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             segment,
             writer,
+            _lock: lock,
         };
         Ok((wal, recovered))
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{State, TestDir, apply, copy_dir, snapshot};
+use common::{State, TempDir, apply, copy_dir, snapshot};
 use std::io::ErrorKind;
 use std::path::Path;
 use wal::{
@@ -63,7 +63,7 @@ fn checkpoint(wal: &mut Wal, state: &State) -> LogPosition {
 
 #[test]
 fn a_checkpoint_and_its_tail_recover_the_whole_state() {
-    let dir = TestDir::new("checkpoint-and-tail");
+    let dir = TempDir::new("checkpoint-and-tail");
     let (mut wal, _, _) = recover(dir.path());
     let mut state = State::new();
     changes(&mut wal, &mut state, 0, 60);
@@ -95,7 +95,7 @@ fn a_checkpoint_and_its_tail_recover_the_whole_state() {
 
 #[test]
 fn a_crash_after_any_checkpoint_step_recovers_the_same_state() {
-    let scratch = TestDir::new("checkpoint-crash");
+    let scratch = TempDir::new("checkpoint-crash");
     let dir = scratch.path().join("log");
     let (mut wal, _, _) = recover(&dir);
     let mut state = State::new();
@@ -153,7 +153,7 @@ fn a_crash_after_any_checkpoint_step_recovers_the_same_state() {
 
 #[test]
 fn a_damaged_checkpoint_is_refused_with_invalid_data() {
-    let dir = TestDir::new("checkpoint-damaged");
+    let dir = TempDir::new("checkpoint-damaged");
     let (mut wal, _, _) = recover(dir.path());
     let mut state = State::new();
     changes(&mut wal, &mut state, 0, 20);
@@ -174,7 +174,7 @@ fn a_damaged_checkpoint_is_refused_with_invalid_data() {
 
 #[test]
 fn a_leftover_temp_is_removed_and_never_read() {
-    let dir = TestDir::new("checkpoint-leftover");
+    let dir = TempDir::new("checkpoint-leftover");
     let (mut wal, _, _) = recover(dir.path());
     let mut state = State::new();
     changes(&mut wal, &mut state, 0, 10);
@@ -196,7 +196,7 @@ fn a_leftover_temp_is_removed_and_never_read() {
 fn a_checkpoint_past_its_segments_end_sends_appends_to_the_next_segment() {
     // The checkpoint covered appends that never reached the segment: appending to it again
     // would write records below the checkpoint's offset, which the next replay skips.
-    let dir = TestDir::new("checkpoint-ahead");
+    let dir = TempDir::new("checkpoint-ahead");
     let (mut wal, _, _) = recover(dir.path());
     let mut state = State::new();
     changes(&mut wal, &mut state, 0, 5);

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::TestDir;
+use common::TempDir;
 use std::path::Path;
 use wal::{Record, Recovered, Wal, encode, segment_path};
 
@@ -143,7 +143,7 @@ fn assert_recovers_prefix(log: &Log, dir: &Path, expected: usize, what: &str) ->
 #[test]
 fn a_log_cut_at_every_byte_offset_recovers_the_records_before_the_cut() {
     let log = Log::new();
-    let scratch = TestDir::new("torn-tail");
+    let scratch = TempDir::new("torn-tail");
     let dir = scratch.path().join("log");
     let mut extra = Vec::new();
     encode(
@@ -182,7 +182,7 @@ fn a_log_cut_at_every_byte_offset_recovers_the_records_before_the_cut() {
 #[test]
 fn a_cut_reports_the_damage_and_the_dropped_bytes() {
     let log = Log::new();
-    let scratch = TestDir::new("torn-tail-report");
+    let scratch = TempDir::new("torn-tail-report");
     let dir = scratch.path().join("log");
     for record in [0, 1, RECORDS / 2, RECORDS - 1] {
         for into in [1, 7, 8, 9, log.records[record].len() - 1] {
@@ -214,7 +214,7 @@ fn flip_and_recover(log: &Log, dir: &Path, bit: usize) {
 #[test]
 fn every_bit_of_three_whole_records_flipped_recovers_the_records_before_it() {
     let log = Log::new();
-    let scratch = TestDir::new("bit-flips");
+    let scratch = TempDir::new("bit-flips");
     let dir = scratch.path().join("log");
     for record in [0, RECORDS / 2, RECORDS - 1] {
         for bit in log.starts[record] * 8..log.starts[record + 1] * 8 {
@@ -226,7 +226,7 @@ fn every_bit_of_three_whole_records_flipped_recovers_the_records_before_it() {
 #[test]
 fn one_bit_of_every_record_flipped_recovers_the_records_before_it() {
     let log = Log::new();
-    let scratch = TestDir::new("bit-flip-each");
+    let scratch = TempDir::new("bit-flip-each");
     let dir = scratch.path().join("log");
     for record in 0..RECORDS {
         let bits = log.records[record].len() * 8;
@@ -239,7 +239,7 @@ fn one_bit_of_every_record_flipped_recovers_the_records_before_it() {
 #[test]
 fn each_sector_zeroed_recovers_the_records_before_the_first_one_it_touches() {
     let log = Log::new();
-    let scratch = TestDir::new("zeroed-sectors");
+    let scratch = TempDir::new("zeroed-sectors");
     let dir = scratch.path().join("log");
     for sector in 0..log.bytes.len().div_ceil(SECTOR) {
         let from = sector * SECTOR;
@@ -267,7 +267,7 @@ fn each_sector_zeroed_recovers_the_records_before_the_first_one_it_touches() {
 #[test]
 fn zeros_after_the_last_record_are_cut_off() {
     let log = Log::new();
-    let scratch = TestDir::new("zero-tail");
+    let scratch = TempDir::new("zero-tail");
     let dir = scratch.path().join("log");
     // A file system may extend a file with zeros the crash never let the data fill.
     let mut bytes = log.bytes.clone();

@@ -1,7 +1,7 @@
 //! Unit tests of `checkpoint`.
 
 use super::*;
-use crate::test_dir::TestDir;
+use test_support::TempDir;
 
 fn sample() -> Vec<Record<'static>> {
     vec![
@@ -33,7 +33,7 @@ fn read_all(dir: &Path) -> io::Result<(Option<CheckpointInfo>, Vec<Vec<u8>>)> {
 
 #[test]
 fn a_checkpoint_round_trips() {
-    let dir = TestDir::new("checkpoint-round-trip");
+    let dir = TempDir::new("checkpoint-round-trip");
     let position = LogPosition {
         segment: 3,
         offset: 1234,
@@ -68,7 +68,7 @@ fn a_checkpoint_round_trips() {
 
 #[test]
 fn an_empty_checkpoint_round_trips() {
-    let dir = TestDir::new("checkpoint-empty");
+    let dir = TempDir::new("checkpoint-empty");
     let position = LogPosition {
         segment: 0,
         offset: 0,
@@ -81,7 +81,7 @@ fn an_empty_checkpoint_round_trips() {
 
 #[test]
 fn no_checkpoint_is_none_and_a_leftover_temp_is_not_read() {
-    let dir = TestDir::new("checkpoint-none");
+    let dir = TempDir::new("checkpoint-none");
     assert_eq!(read_all(dir.path()).unwrap(), (None, Vec::new()));
     std::fs::write(dir.path().join(CHECKPOINT_TEMP_FILE), b"half a checkpoint").unwrap();
     assert_eq!(read_all(dir.path()).unwrap(), (None, Vec::new()));
@@ -89,7 +89,7 @@ fn no_checkpoint_is_none_and_a_leftover_temp_is_not_read() {
 
 #[test]
 fn a_new_checkpoint_replaces_the_old_one() {
-    let dir = TestDir::new("checkpoint-replace");
+    let dir = TempDir::new("checkpoint-replace");
     let first = LogPosition {
         segment: 1,
         offset: 10,
@@ -113,7 +113,7 @@ fn a_new_checkpoint_replaces_the_old_one() {
 
 #[test]
 fn every_damaged_checkpoint_is_refused_before_any_record_is_applied() {
-    let dir = TestDir::new("checkpoint-damaged");
+    let dir = TempDir::new("checkpoint-damaged");
     let position = LogPosition {
         segment: 7,
         offset: 99,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::record::encode;
-use crate::test_dir::TestDir;
+use test_support::TempDir;
 
 fn key(i: u32) -> Vec<u8> {
     format!("key-{i}").into_bytes()
@@ -117,7 +117,7 @@ fn a_replay_can_start_at_a_record_boundary() {
 
 #[test]
 fn replay_file_reads_the_file() {
-    let dir = TestDir::new("recovery-file");
+    let dir = TempDir::new("recovery-file");
     let path = dir.path().join("log");
     let (bytes, starts) = log();
     std::fs::write(&path, &bytes[..starts[3] + 1]).unwrap();

@@ -3,7 +3,7 @@
 use super::*;
 use crate::record::encode;
 use crate::recovery::DamageKind;
-use crate::test_dir::TestDir;
+use test_support::TempDir;
 
 fn set(i: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -33,7 +33,7 @@ fn keys(range: std::ops::Range<u32>) -> Vec<String> {
 
 #[test]
 fn open_creates_the_directory_and_the_first_segment() {
-    let root = TestDir::new("wal-create");
+    let root = TempDir::new("wal-create");
     let dir = root.path().join("log");
     let (wal, keys, recovered) = open(&dir);
     assert!(keys.is_empty());
@@ -55,7 +55,7 @@ fn open_creates_the_directory_and_the_first_segment() {
 
 #[test]
 fn appended_records_are_replayed_by_the_next_open() {
-    let dir = TestDir::new("wal-reopen");
+    let dir = TempDir::new("wal-reopen");
     let (mut wal, _, _) = open(dir.path());
     for i in 0..5 {
         wal.append(&set(i)).unwrap();
@@ -74,7 +74,7 @@ fn appended_records_are_replayed_by_the_next_open() {
 
 #[test]
 fn a_damaged_tail_is_truncated_before_the_next_append() {
-    let dir = TestDir::new("wal-truncate");
+    let dir = TempDir::new("wal-truncate");
     let (mut wal, _, _) = open(dir.path());
     for i in 0..3 {
         wal.append(&set(i)).unwrap();
@@ -116,7 +116,7 @@ fn a_damaged_tail_is_truncated_before_the_next_append() {
 
 #[test]
 fn segments_after_a_damaged_one_are_deleted() {
-    let dir = TestDir::new("wal-later-segments");
+    let dir = TempDir::new("wal-later-segments");
     let (mut wal, _, _) = open(dir.path());
     wal.append(&set(0)).unwrap();
     wal.append(&set(1)).unwrap();
@@ -159,7 +159,7 @@ fn segments_after_a_damaged_one_are_deleted() {
 
 #[test]
 fn a_missing_segment_in_the_middle_is_refused() {
-    let dir = TestDir::new("wal-gap");
+    let dir = TempDir::new("wal-gap");
     let (mut wal, _, _) = open(dir.path());
     wal.append(&set(0)).unwrap();
     wal.rotate().unwrap();
@@ -177,7 +177,7 @@ fn a_missing_segment_in_the_middle_is_refused() {
 
 #[test]
 fn rotate_syncs_and_starts_the_next_segment() {
-    let dir = TestDir::new("wal-rotate");
+    let dir = TempDir::new("wal-rotate");
     let (mut wal, _, _) = open(dir.path());
     wal.append(&set(0)).unwrap();
     let next = wal.rotate().unwrap();
@@ -201,7 +201,7 @@ fn rotate_syncs_and_starts_the_next_segment() {
 
 #[test]
 fn remove_segments_before_deletes_only_older_segments() {
-    let dir = TestDir::new("wal-remove");
+    let dir = TempDir::new("wal-remove");
     let (mut wal, _, _) = open(dir.path());
     wal.rotate().unwrap();
     wal.rotate().unwrap();
@@ -252,4 +252,15 @@ fn the_summary_says_where_the_state_came_from_and_what_was_dropped() {
          segments; dropped 13 bytes of a damaged tail at segment 5 offset 88 (the file ends \
          inside a record); removed an unfinished checkpoint.tmp"
     );
+}
+
+#[test]
+fn a_second_open_of_a_locked_directory_is_refused_until_the_first_is_dropped() {
+    let dir = TempDir::new("wal-lock");
+    let (first, _, _) = open(dir.path());
+    let error = Wal::open(dir.path(), |_| {}).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WouldBlock);
+    assert!(error.to_string().contains("in use"), "{error}");
+    drop(first);
+    let (_second, _, _) = open(dir.path());
 }

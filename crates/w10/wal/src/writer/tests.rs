@@ -1,7 +1,7 @@
 //! Unit tests of `writer`.
 
 use super::*;
-use crate::test_dir::TestDir;
+use test_support::TempDir;
 
 /// A writer that accepts at most `max` bytes per call and fails every `interrupt_every`-th
 /// call with `Interrupted`, recording what it was given.
@@ -75,7 +75,7 @@ fn other_errors_are_returned_not_retried() {
 
 #[test]
 fn open_creates_a_missing_file() {
-    let dir = TestDir::new("writer-create");
+    let dir = TempDir::new("writer-create");
     let path = dir.path().join("log");
     let mut log = LogWriter::open(&path).unwrap();
     assert_eq!(log.len(), 0);
@@ -88,7 +88,7 @@ fn open_creates_a_missing_file() {
 
 #[test]
 fn open_keeps_the_bytes_of_an_existing_file() {
-    let dir = TestDir::new("writer-keep");
+    let dir = TempDir::new("writer-keep");
     let path = dir.path().join("log");
     std::fs::write(&path, b"existing records").unwrap();
     let log = LogWriter::open(&path).unwrap();
@@ -99,7 +99,7 @@ fn open_keeps_the_bytes_of_an_existing_file() {
 
 #[test]
 fn appends_after_a_reopen_go_to_the_end() {
-    let dir = TestDir::new("writer-reopen");
+    let dir = TempDir::new("writer-reopen");
     let path = dir.path().join("log");
     let mut log = LogWriter::open(&path).unwrap();
     log.append(b"one ").unwrap();
@@ -115,7 +115,7 @@ fn appends_after_a_reopen_go_to_the_end() {
 
 #[test]
 fn create_refuses_an_existing_file() {
-    let dir = TestDir::new("writer-create-new");
+    let dir = TempDir::new("writer-create-new");
     let path = dir.path().join("log");
     std::fs::write(&path, b"keep").unwrap();
     let error = LogWriter::create(&path).unwrap_err();
@@ -137,7 +137,7 @@ fn a_failed_append_poisons_the_writer() {
 
 #[test]
 fn sync_dir_syncs_a_directory() {
-    let dir = TestDir::new("writer-sync-dir");
+    let dir = TempDir::new("writer-sync-dir");
     sync_dir(dir.path()).unwrap();
     assert_eq!(
         sync_dir(&dir.path().join("missing")).unwrap_err().kind(),

@@ -1,40 +1,14 @@
-//! What the integration tests share: a scratch folder per test, and a small in-memory model of
-//! the store that applies replayed records.
+//! What the integration tests share: a scratch folder per test (`test_support::TempDir`), and a
+//! small in-memory model of the store that applies replayed records.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use wal::Record;
 
-/// A fresh folder under the system's temp dir, deleted (with its contents) on drop.
-#[derive(Debug)]
-pub struct TestDir(PathBuf);
+use std::path::Path;
 
-impl TestDir {
-    /// A new empty folder whose name starts with `name`, unique to this process and call.
-    pub fn new(name: &str) -> TestDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("wal-test-{name}-{}-{unique}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating a test folder");
-        TestDir(path)
-    }
-
-    /// The folder.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use test_support::TempDir;
 
 /// The state a run of records describes: key to (value, deadline).
 pub type State = BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)>;
