@@ -12,10 +12,15 @@
 //!    writes `target/bench/bench.json` and `target/bench/throughput.svg`, and refreshes the
 //!    results section of `BENCHMARKS.md` between its markers (the prose around it is kept).
 //!
+//! `--kv` runs the W09 `kv_server` against `redis-server` instead ([`kv`]), and `--kv
+//! --durable` the durable `kv_server` against `redis-server` with `appendfsync always`
+//! ([`durable`]).
+//!
 //! Every run prints one progress line. A wrong response (loadgen checks every byte) or a server
 //! that dies ends the benchmark with an error: a fast wrong server measures nothing.
 
 mod chart;
+mod durable;
 mod kv;
 mod measure;
 mod report;
@@ -81,6 +86,17 @@ pub(crate) struct BenchArgs {
     /// and --no-markdown.
     #[arg(long)]
     kv: bool,
+    /// With --kv: the durable kv_server (`--data-dir`, group commit), the same with `--fsync
+    /// per-record`, and `redis-server --appendonly yes --appendfsync always`, every write on
+    /// disk before its answer. First measures the data disk's fdatasync latency (4 KiB appends,
+    /// --fsync-samples of them), then 50 connections at depth 1, SET only (`loadgen --mix
+    /// kv-set`) and 90 % GET / 10 % SET (`--mix kv`), fresh data folders under
+    /// target/bench/durable/. Writes its own section of BENCHMARKS.md.
+    #[arg(long, requires = "kv")]
+    durable: bool,
+    /// With --durable: how many 4 KiB append + fdatasync calls measure the data disk.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    fsync_samples: usize,
 }
 
 /// Runs the benchmark.
@@ -93,6 +109,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let out_dir = crate::target_dir(&root).join("bench");
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
+        if args.durable {
+            return durable::run(&args, &root, &out_dir);
+        }
         return kv::run(&args, &root, &out_dir);
     }
     anyhow::ensure!(
@@ -356,13 +375,32 @@ impl LoadRunner {
         mix_args: &[&str],
         seconds: f64,
     ) -> anyhow::Result<LoadgenSummary> {
+        self.run_limited(
+            server,
+            connections,
+            depth,
+            mix_args,
+            &["--duration", &format!("{seconds}")],
+        )
+    }
+
+    /// [`run_with`](Self::run_with), with `limit` saying when loadgen stops: `--duration S` or
+    /// `--requests N`.
+    fn run_limited(
+        &self,
+        server: &RunningServer,
+        connections: usize,
+        depth: usize,
+        mix_args: &[&str],
+        limit: &[&str],
+    ) -> anyhow::Result<LoadgenSummary> {
         let mut command = Command::new(&self.path);
         command
             .args(["--addr", &server.addr().to_string()])
             .args(["--connections", &connections.to_string()])
             .args(["--depth", &depth.to_string()])
             .args(mix_args)
-            .args(["--duration", &format!("{seconds}")])
+            .args(limit)
             .args(["--threads", &self.threads.to_string()])
             .args(["--json", "--quiet"])
             .stdin(Stdio::null())
@@ -668,6 +706,31 @@ mod tests {
     fn the_command_line_names_a_changed_priority() {
         assert!(own_niceness().is_some());
         assert!(command_line().contains("cargo xtask"));
+    }
+
+    /// `cargo xtask bench ARGS` as the runner's command line parses it.
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let mut argv = vec!["bench"];
+        argv.extend_from_slice(args);
+        <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.bench)
+    }
+
+    #[test]
+    fn durable_is_a_flag_of_the_kv_benchmark() {
+        let args = parse(&["--kv", "--durable", "--rounds", "2", "--duration", "0.5"]).unwrap();
+        assert!(args.kv && args.durable);
+        assert_eq!((args.rounds, args.duration, args.workers), (2, 0.5, 2));
+        assert_eq!(args.fsync_samples, 200);
+        let args = parse(&["--kv", "--durable", "--fsync-samples", "20"]).unwrap();
+        assert_eq!(args.fsync_samples, 20);
+        let error = parse(&["--durable"]).unwrap_err().to_string();
+        assert!(error.contains("--kv"), "{error}");
+        assert!(!parse(&["--kv"]).unwrap().durable);
     }
 
     #[test]

@@ -324,28 +324,50 @@ fn start_redis(path: &Path) -> anyhow::Result<RunningServer> {
 
 /// A port nobody listens on now. Another process could take it before the server binds it;
 /// the server then fails to start and the benchmark says so.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub(super) fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?)
 }
 
 /// Spawns `command` in a group of its own and waits until it accepts connections on `addr`.
-fn start_and_wait(
+fn start_and_wait(command: Command, addr: SocketAddr, name: &str) -> anyhow::Result<RunningServer> {
+    start_and_wait_logged(command, addr, name, None)
+}
+
+/// [`start_and_wait`], with the server's stderr going to `stderr_log` (else nowhere); a server
+/// that exits at start is then reported with the end of what it wrote there, its reason.
+pub(super) fn start_and_wait_logged(
     mut command: Command,
     addr: SocketAddr,
     name: &str,
+    stderr_log: Option<&Path>,
 ) -> anyhow::Result<RunningServer> {
+    let stderr = match stderr_log {
+        Some(path) => Stdio::from(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Stdio::null(),
+    };
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     crate::process::configure(&mut command, None);
     let child = crate::process::spawn(&mut command).with_context(|| format!("starting {name}"))?;
     let mut server = RunningServer::new(child, addr);
     let deadline = Instant::now() + START_TIMEOUT;
     // Bounded by the deadline; the server's death ends it at once.
     loop {
-        anyhow::ensure!(server.is_running(), "{name} exited at start");
+        if !server.is_running() {
+            let said = stderr_log
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .map(|text| last_lines(&text, 3))
+                .filter(|text| !text.is_empty());
+            match said {
+                Some(said) => anyhow::bail!("{name} exited at start: {said}"),
+                None => anyhow::bail!("{name} exited at start"),
+            }
+        }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(server);
         }
@@ -359,7 +381,7 @@ fn start_and_wait(
 
 /// `redis-server` on `PATH`, installed from Debian's package when missing and allowed; `Err`
 /// says why the comparison is skipped.
-fn find_or_install_redis() -> Result<PathBuf, String> {
+pub(super) fn find_or_install_redis() -> Result<PathBuf, String> {
     if let Some(path) = on_path("redis-server") {
         return Ok(path);
     }
@@ -396,6 +418,16 @@ fn find_or_install_redis() -> Result<PathBuf, String> {
     on_path("redis-server").ok_or_else(|| "apt-get installed no redis-server".to_owned())
 }
 
+/// The last `n` non-empty lines of `text`, joined by ` / `.
+pub(super) fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join(" / ")
+}
+
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
@@ -418,7 +450,7 @@ fn is_root() -> bool {
 }
 
 /// `redis-server --version`'s `v=` field, for the report.
-fn version_of(path: &Path) -> String {
+pub(super) fn version_of(path: &Path) -> String {
     Command::new(path)
         .arg("--version")
         .output()

@@ -31,6 +31,27 @@ pub(crate) struct LoadgenSummary {
     /// The load generator's own CPU time per response, µs.
     #[serde(default)]
     pub(crate) loadgen_cpu_us_per_request: f64,
+    /// In the key-value mixes, the `GET` and `SET` latency apart (absent in the others).
+    #[serde(default)]
+    pub(crate) by_verb: LoadgenByVerb,
+}
+
+/// Latency by verb, as loadgen reports it for the key-value mixes.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, serde::Serialize)]
+pub(crate) struct LoadgenByVerb {
+    /// `GET`, when the mix sent any.
+    pub(crate) get: Option<LoadgenVerb>,
+    /// `SET`, when the mix sent any.
+    pub(crate) set: Option<LoadgenVerb>,
+}
+
+/// One verb's responses and their latency.
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
+pub(crate) struct LoadgenVerb {
+    /// Correct responses to this verb.
+    pub(crate) completed: u64,
+    /// Their latency.
+    pub(crate) latency: LoadgenLatency,
 }
 
 /// Latency percentiles in microseconds, as loadgen reports them.
@@ -387,6 +408,7 @@ mod tests {
                     max_us: 1.0,
                 },
                 first_error: None,
+                by_verb: LoadgenByVerb::default(),
                 loadgen_cpu_us_per_request: 1.0,
             },
             context_switches: ContextSwitches {

@@ -26,13 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use crate::mix::Mix;
+use crate::pipeline::Pipeline;
+use crate::report::Histograms;
 use anyhow::Context as _;
 use eventloop::net::TcpStream;
 use eventloop::{Events, Interest, Poller};
-use hdrhistogram::Histogram;
-
-use crate::mix::Mix;
-use crate::pipeline::Pipeline;
 
 /// How many bytes one `recv` asks for.
 const RECV_BUFFER: usize = 64 * 1024;
@@ -78,8 +77,8 @@ pub(crate) struct RunPlan {
 /// What one thread measured.
 #[derive(Debug)]
 pub(crate) struct ThreadResult {
-    /// Latencies of correct responses, in nanoseconds.
-    pub(crate) latencies: Histogram<u64>,
+    /// Latencies of correct responses, in nanoseconds, overall and by verb.
+    pub(crate) latencies: Histograms,
     /// Correct responses.
     pub(crate) completed: u64,
     /// Wrong responses (each ends its connection).
@@ -214,9 +213,7 @@ fn drive(
     let requests = plan.mix.requests();
     let mut tally = Tally {
         result: ThreadResult {
-            // From 1 ns to an hour, at three significant digits.
-            latencies: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-                .context("creating a latency histogram")?,
+            latencies: Histograms::new()?,
             completed: 0,
             mismatches: 0,
             connection_errors: 0,

@@ -15,7 +15,10 @@
 //! its checks stay exact under concurrent writers): `--replies text` for the course's KV
 //! protocol, `--replies redis` for `redis-server`, which takes the same request lines as inline
 //! commands and answers in RESP. Its read-only keys are stored, and every answer checked, on one
-//! connection before the clock starts.
+//! connection before the clock starts (`--no-preload` skips that, for a server an earlier run
+//! stored them in). `--mix kv-set` sends only `SET`s, each connection of its
+//! own keys in increasing order. In both, the summary gives the `GET` and the `SET` latency
+//! apart as well (`by_verb` in the JSON).
 //!
 //! While it runs, a progress line goes to stderr once per second. The exit status is 0 when
 //! every response was right, 1 when any response differed or a connection failed (with the first
@@ -39,13 +42,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use clap::Parser;
-use hdrhistogram::Histogram;
-
 use crate::driver::{Progress, RunPlan, ThreadResult};
 use crate::mix::{KvReplies, Mix, MixKind};
-use crate::report::{Latency, Summary};
+use crate::report::{ByVerb, Histograms, Latency, Summary};
+use anyhow::Context as _;
+use clap::Parser;
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -69,8 +70,8 @@ struct Cli {
     /// The request mix.
     #[arg(long, value_enum, default_value_t = MixKind::Compute64)]
     mix: MixKind,
-    /// How the key-value server of `--mix kv` words its replies: `text` (the course's KV
-    /// protocol) or `redis` (RESP, as redis-server answers inline commands).
+    /// How the key-value server of `--mix kv` or `kv-set` words its replies: `text` (the
+    /// course's KV protocol) or `redis` (RESP, as redis-server answers inline commands).
     #[arg(long, value_enum, default_value_t = KvReplies::Text)]
     replies: KvReplies,
     /// Run for this many seconds (the default when neither this nor --requests is given: 5).
@@ -86,6 +87,10 @@ struct Cli {
     /// responses.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Skip the `kv` mix's preload: its read-only keys are already stored, by an earlier run
+    /// against the same server (which then sees only the measured requests).
+    #[arg(long)]
+    no_preload: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -283,11 +288,13 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
 
     let cpu_at_start = report::process_cpu_time();
     let mix = Arc::new(Mix::new(cli.mix, cli.connections, cli.replies));
-    preload(
-        cli.addr,
-        mix.preload(),
-        Duration::from_secs_f64(cli.timeout),
-    )?;
+    if !cli.no_preload {
+        preload(
+            cli.addr,
+            mix.preload(),
+            Duration::from_secs_f64(cli.timeout),
+        )?;
+    }
     let progress = Arc::new(Progress::default());
     // Every thread connects first; the clock starts once all connections are up.
     let barrier = Arc::new(Barrier::new(threads));
@@ -352,7 +359,7 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         }
     }
 
-    let mut latencies = Histogram::<u64>::new(3).context("creating the latency histogram")?;
+    let mut latencies = Histograms::new()?;
     let mut summary = Summary {
         addr: cli.addr.to_string(),
         mix: cli.mix,
@@ -365,14 +372,13 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         elapsed_s: 0.0,
         throughput_rps: 0.0,
         latency: Latency::default(),
+        by_verb: ByVerb::default(),
         first_error: None,
         loadgen_cpu_us_per_request: 0.0,
     };
     for result in results {
         let result = result?;
-        latencies
-            .add(&result.latencies)
-            .context("merging latency histograms")?;
+        latencies.add(&result.latencies)?;
         summary.completed += result.completed;
         summary.mismatches += result.mismatches;
         summary.connection_errors += result.connection_errors;
@@ -385,7 +391,10 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         summary.completed,
         Duration::from_secs_f64(summary.elapsed_s),
     );
-    summary.latency = Latency::from_nanos(&latencies);
+    summary.latency = Latency::from_nanos(&latencies.all);
+    if cli.mix.is_kv() {
+        summary.by_verb = latencies.by_verb();
+    }
     if let (Some(start), Some(end)) = (cpu_at_start, report::process_cpu_time()) {
         let micros = end.saturating_sub(start).as_secs_f64() * 1e6;
         summary.loadgen_cpu_us_per_request = micros / summary.completed.max(1) as f64;
@@ -483,5 +492,11 @@ mod tests {
             (3, 16, MixKind::Rehash1000)
         );
         assert!(Cli::try_parse_from(["loadgen", "--duration", "1", "--requests", "2"]).is_err());
+        let cli =
+            Cli::try_parse_from(["loadgen", "--mix", "kv-set", "--replies", "redis"]).unwrap();
+        assert_eq!((cli.mix, cli.replies), (MixKind::KvSet, KvReplies::Redis));
+        assert!(!cli.no_preload);
+        let cli = Cli::try_parse_from(["loadgen", "--mix", "kv", "--no-preload"]).unwrap();
+        assert!(cli.no_preload);
     }
 }

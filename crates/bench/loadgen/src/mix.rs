@@ -14,6 +14,20 @@
 //! [`Mix::preload`] stores before the clock starts and nobody changes afterwards, and every `SET`
 //! writes one of [`KV_WRITE_KEYS_PER_CONNECTION`] keys that belong to its connection alone. So
 //! each response has one right answer, known before the run.
+//!
+//! ## The SET-only mix
+//!
+//! `kv-set` sends nothing but `SET`s, for a server whose writes cost more than its reads (a
+//! durable one, that logs and syncs every write before answering): each connection writes its
+//! own keys `s:<connection>:<n>`, `n` increasing from 0, [`KV_SET_KEYS_PER_CONNECTION`] of them
+//! before it starts over at 0, so the store stays the same size however long the run. Every
+//! answer must be `OK`. No preload.
+//!
+//! ## Latency per verb
+//!
+//! Each request knows its [`Verb`], so the KV mixes report `GET` and `SET` latency apart as well
+//! as together: a `SET` that waits for a disk sync and a `GET` that does not are different
+//! stories, and one histogram over both would tell neither.
 
 use std::fmt;
 
@@ -35,8 +49,10 @@ const KV_SET_ONE_IN: u64 = 10;
 pub(crate) const KV_READ_KEYS: usize = 1024;
 /// The keys each connection of the `kv` mix writes, and it alone.
 pub(crate) const KV_WRITE_KEYS_PER_CONNECTION: usize = 16;
-/// The length of every value of the `kv` mix.
+/// The length of every value of the `kv` and `kv-set` mixes.
 const KV_VALUE_LEN: usize = 32;
+/// The keys each connection of the `kv-set` mix writes in turn before it starts over.
+pub(crate) const KV_SET_KEYS_PER_CONNECTION: usize = 1024;
 
 /// How a key-value server words its replies (the requests are the same bytes for both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -65,6 +81,28 @@ pub(crate) enum MixKind {
     /// A key-value server: 90 % `GET` of preloaded shared keys, 10 % `SET` of the connection's
     /// own keys (see the module docs).
     Kv,
+    /// A key-value server, writes only: every request a `SET` of the connection's own keys, in
+    /// increasing order (see the module docs).
+    #[serde(rename = "kv-set")]
+    KvSet,
+}
+
+impl MixKind {
+    /// Whether the mix drives a key-value server (and so reports latency per verb).
+    pub(crate) fn is_kv(self) -> bool {
+        matches!(self, MixKind::Kv | MixKind::KvSet)
+    }
+}
+
+/// The verb of a request, for the latency kept per verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    /// A key-value `GET`.
+    Get,
+    /// A key-value `SET`.
+    Set,
+    /// Anything else (the handoff protocol's verbs), counted only in the overall latency.
+    Other,
 }
 
 impl fmt::Display for MixKind {
@@ -76,6 +114,7 @@ impl fmt::Display for MixKind {
             MixKind::Sleep1 => "sleep1",
             MixKind::Mixed => "mixed",
             MixKind::Kv => "kv",
+            MixKind::KvSet => "kv-set",
         })
     }
 }
@@ -87,6 +126,8 @@ pub(crate) struct Request {
     pub(crate) line: Vec<u8>,
     /// The exact response, `\n` included.
     pub(crate) expected: Vec<u8>,
+    /// Its verb, which picks the latency histogram it is recorded in besides the overall one.
+    pub(crate) verb: Verb,
 }
 
 /// The table of distinct requests of one mix, and how a connection picks from it.
@@ -95,7 +136,8 @@ pub(crate) struct Mix {
     kind: MixKind,
     /// The distinct requests. For `mixed`, the last one is `sleep 1` and the others are
     /// `compute64`. For `kv`, the first [`KV_READ_KEYS`] are the `GET`s, then each
-    /// connection's [`KV_WRITE_KEYS_PER_CONNECTION`] `SET`s.
+    /// connection's [`KV_WRITE_KEYS_PER_CONNECTION`] `SET`s. For `kv-set`, each connection's
+    /// [`KV_SET_KEYS_PER_CONNECTION`] `SET`s, connection by connection.
     requests: Vec<Request>,
     /// For `kv`: the `SET`s that store the read-only keys before the run.
     preload: Vec<Request>,
@@ -105,8 +147,10 @@ impl Mix {
     /// Builds the table for `kind`, computing every expected response once. `connections` and
     /// `replies` matter only to the `kv` mix.
     pub(crate) fn new(kind: MixKind, connections: usize, replies: KvReplies) -> Mix {
-        if kind == MixKind::Kv {
-            return Mix::kv(connections, replies);
+        match kind {
+            MixKind::Kv => return Mix::kv(connections, replies),
+            MixKind::KvSet => return Mix::kv_set(connections, replies),
+            _ => {}
         }
         let mut lines: Vec<Vec<u8>> = match kind {
             MixKind::Compute64 | MixKind::Mixed => (0..DISTINCT_TEXTS)
@@ -117,7 +161,7 @@ impl Mix {
                 .collect(),
             MixKind::Ping => vec![b"ping".to_vec()],
             MixKind::Sleep1 => vec![b"sleep 1".to_vec()],
-            MixKind::Kv => unreachable!("built by Mix::kv"),
+            MixKind::Kv | MixKind::KvSet => unreachable!("built by Mix::kv and Mix::kv_set"),
         };
         if kind == MixKind::Mixed {
             lines.push(b"sleep 1".to_vec());
@@ -129,7 +173,11 @@ impl Mix {
                     .expect("the mixes contain no `stats`, the one request without a prediction");
                 let mut line = line;
                 line.push(b'\n');
-                Request { line, expected }
+                Request {
+                    line,
+                    expected,
+                    verb: Verb::Other,
+                }
             })
             .collect();
         Mix {
@@ -150,14 +198,6 @@ impl Mix {
                 )
             })
         });
-        let set = |key: &str, variant: usize| {
-            let mut line = with_text(format!("SET {key} ").as_bytes(), variant, KV_VALUE_LEN);
-            line.push(b'\n');
-            Request {
-                line,
-                expected: kv_reply(&KvReply::Ok, replies),
-            }
-        };
         let mut requests: Vec<Request> = read_keys
             .clone()
             .map(|(key, variant)| Request {
@@ -166,13 +206,33 @@ impl Mix {
                     &KvReply::Value(with_text(b"", variant, KV_VALUE_LEN)),
                     replies,
                 ),
+                verb: Verb::Get,
             })
             .collect();
-        requests.extend(write_keys.map(|(key, variant)| set(&key, variant)));
+        requests.extend(write_keys.map(|(key, variant)| kv_set(&key, variant, replies)));
         Mix {
             kind: MixKind::Kv,
             requests,
-            preload: read_keys.map(|(key, variant)| set(&key, variant)).collect(),
+            preload: read_keys
+                .map(|(key, variant)| kv_set(&key, variant, replies))
+                .collect(),
+        }
+    }
+
+    /// The `kv-set` mix for `connections` connections: each connection's own keys, in order.
+    fn kv_set(connections: usize, replies: KvReplies) -> Mix {
+        let requests = (0..connections)
+            .flat_map(|connection| {
+                (0..KV_SET_KEYS_PER_CONNECTION).map(move |n| {
+                    let variant = connection * KV_SET_KEYS_PER_CONNECTION + n;
+                    kv_set(&format!("s:{connection}:{n}"), variant, replies)
+                })
+            })
+            .collect();
+        Mix {
+            kind: MixKind::KvSet,
+            requests,
+            preload: Vec::new(),
         }
     }
 
@@ -196,7 +256,19 @@ impl Mix {
             state: (connection as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             counter: connection,
             connection,
+            next_key: 0,
         }
+    }
+}
+
+/// `SET <key> <32 bytes that differ for each variant>`, answered `OK` in the dialect `replies`.
+fn kv_set(key: &str, variant: usize, replies: KvReplies) -> Request {
+    let mut line = with_text(format!("SET {key} ").as_bytes(), variant, KV_VALUE_LEN);
+    line.push(b'\n');
+    Request {
+        line,
+        expected: kv_reply(&KvReply::Ok, replies),
+        verb: Verb::Set,
     }
 }
 
@@ -223,13 +295,20 @@ pub(crate) struct RequestPicker {
     distinct: usize,
     state: u64,
     counter: usize,
-    /// The connection's number, which picks its own `SET` keys in the `kv` mix.
+    /// The connection's number, which picks its own `SET` keys in the `kv` and `kv-set` mixes.
     connection: usize,
+    /// `kv-set`: the number of the connection's next key, counting up.
+    next_key: usize,
 }
 
 impl RequestPicker {
     /// The index of the next request to send.
     pub(crate) fn next(&mut self) -> usize {
+        if self.kind == MixKind::KvSet {
+            let own = self.next_key;
+            self.next_key = (self.next_key + 1) % KV_SET_KEYS_PER_CONNECTION;
+            return self.connection * KV_SET_KEYS_PER_CONNECTION + own;
+        }
         if self.kind == MixKind::Kv {
             self.step_xorshift();
             self.counter = self.counter.wrapping_add(1);
@@ -344,6 +423,49 @@ mod tests {
             mix.requests()[5].expected,
             format!("VALUE {value}\n").as_bytes()
         );
+    }
+
+    #[test]
+    fn kv_set_writes_only_its_own_keys_in_increasing_order_and_starts_over() {
+        let mix = Mix::new(MixKind::KvSet, 3, KvReplies::Text);
+        assert!(mix.preload().is_empty());
+        assert_eq!(mix.requests().len(), 3 * KV_SET_KEYS_PER_CONNECTION);
+        let mut picker = mix.picker(2);
+        let keys: Vec<String> = (0..KV_SET_KEYS_PER_CONNECTION + 2)
+            .map(|_| {
+                let request = &mix.requests()[picker.next()];
+                assert_eq!(request.verb, Verb::Set);
+                assert_eq!(request.expected, b"OK\n");
+                let line = String::from_utf8(request.line.clone()).unwrap();
+                let mut words = line.trim_end().split(' ');
+                assert_eq!(words.next(), Some("SET"));
+                let key = words.next().unwrap().to_owned();
+                assert_eq!(words.next().map(str::len), Some(KV_VALUE_LEN), "{line}");
+                key
+            })
+            .collect();
+        assert_eq!(keys[0], "s:2:0");
+        assert_eq!(keys[1], "s:2:1");
+        assert_eq!(keys[KV_SET_KEYS_PER_CONNECTION - 1], "s:2:1023");
+        assert_eq!(keys[KV_SET_KEYS_PER_CONNECTION], "s:2:0", "starts over");
+        let redis = Mix::new(MixKind::KvSet, 1, KvReplies::Redis);
+        assert_eq!(redis.requests()[0].expected, b"+OK\r\n");
+    }
+
+    #[test]
+    fn kv_requests_know_their_verb() {
+        let mix = Mix::new(MixKind::Kv, 2, KvReplies::Text);
+        for request in mix.requests() {
+            let verb = if request.line.starts_with(b"GET ") {
+                Verb::Get
+            } else {
+                Verb::Set
+            };
+            assert_eq!(request.verb, verb, "{:?}", request.line);
+        }
+        let compute = Mix::new(MixKind::Compute64, 1, KvReplies::Text);
+        assert!(compute.requests().iter().all(|r| r.verb == Verb::Other));
+        assert!(MixKind::KvSet.is_kv() && MixKind::Kv.is_kv() && !MixKind::Ping.is_kv());
     }
 
     #[test]

@@ -12,9 +12,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
-
 use crate::mix::{Request, RequestPicker};
+use crate::report::Histograms;
 
 /// How many bytes of a wrong response a [`Mismatch`] keeps for its message.
 const MISMATCH_EXCERPT: usize = 200;
@@ -135,14 +134,14 @@ impl Pipeline {
     }
 
     /// Checks received bytes against the expected responses, oldest request first, recording
-    /// each completed response's latency (in nanoseconds) in `latencies`. Returns how many
-    /// responses completed, or the first mismatch.
+    /// each completed response's latency (in nanoseconds) in `latencies`, overall and by its
+    /// verb. Returns how many responses completed, or the first mismatch.
     pub(crate) fn receive(
         &mut self,
         mut bytes: &[u8],
         requests: &[Request],
         now: Instant,
-        latencies: &mut Histogram<u64>,
+        latencies: &mut Histograms,
     ) -> Result<u64, Mismatch> {
         let mut completed = 0;
         while !bytes.is_empty() {
@@ -173,7 +172,7 @@ impl Pipeline {
             self.matched += take;
             if self.matched == request.expected.len() {
                 let nanos = now.saturating_duration_since(head.sent_at).as_nanos();
-                latencies.saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
+                latencies.record(request.verb, u64::try_from(nanos).unwrap_or(u64::MAX));
                 self.in_flight.pop_front();
                 self.matched = 0;
                 completed += 1;
@@ -201,8 +200,8 @@ mod tests {
     use super::*;
     use crate::mix::{Mix, MixKind};
 
-    fn histogram() -> Histogram<u64> {
-        Histogram::new(3).expect("a valid precision")
+    fn histogram() -> Histograms {
+        Histograms::new().expect("valid bounds")
     }
 
     #[test]
@@ -223,7 +222,7 @@ mod tests {
             Ok(1)
         );
         assert_eq!(pipeline.in_flight(), 1);
-        assert_eq!(latencies.len(), 2);
+        assert_eq!(latencies.all.len(), 2);
         assert_eq!(pipeline.fill(mix.requests(), Instant::now()), 2);
     }
 
@@ -274,6 +273,26 @@ mod tests {
             request.line.strip_suffix(b"\n")
         );
         assert!(mismatch.to_string().contains("expected"));
+    }
+
+    #[test]
+    fn kv_responses_are_timed_by_their_verb() {
+        let mix = Mix::new(MixKind::Kv, 1, crate::mix::KvReplies::Text);
+        let mut pipeline = Pipeline::new(64, mix.picker(0), Some(64));
+        pipeline.fill(mix.requests(), Instant::now());
+        let mut picker = mix.picker(0);
+        let answers: Vec<u8> = (0..64)
+            .flat_map(|_| mix.requests()[picker.next()].expected.clone())
+            .collect();
+        let mut latencies = histogram();
+        assert_eq!(
+            pipeline.receive(&answers, mix.requests(), Instant::now(), &mut latencies),
+            Ok(64)
+        );
+        let (gets, sets) = (latencies.get.len(), latencies.set.len());
+        assert!(gets > 0 && sets > 0, "{gets} GETs, {sets} SETs");
+        assert_eq!(gets + sets, 64);
+        assert_eq!(latencies.all.len(), 64);
     }
 
     #[test]

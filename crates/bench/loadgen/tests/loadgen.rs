@@ -410,3 +410,179 @@ fn the_kv_mix_with_redis_replies_rejects_text_answers() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("preload got a wrong answer"), "{stderr}");
 }
+
+/// A `STATS` field of the fake KV server's store.
+fn kv_stat(name: &str) -> u64 {
+    let stats = String::from_utf8(kv_answer(b"STATS").unwrap()).unwrap();
+    stats
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|n| n.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {stats}"))
+}
+
+#[test]
+fn the_kv_mix_reports_get_and_set_latency_apart() {
+    let server = FakeServer::start(kv_answer);
+    let output = loadgen(&[
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv",
+        "-c",
+        "4",
+        "-d",
+        "2",
+        "--requests",
+        "3000",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = json(&output);
+    let (gets, sets) = (
+        summary["by_verb"]["get"]["completed"].as_u64(),
+        summary["by_verb"]["set"]["completed"].as_u64(),
+    );
+    let (Some(gets), Some(sets)) = (gets, sets) else {
+        panic!("no GET and SET counts in {summary}");
+    };
+    assert_eq!(gets + sets, 3000, "{summary}");
+    assert!(
+        (150..600).contains(&sets),
+        "about one SET in ten: {summary}"
+    );
+    for verb in ["get", "set"] {
+        let latency = &summary["by_verb"][verb]["latency"];
+        let (p50, p99) = (latency["p50_us"].as_f64(), latency["p99_us"].as_f64());
+        assert!(
+            p50.is_some_and(|p50| p50 > 0.0) && p99 >= p50,
+            "{verb}: {summary}"
+        );
+    }
+}
+
+#[test]
+fn the_kv_set_mix_sends_only_sets_each_answer_checked() {
+    let server = FakeServer::start(kv_answer);
+    let sets_before = kv_stat("sets");
+    let output = loadgen(&[
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv-set",
+        "-c",
+        "3",
+        "-d",
+        "4",
+        "--requests",
+        "3100",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = json(&output);
+    assert_eq!(summary["mix"], "kv-set", "{summary}");
+    assert_eq!(summary["completed"], 3100, "{summary}");
+    assert_eq!(summary["by_verb"]["set"]["completed"], 3100, "{summary}");
+    assert!(summary["by_verb"].get("get").is_none(), "{summary}");
+    // Other tests share the store, so the count is a lower bound. 3100 SETs over 3 connections
+    // go past each connection's 1024 keys, so the last of connection 2's keys is stored.
+    assert!(kv_stat("sets") >= sets_before + 3100);
+    let text = String::from_utf8(kv_answer(b"GET s:2:1023").unwrap()).unwrap();
+    assert!(text.starts_with("VALUE "), "{text}");
+    // The text summary names both verbs' figures when they were sent.
+    let output = loadgen(&[
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv-set",
+        "-c",
+        "1",
+        "--requests",
+        "10",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("SET latency µs (10 responses)"), "{text}");
+    assert!(!text.contains("GET latency"), "{text}");
+}
+
+#[test]
+fn the_kv_set_mix_fails_on_a_wrong_answer_to_a_set() {
+    // The course's replies where redis-server's are expected: the first `OK` is a mismatch.
+    let server = FakeServer::start(kv_answer);
+    let output = loadgen(&[
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv-set",
+        "--replies",
+        "redis",
+        "-c",
+        "2",
+        "--requests",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json(&output)["mismatches"], 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("request \"SET s:"), "{stderr}");
+}
+
+/// A store of its own for [`no_preload_sends_only_the_measured_requests`], so its counters
+/// are exact.
+static KV_ENGINE_OWN: OnceLock<kv_store::KvEngine> = OnceLock::new();
+
+fn kv_answer_own(line: &[u8]) -> Option<Vec<u8>> {
+    let engine = KV_ENGINE_OWN.get_or_init(|| kv_store::KvEngine::new(Default::default()));
+    Some(
+        engine
+            .execute_line(line, std::time::Instant::now())
+            .to_bytes(),
+    )
+}
+
+#[test]
+fn no_preload_sends_only_the_measured_requests() {
+    let server = FakeServer::start(kv_answer_own);
+    let base = [
+        "--addr",
+        &server.addr,
+        "--mix",
+        "kv",
+        "-c",
+        "2",
+        "--requests",
+        "300",
+        "--json",
+    ];
+    let sets_of = |output: &Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json(output)["by_verb"]["set"]["completed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // The first run stores the 1024 read-only keys, the second finds them there.
+    let first = sets_of(&loadgen(&base));
+    let mut args = base.to_vec();
+    args.push("--no-preload");
+    let second = sets_of(&loadgen(&args));
+    let stats = String::from_utf8(kv_answer_own(b"STATS").unwrap()).unwrap();
+    let sets: u64 = stats
+        .split(' ')
+        .find_map(|pair| pair.strip_prefix("sets="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sets= in {stats}"));
+    assert_eq!(sets, 1024 + first + second, "one preload only: {stats}");
+}
