@@ -79,7 +79,8 @@ pub(crate) enum Failpoint {
     CheckpointBeforeCleanup,
     /// A group of records is fsynced but not yet applied or answered.
     AfterLogSync,
-    /// Not a crash: every log fsync first waits [`SLOW_SYNC`], as a slow disk would.
+    /// Not a crash: every hold of the log's lock (a group's fsync, a checkpoint's rotate) first
+    /// waits [`SLOW_SYNC`], as a slow disk would.
     SlowLogSync,
 }
 
@@ -302,10 +303,7 @@ impl Durable {
     /// Writes and fsyncs one group of records, then applies and delivers its batches, in log
     /// order, all under the log's lock. Returns the emptied buffers for reuse.
     fn flush(&self, group: Vec<u8>, count: u64, mut batches: Vec<Batch>) -> (Vec<u8>, Vec<Batch>) {
-        let mut wal = lock(&self.wal);
-        if self.failpoint == Some(Failpoint::SlowLogSync) {
-            std::thread::sleep(SLOW_SYNC);
-        }
+        let mut wal = self.lock_wal();
         let fsyncs = match self.mode {
             FsyncMode::Group => {
                 if let Err(error) = wal.append(&group) {
@@ -333,6 +331,17 @@ impl Durable {
         }
         drop(wal);
         (group, batches)
+    }
+
+    /// Locks the log for one group's write, fsync and apply (or a checkpoint's rotate and copy).
+    /// With the `slow-log-sync` failpoint it then waits [`SLOW_SYNC`] with the lock held, as a
+    /// slow disk would keep the flusher in its fsync.
+    fn lock_wal(&self) -> MutexGuard<'_, Wal> {
+        let wal = lock(&self.wal);
+        if self.failpoint == Some(Failpoint::SlowLogSync) {
+            std::thread::sleep(SLOW_SYNC);
+        }
+        wal
     }
 
     /// `--fsync per-record`: each record of the group is written and fsynced on its own.
@@ -419,7 +428,7 @@ impl Durable {
         let now_ms = unix_ms_now();
         let mut entries: Vec<(Vec<u8>, Vec<u8>, Option<u64>)> = Vec::new();
         let position: LogPosition = {
-            let mut wal = lock(&self.wal);
+            let mut wal = self.lock_wal();
             let position = match wal.rotate() {
                 Ok(position) => position,
                 // rotate fsyncs the segment it leaves: its failure is the log's failure.
