@@ -409,9 +409,14 @@ fn lesson_command(id: &str, run: &RunArgs, check_format: bool) -> anyhow::Result
     let lesson = lesson::find(&root, id)?;
     if check_format {
         report::outln(&format!(
-            "{}: follows course/FORMAT.md ({} steps)",
+            "{}: follows course/FORMAT.md ({} steps, {} of them for a foreign server)",
             lesson.path.display(),
-            lesson.steps.len()
+            lesson.steps.len(),
+            lesson
+                .steps
+                .iter()
+                .filter(|s| s.applies_to_foreign_server())
+                .count()
         ));
         return Ok(ExitCode::SUCCESS);
     }

@@ -96,6 +96,7 @@ impl Progress {
                 Status::Fail => "fail",
                 Status::Error => "error",
                 Status::Skipped => "skipped",
+                Status::NotApplicable => "not_applicable",
             }
             .to_owned(),
         );

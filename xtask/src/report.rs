@@ -126,6 +126,7 @@ impl Printer {
             Status::Pass => "32",
             Status::Fail | Status::Error => "31",
             Status::Skipped => "33",
+            Status::NotApplicable => "2",
         };
         format!("\x1b[1;{code}m{text}\x1b[0m")
     }
@@ -221,6 +222,7 @@ impl Printer {
                 let mark = match item.status {
                     Some(Status::Pass) => self.paint(Status::Pass, "[met]      "),
                     Some(Status::Skipped) => self.paint(Status::Skipped, "[skipped]  "),
+                    Some(Status::NotApplicable) => self.paint(Status::NotApplicable, "[n/a]      "),
                     Some(status) => self.paint(status, "[not met]  "),
                     None => "[unchecked]".to_owned(),
                 };

@@ -12,8 +12,14 @@ pub(crate) enum Status {
     Fail,
     /// The runner could not check it (a broken lesson, a missing tool, an I/O error).
     Error,
-    /// Not checked, with a reason (strace missing, an earlier step failed, `--server` mode).
+    /// Not checked, with a reason (strace missing, an earlier step failed): it counts in the
+    /// total and scores nothing.
     Skipped,
+    /// Not applicable in this mode: a reference-only step (a `run` step, or one marked
+    /// `reference-only`) when a foreign server is graded with `--server`. The lesson file fixes
+    /// which steps these are; they are not counted in the total.
+    #[serde(rename = "not_applicable")]
+    NotApplicable,
 }
 
 impl Status {
@@ -24,21 +30,29 @@ impl Status {
             Self::Fail => "FAIL",
             Self::Error => "ERROR",
             Self::Skipped => "SKIP",
+            Self::NotApplicable => "N/A",
         }
     }
 
-    /// Combines statuses: any failure fails, then any error errs, then any skip skips.
-    pub(crate) fn combine(statuses: impl IntoIterator<Item = Status>) -> Status {
-        let mut worst = Status::Pass;
-        for status in statuses {
-            worst = match (worst, status) {
-                (Status::Fail, _) | (_, Status::Fail) => Status::Fail,
-                (Status::Error, _) | (_, Status::Error) => Status::Error,
-                (Status::Skipped, _) | (_, Status::Skipped) => Status::Skipped,
-                _ => Status::Pass,
-            };
+    /// How bad a status is, for [`Status::combine`].
+    fn severity(self) -> u8 {
+        match self {
+            Self::NotApplicable => 0,
+            Self::Pass => 1,
+            Self::Skipped => 2,
+            Self::Error => 3,
+            Self::Fail => 4,
         }
-        worst
+    }
+
+    /// Combines statuses: any failure fails, then any error errs, then any skip skips; a
+    /// not-applicable status changes nothing, so only statuses that are all not applicable
+    /// combine to not applicable (and none at all to a pass).
+    pub(crate) fn combine(statuses: impl IntoIterator<Item = Status>) -> Status {
+        statuses
+            .into_iter()
+            .max_by_key(|status| status.severity())
+            .unwrap_or(Status::Pass)
     }
 }
 
@@ -118,7 +132,8 @@ pub(crate) struct LessonResult {
     pub(crate) status: Status,
     /// Steps passed.
     pub(crate) points: u32,
-    /// Steps that count (skipped-by-mode steps do not).
+    /// Steps that count: every step of the file, but for the not-applicable ones under
+    /// `--server`.
     pub(crate) max_points: u32,
     /// Wall time.
     pub(crate) duration_ms: u64,
@@ -156,7 +171,7 @@ impl GradeReport {
     /// Builds the report from lesson results.
     pub(crate) fn new(lessons: Vec<LessonResult>, server: Option<String>) -> Self {
         let status = Status::combine(lessons.iter().map(|l| match l.status {
-            Status::Skipped => Status::Pass,
+            Status::Skipped | Status::NotApplicable => Status::Pass,
             other => other,
         }));
         let points = lessons.iter().map(|l| l.points).sum();
@@ -187,7 +202,7 @@ impl GradeReport {
                     Status::Pass => TestCaseStatus::success(),
                     Status::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
                     Status::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
-                    Status::Skipped => TestCaseStatus::skipped(),
+                    Status::Skipped | Status::NotApplicable => TestCaseStatus::skipped(),
                 };
                 if step.status != Status::Pass {
                     let text = step_text(step);
@@ -278,6 +293,32 @@ mod tests {
         );
         assert_eq!(Status::combine([Status::Error, Status::Fail]), Status::Fail);
         assert_eq!(Status::combine([]), Status::Pass);
+        assert_eq!(
+            Status::combine([Status::NotApplicable, Status::Pass]),
+            Status::Pass
+        );
+        assert_eq!(
+            Status::combine([Status::NotApplicable, Status::NotApplicable]),
+            Status::NotApplicable
+        );
+        assert_eq!(
+            Status::combine([Status::NotApplicable, Status::Skipped]),
+            Status::Skipped
+        );
+    }
+
+    #[test]
+    fn not_applicable_steps_are_reported_as_such_and_skipped_in_junit() {
+        let mut report = report();
+        let mut step = step(Status::NotApplicable);
+        step.message = Some("not applicable with --server".into());
+        report.lessons[0].steps.push(step);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["lessons"][0]["steps"][3]["status"], "not_applicable");
+        let xml = report.to_junit().unwrap();
+        let parsed = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+        assert_eq!(parsed.tests, 4);
+        assert!(xml.contains("not applicable with --server"), "{xml}");
     }
 
     #[test]

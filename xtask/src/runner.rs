@@ -220,13 +220,19 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
     session.data_dir = fresh_data_dir(&log_dir);
     for step in &lesson.steps {
         let step_started = Instant::now();
-        let outcome = if failed && !options.keep_going {
-            Outcome::with(Status::Skipped, "not run: an earlier step failed")
-        } else if options.server.is_some() && matches!(step.kind, StepKind::Run(_)) {
+        // Decided by the lesson file alone, before anything ran, so the total under `--server`
+        // is the same whichever step fails.
+        let outcome = if options.server.is_some() && !step.applies_to_foreign_server() {
             Outcome::with(
-                Status::Skipped,
-                "not run with --server: it tests the workspace's own code",
+                Status::NotApplicable,
+                if matches!(step.kind, StepKind::Run(_)) {
+                    "not applicable with --server: it tests the workspace's own code"
+                } else {
+                    "not applicable with --server: the lesson marks it reference-only"
+                },
             )
+        } else if failed && !options.keep_going {
+            Outcome::with(Status::Skipped, "not run: an earlier step failed")
         } else {
             match &step.kind {
                 StepKind::Client(c) if c.background => {
@@ -299,7 +305,14 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
         })
         .collect();
     let (status, points, max_points) = score(&steps);
-    debug_assert_eq!(max_points as usize, lesson.steps.len());
+    debug_assert_eq!(
+        max_points as usize,
+        lesson
+            .steps
+            .iter()
+            .filter(|s| options.server.is_none() || s.applies_to_foreign_server())
+            .count()
+    );
     let result = LessonResult {
         id: lesson.front.id.clone(),
         title: lesson.front.title.clone(),
@@ -316,15 +329,19 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
 }
 
 /// A lesson's status, points and total from its step results: one point per step of the file
-/// that passed, out of every step of the file (the build is not a step of the file). Skipped
-/// steps do not fail a lesson, but a lesson none of whose steps passed has not passed: it is
-/// skipped (nothing was checked), or failed if anything failed.
+/// that passed, out of every step of the file that applies (the build is not a step of the file;
+/// under `--server` the reference-only steps are not applicable and not counted). Skipped steps
+/// do not fail a lesson, but a lesson none of whose steps passed has not passed: it is skipped
+/// (nothing was checked), or failed if anything failed.
 pub(crate) fn score(steps: &[StepResult]) -> (Status, u32, u32) {
-    let counted: Vec<&StepResult> = steps.iter().filter(|s| s.kind != "build").collect();
+    let counted: Vec<&StepResult> = steps
+        .iter()
+        .filter(|s| s.kind != "build" && s.status != Status::NotApplicable)
+        .collect();
     let points = counted.iter().filter(|s| s.status == Status::Pass).count() as u32;
     let max_points = counted.len() as u32;
     let status = Status::combine(steps.iter().map(|s| match s.status {
-        Status::Skipped => Status::Pass,
+        Status::Skipped | Status::NotApplicable => Status::Pass,
         other => other,
     }));
     let status = if status == Status::Pass && points == 0 {

@@ -151,20 +151,33 @@ fn the_fixture_without_a_bug_passes_every_server_lesson() {
             "{}",
             describe(&result)
         );
-        // The total is the lesson file's: with --server, the `run` steps are there, skipped.
-        let lesson = lesson(id);
-        assert_eq!(result.max_points as usize, lesson.steps.len(), "{id}");
-        let names: Vec<&str> = result.steps.iter().map(|s| s.name.as_str()).collect();
-        for step in &lesson.steps {
-            assert!(
-                names.contains(&step.name.as_str()),
-                "{id}: {} missing",
-                step.name
-            );
-            if step.kind.word() == "run" {
-                let shown = result.steps.iter().find(|s| s.name == step.name).unwrap();
-                assert_eq!(shown.status, Status::Skipped, "{id}: {}", step.name);
-            }
+        assert_full_marks_out_of_the_applicable_steps(&result);
+    }
+}
+
+/// Asserts that `result`, a `--server` run, passed every step that applies to a foreign server,
+/// out of a total the lesson file fixes: its steps, less the reference-only ones (the `run`
+/// steps among them), which are there, reported not applicable.
+fn assert_full_marks_out_of_the_applicable_steps(result: &LessonResult) {
+    let id = &result.id;
+    let lesson = lesson(id);
+    let applicable = lesson
+        .steps
+        .iter()
+        .filter(|s| s.applies_to_foreign_server())
+        .count();
+    assert_eq!(result.max_points as usize, applicable, "{id}");
+    assert_eq!(result.points, result.max_points, "{}", describe(result));
+    let names: Vec<&str> = result.steps.iter().map(|s| s.name.as_str()).collect();
+    for step in &lesson.steps {
+        assert!(
+            names.contains(&step.name.as_str()),
+            "{id}: {} missing",
+            step.name
+        );
+        let shown = result.steps.iter().find(|s| s.name == step.name).unwrap();
+        if !step.applies_to_foreign_server() {
+            assert_eq!(shown.status, Status::NotApplicable, "{id}: {}", step.name);
         }
     }
 }
@@ -777,4 +790,139 @@ fn the_build_shows_cargo_at_work_and_reports_its_time_once() {
     assert!(!report.contains("not timed"), "{report}");
     // The build is no step of the file: 1/1, not 2/2.
     assert_eq!((result.points, result.max_points), (1, 1));
+}
+
+/// A lesson mixing steps a foreign server is graded on with reference-only ones.
+const REFERENCE_ONLY_LESSON: &str = r#"---
+id: w09-l04
+title: "Reference-only steps"
+order: 4
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console run name=unit
+$ true
+```
+
+```console server name=main
+$ handoff_server {port} --workers 2
+```
+
+```console client name=ping server=main
+> ping
+< pong
+```
+
+## Expected
+
+```console client name=wrong server=main
+> ping
+< PONG
+```
+
+```console server name=flagged reference-only
+$ handoff_server {port} --reference-flag
+```
+
+```console client name=flagged-ping server=flagged reference-only
+> ping
+< pong
+```
+
+## Prove
+
+```console prove name=alive server=main
+alive
+```
+
+## Done when
+- Pings. (checked by: ping)
+- Pings with the reference flag. (checked by: flagged-ping)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| Shouting | Do not | `wrong` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+/// Runs a lesson text against the honest foreign handoff server, with `keep_going` or not.
+fn run_local_lesson_with_foreign_server(text: &str, keep_going: bool) -> LessonResult {
+    let lesson = crate::lesson::parse::parse_lesson(text, Path::new("ref.md")).unwrap();
+    let server = format!("{} {{port}}", example("foreign_server").display());
+    let scratch = std::env::temp_dir().join(format!(
+        "xtask-reference-only-{}-{keep_going}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let options = RunOptions {
+        root: scratch.clone(),
+        target_dir: scratch.join("target"),
+        log_dir: scratch.join("logs"),
+        server: Some(ForeignServer::new(&server, true).unwrap()),
+        invocation_dir: scratch.clone(),
+        keep_going,
+        verbose: false,
+        build: false,
+        student_paths: None,
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let result = runner::run_lesson(&lesson, &options, &Printer::silent());
+    std::fs::remove_dir_all(&scratch).unwrap();
+    result
+}
+
+#[test]
+fn under_a_foreign_server_reference_only_steps_are_not_applicable_and_not_counted() {
+    for keep_going in [false, true] {
+        let result = run_local_lesson_with_foreign_server(REFERENCE_ONLY_LESSON, keep_going);
+        let report = describe(&result);
+        let statuses: Vec<(&str, Status)> = result
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.status))
+            .collect();
+        let after_failure = if keep_going {
+            Status::Pass
+        } else {
+            Status::Skipped
+        };
+        assert_eq!(
+            statuses,
+            [
+                ("unit", Status::NotApplicable),
+                ("main", Status::Pass),
+                ("ping", Status::Pass),
+                ("wrong", Status::Fail),
+                ("flagged", Status::NotApplicable),
+                ("flagged-ping", Status::NotApplicable),
+                ("alive", after_failure),
+            ],
+            "{report}"
+        );
+        // The total is fixed by the file (four steps apply), whichever step failed.
+        let points = if keep_going { 3 } else { 2 };
+        assert_eq!((result.points, result.max_points), (points, 4), "{report}");
+        assert_eq!(result.status, Status::Fail, "{report}");
+        assert_eq!(result.done_when[0].status, Some(Status::Pass));
+        assert_eq!(result.done_when[1].status, Some(Status::NotApplicable));
+        let json: serde_json::Value =
+            serde_json::from_str(&crate::results::GradeReport::new(vec![result], None).to_json())
+                .unwrap();
+        assert_eq!(json["max_points"], 4);
+        assert_eq!(json["lessons"][0]["steps"][4]["status"], "not_applicable");
+    }
 }

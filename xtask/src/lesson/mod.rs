@@ -99,6 +99,17 @@ pub(crate) struct Step {
     pub(crate) timeout: Duration,
     /// What it does.
     pub(crate) kind: StepKind,
+    /// Marked `reference-only` (or a `run` step): it checks something only the workspace's own
+    /// code has, so with `--server` it is not applicable and does not count.
+    pub(crate) reference_only: bool,
+}
+
+impl Step {
+    /// Whether the step applies to a foreign server graded with `--server`: `run` steps and steps
+    /// marked `reference-only` do not.
+    pub(crate) fn applies_to_foreign_server(&self) -> bool {
+        !self.reference_only && !matches!(self.kind, StepKind::Run(_))
+    }
 }
 
 /// The step kinds of the format.

@@ -649,6 +649,7 @@ fn parse_step(
         ));
     }
     let timeout = attrs.duration("timeout")?.unwrap_or(kind.default_timeout());
+    let reference_only = attrs.flag("reference-only")?;
     let mut block = Block {
         attrs,
         name: &name,
@@ -666,12 +667,54 @@ fn parse_step(
         Kind::Prove => StepKind::Prove(parse_prove(&mut block)?),
     };
     block.attrs.finish(kind.word())?;
-    Ok(Step {
+    let step = Step {
         name,
         line,
         timeout,
         kind: step_kind,
-    })
+        reference_only,
+    };
+    if step.applies_to_foreign_server() {
+        if let Some(needed) = reference_only_dependency(&step, steps) {
+            return Err(error(
+                line,
+                format!(
+                    "this step needs `{needed}`, which is reference-only: mark it `reference-only` too"
+                ),
+            ));
+        }
+    }
+    Ok(step)
+}
+
+/// The first earlier step that `step` needs (its server, the server writing its log, its trace,
+/// the client it waits for) and that does not apply to a foreign server: a step that needs one
+/// cannot apply either, or `--server` would grade it against nothing.
+fn reference_only_dependency<'a>(step: &Step, steps: &'a [Step]) -> Option<&'a str> {
+    let by_name = |name: &str| steps.iter().find(|s| s.name == name);
+    let mut needed: Vec<&Step> = Vec::new();
+    match &step.kind {
+        StepKind::Run(_) | StepKind::Server(_) => {}
+        StepKind::Client(client) => needed.extend(by_name(&client.server)),
+        StepKind::Wait(wait) => needed.extend(by_name(&wait.client)),
+        StepKind::Signal(signal) => needed.extend(by_name(&signal.server)),
+        StepKind::Trace(trace) => needed.extend(by_name(&trace.server)),
+        StepKind::Prove(prove) => {
+            needed.extend(prove.server.as_deref().and_then(by_name));
+            needed.extend(prove.trace.as_deref().and_then(by_name));
+            if let Some(log) = &prove.log {
+                needed.extend(
+                    steps.iter().filter(
+                        |s| matches!(&s.kind, StepKind::Server(server) if server.log == *log),
+                    ),
+                );
+            }
+        }
+    }
+    needed
+        .into_iter()
+        .find(|s| !s.applies_to_foreign_server())
+        .map(|s| s.name.as_str())
 }
 
 fn parse_run(block: &mut Block<'_>) -> Result<RunStep, FormatError> {

@@ -208,3 +208,34 @@ fn every_lesson_in_the_course_parses() {
         "the W05 L04 lesson is missing"
     );
 }
+
+#[test]
+fn a_step_of_a_reference_only_server_must_be_reference_only_too() {
+    let example = format_example();
+    let marked = example.replace(
+        "console server name=main",
+        "console server name=main reference-only",
+    );
+    let error = parse_err(&marked);
+    assert!(
+        error.contains("needs `main`, which is reference-only"),
+        "{error}"
+    );
+    // Marking every step of that server makes the lesson whole again.
+    let all = marked
+        .replace(
+            "name=ping server=main",
+            "name=ping server=main reference-only",
+        )
+        .replace("name=pipelined", "name=pipelined reference-only")
+        .replace("name=still-alive", "name=still-alive reference-only");
+    let lesson = parse(&all).unwrap();
+    assert!(lesson.steps.iter().all(|s| !s.applies_to_foreign_server()));
+    assert!(
+        parse(&example)
+            .unwrap()
+            .steps
+            .iter()
+            .all(|s| s.applies_to_foreign_server())
+    );
+}
