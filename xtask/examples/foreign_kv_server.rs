@@ -14,6 +14,13 @@
 //! parser. Its only helpers from the workspace are `eventloop::sys`'s signal and `gettid`
 //! wrappers.
 //!
+//! With `--data-dir DIR` it is a durable server of the W10 section of the contract: every `SET`
+//! and every `DEL` that deletes is appended to `DIR/kv.log` as one checksummed text line and
+//! `fdatasync`ed before it changes the table and is answered (under one lock, so the log's order
+//! is the table's); expiry is logged as a wall-clock deadline. It recovers before it listens, on
+//! a thread of its own that ends before the workers start: it replays the verified lines, cuts a
+//! torn or corrupt tail and says so on stderr. Only that thread and the workers touch `DIR`.
+//!
 //! The same program is the planted-mistakes fixture of the W09 lessons: `--bug NAME` (before the
 //! port) plants one mistake a Common-mistakes row or a protocol rule names; without it, it is
 //! honest.
@@ -36,8 +43,10 @@
 //! | `keep-cr` | keeps the `\r` of a CRLF line ending |
 //! | `off-by-one` | takes a line of exactly 65,536 bytes as too long |
 //! | `drop-final-line` | ignores a last line without `\n` at EOF |
+//! | `no-del-records` | (`--data-dir`) does not log a `DEL`: the deleted value comes back after a restart |
+//! | `log-on-loop` | (`--data-dir`) the loop itself fsyncs the log on its sweep tick |
 //!
-//! Usage: `foreign_kv_server [--bug NAME] PORT [--workers N] [--queue N] [--log]`.
+//! Usage: `foreign_kv_server [--bug NAME] PORT [--workers N] [--queue N] [--log] [--data-dir DIR]`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -82,6 +91,8 @@ enum Bug {
     KeepCr,
     OffByOne,
     DropFinalLine,
+    NoDelRecords,
+    LogOnLoop,
 }
 
 impl Bug {
@@ -104,6 +115,8 @@ impl Bug {
             "keep-cr" => Bug::KeepCr,
             "off-by-one" => Bug::OffByOne,
             "drop-final-line" => Bug::DropFinalLine,
+            "no-del-records" => Bug::NoDelRecords,
+            "log-on-loop" => Bug::LogOnLoop,
             _ => return None,
         })
     }
@@ -115,10 +128,12 @@ struct Config {
     workers: usize,
     queue: usize,
     log: bool,
+    data_dir: Option<std::path::PathBuf>,
     bug: Bug,
 }
 
-const USAGE: &str = "usage: foreign_kv_server [--bug NAME] PORT [--workers N] [--queue N] [--log]";
+const USAGE: &str = "usage: foreign_kv_server [--bug NAME] PORT [--workers N] [--queue N] [--log] \
+                     [--data-dir DIR]";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut words = args.iter().peekable();
@@ -138,6 +153,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         workers: std::thread::available_parallelism().map_or(2, usize::from),
         queue: 1024,
         log: false,
+        data_dir: None,
         bug,
     };
     while let Some(word) = words.next() {
@@ -152,6 +168,10 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--workers" => config.workers = count("--workers")?,
             "--queue" => config.queue = count("--queue")?,
             "--log" => config.log = true,
+            "--data-dir" => {
+                let dir = words.next().ok_or("--data-dir needs a folder")?;
+                config.data_dir = Some(dir.into());
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -210,7 +230,105 @@ struct Store {
     get_latency: Latency,
     set_latency: Latency,
     del_latency: Latency,
+    /// The log of a durable server (`--data-dir`).
+    log: Option<Mutex<Log>>,
     bug: Bug,
+}
+
+/// The append-only log of a durable server and its figures.
+struct Log {
+    file: std::fs::File,
+    records: u64,
+    bytes: u64,
+    fsyncs: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One log line: a checksum of the rest, then the rest (`S <deadline ms> <key> <value>` or
+/// `D <key>`), then `\n`. Keys hold no space and values no `\n`, so a line is a record.
+fn log_line(body: &[u8]) -> Vec<u8> {
+    let mut line = format!("{:016x} ", xxhash_rust::xxh3::xxh3_64(body)).into_bytes();
+    line.extend_from_slice(body);
+    line.push(b'\n');
+    line
+}
+
+/// What recovery found in the data folder.
+struct Recovered {
+    file: std::fs::File,
+    table: HashMap<Vec<u8>, Entry>,
+    records: usize,
+    dropped: u64,
+}
+
+/// Opens `dir/kv.log`, replays every verified line in order, and cuts the file after the last
+/// one (a torn or corrupt tail is dropped).
+fn recover(dir: &std::path::Path) -> std::io::Result<Recovered> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("kv.log");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(&path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let (now_ms, now) = (unix_ms(), Instant::now());
+    let mut table = HashMap::new();
+    let (mut good, mut records) = (0, 0);
+    while let Some(end) = bytes[good..].iter().position(|&b| b == b'\n') {
+        let line = &bytes[good..good + end];
+        let Some((sum, body)) = line.split_at_checked(16) else {
+            break;
+        };
+        let Some(body) = body.strip_prefix(b" ") else {
+            break;
+        };
+        if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(body)).as_bytes() != sum {
+            break;
+        }
+        match split_space(body) {
+            (b"S", Some(rest)) => {
+                let (deadline, rest) = split_space(rest);
+                let (key, value) = split_space(rest.unwrap_or_default());
+                let deadline: u64 = std::str::from_utf8(deadline)
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
+                if deadline != 0 && deadline <= now_ms {
+                    table.remove(key);
+                } else {
+                    let expires =
+                        (deadline != 0).then(|| now + Duration::from_millis(deadline - now_ms));
+                    let value = value.unwrap_or_default().to_vec();
+                    table.insert(key.to_vec(), Entry { value, expires });
+                }
+            }
+            (b"D", Some(key)) => {
+                table.remove(key);
+            }
+            _ => break,
+        }
+        good += end + 1;
+        records += 1;
+    }
+    let dropped = (bytes.len() - good) as u64;
+    if dropped > 0 {
+        file.set_len(good as u64)?;
+        file.sync_all()?;
+    }
+    Ok(Recovered {
+        file,
+        table,
+        records,
+        dropped,
+    })
 }
 
 fn error(reason: &str) -> Vec<u8> {
@@ -267,9 +385,22 @@ fn value_and_expiry(value: &[u8]) -> Result<(&[u8], Option<u64>), Malformed> {
 }
 
 impl Store {
-    fn new(bug: Bug) -> Self {
+    fn new(bug: Bug, recovered: Option<Recovered>) -> Self {
+        let (table, log) = match recovered {
+            Some(r) => (
+                r.table,
+                Some(Mutex::new(Log {
+                    file: r.file,
+                    records: 0,
+                    bytes: 0,
+                    fsyncs: 0,
+                })),
+            ),
+            None => (HashMap::new(), None),
+        };
         Store {
-            table: RwLock::new(HashMap::new()),
+            table: RwLock::new(table),
+            log,
             gets: AtomicU64::new(0),
             sets: AtomicU64::new(0),
             dels: AtomicU64::new(0),
@@ -285,6 +416,32 @@ impl Store {
 
     fn is_expired(&self, entry: &Entry, now: Instant) -> bool {
         self.bug != Bug::NoExpiry && entry.expires.is_some_and(|at| at <= now)
+    }
+
+    /// Appends `body` to the log, if there is one, and waits for `fdatasync`. The caller holds
+    /// the log's lock (`log`) until it has changed the table too, so the log's order is the
+    /// table's. A failed write or fsync is never retried: the server exits with status 1.
+    fn append(log: Option<&mut Log>, body: &[u8]) {
+        let Some(log) = log else { return };
+        let line = log_line(body);
+        let result = log
+            .file
+            .write_all(&line)
+            .and_then(|()| log.file.sync_data());
+        if let Err(error) = result {
+            eprintln!("foreign_kv_server: writing the log failed: {error}");
+            std::process::exit(1);
+        }
+        log.records += 1;
+        log.bytes += line.len() as u64;
+        log.fsyncs += 1;
+    }
+
+    /// The log's lock, when the server has a log.
+    fn lock_log(&self) -> Option<std::sync::MutexGuard<'_, Log>> {
+        self.log
+            .as_ref()
+            .map(|log| log.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Removes `key` if it has expired; whether it did.
@@ -348,12 +505,14 @@ impl Store {
             b"DEL" => {
                 let key = only_key(rest)?;
                 self.expire(key, started);
-                let removed = self
-                    .table
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(key)
-                    .is_some();
+                let mut log = self.lock_log();
+                let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+                let removed = table.remove(key).is_some();
+                if removed && self.bug != Bug::NoDelRecords {
+                    Self::append(log.as_deref_mut(), &[b"D ", key].concat());
+                }
+                drop(table);
+                drop(log);
                 counted(&self.dels);
                 self.del_latency.record(started.elapsed());
                 Ok(if removed {
@@ -372,6 +531,12 @@ impl Store {
                     value: value.to_vec(),
                     expires: seconds.map(|s| started + Duration::from_secs(s)),
                 };
+                let mut log = self.lock_log();
+                if log.is_some() {
+                    let deadline = seconds.map_or(0, |s| unix_ms() + s * 1000);
+                    let body = [format!("S {deadline} ").as_bytes(), key, b" ", value].concat();
+                    Self::append(log.as_deref_mut(), &body);
+                }
                 if self.bug == Bug::NoLock {
                     // Read, change a copy, write back: two workers doing this at once lose one
                     // of the writes, as an unlocked table would.
@@ -384,6 +549,7 @@ impl Store {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(key.to_vec(), entry);
                 }
+                drop(log);
                 counted(&self.sets);
                 self.set_latency.record(started.elapsed());
                 Ok(b"OK\n".to_vec())
@@ -460,6 +626,18 @@ impl Store {
                     latency.percentile(per_mille)
                 ));
             }
+        }
+        if let Some(log) = self.lock_log() {
+            let per_fsync = if log.fsyncs == 0 {
+                0.0
+            } else {
+                log.records as f64 / log.fsyncs as f64
+            };
+            line.push_str(&format!(
+                " log_records={} log_bytes={} fsyncs={} records_per_fsync={per_fsync:.2} \
+                 checkpoints=0 last_checkpoint_ms=0",
+                log.records, log.bytes, log.fsyncs
+            ));
         }
         line.push('\n');
         line.into_bytes()
@@ -739,6 +917,32 @@ fn main() {
     let signals = [libc::SIGTERM, libc::SIGINT];
     eventloop::sys::block_signals(&signals).expect("block SIGTERM and SIGINT");
 
+    // Recovery comes before the listening line, on a thread that ends before the workers start:
+    // the loop's thread never touches the data folder.
+    let recovered = config.data_dir.clone().map(|dir| {
+        let recovered = std::thread::spawn(move || recover(&dir))
+            .join()
+            .expect("the recovery thread");
+        match recovered {
+            Ok(recovered) => {
+                eprintln!(
+                    "foreign_kv_server: recovered {} records, dropped {} bytes of a damaged tail",
+                    recovered.records, recovered.dropped
+                );
+                recovered
+            }
+            Err(error) => {
+                eprintln!("foreign_kv_server: cannot recover the data folder: {error}");
+                std::process::exit(1);
+            }
+        }
+    });
+    // Only for the `log-on-loop` bug: the loop's own handle on the log.
+    let loop_log = match (&recovered, config.bug) {
+        (Some(recovered), Bug::LogOnLoop) => recovered.file.try_clone().ok(),
+        _ => None,
+    };
+
     let listener = TcpListener::bind(("127.0.0.1", config.port)).expect("bind");
     listener
         .set_nonblocking(true)
@@ -759,7 +963,7 @@ fn main() {
         done: Mutex::new(Vec::new()),
         wake: wake_tx,
     });
-    let store = Arc::new(Store::new(config.bug));
+    let store = Arc::new(Store::new(config.bug, recovered));
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Arc::new(Mutex::new(queue));
     let workers: Vec<_> = (0..config.workers)
@@ -999,6 +1203,9 @@ fn main() {
         // The sweep, on the pool, one at a time.
         if Instant::now() >= next_sweep {
             next_sweep = Instant::now() + SWEEP_EVERY;
+            if let Some(file) = &loop_log {
+                let _ = file.sync_data();
+            }
             if !sweeping && state.config.bug != Bug::SweepThread {
                 sweeping = state.jobs.send(Job::Sweep).is_ok();
             }

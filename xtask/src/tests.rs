@@ -1129,11 +1129,55 @@ fn a_kv_sweep_thread_breaks_the_thread_budget() {
     assert_kv_rejected("sweep-thread", "w09-quest", &["thread-budget"]);
 }
 
+/// The W10 lessons with server steps: they grade a durable KV server (`--data-dir {dir}`).
+const DURABLE_SERVER_LESSONS: [&str; 2] = ["w10-l06", "w10-quest"];
+
+#[test]
+fn an_honest_foreign_durable_kv_server_scores_full_points_in_every_w10_server_lesson() {
+    for id in DURABLE_SERVER_LESSONS {
+        let result = run(id, foreign_kv(None));
+        assert_eq!(result.status, Status::Pass, "{}", describe(&result));
+        assert_full_marks_out_of_the_applicable_steps(&result);
+    }
+}
+
+#[test]
+fn a_durable_kv_server_that_does_not_log_deletions_is_rejected() {
+    assert_kv_rejected("no-del-records", "w10-l06", &["after-kill"]);
+}
+
+#[test]
+fn a_durable_kv_server_whose_loop_touches_the_log_is_rejected_or_skipped_without_strace() {
+    let result = run("w10-quest", foreign_kv(Some("log-on-loop")));
+    let report = describe(&result);
+    let step = result
+        .steps
+        .iter()
+        .find(|s| s.name == "loop-off-disk")
+        .expect("the step ran");
+    let traced = result
+        .steps
+        .iter()
+        .any(|s| s.name == "io" && s.status == Status::Pass);
+    if traced {
+        assert_eq!(step.status, Status::Fail, "{report}");
+        assert_eq!(
+            result.first_failure().map(|s| s.name.as_str()),
+            Some("loop-off-disk"),
+            "{report}"
+        );
+        assert!(!step.hints.is_empty(), "{report}");
+    } else {
+        assert_eq!(step.status, Status::Skipped, "{report}");
+    }
+}
+
 #[test]
 fn every_planted_kv_mistake_named_by_a_row_is_in_a_test() {
-    // Every row of W09 L04-L06 and the quest that names a step that applies to a foreign
-    // server has a switch above; this keeps the tables and the switches in step.
-    let covered: [(&str, &str); 20] = [
+    // Every row of W09 L04-L06, the W09 quest, W10 L06 and the W10 quest that names a step
+    // that applies to a foreign server has a switch above; this keeps the tables and the
+    // switches in step.
+    let covered: [(&str, &str); 22] = [
         ("w09-l04", "writers"),
         ("w09-l04", "read-your-writes"),
         ("w09-l04", "on-the-pool"),
@@ -1154,8 +1198,11 @@ fn every_planted_kv_mistake_named_by_a_row_is_in_a_test() {
         ("w09-quest", "exact-count"),
         ("w09-quest", "thread-budget"),
         ("w09-quest", "in-flight"),
+        ("w10-l06", "after-kill"),
+        ("w10-quest", "loop-off-disk"),
     ];
-    for id in KV_SERVER_LESSONS {
+    for id in KV_SERVER_LESSONS.iter().chain(&DURABLE_SERVER_LESSONS) {
+        let id = *id;
         let lesson = lesson(id);
         for mistake in &lesson.mistakes {
             let applicable: Vec<&String> = mistake
