@@ -1142,6 +1142,11 @@ fn an_honest_foreign_durable_kv_server_scores_full_points_in_every_w10_server_le
 }
 
 #[test]
+fn a_durable_kv_server_exiting_at_sigterm_without_draining_is_rejected() {
+    assert_kv_rejected("no-drain", "w10-quest", &["in-flight"]);
+}
+
+#[test]
 fn a_durable_kv_server_that_does_not_log_deletions_is_rejected() {
     assert_kv_rejected("no-del-records", "w10-l06", &["after-kill"]);
 }
@@ -1177,7 +1182,7 @@ fn every_planted_kv_mistake_named_by_a_row_is_in_a_test() {
     // Every row of W09 L04-L06, the W09 quest, W10 L06 and the W10 quest that names a step
     // that applies to a foreign server has a switch above; this keeps the tables and the
     // switches in step.
-    let covered: [(&str, &str); 22] = [
+    let covered: [(&str, &str); 23] = [
         ("w09-l04", "writers"),
         ("w09-l04", "read-your-writes"),
         ("w09-l04", "on-the-pool"),
@@ -1200,6 +1205,7 @@ fn every_planted_kv_mistake_named_by_a_row_is_in_a_test() {
         ("w09-quest", "in-flight"),
         ("w10-l06", "after-kill"),
         ("w10-quest", "loop-off-disk"),
+        ("w10-quest", "in-flight"),
     ];
     for id in KV_SERVER_LESSONS.iter().chain(&DURABLE_SERVER_LESSONS) {
         let id = *id;
