@@ -795,10 +795,12 @@ impl Loop {
             };
             let mut line: Vec<u8> = conn.input.drain(..=end).collect();
             line.pop();
+            // The limit counts a `\r` before the `\n`.
+            let too_long = line.len() > limit;
             if line.last() == Some(&b'\r') && bug != Bug::KeepCr {
                 line.pop();
             }
-            if line.len() > limit {
+            if too_long {
                 conn.queued.push_back(Queued::TooLong);
                 conn.close_after_output = true;
                 conn.input_done = true;
