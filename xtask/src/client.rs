@@ -246,6 +246,12 @@ fn exchange(
         drop(stream);
         return Ok(Vec::new());
     }
+    if step.read_after.is_some() {
+        // A slow reader with a small window: what the server cannot send waits in the server,
+        // not in the kernel's buffers.
+        sys::set_receive_buffer(&stream, 64 * 1024)
+            .map_err(|e| format!("could not set SO_RCVBUF: {e}"))?;
+    }
     let expected_lines = expected_line_count(&script.requests);
     let read_to_eof = step.eof;
     std::thread::scope(|scope| {
@@ -261,13 +267,20 @@ fn exchange(
             sent.add_one();
             result
         });
+        if let Some(pause) = step.read_after {
+            // A slow reader: the answers pile up in the server meanwhile.
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        }
         let mut responses = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut closed = false;
         let mut read_error = None;
         // Bounded by the deadline: every read has a timeout no later than it.
+        // Counted as the bytes come, not over the whole buffer each time (answers can be
+        // megabytes).
+        let mut newlines = 0;
         loop {
-            if !read_to_eof && responses.iter().filter(|&&b| b == b'\n').count() >= expected_lines {
+            if !read_to_eof && newlines >= expected_lines {
                 break;
             }
             if Instant::now() >= deadline {
@@ -281,7 +294,10 @@ fn exchange(
                     closed = true;
                     break;
                 }
-                Ok(n) => responses.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    newlines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+                    responses.extend_from_slice(&buf[..n]);
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {

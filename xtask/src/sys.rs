@@ -53,3 +53,9 @@ pub(crate) fn cloexec_inherited_fds() -> io::Result<()> {
 pub(crate) fn set_linger_zero(socket: &impl AsFd) -> io::Result<()> {
     os::set_linger_zero(socket.as_fd())
 }
+
+/// Shrinks a socket's receive buffer to about `bytes` (`SO_RCVBUF`; the kernel doubles it for
+/// its bookkeeping), so a client that does not read soon stalls the sender at once.
+pub(crate) fn set_receive_buffer(socket: &impl AsFd, bytes: i32) -> io::Result<()> {
+    os::setsockopt_int(socket.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)
+}

@@ -1,6 +1,8 @@
 //! End-to-end tests of the runner: the course's server lessons, executed from the lesson files,
-//! must reject each planted mistake of the `broken_server` fixture with the right step and the
-//! right message, and must pass the real `handoff_server` five runs in a row.
+//! must reject each planted mistake of the `broken_server` fixture (W05) and of the
+//! `foreign_kv_server` fixture (W09) with the step its Common-mistakes row names, must give the
+//! honest foreign servers full points out of the steps that apply to them, and must pass the real
+//! `handoff_server` five runs in a row.
 //!
 //! Lesson runs are serialised (one at a time) because several steps measure time or CPU use;
 //! running them side by side on a small machine would test the machine, not the server.
@@ -924,5 +926,311 @@ fn under_a_foreign_server_reference_only_steps_are_not_applicable_and_not_counte
                 .unwrap();
         assert_eq!(json["max_points"], 4);
         assert_eq!(json["lessons"][0]["steps"][4]["status"], "not_applicable");
+    }
+}
+
+/// The W09 lessons with server steps, in course order.
+const KV_SERVER_LESSONS: [&str; 4] = ["w09-l04", "w09-l05", "w09-l06", "w09-quest"];
+
+/// The foreign KV server, honest or with `bug` planted, in the documented `--server` form.
+fn foreign_kv(bug: Option<&str>) -> String {
+    let program = example("foreign_kv_server");
+    match bug {
+        None => format!("{} {{port}}", program.display()),
+        Some(bug) => format!("{} --bug {bug} {{port}}", program.display()),
+    }
+}
+
+#[test]
+fn an_honest_foreign_kv_server_scores_full_points_in_every_w09_server_lesson() {
+    for id in KV_SERVER_LESSONS {
+        let result = run(id, foreign_kv(None));
+        assert_eq!(result.status, Status::Pass, "{}", describe(&result));
+        assert_full_marks_out_of_the_applicable_steps(&result);
+    }
+    // W09 L04's `--lock` steps are the reference's own: not applicable, not counted.
+    let result = run("w09-l04", foreign_kv(None));
+    let sharded = result.steps.iter().find(|s| s.name == "sharded").unwrap();
+    assert_eq!(
+        sharded.status,
+        Status::NotApplicable,
+        "{}",
+        describe(&result)
+    );
+}
+
+#[test]
+fn a_kv_server_that_refuses_unknown_flags_is_never_passed_one() {
+    // The contract's rule: a flag a server does not implement is refused with status 2. The
+    // lessons pass a foreign server only the protocol's flags, so none of its server steps
+    // meets that refusal.
+    let output = std::process::Command::new(example("foreign_kv_server"))
+        .args(["0", "--lock", "sharded:16"])
+        .output()
+        .expect("run the server");
+    assert_eq!(output.status.code(), Some(2));
+    for id in KV_SERVER_LESSONS {
+        for step in lesson(id)
+            .steps
+            .iter()
+            .filter(|s| s.applies_to_foreign_server())
+        {
+            if let crate::lesson::StepKind::Server(server) = &step.kind {
+                let args: Vec<&str> = server.command.split_whitespace().skip(2).collect();
+                let mut words = args.iter();
+                while let Some(word) = words.next() {
+                    assert!(
+                        matches!(*word, "--workers" | "--queue" | "--log"),
+                        "{id}: step {} passes `{word}`, which the KV contract does not define",
+                        step.name
+                    );
+                    if *word != "--log" {
+                        words.next();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asserts that the foreign KV server with `bug` planted fails `lesson` first at `step`, and
+/// that a Common-mistakes row of the lesson names that step (its hint is attached).
+fn assert_kv_rejected(bug: &str, lesson: &str, steps: &[&str]) {
+    let result = run(lesson, foreign_kv(Some(bug)));
+    let report = describe(&result);
+    assert_eq!(
+        result.status,
+        Status::Fail,
+        "bug {bug} was not rejected:\n{report}"
+    );
+    let failed = result.first_failure().expect("a failing step");
+    assert!(
+        steps.contains(&failed.name.as_str()),
+        "bug {bug} was caught by {}, not by {steps:?}:\n{report}",
+        failed.name
+    );
+    assert!(
+        !failed.hints.is_empty(),
+        "bug {bug}: step {} failed without a hint:\n{report}",
+        failed.name
+    );
+}
+
+#[test]
+fn kv_batches_launched_at_once_are_rejected() {
+    // L04's row names `writers`, `read-your-writes`: the first to meet the race is `writers`.
+    assert_kv_rejected(
+        "batches-at-once",
+        "w09-l04",
+        &["writers", "read-your-writes"],
+    );
+    assert_kv_rejected("batches-at-once", "w09-quest", &["mixed-load"]);
+}
+
+#[test]
+fn kv_stats_and_errors_answered_on_the_loop_are_rejected() {
+    assert_kv_rejected("stats-on-loop", "w09-l04", &["on-the-pool"]);
+}
+
+#[test]
+fn a_kv_table_without_its_lock_is_rejected() {
+    assert_kv_rejected("no-lock", "w09-l04", &["writers", "exact-count"]);
+}
+
+#[test]
+fn a_kv_worker_writing_a_client_socket_is_rejected_or_skipped_without_strace() {
+    let result = run("w09-l04", foreign_kv(Some("worker-writes-socket")));
+    let report = describe(&result);
+    let step = result
+        .steps
+        .iter()
+        .find(|s| s.name == "workers-off-sockets")
+        .expect("the step ran");
+    let traced = result
+        .steps
+        .iter()
+        .any(|s| s.name == "io" && s.status == Status::Pass);
+    if traced {
+        assert_eq!(step.status, Status::Fail, "{report}");
+        assert_eq!(
+            result.first_failure().map(|s| s.name.as_str()),
+            Some("workers-off-sockets"),
+            "{report}"
+        );
+        assert!(!step.hints.is_empty(), "{report}");
+    } else {
+        // Never claimed: the check is reported as skipped, not passed.
+        assert_eq!(step.status, Status::Skipped, "{report}");
+    }
+}
+
+#[test]
+fn kv_answers_in_completion_order_are_rejected() {
+    assert_kv_rejected(
+        "completion-order",
+        "w09-l05",
+        &["pipelined", "ten-pipelines"],
+    );
+}
+
+#[test]
+fn a_kv_server_that_never_expires_is_rejected() {
+    assert_kv_rejected("no-expiry", "w09-l05", &["lazy-expiry"]);
+}
+
+#[test]
+fn a_kv_server_without_a_sweep_is_rejected() {
+    assert_kv_rejected("no-sweep", "w09-l05", &["swept"]);
+}
+
+#[test]
+fn a_kv_server_closing_on_any_error_is_rejected() {
+    assert_kv_rejected("close-on-error", "w09-l06", &["errors"]);
+}
+
+#[test]
+fn a_kv_server_dropping_the_final_line_is_rejected() {
+    assert_kv_rejected("drop-final-line", "w09-l06", &["half-close"]);
+}
+
+#[test]
+fn a_kv_server_keeping_the_cr_is_rejected() {
+    assert_kv_rejected("keep-cr", "w09-l06", &["crlf"]);
+}
+
+#[test]
+fn a_kv_server_with_an_off_by_one_line_limit_is_rejected() {
+    assert_kv_rejected("off-by-one", "w09-l06", &["longest-line"]);
+}
+
+#[test]
+fn a_kv_server_not_counting_line_too_long_is_rejected() {
+    assert_kv_rejected("uncounted-too-long", "w09-l06", &["still-serving"]);
+}
+
+#[test]
+fn a_kv_server_exiting_at_sigterm_without_draining_is_rejected() {
+    assert_kv_rejected("no-drain", "w09-l06", &["in-flight"]);
+    assert_kv_rejected("no-drain", "w09-quest", &["in-flight"]);
+}
+
+#[test]
+fn a_kv_server_joining_its_pool_before_draining_is_rejected() {
+    assert_kv_rejected("join-first", "w09-l06", &["clean-exit"]);
+}
+
+#[test]
+fn kv_stats_counted_on_the_loop_are_rejected() {
+    assert_kv_rejected("loop-counts", "w09-quest", &["exact-count"]);
+}
+
+#[test]
+fn a_kv_sweep_thread_breaks_the_thread_budget() {
+    assert_kv_rejected("sweep-thread", "w09-quest", &["thread-budget"]);
+}
+
+/// The W10 lessons with server steps: they grade a durable KV server (`--data-dir {dir}`).
+const DURABLE_SERVER_LESSONS: [&str; 2] = ["w10-l06", "w10-quest"];
+
+#[test]
+fn an_honest_foreign_durable_kv_server_scores_full_points_in_every_w10_server_lesson() {
+    for id in DURABLE_SERVER_LESSONS {
+        let result = run(id, foreign_kv(None));
+        assert_eq!(result.status, Status::Pass, "{}", describe(&result));
+        assert_full_marks_out_of_the_applicable_steps(&result);
+    }
+}
+
+#[test]
+fn a_durable_kv_server_exiting_at_sigterm_without_draining_is_rejected() {
+    assert_kv_rejected("no-drain", "w10-quest", &["in-flight"]);
+}
+
+#[test]
+fn a_durable_kv_server_that_does_not_log_deletions_is_rejected() {
+    assert_kv_rejected("no-del-records", "w10-l06", &["after-kill"]);
+}
+
+#[test]
+fn a_durable_kv_server_whose_loop_touches_the_log_is_rejected_or_skipped_without_strace() {
+    let result = run("w10-quest", foreign_kv(Some("log-on-loop")));
+    let report = describe(&result);
+    let step = result
+        .steps
+        .iter()
+        .find(|s| s.name == "loop-off-disk")
+        .expect("the step ran");
+    let traced = result
+        .steps
+        .iter()
+        .any(|s| s.name == "io" && s.status == Status::Pass);
+    if traced {
+        assert_eq!(step.status, Status::Fail, "{report}");
+        assert_eq!(
+            result.first_failure().map(|s| s.name.as_str()),
+            Some("loop-off-disk"),
+            "{report}"
+        );
+        assert!(!step.hints.is_empty(), "{report}");
+    } else {
+        assert_eq!(step.status, Status::Skipped, "{report}");
+    }
+}
+
+#[test]
+fn every_planted_kv_mistake_named_by_a_row_is_in_a_test() {
+    // Every row of W09 L04-L06, the W09 quest, W10 L06 and the W10 quest that names a step
+    // that applies to a foreign server has a switch above; this keeps the tables and the
+    // switches in step.
+    let covered: [(&str, &str); 23] = [
+        ("w09-l04", "writers"),
+        ("w09-l04", "read-your-writes"),
+        ("w09-l04", "on-the-pool"),
+        ("w09-l04", "workers-off-sockets"),
+        ("w09-l04", "exact-count"),
+        ("w09-l05", "pipelined"),
+        ("w09-l05", "ten-pipelines"),
+        ("w09-l05", "lazy-expiry"),
+        ("w09-l05", "swept"),
+        ("w09-l06", "errors"),
+        ("w09-l06", "still-serving"),
+        ("w09-l06", "half-close"),
+        ("w09-l06", "crlf"),
+        ("w09-l06", "longest-line"),
+        ("w09-l06", "in-flight"),
+        ("w09-l06", "clean-exit"),
+        ("w09-quest", "mixed-load"),
+        ("w09-quest", "exact-count"),
+        ("w09-quest", "thread-budget"),
+        ("w09-quest", "in-flight"),
+        ("w10-l06", "after-kill"),
+        ("w10-quest", "loop-off-disk"),
+        ("w10-quest", "in-flight"),
+    ];
+    for id in KV_SERVER_LESSONS.iter().chain(&DURABLE_SERVER_LESSONS) {
+        let id = *id;
+        let lesson = lesson(id);
+        for mistake in &lesson.mistakes {
+            let applicable: Vec<&String> = mistake
+                .caught_by
+                .iter()
+                .filter(|name| {
+                    lesson
+                        .steps
+                        .iter()
+                        .any(|s| s.name == **name && s.applies_to_foreign_server())
+                })
+                .collect();
+            if applicable.is_empty() {
+                continue;
+            }
+            assert!(
+                applicable
+                    .iter()
+                    .any(|name| covered.contains(&(id, name.as_str()))),
+                "{id}: the row `{}` names {applicable:?}, and no planted switch is tested there",
+                mistake.mistake
+            );
+        }
     }
 }

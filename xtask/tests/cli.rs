@@ -30,14 +30,59 @@ fn runner(progress: &Path) -> Command {
 
 /// The `broken_server` fixture, built by `cargo test` as an example of this package.
 fn fixture() -> PathBuf {
+    example("broken_server")
+}
+
+/// An example of this package, built by `cargo test`.
+fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let path = exe
         .parent()
         .and_then(Path::parent)
         .expect("profile folder")
-        .join("examples/broken_server");
+        .join("examples")
+        .join(name);
     assert!(path.is_file(), "{} is missing", path.display());
     path
+}
+
+#[test]
+fn grade_gives_an_honest_foreign_kv_server_every_point_of_w09() {
+    let progress = progress_file("kv-grade");
+    let output = runner(&progress)
+        .args(["grade", "--week", "w09", "--format", "json", "--server"])
+        .arg(format!(
+            "{} {{port}}",
+            example("foreign_kv_server").display()
+        ))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON results");
+    assert_eq!(json["status"], "pass", "{stdout}");
+    assert!(json["max_points"].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(json["points"], json["max_points"], "{stdout}");
+    // L01-L03 test the crate's own code and are left out; L04's `--lock` steps are not
+    // applicable, and not counted.
+    let lessons = json["lessons"].as_array().expect("lessons");
+    let l04 = lessons
+        .iter()
+        .find(|l| l["id"] == "w09-l04")
+        .expect("W09 L04 graded");
+    assert_eq!(l04["points"], l04["max_points"], "{stdout}");
+    let sharded = l04["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "sharded")
+        .expect("the sharded step is listed");
+    assert_eq!(sharded["status"], "not_applicable", "{stdout}");
+    assert!(!progress.exists());
 }
 
 #[test]

@@ -226,6 +226,9 @@ pub(crate) struct ClientStep {
     pub(crate) delay: Option<Duration>,
     /// Keep the connection open this long after the exchange.
     pub(crate) hold: Option<Duration>,
+    /// Read no response until this long after sending: a slow reader, whose answers the server
+    /// must hold meanwhile.
+    pub(crate) read_after: Option<Duration>,
     /// Run in the background.
     pub(crate) background: bool,
     /// Errors do not fail the step.

@@ -837,6 +837,7 @@ fn parse_client(block: &mut Block<'_>) -> Result<ClientStep, FormatError> {
     let reset = attrs.flag("reset")?;
     let delay = attrs.duration("delay")?;
     let hold = attrs.duration("hold")?;
+    let read_after = attrs.duration("read-after")?;
     let background = attrs.flag("background")?;
     let tolerant = attrs.flag("tolerant")?;
     let mut sends = Vec::new();
@@ -889,6 +890,7 @@ fn parse_client(block: &mut Block<'_>) -> Result<ClientStep, FormatError> {
         reset,
         delay,
         hold,
+        read_after,
         background,
         tolerant,
         sends,

@@ -136,8 +136,10 @@ pub(crate) fn lines_match(expected: &[ExpectLine], lines: &[&[u8]]) -> bool {
                 ExpectLine::AnyLines => {
                     memo[(i + 1) * cols + j] || (j < lines.len() && memo[i * cols + j + 1])
                 }
+                // The memo first: it rules out most pairs, and a match over a long line is not
+                // free (a `KEYS` answer is a quarter of a megabyte).
                 ExpectLine::Line(pattern) => {
-                    j < lines.len() && pattern.matches(lines[j]) && memo[(i + 1) * cols + j + 1]
+                    j < lines.len() && memo[(i + 1) * cols + j + 1] && pattern.matches(lines[j])
                 }
             };
         }
