@@ -3,6 +3,8 @@
 //! - [`conformance`]: the wire protocol, written once and run against both servers that speak it
 //!   (`handoff_server` and the W04 `epoll_server`), for everything that needs no thread pool.
 //! - [`errors`]: every binary's operational errors, one clean line each.
+//! - `faults` (only with `--cfg fault_injection`): the servers under injected resets and
+//!   `EMFILE`, each closing only the connection it hits.
 //! - [`handoff`]: what only the handoff server promises: work on a pool while the loop stays
 //!   responsive, panics isolated, backpressure, the thread layout and the SIGTERM drain.
 //! - [`loops`]: `handoff_server --loops N`: which loop serves which connection, the thread
@@ -15,6 +17,8 @@
 
 mod conformance;
 mod errors;
+#[cfg(fault_injection)]
+mod faults;
 mod handoff;
 mod loops;
 mod overload;

@@ -120,6 +120,7 @@ pub(crate) struct ServerBuilder {
     args: Vec<String>,
     capture_stderr: bool,
     nofile_limit: Option<u64>,
+    envs: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
@@ -135,6 +136,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets an environment variable of the server process (the fault injector's settings).
+    #[cfg_attr(not(fault_injection), allow(dead_code))]
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Runs the server with `RLIMIT_NOFILE` set to `limit` (soft and hard).
     pub(crate) fn nofile_limit(mut self, limit: u64) -> Self {
         self.nofile_limit = Some(limit);
@@ -147,6 +155,7 @@ impl ServerBuilder {
         command
             .arg("0")
             .args(&self.args)
+            .envs(self.envs.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         command.stderr(if self.capture_stderr {
@@ -211,6 +220,7 @@ impl Server {
             args: Vec::new(),
             capture_stderr: false,
             nofile_limit: None,
+            envs: Vec::new(),
         }
     }
 

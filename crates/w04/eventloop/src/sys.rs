@@ -22,6 +22,12 @@
 //! starts any other thread: a signal is delivered to any one thread that does not block it, and a
 //! single forgotten thread would receive SIGTERM the old way (and die) instead of the signalfd
 //! reporting it.
+//!
+//! Built with `--cfg fault_injection`, the IO wrappers here (`read`, `write`, `recv`, `send`,
+//! `send_vectored`, `accept`, `epoll_wait`) first ask a seeded fault injector (the `fault`
+//! submodule, which exists only with that cfg) whether to return `EINTR`, `EAGAIN`, a short
+//! count, a reset or `EMFILE` instead, each only where a kernel could. Without the cfg the
+//! `inject!` hook is the plain length and nothing else is compiled.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
@@ -53,6 +59,30 @@ macro_rules! syscall {
         $crate::sys::check(result)
     }};
 }
+
+/// Asks the fault injector (with `--cfg fault_injection`) whether the next call of kind `$op` on
+/// `$fd`, for `$len` bytes, is faulted: evaluates to the length to use, `continue`s the
+/// enclosing retry loop for an injected `EINTR`, and returns an injected error. Without the cfg
+/// it is `$len` and costs nothing.
+macro_rules! inject {
+    ($op:ident, $fd:expr, $len:expr) => {{
+        #[cfg(fault_injection)]
+        let len = match fault::decide(fault::Op::$op, $fd, $len) {
+            None => $len,
+            Some(fault::Fault::Limit(len)) => len,
+            Some(fault::Fault::Error(error)) if error.kind() == io::ErrorKind::Interrupted => {
+                continue;
+            }
+            Some(fault::Fault::Error(error)) => return Err(error),
+        };
+        #[cfg(not(fault_injection))]
+        let len = $len;
+        len
+    }};
+}
+
+#[cfg(fault_injection)]
+pub mod fault;
 
 /// Return values that signal an error with `-1`.
 pub trait MinusOneIsError: Copy {
@@ -322,6 +352,12 @@ pub fn epoll_wait(
 ) -> io::Result<usize> {
     let max = c_int::try_from(events.len()).unwrap_or(c_int::MAX).max(1);
     debug_assert!(!events.is_empty());
+    #[cfg(fault_injection)]
+    if let Some(fault::Fault::Error(error)) =
+        fault::decide(fault::Op::EpollWait, epoll, usize::from(timeout_ms != 0))
+    {
+        return Err(error);
+    }
     // SAFETY: `events` is writable for `max` entries (it is never empty: the poller allocates at
     // least one slot); the kernel writes only initialised entries, and only the returned count.
     let n = syscall!(epoll_wait(
@@ -457,8 +493,9 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// `read` into `buf`; EINTR is retried. `WouldBlock` comes back as an error.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is writable for `buf.len()` bytes.
-        match syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) {
+        let len = inject!(Read, fd, buf.len());
+        // SAFETY: `buf` is writable for `buf.len()` bytes, and `len` is at most that.
+        match syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), len)) {
             Ok(n) => return Ok(n as usize),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
@@ -470,8 +507,9 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// `write` from `buf`; EINTR is retried. `WouldBlock` comes back as an error.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is readable for `buf.len()` bytes.
-        match syscall!(write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len())) {
+        let len = inject!(Write, fd, buf.len());
+        // SAFETY: `buf` is readable for `buf.len()` bytes, and `len` is at most that.
+        match syscall!(write(fd.as_raw_fd(), buf.as_ptr().cast(), len)) {
             Ok(n) => return Ok(n as usize),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
@@ -681,6 +719,8 @@ pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 /// Accepts one connection as a non-blocking, close-on-exec socket; EINTR is retried.
 pub fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     loop {
+        #[cfg(fault_injection)]
+        let _ = inject!(Accept, fd, 0);
         let mut raw = RawAddr::empty();
         let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
         // SAFETY: `raw.storage` is writable for `raw.len` bytes, and `raw.len` is updated.
@@ -709,8 +749,9 @@ pub fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
 /// `recv` into `buf`; EINTR is retried; `Ok(0)` means the peer shut down its write side.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is writable for `buf.len()` bytes.
-        match syscall!(recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)) {
+        let len = inject!(Recv, fd, buf.len());
+        // SAFETY: `buf` is writable for `buf.len()` bytes, and `len` is at most that.
+        match syscall!(recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), len, 0)) {
             Ok(n) => return Ok(n as usize),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
@@ -723,11 +764,12 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 /// process with SIGPIPE; EINTR is retried.
 pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is readable for `buf.len()` bytes.
+        let len = inject!(Send, fd, buf.len());
+        // SAFETY: `buf` is readable for `buf.len()` bytes, and `len` is at most that.
         match syscall!(send(
             fd.as_raw_fd(),
             buf.as_ptr().cast(),
-            buf.len(),
+            len,
             libc::MSG_NOSIGNAL
         )) {
             Ok(n) => return Ok(n as usize),
@@ -741,6 +783,16 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 /// `sendmsg` of several buffers at once with `MSG_NOSIGNAL`; EINTR is retried.
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     loop {
+        #[cfg(fault_injection)]
+        let limit = inject!(
+            SendVectored,
+            fd,
+            bufs.iter().map(|buf| buf.len()).sum::<usize>()
+        );
+        #[cfg(fault_injection)]
+        let shortened = fault::truncate(bufs, limit);
+        #[cfg(fault_injection)]
+        let bufs = &shortened[..];
         // SAFETY: msghdr is plain old data; all zeroes is "no address, no control data".
         let mut message = unsafe { mem::zeroed::<libc::msghdr>() };
         // `IoSlice` is guaranteed to be ABI-compatible with `iovec` on Unix.

@@ -45,7 +45,10 @@
 //!   what still comes ([`Session::discard_input`]) until the client closes too, for at most
 //!   [`LINGER_TIMEOUT`] and [`LINGER_MAX_BYTES`].
 //! - **Server stop.** [`Session::stop_input`]: complete lines already received are answered,
-//!   nothing more is read.
+//!   nothing more is read. If the peer had not ended its input, bytes the server will never read
+//!   may be waiting in the kernel, and a close over them is a reset that can destroy answers still
+//!   in flight; so such a connection lingers too, but only until its input is drained dry (a
+//!   stopping server does not wait for idle clients).
 //!
 //! ```
 //! use handoff_protocol::session::{Answer, Handled, Host, Limits, Session, Step};
@@ -332,6 +335,10 @@ pub struct Session<R, P> {
     responses: Responses<R, P>,
     /// While lingering (see [`Step::Linger`]): the bytes the peer may still send.
     linger_allowance: Option<usize>,
+    /// Input was stopped ([`Session::stop_input`]) before the peer's end of input: bytes the
+    /// server will never read may be waiting in the kernel, and closing over them would send a
+    /// reset, so the connection lingers, but only until its input is drained dry.
+    stopped_open: bool,
 }
 
 impl<R: Response, P: Copy> Default for Session<R, P> {
@@ -355,6 +362,7 @@ impl<R: Response, P: Copy> Session<R, P> {
                 sent: 0,
             },
             linger_allowance: None,
+            stopped_open: false,
         }
     }
 
@@ -380,6 +388,7 @@ impl<R: Response, P: Copy> Session<R, P> {
 
     /// Stops taking requests beyond the complete lines already received (server shutdown).
     pub fn stop_input(&mut self) {
+        self.stopped_open |= self.input == Input::Open;
         if matches!(self.input, Input::Open | Input::Eof) {
             self.input = Input::Stopped;
         }
@@ -534,7 +543,9 @@ impl<R: Response, P: Copy> Session<R, P> {
     /// Reads and drops what a lingering peer sends, through `recv` into `buffer` (at most
     /// [`READS_PER_EVENT`] times). Returns `true` while the linger goes on, `false` when the
     /// connection should close now: at the peer's EOF, on an error, or once it sent more than
-    /// [`LINGER_MAX_BYTES`].
+    /// [`LINGER_MAX_BYTES`]; after a server stop, also as soon as nothing is left to read (a
+    /// stopping server does not wait for idle clients, and with nothing unread its close is a
+    /// plain FIN that leaves every answer in flight intact).
     pub fn discard_input(
         &mut self,
         buffer: &mut [u8],
@@ -546,7 +557,9 @@ impl<R: Response, P: Copy> Session<R, P> {
         for _ in 0..READS_PER_EVENT {
             match recv(buffer) {
                 Ok(received) if received > 0 && received < *allowance => *allowance -= received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return !self.stopped_open;
+                }
                 // EOF, an error, or past the allowance: done waiting.
                 _ => return false,
             }
@@ -716,10 +729,11 @@ impl<R: Response, P: Copy> Session<R, P> {
             && self.unsent().is_empty()
     }
 
-    /// Whether input stopped before the peer finished sending (a line too long), so the
-    /// connection lingers before its close (see [`Step::Linger`]).
+    /// Whether input stopped before the peer finished sending (a line too long, or a server
+    /// stop before the peer's end of input), so the connection lingers before its close (see
+    /// [`Step::Linger`]).
     pub fn peer_may_still_send(&self) -> bool {
-        self.input == Input::Abandoned
+        self.input == Input::Abandoned || self.stopped_open
     }
 }
 

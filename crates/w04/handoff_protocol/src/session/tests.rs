@@ -409,6 +409,56 @@ fn stopping_answers_complete_lines_but_not_a_partial_one() {
     );
     assert_eq!(take_output(&mut session), b"pong\n");
     assert!(session.is_finished());
+    // The peer had not ended its input: it lingers until what it sent is drained.
+    assert_eq!(session.next_step(&ROOMY), Step::Linger);
+}
+
+#[test]
+fn a_stop_before_the_peers_eof_drains_unread_input_before_the_close() {
+    // Regression: a server stop closed a connection whose peer had sent more than the server
+    // read, and a close over unread bytes is a reset, which destroyed answers still in flight
+    // (found by fault injection: short reads left a pipelining client's requests unread).
+    let mut session = TestSession::new();
+    let mut host = host();
+    session.framer_mut().extend(b"ping\n");
+    session.stop_input();
+    assert_eq!(
+        session.process_lines(&ROOMY, &mut host),
+        Progress::InputEnded
+    );
+    take_output(&mut session);
+    assert!(session.is_finished());
+    assert!(session.peer_may_still_send());
+    assert_eq!(session.next_step(&ROOMY), Step::Linger);
+    session.start_linger();
+    // The unread requests are discarded; once nothing is left, it closes without waiting.
+    let mut unread = vec![b"ping\n".repeat(100), b"ping\n".repeat(100)];
+    let mut buffer = [0u8; 1024];
+    let lingering = session.discard_input(&mut buffer, |buffer| match unread.pop() {
+        Some(chunk) => {
+            buffer[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
+        None => Err(std::io::ErrorKind::WouldBlock.into()),
+    });
+    assert!(unread.is_empty(), "every unread byte is drained");
+    assert!(!lingering, "a stopped connection closes once drained dry");
+}
+
+#[test]
+fn a_stop_after_the_peers_eof_closes_at_once() {
+    let mut session = TestSession::new();
+    let mut host = host();
+    session.framer_mut().extend(b"ping\n");
+    session.peer_closed_input();
+    session.stop_input();
+    assert_eq!(
+        session.process_lines(&ROOMY, &mut host),
+        Progress::InputEnded
+    );
+    take_output(&mut session);
+    assert!(session.is_finished());
+    assert!(!session.peer_may_still_send());
     assert_eq!(session.next_step(&ROOMY), Step::Close);
 }
 
