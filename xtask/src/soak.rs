@@ -16,8 +16,8 @@
 //! - slow readers: each pipelines 1,000 requests and reads the answers one line at a time with a
 //!   pause, checking each, in order.
 //!
-//! The server's RSS, open fds and CPU time are sampled every 2 s (printed, and written to
-//! `target/xtask/soak.csv`). After each round the server must be back at its idle fd count and
+//! The server's RSS, open fds and CPU time are sampled every 2 s (printed, written to
+//! `target/xtask/soak.csv` and plotted in `target/xtask/soak.svg`). After each round the server must be back at its idle fd count and
 //! use almost no CPU over a second; at the end its RSS must not have grown past the second
 //! round's by more than a quarter plus 8 MiB, and it must exit 0 on SIGTERM. Any wrong byte,
 //! connection error, leaked fd, busy idle loop or growth fails the command.
@@ -421,7 +421,13 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     std::fs::write(&csv_path, csv)?;
-    println!("samples: {}", csv_path.display());
+    let svg_path = root.join("target/xtask/soak.svg");
+    plot(&svg_path, &samples)?;
+    println!(
+        "samples: {} (plotted in {})",
+        csv_path.display(),
+        svg_path.display()
+    );
     outcome?;
     check_growth(&samples)?;
     let last = samples.last().context("no sample was taken")?;
@@ -434,6 +440,67 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         last.cpu.as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One panel of the plot: its title, its points (seconds, value) and its colour.
+type Panel = (&'static str, Vec<(f64, f64)>, plotters::style::RGBColor);
+
+/// Plots RSS (MiB), open fds and CPU use (% of one core over each interval) against time, one
+/// panel each, into an SVG file at `path`.
+fn plot(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    let root = SVGBackend::new(path, (960, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let end = samples.last().map_or(1.0, |s| s.at.as_secs_f64()).max(1.0);
+    let cpu: Vec<(f64, f64)> = samples
+        .windows(2)
+        .filter(|pair| pair[0].seed == pair[1].seed && pair[1].at > pair[0].at)
+        .map(|pair| {
+            let used = pair[1].cpu.saturating_sub(pair[0].cpu).as_secs_f64();
+            let wall = (pair[1].at - pair[0].at).as_secs_f64();
+            (pair[1].at.as_secs_f64(), 100.0 * used / wall)
+        })
+        .collect();
+    let series: [Panel; 3] = [
+        (
+            "RSS (MiB)",
+            samples
+                .iter()
+                .map(|s| (s.at.as_secs_f64(), s.rss_kib as f64 / 1024.0))
+                .collect(),
+            RGBColor(0x2b, 0x6c, 0xb0),
+        ),
+        (
+            "open fds",
+            samples
+                .iter()
+                .map(|s| (s.at.as_secs_f64(), s.fds as f64))
+                .collect(),
+            RGBColor(0x3c, 0x9d, 0x5a),
+        ),
+        ("CPU (% of a core)", cpu, RGBColor(0xd9, 0x6c, 0x1e)),
+    ];
+    for (area, (name, points, colour)) in root.split_evenly((3, 1)).iter().zip(series) {
+        let top = points.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption(name, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..end, 0f64..top)
+            .map_err(|e| failed(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .draw()
+            .map_err(|e| failed(&e))?;
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(|e| failed(&e))?;
+    }
+    root.present().map_err(|e| failed(&e))?;
+    Ok(())
 }
 
 /// Fails if a seed's RSS in its last quarter exceeds its second quarter's by more than a
@@ -478,6 +545,27 @@ mod tests {
         assert!(check_growth(&steady).is_ok());
         let growing: Vec<Sample> = (0..16).map(|i| sample(1, 20_000 + i * 4_000)).collect();
         assert!(check_growth(&growing).is_err());
+    }
+
+    #[test]
+    fn the_plot_is_an_svg_of_three_panels() {
+        let dir = std::env::temp_dir().join(format!("soak-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("soak.svg");
+        let samples: Vec<Sample> = (0..10)
+            .map(|i| Sample {
+                at: Duration::from_secs(2 * i),
+                cpu: Duration::from_millis(300 * i),
+                ..sample(1, 5_000 + i)
+            })
+            .collect();
+        plot(&path, &samples).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(svg.starts_with("<svg"));
+        for name in ["RSS (MiB)", "open fds", "CPU (% of a core)"] {
+            assert!(svg.contains(name), "{name} is missing");
+        }
     }
 
     #[test]
