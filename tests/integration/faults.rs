@@ -115,3 +115,51 @@ fn handoff_server_with_two_loops_survives_resets_and_emfile() {
 fn epoll_server_survives_resets_and_emfile() {
     destructive_faults_close_only_their_connection(ServerKind::Epoll, &[], 13);
 }
+
+/// Regression: a server stop closed a connection whose client had pipelined more than the
+/// server had read, and a close over unread bytes is a reset, which destroyed answers in flight
+/// (the client read `ECONNRESET` instead of its answers and the end of the stream). Here the
+/// client pipelines far more than the server reads before it stops (it reads none of the
+/// answers until then, so the server's backpressure stops its reading), and short reads make
+/// the rest likelier still.
+fn a_stop_answers_a_pipelining_client_without_a_reset(kind: ServerKind, args: &[&str]) {
+    let mut server = Server::builder(kind)
+        .args(args)
+        .env("EVENTLOOP_FAULT_SEED", "302")
+        .env("EVENTLOOP_FAULT_RATE", "0.5")
+        .env("EVENTLOOP_FAULT_CLASSES", "short")
+        .start();
+    let mut client = Client::connect(server.addr());
+    let mut writer = client.stream().try_clone().expect("a second handle");
+    std::thread::scope(|scope| {
+        // The writer ends when everything is sent or when the server, stopped, refuses the rest.
+        let sending = scope.spawn(move || {
+            let requests = b"ping\n".repeat(200_000);
+            let _ = std::io::Write::write_all(&mut writer, &requests);
+        });
+        assert_eq!(client.read_line(), b"pong\n");
+        server.signal(libc::SIGTERM);
+        // Every answer it sends is whole, and the stream ends with an EOF, not a reset.
+        let rest = client.read_to_end();
+        assert!(
+            rest.chunks(5).all(|answer| answer == b"pong\n"),
+            "a cut or wrong answer"
+        );
+        // The server is gone: the writer's last write fails, and it ends.
+        sending.join().expect("the writer ends");
+    });
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn handoff_server_stops_without_resetting_a_pipelining_client() {
+    a_stop_answers_a_pipelining_client_without_a_reset(ServerKind::Handoff, &["--workers", "2"]);
+}
+
+#[test]
+fn epoll_server_stops_without_resetting_a_pipelining_client() {
+    a_stop_answers_a_pipelining_client_without_a_reset(ServerKind::Epoll, &[]);
+}

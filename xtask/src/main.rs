@@ -16,6 +16,7 @@ mod report;
 mod results;
 mod runner;
 mod server;
+mod soak;
 mod starters;
 mod student;
 mod sys;
@@ -181,6 +182,11 @@ enum Command {
     /// time restarted and checked: every acknowledged write present, each client's keys an
     /// unbroken run.
     Crash(crash::CrashArgs),
+    /// Soaks `handoff_server` with syscall faults injected (`--cfg fault_injection`): mixed load,
+    /// a flood, clients that vanish mid-pipeline and slow readers, for 10 minutes by default;
+    /// samples RSS, fds and CPU and fails on growth, a leaked fd, a busy idle loop or a wrong
+    /// byte. Not part of CI's default path.
+    Soak(soak::SoakArgs),
 }
 
 /// The workspace root (the folder above `xtask/`).
@@ -292,6 +298,7 @@ fn main() -> ExitCode {
         },
         Command::Bench(args) => bench::run(args),
         Command::Crash(args) => crash::run(&args),
+        Command::Soak(args) => soak::run(&args),
     };
     // Interrupted: the servers were stopped on the way out, and the exit status says so, whether
     // the handler thread or this one got to the end first.

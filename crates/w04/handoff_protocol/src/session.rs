@@ -47,7 +47,7 @@
 //! - **Server stop.** [`Session::stop_input`]: complete lines already received are answered,
 //!   nothing more is read. If the peer had not ended its input, bytes the server will never read
 //!   may be waiting in the kernel, and a close over them is a reset that can destroy answers still
-//!   in flight; so such a connection lingers too, but only until its input is drained dry (a
+//!   in flight; so such a connection lingers too, but only while the peer is still sending (a
 //!   stopping server does not wait for idle clients).
 //!
 //! ```
@@ -337,7 +337,7 @@ pub struct Session<R, P> {
     linger_allowance: Option<usize>,
     /// Input was stopped ([`Session::stop_input`]) before the peer's end of input: bytes the
     /// server will never read may be waiting in the kernel, and closing over them would send a
-    /// reset, so the connection lingers, but only until its input is drained dry.
+    /// reset, so the connection lingers, but only while the peer is still sending.
     stopped_open: bool,
 }
 
@@ -543,9 +543,9 @@ impl<R: Response, P: Copy> Session<R, P> {
     /// Reads and drops what a lingering peer sends, through `recv` into `buffer` (at most
     /// [`READS_PER_EVENT`] times). Returns `true` while the linger goes on, `false` when the
     /// connection should close now: at the peer's EOF, on an error, or once it sent more than
-    /// [`LINGER_MAX_BYTES`]; after a server stop, also as soon as nothing is left to read (a
-    /// stopping server does not wait for idle clients, and with nothing unread its close is a
-    /// plain FIN that leaves every answer in flight intact).
+    /// [`LINGER_MAX_BYTES`]; after a server stop, also as soon as a pass finds nothing at all to
+    /// read (a stopping server does not wait for idle clients, and with nothing unread its close
+    /// is a plain FIN that leaves every answer in flight intact).
     pub fn discard_input(
         &mut self,
         buffer: &mut [u8],
@@ -554,11 +554,17 @@ impl<R: Response, P: Copy> Session<R, P> {
         let Some(allowance) = &mut self.linger_allowance else {
             return false;
         };
+        let mut discarded = false;
         for _ in 0..READS_PER_EVENT {
             match recv(buffer) {
-                Ok(received) if received > 0 && received < *allowance => *allowance -= received,
+                Ok(received) if received > 0 && received < *allowance => {
+                    *allowance -= received;
+                    discarded = true;
+                }
+                // After a server stop, a peer that sent nothing since the last pass is idle, not
+                // sending: close now. One still sending keeps the linger going.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return !self.stopped_open;
+                    return !self.stopped_open || discarded;
                 }
                 // EOF, an error, or past the allowance: done waiting.
                 _ => return false,
