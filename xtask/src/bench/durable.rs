@@ -406,18 +406,7 @@ pub(crate) struct Verdict {
 pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Result<ExitCode> {
     let mut machine = Machine::read();
     eprintln!("bench --kv --durable: {machine}");
-    let executables = super::build_packages(root, &["loadgen", "kv_server"])?;
-    let loadgen = LoadRunner {
-        path: executables
-            .get("loadgen")
-            .context("the build produced no loadgen")?
-            .clone(),
-        threads: args.loadgen_threads,
-    };
-    let kv_server = executables
-        .get("kv_server")
-        .context("the build produced no kv_server")?
-        .clone();
+    let (loadgen, kv_server) = super::kv::build_kv_tools(args, root)?;
     check_durable_flags(&help_of(&kv_server)?)?;
 
     // One fresh folder for the whole run, on the disk the servers will write to.

@@ -79,10 +79,13 @@ struct KvRow {
     server_cpu_us_per_request: f64,
 }
 
-/// Runs the KV benchmark.
-pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Result<ExitCode> {
-    let mut machine = Machine::read();
-    eprintln!("bench --kv: {machine}");
+/// Builds `loadgen` and `kv_server` in release mode: the load generator, run with
+/// `--loadgen-threads`, and the server's path. Both KV benchmarks (`--kv`, `--kv --durable`)
+/// start from them.
+pub(crate) fn build_kv_tools(
+    args: &BenchArgs,
+    root: &Path,
+) -> anyhow::Result<(LoadRunner, PathBuf)> {
     let executables = super::build_packages(root, &["loadgen", "kv_server"])?;
     let loadgen = LoadRunner {
         path: executables
@@ -95,6 +98,14 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
         .get("kv_server")
         .context("the build produced no kv_server")?
         .clone();
+    Ok((loadgen, kv_server))
+}
+
+/// Runs the KV benchmark.
+pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Result<ExitCode> {
+    let mut machine = Machine::read();
+    eprintln!("bench --kv: {machine}");
+    let (loadgen, kv_server) = build_kv_tools(args, root)?;
     let redis = find_or_install_redis();
     let mut servers = vec![KvServer::Kv];
     match &redis {

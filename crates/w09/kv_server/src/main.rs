@@ -33,8 +33,8 @@ use handoff_server::startup::{
 };
 use kv_store::LockStrategy;
 
-use crate::durable::{CheckpointPolicy, Failpoint, FsyncMode};
-use crate::server::{Config, Durability, WORKER_THREAD_NAME};
+use crate::durable::{CheckpointPolicy, Durability, Failpoint, FsyncMode};
+use crate::server::{Config, WORKER_THREAD_NAME};
 
 /// The environment variable that names a failpoint (tests only; see `--help`).
 const FAILPOINT_ENV: &str = "KV_SERVER_FAILPOINT";

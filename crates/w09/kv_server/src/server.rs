@@ -48,7 +48,7 @@ use kv_store::{ErrorReply, KvEngine, LockStrategy, Reply};
 use thread_pool::ThreadPool;
 
 use crate::batch::{Batch, MAX_BATCH};
-use crate::durable::{CheckpointPolicy, Durable, Failpoint, FsyncMode};
+use crate::durable::{Durability, Durable};
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
 pub(crate) const WORKER_THREAD_NAME: &str = "kv-worker";
@@ -74,19 +74,6 @@ pub(crate) struct Config {
     pub(crate) log: bool,
     /// Where and how the store is made durable; `None`: in memory only.
     pub(crate) durability: Option<Durability>,
-}
-
-/// `--data-dir` and the flags that go with it.
-#[derive(Debug, Clone)]
-pub(crate) struct Durability {
-    /// The log's folder.
-    pub(crate) dir: std::path::PathBuf,
-    /// When a record reaches the disk.
-    pub(crate) fsync: FsyncMode,
-    /// When the log is checkpointed.
-    pub(crate) checkpoints: CheckpointPolicy,
-    /// Where a test makes the server die (`KV_SERVER_FAILPOINT`).
-    pub(crate) failpoint: Option<Failpoint>,
 }
 
 /// One answer of the KV protocol, as the session writes it.
@@ -391,9 +378,7 @@ pub(crate) fn start(
                     Arc::clone(&engine),
                     Arc::clone(&results),
                     log,
-                    durability.fsync,
-                    durability.checkpoints,
-                    durability.failpoint,
+                    durability,
                 ))
             });
         Core {
