@@ -3,9 +3,10 @@
 //! Real kernels return results that a test on an idle machine rarely provokes: `EINTR` from a
 //! wait a signal interrupted, `EAGAIN` from a socket epoll has just called readable, short counts
 //! from `recv` and `send`, `ECONNRESET` or `EPIPE` in the middle of a write, `EMFILE` or
-//! `ENFILE` from `accept`, `ENOMEM` from `epoll_ctl`. With this cfg the IO wrappers of [`crate::sys`] consult this module before each call
-//! and, with a probability set from the environment, return one of those results instead of (or,
-//! for a short count, by shrinking) the real call — each only where the real kernel could:
+//! `ENFILE` from `accept`, `ENOMEM` from `epoll_ctl`. With this cfg the IO wrappers of
+//! [`crate::sys`] consult this module before each call and, with a probability set from the
+//! environment, return one of those results instead of (or, for a short count, by shrinking) the
+//! real call — each only where the real kernel could:
 //!
 //! | class | calls | only when |
 //! |---|---|---|
