@@ -1,6 +1,7 @@
-//! The few system calls the test suites need that the course's syscall layer does not teach:
-//! a socket reset (`SO_LINGER` of 0 s), signals taken synchronously, and the kernel's clock tick
-//! (the unit of the CPU times in `/proc`).
+//! The few system calls the test suites and the tooling need that the course's syscall layer
+//! does not teach: a socket reset (`SO_LINGER` of 0 s), signals taken synchronously, a child's
+//! clean signal mask and inherited fds, and the kernel's clock tick (the unit of the CPU times in
+//! `/proc`).
 //!
 //! They are tooling, not course code, so they live here rather than in `eventloop::sys`, whose
 //! public face is what the W04 lesson asks a student to write. Like `eventloop::sys` (and
@@ -73,6 +74,45 @@ pub fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
     check_errno(unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })
 }
 
+/// Unblocks every signal in the calling thread. Async-signal-safe (it allocates nothing), so it
+/// may run in a `pre_exec` hook: a child inherits its parent's mask across `exec`, and a server
+/// must see SIGTERM even if its launcher blocks it.
+pub fn unblock_all_signals() -> io::Result<()> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `set` is writable memory of the right type; sigemptyset initialises it.
+    check(unsafe { libc::sigemptyset(set.as_mut_ptr()) })?;
+    // SAFETY: sigemptyset initialised the set; the old mask is not requested (null).
+    check_errno(unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut())
+    })
+}
+
+/// Waits until one of `signals` (which the caller blocked) is pending, takes it and returns it.
+pub fn wait_for_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
+    let set = signal_set(signals)?;
+    let mut received: libc::c_int = 0;
+    // SAFETY: both pointers are to live, initialised values for the duration of the call.
+    check_errno(unsafe { libc::sigwait(&set, &mut received) })?;
+    Ok(received)
+}
+
+/// Marks every fd from `first` up close-on-exec, so a child about to `exec` inherits only the
+/// descriptors below `first` (its standard streams, for `first = 3`), whatever its parent
+/// inherited. Async-signal-safe, for a `pre_exec` hook. Kernels before 5.11 lack the flag and
+/// answer `EINVAL`, which a caller may treat as "nothing to do".
+pub fn cloexec_fds_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on this process's
+    // descriptors; it closes nothing and touches no memory.
+    check(unsafe {
+        libc::close_range(
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    })?;
+    Ok(())
+}
+
 /// Takes one of `signals` (which the caller blocked) if it is pending, without waiting.
 pub fn take_pending_signal(signals: &[libc::c_int]) -> io::Result<Option<libc::c_int>> {
     let set = signal_set(signals)?;
@@ -102,6 +142,7 @@ pub fn clock_ticks_per_second() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{FromRawFd as _, OwnedFd};
 
     #[test]
     fn a_blocked_signal_is_taken_once_without_waiting() {
@@ -115,9 +156,31 @@ mod tests {
                 Some(libc::SIGUSR2)
             );
             assert_eq!(take_pending_signal(&[libc::SIGUSR2]).unwrap(), None);
+            raise(libc::SIGUSR2);
+            assert_eq!(wait_for_signal(&[libc::SIGUSR2]).unwrap(), libc::SIGUSR2);
+            unblock_all_signals().unwrap();
         })
         .join()
         .unwrap();
+    }
+
+    /// The close-on-exec flag of `fd`.
+    fn cloexec(fd: &impl AsFd) -> bool {
+        // SAFETY: the fd is open while borrowed; F_GETFD only reads its flags.
+        let flags = check(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFD) }).unwrap();
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    #[test]
+    fn cloexec_fds_from_marks_an_inheritable_fd_close_on_exec() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: the fd is open while `file` lives; F_DUPFD makes a new fd without the flag.
+        let raw = check(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, 3) }).unwrap();
+        // SAFETY: fcntl just returned this fd and nothing else owns it.
+        let inheritable = unsafe { OwnedFd::from_raw_fd(raw) };
+        assert!(!cloexec(&inheritable));
+        cloexec_fds_from(3).unwrap();
+        assert!(cloexec(&inheritable));
     }
 
     /// Sends `signal` to the calling thread.
