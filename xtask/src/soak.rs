@@ -36,7 +36,7 @@ use crate::process;
 
 /// The arguments of `cargo xtask soak`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct SoakArgs {
+pub struct SoakArgs {
     /// How long the whole soak runs, in minutes.
     #[arg(long, default_value_t = 10.0)]
     minutes: f64,
@@ -385,7 +385,7 @@ fn build(root: &Path) -> anyhow::Result<Bins> {
 }
 
 /// Runs the soak; its verdict is the exit status.
-pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     ensure!(args.minutes > 0.0, "--minutes must be positive");
     let root = crate::workspace_root();
     let bins = build(&root)?;
