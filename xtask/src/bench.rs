@@ -15,7 +15,7 @@ use crate::process;
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true)]
 pub(crate) struct BenchArgs {
-    /// The harness's arguments (`--rounds`, `--scenarios`, `--kv`, ...); `--help`
+    /// The harness's arguments (`--rounds`, `--scenarios`, `--kv`, `--baseline`, ...); `--help`
     /// lists them all.
     #[arg(
         trailing_var_arg = true,

@@ -17,6 +17,9 @@
 //!    writes `target/bench/bench.json` and `target/bench/throughput.svg`, and refreshes the
 //!    results section of `BENCHMARKS.md` between its markers (the prose around it is kept).
 //!
+//! `--baseline <git-rev>` runs the working tree's servers against that revision's instead, side by
+//! side, and prints the ratios new / old (`baseline.rs`).
+//!
 //! `--kv` runs the W09 `kv_server` against `redis-server` instead (`kv.rs`), and `--kv
 //! --durable` the durable `kv_server` against `redis-server` with `appendfsync always`
 //! (`durable.rs`).
@@ -24,6 +27,7 @@
 //! Every run prints one progress line. A wrong response (loadgen checks every byte) or a server
 //! that dies ends the benchmark with an error: a fast wrong server measures nothing.
 
+mod baseline;
 mod chart;
 mod durable;
 mod kv;
@@ -111,6 +115,15 @@ pub struct BenchArgs {
     /// With --durable: how many 4 KiB append + fdatasync calls measure the data disk.
     #[arg(long, default_value_t = 200, value_name = "N")]
     fsync_samples: usize,
+    /// Compare the working tree's servers with those of git revision REV (a hash, branch or
+    /// tag): builds REV in a worktree of its own, `target/bench-baseline/<commit>/` (its own
+    /// CARGO_TARGET_DIR inside, both reused by the next run), then runs old and new alternating
+    /// on every round of every chosen scenario and prints per-scenario throughput and p99 ratios
+    /// new / old, their median and spread. Servers: `handoff` unless --servers says otherwise.
+    /// Takes --rounds, --duration, --scenarios, --servers, --workers, --loops and
+    /// --loadgen-threads; leaves BENCHMARKS.md as it is.
+    #[arg(long, value_name = "REV", conflicts_with = "kv")]
+    baseline: Option<String>,
 }
 
 /// Runs the benchmark.
@@ -137,6 +150,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.loops > 1,
         "--loops must be at least 2 (one loop is `handoff`)"
     );
+    if let Some(rev) = &args.baseline {
+        server::set_multi_loops(args.loops);
+        let root = workspace_root();
+        let out_dir = target_dir(&root).join("bench");
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+        return baseline::run(&args, rev, &root, &out_dir);
+    }
     server::set_multi_loops(args.loops);
     let scenarios = scenario::select(&args.scenarios)?;
     let servers: Vec<ServerKind> = if args.servers.is_empty() {
@@ -153,7 +174,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let mut machine = Machine::read();
     eprintln!("bench: {machine}");
-    let executables = build(&root, &servers)?;
+    let executables = build(&root, &servers, None)?;
     let loadgen = executables
         .get("loadgen")
         .context("the build produced no loadgen")?
@@ -331,8 +352,13 @@ fn own_niceness() -> Option<i64> {
         .ok()
 }
 
-/// Builds the release binaries and returns their paths by name, as cargo reports them.
-fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// Builds the release binaries of the workspace at `root` (into `target`, when given, else the
+/// inherited target folder) and returns their paths by name, as cargo reports them.
+fn build(
+    root: &Path,
+    servers: &[ServerKind],
+    target: Option<&Path>,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut packages = vec!["loadgen"];
     for server in servers {
         let package = match server {
@@ -344,14 +370,30 @@ fn build(root: &Path, servers: &[ServerKind]) -> anyhow::Result<BTreeMap<String,
             packages.push(package);
         }
     }
-    build_packages(root, &packages)
+    // An older revision is built for its servers only: the working tree's loadgen drives both.
+    if target.is_some() {
+        packages.retain(|&package| package != "loadgen");
+    }
+    build_packages_into(root, &packages, target)
 }
 
 /// Builds the release binaries of `packages` and returns their paths by name, as cargo reports
 /// them.
 fn build_packages(root: &Path, packages: &[&str]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    build_packages_into(root, packages, None)
+}
+
+/// [`build_packages`] of the workspace at `root`, into the target folder `target` when given.
+fn build_packages_into(
+    root: &Path,
+    packages: &[&str],
+    target: Option<&Path>,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    if let Some(target) = target {
+        command.env("CARGO_TARGET_DIR", target);
+    }
     command.current_dir(root).args([
         "build",
         "--release",
@@ -361,7 +403,11 @@ fn build_packages(root: &Path, packages: &[&str]) -> anyhow::Result<BTreeMap<Str
     for package in packages {
         command.args(["-p", package]);
     }
-    eprintln!("bench: cargo build --release -p {}", packages.join(" -p "));
+    eprintln!(
+        "bench: cargo build --release -p {} (in {})",
+        packages.join(" -p "),
+        root.display()
+    );
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let output = crate::process::output(&mut command).context("running cargo build")?;
     anyhow::ensure!(output.status.success(), "cargo build --release failed");
@@ -769,6 +815,27 @@ mod tests {
         let error = parse(&["--durable"]).unwrap_err().to_string();
         assert!(error.contains("--kv"), "{error}");
         assert!(!parse(&["--kv"]).unwrap().durable);
+    }
+
+    #[test]
+    fn baseline_takes_a_revision_and_is_not_a_kv_flag() {
+        let args = parse(&[
+            "--baseline",
+            "c308ef5",
+            "--scenarios",
+            "S2",
+            "--rounds",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(args.baseline.as_deref(), Some("c308ef5"));
+        assert_eq!((args.scenarios, args.rounds), (vec!["S2".to_owned()], 5));
+        assert!(parse(&[]).unwrap().baseline.is_none());
+        assert!(parse(&["--baseline"]).is_err());
+        let error = parse(&["--kv", "--baseline", "HEAD"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--baseline"), "{error}");
     }
 
     #[test]
