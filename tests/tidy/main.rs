@@ -9,6 +9,8 @@
 //! - Every raw fd that a libc call creates becomes an `OwnedFd` on the next line.
 //! - No `dbg!`, no `#[ignore]`d tests.
 //! - No module cycles within a crate ([`cycles`]).
+//! - The course runner (`xtask`) builds no benchmark code: neither the harness nor its chart
+//!   library is among its dependencies (`cargo tree`).
 
 mod cycles;
 
@@ -301,6 +303,51 @@ fn no_dbg_and_no_ignored_tests() {
         }
     }
     assert_none("`dbg!` or `#[ignore]`", violations);
+}
+
+/// The package names in `cargo tree -p <package> -e normal` (its normal dependencies, each once).
+fn normal_dependencies(package: &str) -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_runner_builds_no_benchmark_code() {
+    // `cargo xtask bench` runs the harness as a package of its own, so every other runner command
+    // compiles without the chart library. The harness's own tree shows that the check can see it.
+    let harness = normal_dependencies("bench_harness");
+    assert!(harness.iter().any(|name| name == "plotters"), "{harness:?}");
+    let runner = normal_dependencies("xtask");
+    assert!(runner.iter().any(|name| name == "xtask"), "{runner:?}");
+    let violations: Vec<String> = runner
+        .into_iter()
+        .filter(|name| name == "plotters" || name == "bench_harness")
+        .map(|name| format!("xtask depends on {name}"))
+        .collect();
+    assert_none("benchmark code in the course runner", violations);
 }
 
 #[test]
