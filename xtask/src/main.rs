@@ -92,9 +92,16 @@ impl RunArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
+    /// One line per lesson and the total.
     Text,
+    /// The result model: lessons, steps, checks and Done-when items.
     Json,
+    /// JUnit XML: one test suite per lesson, one test case per step.
     Junit,
+    /// GitHub Classroom's autograding result: one test per step, worth its `points=` weight.
+    Classroom,
+    /// Exercism's test-runner `results.json` (version 3): one test per step.
+    Exercism,
 }
 
 #[derive(Debug, Subcommand)]
@@ -707,6 +714,10 @@ fn grade_command(
         Format::Text => report::grade_text(&report),
         Format::Json => report.to_json(),
         Format::Junit => report.to_junit()?,
+        Format::Classroom => report::classroom::render(&report, &lessons),
+        Format::Exercism => {
+            report::exercism::render(&report, &lessons, &target_dir(&root).join("xtask/logs"))
+        }
     };
     match out {
         Some(path) => {
