@@ -7,6 +7,10 @@
 //! lines to stderr as progress, because its stdout is the results file (`--format json`).
 //! A stdout closed early (`| head -3`) ends the runner quietly: see `out`.
 
+pub(crate) mod classroom;
+pub(crate) mod exercism;
+mod per_step;
+
 use crate::lesson::Lesson;
 use crate::results::{GradeReport, LessonResult, Status, StepResult};
 use std::io::{IsTerminal, Write};

@@ -21,6 +21,10 @@ pub enum Format {
     Json,
     /// JUnit XML, for CI.
     Junit,
+    /// GitHub Classroom's autograding result: one test per step, worth its `points=` weight.
+    Classroom,
+    /// Exercism's test-runner `results.json` (version 3): one test per step.
+    Exercism,
 }
 
 /// Checks that `--out FILE` can be written before any lesson runs: its folder exists and it is
@@ -214,6 +218,10 @@ pub fn grade_command(
         Format::Text => report::grade_text(&report),
         Format::Json => report.to_json(),
         Format::Junit => report.to_junit()?,
+        Format::Classroom => report::classroom::render(&report, &lessons),
+        Format::Exercism => {
+            report::exercism::render(&report, &lessons, &target_dir(&root).join("xtask/logs"))
+        }
     };
     match out {
         Some(path) => {

@@ -102,6 +102,10 @@ pub struct Step {
     /// Marked `reference-only` (or a `run` step): it checks something only the workspace's own
     /// code has, so with `--server` it is not applicable and does not count.
     pub reference_only: bool,
+    /// The step's weight in the GitHub Classroom result (`points=N`, default 1).
+    pub points: u32,
+    /// The block as the lesson shows it: its info string on the first line, then its lines.
+    pub block: String,
 }
 
 impl Step {

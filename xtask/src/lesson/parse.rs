@@ -650,6 +650,16 @@ fn parse_step(
     }
     let timeout = attrs.duration("timeout")?.unwrap_or(kind.default_timeout());
     let reference_only = attrs.flag("reference-only")?;
+    let points = match attrs.number("points")? {
+        None => 1,
+        Some(points @ 1..=1000) => points as u32,
+        Some(points) => {
+            return Err(error(
+                line,
+                format!("`points={points}` must be a whole number from 1 to 1000"),
+            ));
+        }
+    };
     let mut block = Block {
         attrs,
         name: &name,
@@ -673,6 +683,8 @@ fn parse_step(
         timeout,
         kind: step_kind,
         reference_only,
+        points,
+        block: block_text(kind_word, words, body),
     };
     if step.applies_to_foreign_server() {
         if let Some(needed) = reference_only_dependency(&step, steps) {
@@ -685,6 +697,22 @@ fn parse_step(
         }
     }
     Ok(step)
+}
+
+/// A step's block as the lesson shows it: `console`, its kind and attributes (a value with
+/// spaces quoted again, as it must be written), then its lines.
+fn block_text(kind_word: &str, words: &[String], body: &str) -> String {
+    let mut info = format!("console {kind_word}");
+    for word in words {
+        info.push(' ');
+        match word.split_once('=') {
+            Some((key, value)) if value.contains(char::is_whitespace) => {
+                info.push_str(&format!("{key}=\"{value}\""));
+            }
+            _ => info.push_str(word),
+        }
+    }
+    format!("{info}\n{body}")
 }
 
 /// The first earlier step that `step` needs (its server, the server writing its log, its trace,
