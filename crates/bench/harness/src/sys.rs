@@ -1,16 +1,19 @@
-//! The harness's process control, on top of `eventloop::sys`.
+//! The harness's process control, on top of `eventloop::sys` and `test_support::sys`.
 //!
 //! The workspace has one way into libc: `eventloop::sys` and its `syscall!` helper, which turns
-//! the C error convention into an `io::Error`. The harness uses it too, through this thin layer
-//! that only adapts types (std's `u32` process ids) and names the harness's intent
-//! (`kill_group`). It calls no libc function itself. Like [`crate::process`], it is the part of
-//! the course runner's `xtask/src/sys.rs` the harness needs.
+//! the C error convention into an `io::Error`, and beside it `test_support::sys` for the few
+//! calls only tooling needs (a child's clean signal mask and inherited fds, waiting for a
+//! signal). The harness uses both through this thin layer that only adapts types (std's `u32`
+//! process ids) and names the harness's intent (`kill_group`). It calls no libc function itself.
+//! Like [`crate::process`], it is the part of the course runner's `xtask/src/sys.rs` the harness
+//! needs.
 
 use std::io;
 
 use eventloop::sys as os;
 
-pub(crate) use os::{block_signals, unblock_all_signals, wait_for_signal};
+pub(crate) use os::block_signals;
+pub(crate) use test_support::sys::{unblock_all_signals, wait_for_signal};
 
 /// A std process id (`Child::id`) as the kernel's `pid_t`.
 fn pid_t(pid: u32) -> io::Result<i32> {
@@ -31,5 +34,5 @@ pub(crate) fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
 /// on the shell that started the benchmark). Async-signal-safe; kernels before 5.11 lack the
 /// flag, and the caller may ignore that error.
 pub(crate) fn cloexec_inherited_fds() -> io::Result<()> {
-    os::cloexec_fds_from(3)
+    test_support::sys::cloexec_fds_from(3)
 }
