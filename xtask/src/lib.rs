@@ -19,6 +19,7 @@ pub mod commands;
 pub mod crash;
 pub mod lesson;
 pub mod maintainer;
+pub mod quiz;
 pub mod report;
 pub mod results;
 pub mod runner;

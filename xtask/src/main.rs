@@ -93,6 +93,18 @@ enum Command {
         /// The lesson id.
         id: String,
     },
+    /// Takes a week's self-check quiz (`course/wNN/quiz.md`), one question at a time: type the
+    /// letter or the short answer; each answer is checked at once, with the key and why. The
+    /// score is appended to `<target>/xtask/quiz/<week>.jsonl`. Without a week, lists the
+    /// quizzes and your best scores.
+    Quiz {
+        /// The week, for example `w05`.
+        week: Option<String>,
+        /// Only check that every quiz follows course/FORMAT.md (section 8): one `Answer:` and one
+        /// `Why:` per question, letters that name options. Asks nothing.
+        #[arg(long, conflicts_with = "week")]
+        check: bool,
+    },
     /// Generates every starter from the `// starter:` markers in the reference crates (see
     /// course/FORMAT.md, section 5) and checks that each lesson's untouched starter compiles and
     /// fails its lesson (the reference passing is `grade`'s job). A malformed marker is an
@@ -187,6 +199,7 @@ fn main() -> ExitCode {
         Command::Start { id } => commands::start_command(&id),
         Command::Stop { id } => commands::stop_command(&id),
         Command::Reset { id } => commands::reset_command(&id),
+        Command::Quiz { week, check } => xtask::quiz::quiz_command(week.as_deref(), check),
         Command::Starters {
             week,
             allow_missing,

@@ -4,6 +4,7 @@
 use super::{RunArgs, check_week, exit_code, foreign_skip_reason, options_for, usage_error};
 use crate::lesson::{self, Lesson};
 use crate::progress::Progress;
+use crate::quiz;
 use crate::report::{self, Printer};
 use crate::results::{self, GradeReport, LessonResult, Status};
 use crate::runner;
@@ -201,7 +202,7 @@ pub fn grade_command(
             "no lesson to grade"
         });
     }
-    let results = grade_lessons(
+    let mut results = grade_lessons(
         &root,
         &lessons,
         week,
@@ -210,6 +211,25 @@ pub fn grade_command(
         repeat,
         &Printer::for_progress(),
     )?;
+    // Grading the course itself checks the graded weeks' quizzes too: a broken one is an error
+    // of the course, as a broken lesson file is.
+    if !student && run.server.is_none() {
+        let mut weeks: Vec<String> = lessons.iter().map(|l| l.front.week().to_owned()).collect();
+        weeks.dedup();
+        for (week, error) in quiz::broken_quizzes(&root, &weeks) {
+            eprintln!("\n{error}");
+            results.push(one_step_result(
+                (
+                    format!("{week}-quiz"),
+                    "(quiz file does not follow the format)".to_owned(),
+                    format!("course/{week}/quiz.md"),
+                ),
+                Status::Error,
+                ("quiz-format", "format"),
+                error,
+            ));
+        }
+    }
     let report = GradeReport::new(results, run.server.clone());
     let results_file = target_dir(&root).join("xtask/grade.json");
     std::fs::create_dir_all(results_file.parent().context("results folder")?)?;
