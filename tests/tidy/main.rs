@@ -9,10 +9,13 @@
 //! - Every raw fd that a libc call creates becomes an `OwnedFd` on the next line.
 //! - No `dbg!`, no `#[ignore]`d tests.
 //! - No module cycles within a crate ([`cycles`]).
+//! - Every `cargo` command the course shows names a package, binary or test that exists
+//!   ([`lesson_commands`]).
 //! - The course runner (`xtask`) builds no benchmark code: neither the harness nor its chart
 //!   library is among its dependencies (`cargo tree`).
 
 mod cycles;
+mod lesson_commands;
 
 use std::fs;
 use std::path::{Path, PathBuf};
