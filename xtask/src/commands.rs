@@ -57,7 +57,7 @@ impl RunArgs {
 }
 
 /// A usage error: said on one line, exit status 2, nothing run.
-pub(crate) fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
+pub fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
     eprintln!("error: {message}");
     Ok(ExitCode::from(2))
 }
@@ -130,6 +130,34 @@ pub(crate) fn options_for(
     })
 }
 
+/// The lesson a command without an id means: the one started lesson. None started, or several,
+/// is a usage error that says which ids there are to choose from.
+pub fn lesson_id_or_started(id: Option<&str>, command: &str) -> Result<String, String> {
+    if let Some(id) = id {
+        return Ok(id.to_owned());
+    }
+    let started = Progress::load(&workspace_root()).started();
+    match started.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(format!(
+            "`cargo xtask {command}` needs a lesson id: no lesson is started \
+             (`cargo xtask list` shows them; `cargo xtask start <id>` starts one)"
+        )),
+        several => Err(format!(
+            "`cargo xtask {command}` needs a lesson id: {} lessons are started ({}); name one",
+            several.len(),
+            several.join(", ")
+        )),
+    }
+}
+
+/// The lesson after `lesson` in course order, if any.
+fn next_lesson(root: &Path, lesson: &Lesson) -> Option<Lesson> {
+    let lessons = lesson::discover(root).ok()?;
+    let at = lessons.iter().position(|l| l.front.id == lesson.front.id)?;
+    lessons.into_iter().nth(at + 1)
+}
+
 /// `cargo xtask lesson <id>`: runs one lesson's steps against the reference, or against the
 /// student's copy when the lesson is started (recording the result in the progress file), or
 /// against a foreign server with `--server`.
@@ -158,11 +186,33 @@ pub fn lesson_command(id: &str, run: &RunArgs) -> anyhow::Result<ExitCode> {
             "grading your code in student/{} (use --reference for the reference)",
             lesson.front.starter
         );
+    } else if run.server.is_none() {
+        // Without this line a student who forgot `start` reads the reference's PASS as theirs.
+        eprintln!(
+            "grading the reference crates, not your code: {}",
+            if run.reference {
+                "--reference".to_owned()
+            } else {
+                format!(
+                    "lesson {id} is not started (`cargo xtask start {id}` gives you its starter \
+                     to write)",
+                    id = lesson.front.id
+                )
+            }
+        );
     }
     let result = runner::run_lesson(&lesson, &options, &Printer::for_terminal());
     // Only the student's own copy makes progress; an interrupted run has no result to record.
     if graded_student && !process::interrupted() {
         Progress::update(&root, |progress| progress.record(&result))?;
+    }
+    if graded_student && result.status == Status::Pass {
+        if let Some(next) = next_lesson(&root, &lesson) {
+            report::outln(&format!(
+                "next: {} ({}): `cargo xtask start {}`",
+                next.front.id, next.front.title, next.front.id
+            ));
+        }
     }
     Ok(exit_code(result.status))
 }
@@ -266,9 +316,11 @@ pub fn start_command(id: &str) -> anyhow::Result<ExitCode> {
     let lesson = lesson::find(&root, id)?;
     let already = Progress::load(&root).is_started(&lesson.front.id);
     let (dir, kept) = student::start(&root, &lesson)?;
+    // A copy that is already there is the student's own work: from an earlier start of this
+    // lesson, or from an earlier lesson on the same crate (W05 L04 and L05 share one).
     let verb = match (already, kept) {
         (true, _) => "is already started",
-        (false, true) => "started again with your copy",
+        (false, true) => "started on the copy you already have",
         (false, false) => "started",
     };
     report::outln(&format!(
@@ -319,4 +371,20 @@ pub fn reset_command(id: &str) -> anyhow::Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_lesson_is_the_following_one_in_course_order() {
+        let root = workspace_root();
+        let lesson = |id: &str| lesson::find(&root, id).unwrap();
+        let next = |id: &str| next_lesson(&root, &lesson(id)).map(|l| l.front.id);
+        assert_eq!(next("w05-l01").as_deref(), Some("w05-l02"));
+        assert_eq!(next("w04-l05").as_deref(), Some("w05-l01"));
+        let last = lesson::discover(&root).unwrap().pop().unwrap();
+        assert_eq!(next_lesson(&root, &last).map(|l| l.front.id), None);
+    }
 }

@@ -39,8 +39,8 @@ enum Command {
     /// `cargo xtask lesson w05-l04 --server './handoff_server {port}'`, which runs
     /// `./handoff_server PORT --workers 2 --log` (the lesson's server arguments appended).
     Lesson {
-        /// The lesson id, for example `w05-l04`.
-        id: String,
+        /// The lesson id, for example `w05-l04` (default: the one lesson you started).
+        id: Option<String>,
         #[command(flatten)]
         run: commands::RunArgs,
         /// Only check that the lesson file follows course/FORMAT.md.
@@ -84,14 +84,14 @@ enum Command {
     /// Leaves student mode for a lesson: `lesson` grades the reference again, and your copy in
     /// `student/<crate>/` stays as it is (`start` picks it up again).
     Stop {
-        /// The lesson id.
-        id: String,
+        /// The lesson id (default: the one lesson you started).
+        id: Option<String>,
     },
     /// Starts a started lesson over from its starter; your previous copy is kept in
     /// `student/.backup/`, and the command names the folder.
     Reset {
-        /// The lesson id.
-        id: String,
+        /// The lesson id (default: the one lesson you started).
+        id: Option<String>,
     },
     /// Takes a week's self-check quiz (`course/wNN/quiz.md`), one question at a time: type the
     /// letter or the short answer; each answer is checked at once, with the key and why. The
@@ -173,13 +173,22 @@ fn main() -> ExitCode {
     if let Err(error) = xtask::install_interrupt_handler() {
         eprintln!("warning: Ctrl-C will not stop servers cleanly: {error}");
     }
+    // `lesson`, `stop` and `reset` without an id mean the one started lesson.
+    let started =
+        |id: Option<String>, command: &str| commands::lesson_id_or_started(id.as_deref(), command);
     let result = match cli.command {
         Command::Lesson {
             id,
             check_format: true,
             ..
-        } => maintainer::check_format_command(&id),
-        Command::Lesson { id, run, .. } => commands::lesson_command(&id, &run),
+        } => match started(id, "lesson") {
+            Ok(id) => maintainer::check_format_command(&id),
+            Err(message) => commands::usage_error(&message),
+        },
+        Command::Lesson { id, run, .. } => match started(id, "lesson") {
+            Ok(id) => commands::lesson_command(&id, &run),
+            Err(message) => commands::usage_error(&message),
+        },
         Command::List => commands::list_command(),
         Command::Grade {
             week,
@@ -197,8 +206,14 @@ fn main() -> ExitCode {
             &run,
         ),
         Command::Start { id } => commands::start_command(&id),
-        Command::Stop { id } => commands::stop_command(&id),
-        Command::Reset { id } => commands::reset_command(&id),
+        Command::Stop { id } => match started(id, "stop") {
+            Ok(id) => commands::stop_command(&id),
+            Err(message) => commands::usage_error(&message),
+        },
+        Command::Reset { id } => match started(id, "reset") {
+            Ok(id) => commands::reset_command(&id),
+            Err(message) => commands::usage_error(&message),
+        },
         Command::Quiz { week, check } => xtask::quiz::quiz_command(week.as_deref(), check),
         Command::Starters {
             week,
