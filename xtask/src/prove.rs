@@ -241,6 +241,52 @@ fn evaluate(
                 ))
             }
         }
+        Assertion::EventfdWritesAtMostReads(pattern) => {
+            let text = match finished_trace(step, session) {
+                Ok(text) => text,
+                Err(skipped) => return skipped,
+            };
+            let writers = tids(pattern, lines);
+            if writers.is_empty() {
+                return fail(format!(
+                    "no line of log `{log}` matches `{}`; its last lines:\n{}",
+                    pattern.source(),
+                    last_lines(lines)
+                ));
+            }
+            let uses = crate::trace::eventfd_use(&text, &writers);
+            if uses.is_empty() {
+                return fail(format!(
+                    "strace saw none of thread(s) {} write an eventfd: the trace recorded no \
+                     wake-up to judge (do results wake the loop through an eventfd?)",
+                    list(&writers)
+                ));
+            }
+            let shown = |used: &crate::trace::EventfdUse| {
+                format!(
+                    "eventfd {}: {} write(s) by {}, {} read(s)",
+                    used.fd,
+                    used.writes,
+                    list(&writers),
+                    used.reads
+                )
+            };
+            let over: Vec<String> = uses
+                .iter()
+                .filter(|used| used.writes > used.reads + 1)
+                .map(shown)
+                .collect();
+            if over.is_empty() {
+                pass(uses.iter().map(shown).collect::<Vec<_>>().join("; "))
+            } else {
+                fail(format!(
+                    "{}: the workers woke the loop more often than it drained; write to the \
+                     eventfd only when a push makes the results queue non-empty (the push \
+                     returns the new length: 1)",
+                    over.join("; ")
+                ))
+            }
+        }
         process_assertion => {
             let Some(name) = step.server.as_ref() else {
                 return (

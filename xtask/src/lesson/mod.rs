@@ -322,6 +322,10 @@ pub enum Assertion {
     /// `disk tids disjoint from P`: no thread that did file IO inside the data folder `{dir}`
     /// is a thread P captures.
     DiskTidsDisjoint(LinePattern),
+    /// `eventfd writes from P at most reads plus 1`: for every eventfd that a thread P captures
+    /// wrote during the trace, those threads wrote it at most one time more than it was read, so
+    /// the workers wake the loop only when its results queue goes from empty to non-empty.
+    EventfdWritesAtMostReads(LinePattern),
 }
 
 /// The bound of a `threads` assertion.

@@ -1044,6 +1044,12 @@ fn parse_prove(block: &mut Block<'_>) -> Result<ProveStep, FormatError> {
         if matches!(assertion, Assertion::DiskTidsDisjoint(_)) && trace.is_none() {
             return Err(error(at, "`disk tids` needs `trace=NAME` on the block"));
         }
+        if matches!(assertion, Assertion::EventfdWritesAtMostReads(_)) && trace.is_none() {
+            return Err(error(
+                at,
+                "`eventfd writes` needs `trace=NAME` on the block",
+            ));
+        }
         assertions.push((text.to_owned(), assertion));
     }
     if assertions.is_empty() {
@@ -1172,6 +1178,17 @@ pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
         ["disk", "tids", "disjoint", "from", "`P`"] => {
             Ok(Assertion::DiskTidsDisjoint(pattern(4, true)?))
         }
+        [
+            "eventfd",
+            "writes",
+            "from",
+            "`P`",
+            "at",
+            "most",
+            "reads",
+            "plus",
+            "1",
+        ] => Ok(Assertion::EventfdWritesAtMostReads(pattern(3, true)?)),
         _ => Err(unknown()),
     }
 }
