@@ -6,6 +6,7 @@
 //! so the modules can grow independently.
 
 mod bench;
+mod book;
 mod client;
 mod crash;
 mod lesson;
@@ -194,6 +195,13 @@ enum Command {
     /// samples RSS, fds and CPU and fails on growth, a leaked fd, a busy idle loop or a wrong
     /// byte. Not part of CI's default path.
     Soak(soak::SoakArgs),
+    /// Renders course/ as a web book with mdBook: a page per lesson in course order, each with
+    /// its `start` and `lesson` commands, every step labelled with what the runner checks, and
+    /// each Done-when item with the steps that check it. Every link between the course's pages
+    /// is checked first, and a broken one fails the build. mdBook (0.5) is the installed tool:
+    /// when it is missing, `cargo install` installs it (a few minutes, once). The book is
+    /// written to `<target>/xtask/book/html/`.
+    Book(book::BookArgs),
 }
 
 /// The workspace root (the folder above `xtask/`).
@@ -306,6 +314,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Crash(args) => crash::run(&args),
         Command::Soak(args) => soak::run(&args),
+        Command::Book(args) => book::run(&args),
     };
     // Interrupted: the servers were stopped on the way out, and the exit status says so, whether
     // the handler thread or this one got to the end first.
