@@ -21,7 +21,7 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `cargo xtask book [--serve] [--port N] [--no-install]`.
+/// `cargo xtask book [--serve] [--port N] [--no-install] [--check]`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BookArgs {
     /// After building, serve the book on http://127.0.0.1:PORT for local reading, until Ctrl-C
@@ -35,6 +35,9 @@ pub(crate) struct BookArgs {
     /// Fail with how to install mdBook instead of installing it when it is missing.
     #[arg(long)]
     no_install: bool,
+    /// Only generate the book's source and check its links; do not run mdBook.
+    #[arg(long, conflicts_with_all = ["serve", "no_install"])]
+    check: bool,
 }
 
 /// Where the book is generated: its source and mdBook's output.
@@ -73,6 +76,9 @@ pub(crate) fn run(args: &BookArgs) -> anyhow::Result<ExitCode> {
         generated.links,
         dirs.src.display()
     );
+    if args.check {
+        return Ok(ExitCode::SUCCESS);
+    }
     let mdbook = tool::find_or_install(!args.no_install)?;
     tool::build(&mdbook, &dirs)?;
     eprintln!(

@@ -138,8 +138,12 @@ fn lesson_box(lesson: &Lesson) -> String {
         .iter()
         .filter(|s| s.applies_to_foreign_server())
         .count();
-    let foreign = if lesson.has_server() {
-        format!(", {foreign} of them graded on a server of your own with <code>--server</code>")
+    let foreign = if !lesson.has_server() {
+        String::new()
+    } else if foreign == steps {
+        ", all of them also for a server of your own (<code>--server</code>)".to_owned()
+    } else if foreign > 0 {
+        format!(", {foreign} of them also for a server of your own (<code>--server</code>)")
     } else {
         String::new()
     };
@@ -147,8 +151,8 @@ fn lesson_box(lesson: &Lesson) -> String {
     format!(
         "<div class=\"xtask-lesson\">\n\
 <p class=\"xtask-facts\"><code>{id}</code> · {place} · {duration} · crate <code>{krate}</code>{starter} · {steps} steps{foreign}</p>\n\
-<pre class=\"xtask-commands\"><code>cargo xtask start {id}    # your copy of the starter, in student/{starter_dir}/\n\
-cargo xtask lesson {id}   # run this page's steps against your code</code></pre>\n\
+<pre class=\"xtask-commands\"><code>cargo xtask start {id}    # your copy, in student/{starter_dir}/\n\
+cargo xtask lesson {id}   # check it: this page's steps</code></pre>\n\
 </div>\n",
         duration = escape(&front.duration),
         krate = escape(&front.krate),
