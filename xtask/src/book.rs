@@ -25,8 +25,8 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BookArgs {
     /// After building, serve the book on http://127.0.0.1:PORT for local reading, until Ctrl-C
-    /// (`mdbook serve`, which rebuilds on change, when the installed mdBook has it; else a small
-    /// static file server).
+    /// (`mdbook serve` when the installed mdBook has it, else a small static file server). The
+    /// book is generated from course/: after editing a lesson, run the command again.
     #[arg(long)]
     serve: bool,
     /// The port `--serve` listens on, on 127.0.0.1.
@@ -92,7 +92,7 @@ pub(crate) fn run(args: &BookArgs) -> anyhow::Result<ExitCode> {
         } else {
             eprintln!(
                 "book: this mdBook has no `serve` (installed without it); serving the built \
-                 files instead (no rebuild on change: run `cargo xtask book` again)"
+                 files instead"
             );
             serve::serve_forever(&dirs.html, args.port)?;
         }
