@@ -1,15 +1,15 @@
 //! `cargo xtask book`: the course as a web book, rendered by mdBook.
 //!
-//! The book's source is generated, never kept: [`source`] lays `course/` out under
+//! The book's source is generated, never kept: `source` lays `course/` out under
 //! `<target>/xtask/book/src/` with a `SUMMARY.md` in course order, and rewrites each lesson page
 //! from the lesson model the runner grades with ([`crate::lesson`]), so the page shows what the
 //! runner does: a box with the lesson's facts and its `start` and `lesson` commands, a label on
 //! every step block saying what it checks, and each Done-when item with the steps that check it.
-//! Every link between the course's pages is checked first ([`links`]); a broken one fails the
-//! build, naming its file, line and target. Then [`tool`] runs the installed `mdbook build`
+//! Every link between the course's pages is checked first (`links`); a broken one fails the
+//! build, naming its file, line and target. Then `tool` runs the installed `mdbook build`
 //! (installing it with `cargo install` when it is missing, so `cargo xtask lesson` never carries
 //! mdBook's weight), and `--serve` serves the result on 127.0.0.1: with `mdbook serve` when the
-//! installed build has it, else with the small static server of [`serve`].
+//! installed build has it, else with the small static server of `serve`.
 
 mod links;
 mod page;
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 /// `cargo xtask book [--serve] [--port N] [--no-install] [--check]`.
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct BookArgs {
+pub struct BookArgs {
     /// After building, serve the book on http://127.0.0.1:PORT for local reading, until Ctrl-C
     /// (`mdbook serve` when the installed mdBook has it, else a small static file server). The
     /// book is generated from course/: after editing a lesson, run the command again.
@@ -64,7 +64,7 @@ impl BookDirs {
 }
 
 /// Runs `cargo xtask book`.
-pub(crate) fn run(args: &BookArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &BookArgs) -> anyhow::Result<ExitCode> {
     let workspace = crate::workspace_root();
     let dirs = BookDirs::new(&crate::target_dir(&workspace));
     let started = std::time::Instant::now();

@@ -1,6 +1,6 @@
 //! Runs a lesson: the build outside the timed window, then each step with its time limit.
 //!
-//! Servers, traces and background clients live in a [`Session`] for the length of one lesson;
+//! Servers, traces and background clients live in a `Session` for the length of one lesson;
 //! dropping it stops every server, so a failed or interrupted lesson leaves nothing behind.
 
 use crate::client::{self, SentCounter};
@@ -23,40 +23,40 @@ use std::time::{Duration, Instant};
 
 /// How to run lessons.
 #[derive(Debug, Clone)]
-pub(crate) struct RunOptions {
+pub struct RunOptions {
     /// Where commands run: the workspace, or a student's scratch copy of it.
-    pub(crate) root: PathBuf,
+    pub root: PathBuf,
     /// The cargo target folder builds go to (its `release/` goes first on `PATH`).
-    pub(crate) target_dir: PathBuf,
+    pub target_dir: PathBuf,
     /// Where logs and traces are written.
-    pub(crate) log_dir: PathBuf,
+    pub log_dir: PathBuf,
     /// `--server CMD`.
-    pub(crate) server: Option<ForeignServer>,
+    pub server: Option<ForeignServer>,
     /// The folder `--server` commands run in (where the user typed the command).
-    pub(crate) invocation_dir: PathBuf,
+    pub invocation_dir: PathBuf,
     /// Run every step even after a failure.
-    pub(crate) keep_going: bool,
+    pub keep_going: bool,
     /// Relay server and client output.
-    pub(crate) verbose: bool,
+    pub verbose: bool,
     /// Build before the steps.
-    pub(crate) build: bool,
+    pub build: bool,
     /// Set when a student's copy is graded: how to report its files by the student's paths.
-    pub(crate) student_paths: Option<StudentPaths>,
+    pub student_paths: Option<StudentPaths>,
 }
 
 /// Where a graded student copy's files are, so reports name `student/<crate>/src/lib.rs` (the
 /// file the student edits) rather than the scratch workspace's copy of it, or the reference's
 /// path `crates/...`, whose line numbers belong to other code.
 #[derive(Debug, Clone)]
-pub(crate) struct StudentPaths {
+pub struct StudentPaths {
     /// The scratch workspace the copy is graded in.
-    pub(crate) scratch: PathBuf,
+    pub scratch: PathBuf,
     /// The crate's folder relative to the workspace root (`crates/w05/task_queue`).
-    pub(crate) crate_dir: PathBuf,
+    pub crate_dir: PathBuf,
     /// The student's copy (`<root>/student/task_queue`).
-    pub(crate) student: PathBuf,
+    pub student: PathBuf,
     /// How the student's copy is named in reports (`student/task_queue`).
-    pub(crate) shown_as: String,
+    pub shown_as: String,
 }
 
 impl StudentPaths {
@@ -190,7 +190,7 @@ fn path_env(options: &RunOptions) -> OsString {
 /// Every step of the lesson file has a result, in file order (a background client's result is
 /// listed where its `wait` step is, or at the end), so a lesson is always scored out of the same
 /// total: its number of steps. A step that did not run is shown as skipped and scores nothing.
-pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
+pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
     let started = Instant::now();
     if options.verbose {
         client::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1067,6 +1067,64 @@ fn leading_assignments_end(command: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {
+        let student =
+            std::env::temp_dir().join(format!("xtask-student-paths-{}", std::process::id()));
+        std::fs::create_dir_all(student.join("src")).unwrap();
+        std::fs::write(student.join("src/lib.rs"), "").unwrap();
+        let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
+        let paths = StudentPaths {
+            scratch: scratch.clone(),
+            crate_dir: PathBuf::from("crates/w05/task_queue"),
+            student: student.clone(),
+            shown_as: "student/task_queue".to_owned(),
+        };
+        let text = format!(
+            "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\
+             error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+             and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+             and crates/w05/task_queue_extra/src/lib.rs",
+            scratch.display(),
+            scratch.display()
+        );
+        let rewritten = paths.rewrite(&text);
+        std::fs::remove_dir_all(&student).unwrap();
+        assert_eq!(
+            rewritten,
+            "Compiling task_queue v0.1.0 (student/task_queue)\n\
+             error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+             and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+             and crates/w05/task_queue_extra/src/lib.rs"
+        );
+    }
+
+    #[test]
+    fn a_lesson_with_no_step_that_ran_does_not_pass() {
+        let skipped = |name: &str, kind: &str| crate::results::StepResult {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            line: 1,
+            status: Status::Skipped,
+            duration_ms: 0,
+            checks: Vec::new(),
+            message: Some("not run".to_owned()),
+            hints: Vec::new(),
+        };
+        let mut steps = vec![skipped("a", "run"), skipped("b", "run")];
+        assert_eq!(score(&steps), (Status::Skipped, 0, 2));
+        steps[0].status = Status::Pass;
+        assert_eq!(score(&steps), (Status::Pass, 1, 2));
+        // The build is no step of the file: it neither scores nor makes a lesson pass.
+        let mut build = skipped("build", "build");
+        build.status = Status::Pass;
+        assert_eq!(
+            score(&[build, skipped("a", "run")]),
+            (Status::Skipped, 0, 1)
+        );
+    }
 
     #[test]
     fn prebuild_commands() {

@@ -759,7 +759,7 @@ fn given() -> u8 {
 
     #[test]
     fn the_task_queue_starter_labels_close_with_the_lesson_that_grades_it() {
-        let root = crate::workspace_root();
+        let root = crate::workspace::workspace_root();
         let lesson = crate::lesson::find(&root, "w05-l01").unwrap();
         let starter = for_lesson(&root, &lesson).unwrap();
         assert_eq!(starter.files.len(), 1, "{:?}", starter.files.keys());
@@ -776,7 +776,7 @@ fn given() -> u8 {
 
     #[test]
     fn a_marker_names_a_lesson_of_its_own_crate() {
-        let lessons = crate::lesson::discover(&crate::workspace_root()).unwrap();
+        let lessons = crate::lesson::discover(&crate::workspace::workspace_root()).unwrap();
         assert_eq!(lesson_error(&lessons, "task_queue", "w05-l01"), None);
         let other = lesson_error(&lessons, "task_queue", "w05-l03").unwrap();
         assert!(
@@ -789,7 +789,7 @@ fn given() -> u8 {
 
     #[test]
     fn every_starter_of_the_course_generates_without_tests() {
-        let root = crate::workspace_root();
+        let root = crate::workspace::workspace_root();
         let lessons = crate::lesson::discover(&root).unwrap();
         let starters = generate_all(&root, &lessons).unwrap();
         for lesson in &lessons {

@@ -26,12 +26,12 @@ pub(crate) fn student_dir(root: &Path, lesson: &Lesson) -> PathBuf {
 
 /// The scratch workspace's root.
 pub(crate) fn scratch_root(root: &Path) -> PathBuf {
-    crate::target_dir(root).join("xtask/scratch/workspace")
+    crate::workspace::target_dir(root).join("xtask/scratch/workspace")
 }
 
 /// The scratch workspace's cargo target folder (kept between runs so rebuilds are incremental).
 pub(crate) fn scratch_target(root: &Path) -> PathBuf {
-    crate::target_dir(root).join("xtask/scratch/target")
+    crate::workspace::target_dir(root).join("xtask/scratch/target")
 }
 
 /// Generates the lesson's starter into the student's folder; `overwrite` replaces the
@@ -51,7 +51,7 @@ pub(crate) fn install_starter(
 
 /// Every workspace package with its folder, relative to the workspace root.
 pub(crate) fn workspace_packages(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let metadata = crate::cargo_metadata(root)?;
+    let metadata = crate::workspace::cargo_metadata(root)?;
     let mut packages = Vec::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {
         let (Some(name), Some(manifest)) =
@@ -93,7 +93,7 @@ pub(crate) fn prepare_scratch(
     // The crate's folder is rebuilt from the overlay alone plus the reference files it lacks.
     // A target folder inside the workspace under another name (`CARGO_TARGET_DIR=build`) is
     // build output too, and is not copied.
-    let target = crate::target_dir(root);
+    let target = crate::workspace::target_dir(root);
     let target_name = target
         .strip_prefix(root)
         .ok()

@@ -120,6 +120,38 @@ fn list_prints_the_course_to_stdout() {
 }
 
 #[test]
+fn help_lists_the_maintainer_commands_apart_from_the_learners() {
+    let progress = progress_file("help");
+    let output = runner(&progress).arg("--help").output().expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let (learner, maintainer) = help
+        .split_once("Maintainer commands:")
+        .unwrap_or_else(|| panic!("no maintainer heading in:\n{help}"));
+    let lists = |text: &str, command: &str| {
+        text.lines()
+            .any(|line| line.trim_start().starts_with(&format!("{command} ")))
+    };
+    for command in ["lesson", "list", "grade", "start", "stop", "reset"] {
+        assert!(
+            lists(learner, command),
+            "{command} not a learner's command:\n{help}"
+        );
+        assert!(
+            !lists(maintainer, command),
+            "{command} listed as a maintainer's:\n{help}"
+        );
+    }
+    assert!(lists(maintainer, "starters"), "{help}");
+    assert!(!lists(learner, "starters"), "{help}");
+    // Hidden from the first list, the command still runs.
+    runner(&progress)
+        .args(["starters", "--help"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn server_on_a_lesson_without_server_steps_is_refused() {
     let progress = progress_file("no-server");
     let output = runner(&progress)

@@ -3,8 +3,10 @@
 //! first line of stdout; and a [`TempDir`] for a test's files (a durable server's data folder).
 //!
 //! This is the one copy of that start-up handshake; the integration tests (`tests/`), the
-//! servers' own tests and the load generator's tests use it. It depends on std alone and is a
-//! dev-dependency only, so no crate of the course links it and any package's tests may use it.
+//! servers' own tests and the load generator's tests use it. [`sys`] holds the few system calls
+//! tests need that the course's syscall layer does not teach (a socket reset, signals taken
+//! synchronously, the clock tick). It depends on std and libc alone and is a dev-dependency
+//! only, so no crate of the course links it and any package's tests may use it.
 //!
 //! Every wait is bounded: a server that prints nothing within the timeout is killed (which closes
 //! its stdout and ends the reading thread, which is then joined) and the start fails with what it
@@ -21,6 +23,8 @@
 //! println!("serving on {}", server.addr());
 //! // Dropping `server` kills the process and waits for it.
 //! ```
+
+pub mod sys;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -35,11 +35,11 @@ const STEP_SECTIONS: [&str; 3] = ["Test", "Expected", "Prove"];
 
 /// A format error, with the line it is on (0 when it concerns the whole file).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FormatError {
+pub struct FormatError {
     /// 1-based line, or 0.
-    pub(crate) line: usize,
+    pub line: usize,
     /// What is wrong.
-    pub(crate) message: String,
+    pub message: String,
 }
 
 impl fmt::Display for FormatError {
@@ -62,7 +62,7 @@ fn error(line: usize, message: impl Into<String>) -> FormatError {
 }
 
 /// Parses a lesson file.
-pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatError> {
+pub fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatError> {
     let line_starts: Vec<usize> = std::iter::once(0)
         .chain(text.match_indices('\n').map(|(at, _)| at + 1))
         .collect();

@@ -270,6 +270,9 @@ pub struct IoLoop<S: Service> {
     accept_pause: Option<Timer>,
     /// Set once SIGINT or SIGTERM arrived.
     shutting_down: bool,
+    /// Set once the service was told the loop drained ([`Service::drained`]), which happens
+    /// once: later closes and sends find nothing more to report.
+    reported_drained: bool,
     /// Closes whatever is left when a shutdown takes too long.
     drain_deadline: Option<Timer>,
 }
@@ -330,6 +333,7 @@ impl<S: Service> IoLoop<S> {
                 read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
                 accept_pause: None,
                 shutting_down: false,
+                reported_drained: false,
                 drain_deadline: None,
             })
         });
@@ -545,7 +549,11 @@ impl<S: Service> IoLoop<S> {
             );
             drop(host);
             if received.is_err() {
+                // Lines read before the failing `recv` may have joined the service's batch for
+                // this turn: the service still hands it over (without the connection), so the
+                // batch does not keep a dead connection's requests and budget.
                 self.close(dispatcher, key);
+                self.service.hand_over(key, None);
                 return;
             }
         }
@@ -781,13 +789,24 @@ impl<S: Service> IoLoop<S> {
         for key in self.connections.keys() {
             self.close(dispatcher, key);
         }
-        self.service.drained(dispatcher);
+        // The last close has reported the drain if a shutdown is under way; this reports it
+        // otherwise, and never a second time.
+        self.report_drained(dispatcher);
     }
 
     // starter: w05-l04 todo "check_shutdown_done"
     /// During a shutdown, ends the loop once every connection has been answered and closed.
     fn check_shutdown_done(&mut self, dispatcher: &Dispatcher) {
         if self.shutting_down && self.connections.is_empty() {
+            self.report_drained(dispatcher);
+        }
+    }
+
+    /// Tells the service the loop has drained, the first time only: a close or a send after the
+    /// drain (a late result, the drain deadline) must not end the loop, or tell a supervisor,
+    /// again.
+    fn report_drained(&mut self, dispatcher: &Dispatcher) {
+        if !std::mem::replace(&mut self.reported_drained, true) {
             self.service.drained(dispatcher);
         }
     }

@@ -55,7 +55,7 @@ use thread_pool::{TaskPanic, ThreadPool};
 
 use crate::admission::QueueGauge;
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
-use crate::loops::{LoopLink, LoopTally};
+use crate::loop_link::{LoopLink, LoopTally};
 use crate::overload::{Admission, Controls, Overload};
 use crate::session::{Answer, HandoffSession as _, Host, Lines, Pending};
 use crate::telemetry::OverloadStats;
