@@ -133,6 +133,13 @@ enum Command {
     /// samples RSS, fds and CPU and fails on growth, a leaked fd, a busy idle loop or a wrong
     /// byte. Not part of CI's default path.
     Soak(xtask::soak::SoakArgs),
+    /// Renders course/ as a web book with mdBook: a page per lesson in course order, each with
+    /// its `start` and `lesson` commands, every step labelled with what the runner checks, and
+    /// each Done-when item with the steps that check it. Every link between the course's pages
+    /// is checked first, and a broken one fails the build. mdBook (0.5) is the installed tool:
+    /// when it is missing, `cargo install` installs it (a few minutes, once). The book is
+    /// written to `<target>/xtask/book/html/`.
+    Book(xtask::book::BookArgs),
 }
 
 /// The subcommands for the course's authors rather than its learners: `--help` lists them under
@@ -226,6 +233,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => xtask::bench_command(args),
         Command::Crash(args) => xtask::crash::run(&args),
         Command::Soak(args) => xtask::soak::run(&args),
+        Command::Book(args) => xtask::book::run(&args),
     };
     // Interrupted: the servers were stopped on the way out, and the exit status says so, whether
     // the handler thread or this one got to the end first.

@@ -56,9 +56,11 @@ struct ExercismTest {
 /// `log_root` is where the runner kept each lesson's logs (`<target>/xtask/logs`).
 pub(crate) fn render(report: &GradeReport, lessons: &[Lesson], log_root: &Path) -> String {
     let tests = step_tests(report, lessons);
+    // Only a lesson step that passed or failed ran: a failed build (the interface's compile
+    // error) or a broken lesson file means no test was executed.
     let ran = tests
         .iter()
-        .any(|t| matches!(t.status_word(), "pass" | "fail"));
+        .any(|t| t.step.is_some() && matches!(t.status_word(), "pass" | "fail"));
     let (status, message) = if !ran {
         let why = tests
             .iter()
