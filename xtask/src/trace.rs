@@ -1,5 +1,5 @@
-//! `console trace`: which threads of a server touch client sockets, and which touch the files of
-//! its data folder, seen through strace.
+//! `console trace`: which threads of a server touch client sockets, which touch the files of its
+//! data folder, and how often its workers wake the loop through an eventfd, seen through strace.
 //!
 //! strace is attached to the running server (`-p`, following every thread with `-f`) and records
 //! the I/O and close calls, with `-yy` so each fd is shown with what it is: a connected TCP
@@ -7,7 +7,9 @@
 //! The threads that made a call on a connected socket are the threads that touched a client
 //! socket; the threads that made a file call (open, read, write, fsync, fdatasync, truncate,
 //! rename, unlink) naming a path inside the lesson's data folder (`{dir}`) are the threads that
-//! did its disk IO.
+//! did its disk IO. An eventfd reads `fd<anon_inode:[eventfd]>`: its writes by the workers and its
+//! reads by anyone show whether the workers wake the loop only on the results queue's
+//! empty-to-non-empty edge.
 
 use crate::process;
 use std::collections::{BTreeMap, BTreeSet};

@@ -317,7 +317,7 @@ fn checks(step: &Step) -> Vec<String> {
         }
         StepKind::Trace(trace) => vec![format!(
             "attaches <code>strace -f</code> to the server {}, recording which thread touches each \
-             client socket and each file in the data folder (SKIPPED, never passed, without strace)",
+             client socket, each file in the data folder and each eventfd (SKIPPED, never passed, without strace)",
             code(&trace.server)
         )],
         StepKind::Prove(prove) => prove
@@ -334,9 +334,9 @@ fn checks(step: &Step) -> Vec<String> {
                     | Assertion::CpuAtMost { .. }
                     | Assertion::Alive
                     | Assertion::Exits { .. } => "of the live process",
-                    Assertion::SocketTidsDisjoint(_) | Assertion::DiskTidsDisjoint(_) => {
-                        "against the strace record"
-                    }
+                    Assertion::SocketTidsDisjoint(_)
+                    | Assertion::DiskTidsDisjoint(_)
+                    | Assertion::EventfdWritesAtMostReads(_) => "against the strace record",
                 };
                 format!("{} ({about})", code(source))
             })
