@@ -13,6 +13,7 @@
 
 mod links;
 mod page;
+mod quiz_page;
 mod serve;
 mod source;
 mod tool;

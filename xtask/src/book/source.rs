@@ -10,7 +10,9 @@
 use super::BookDirs;
 use super::links::{Targets, check, heading_anchors, links_in};
 use super::page::lesson_page;
+use super::quiz_page::quiz_page;
 use crate::lesson::{self, Lesson};
+use crate::quiz;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,8 @@ margin: 1.2em 0 0.3em 0; font-size: 0.9em; }
 .xtask-checked, .xtask-unchecked { font-size: 0.85em; padding: 0 0.4em; border-radius: 3px; \
 background: var(--quote-bg); }
 .xtask-unchecked { font-style: italic; }
+.xtask-key { margin: 0.5em 0 1em 0; }
+.xtask-key summary { cursor: pointer; font-size: 0.9em; }
 ";
 
 /// One page of the book: its path under `course/` and the markdown mdBook gets.
@@ -75,12 +79,19 @@ pub(crate) fn generate(workspace: &Path, dirs: &BookDirs) -> anyhow::Result<Gene
                 .find(|l| l.path == Path::new("course").join(&file))
                 .cloned();
             let mut anchors = heading_anchors(&original);
-            let markdown = match &lesson {
-                Some(lesson) => {
+            let markdown = match (&lesson, quiz_week(&file)) {
+                (Some(lesson), _) => {
                     anchors.extend(lesson.steps.iter().map(|s| format!("step-{}", s.name)));
                     lesson_page(&original, lesson)
                 }
-                None => original.clone(),
+                // A week's quiz is read with the runner's parser: a broken one fails the book,
+                // as it fails `grade`.
+                (None, Some(week)) => {
+                    let parsed = quiz::parse_quiz(&original)
+                        .map_err(|error| anyhow::anyhow!("course/{}: {error}", file.display()))?;
+                    quiz_page(&week, &parsed)
+                }
+                (None, None) => original.clone(),
             };
             targets.pages.insert(file.clone(), anchors);
             pages.push(Page {
@@ -149,14 +160,34 @@ pub(crate) fn generate(workspace: &Path, dirs: &BookDirs) -> anyhow::Result<Gene
     })
 }
 
-/// `SUMMARY.md`: the course's README first, then each week's lessons in course order, then the
-/// other pages (the wire contract, the lesson format, ...) as a reference part.
+/// The week of a quiz page (`w05/quiz.md` is `w05`'s), or `None` for any other page.
+fn quiz_week(file: &Path) -> Option<String> {
+    let week = file.parent()?.to_str()?;
+    (file.file_name()? == "quiz.md" && file.components().count() == 2).then(|| week.to_owned())
+}
+
+/// The summary line of `week`'s quiz page, if the week has one.
+fn quiz_entry(pages: &[Page], week: &str) -> String {
+    pages
+        .iter()
+        .find(|page| quiz_week(&page.path).as_deref() == Some(week))
+        .map_or_else(String::new, |page| {
+            format!("- [Self-check]({})\n", page.path.display())
+        })
+}
+
+/// `SUMMARY.md`: the course's README first, then each week's lessons in course order, each week
+/// ending with its self-check, then the other pages (the wire contract, the lesson format, ...)
+/// as a reference part.
 fn summary(pages: &[Page], lessons: &[Lesson]) -> String {
     let mut out = String::from("# Summary\n\n[The course](README.md)\n");
     let mut week = String::new();
     for lesson in lessons {
         let front = &lesson.front;
         if front.week() != week {
+            if !week.is_empty() {
+                out.push_str(&quiz_entry(pages, &week));
+            }
             week = front.week().to_owned();
             let number = week.trim_start_matches('w').trim_start_matches('0');
             out.push_str(&format!("\n# Week {number}\n\n"));
@@ -168,10 +199,15 @@ fn summary(pages: &[Page], lessons: &[Lesson]) -> String {
             path.display()
         ));
     }
+    if !week.is_empty() {
+        out.push_str(&quiz_entry(pages, &week));
+    }
     out.push_str("\n# Reference\n\n");
     let mut reference: Vec<&Page> = pages
         .iter()
-        .filter(|p| p.lesson.is_none() && p.path != Path::new("README.md"))
+        .filter(|p| {
+            p.lesson.is_none() && p.path != Path::new("README.md") && quiz_week(&p.path).is_none()
+        })
         .collect();
     // The two pages every lesson leans on come first.
     reference.sort_by_key(|p| {
@@ -301,6 +337,15 @@ mod tests {
             out.join("xtask/book/src/grading/github-classroom.yml")
                 .is_file()
         );
+        // Each week ends with its self-check, the keys folded away on its page.
+        assert!(
+            summary.contains("(w05/07-beyond-several-loops.md)\n- [Self-check](w05/quiz.md)\n"),
+            "{summary}"
+        );
+        let quiz = std::fs::read_to_string(out.join("xtask/book/src/w05/quiz.md")).unwrap();
+        assert!(quiz.contains("<code>cargo xtask quiz w05</code>"), "{quiz}");
+        assert!(!quiz.contains("\nAnswer: "), "{quiz}");
+        assert_eq!(quiz.matches("<details").count(), 12, "{quiz}");
         let toml = std::fs::read_to_string(out.join("xtask/book/book.toml")).unwrap();
         assert!(toml.contains("use-default-preprocessors = false"), "{toml}");
         std::fs::remove_dir_all(&out).unwrap();
