@@ -8,8 +8,8 @@ pub(crate) mod budget;
 use crate::client::show;
 use crate::lesson::pattern::LinePattern;
 use crate::lesson::{Assertion, Lesson, ProveStep, ThreadBound};
-use crate::results::{CheckResult, Status};
-use crate::runner::{Outcome, Session};
+use crate::results::{CheckResult, Outcome, Status};
+use crate::run_state::LessonRun;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 pub(crate) fn run(
     lesson: &Lesson,
     step: &ProveStep,
-    session: &mut Session,
+    lesson_run: &mut LessonRun,
     deadline: Instant,
 ) -> Outcome {
     let log_text = step
         .log
         .as_deref()
-        .and_then(|log| session.server_with_log(lesson, log))
+        .and_then(|log| lesson_run.server_with_log(lesson, log))
         .map(|server| server.log_text())
         .unwrap_or_default();
     let log_lines: Vec<&[u8]> = crate::lesson::pattern::split_lines(log_text.as_bytes());
@@ -31,7 +31,8 @@ pub(crate) fn run(
     let mut checks = Vec::new();
     for (source, assertion) in &step.assertions {
         let started = Instant::now();
-        let (status, detail) = evaluate(assertion, step, session, &log_lines, &log_name, deadline);
+        let (status, detail) =
+            evaluate(assertion, step, lesson_run, &log_lines, &log_name, deadline);
         checks.push(CheckResult::new(source.clone(), status, detail).timed(started.elapsed()));
     }
     Outcome::from_checks(checks)
@@ -41,12 +42,12 @@ pub(crate) fn run(
 /// none (strace missing, or the trace step did not run).
 fn finished_trace(
     step: &ProveStep,
-    session: &mut Session,
+    lesson_run: &mut LessonRun,
 ) -> Result<String, (Status, Option<String>)> {
     let Some(trace) = step
         .trace
         .as_ref()
-        .and_then(|name| session.traces.get_mut(name))
+        .and_then(|name| lesson_run.traces.get_mut(name))
     else {
         return Err((
             Status::Skipped,
@@ -100,7 +101,7 @@ fn list(set: &BTreeSet<u64>) -> String {
 fn evaluate(
     assertion: &Assertion,
     step: &ProveStep,
-    session: &mut Session,
+    lesson_run: &mut LessonRun,
     lines: &[&[u8]],
     log: &str,
     deadline: Instant,
@@ -168,7 +169,7 @@ fn evaluate(
             }
         }
         Assertion::SocketTidsDisjoint(pattern) => {
-            let touched = match finished_trace(step, session) {
+            let touched = match finished_trace(step, lesson_run) {
                 Ok(text) => crate::trace::socket_threads(&text),
                 Err(skipped) => return skipped,
             };
@@ -201,8 +202,8 @@ fn evaluate(
             }
         }
         Assertion::DiskTidsDisjoint(pattern) => {
-            let disk = match finished_trace(step, session) {
-                Ok(text) => crate::trace::disk_threads(&text, &session.data_dir),
+            let disk = match finished_trace(step, lesson_run) {
+                Ok(text) => crate::trace::disk_threads(&text, &lesson_run.data_dir),
                 Err(skipped) => return skipped,
             };
             let forbidden = tids(pattern, lines);
@@ -218,7 +219,7 @@ fn evaluate(
                     "strace saw no thread do file IO in the data folder {}: the trace recorded \
                      nothing to judge (did the server get `--data-dir {{dir}}`, and did a write \
                      reach it while the trace ran?)",
-                    session.data_dir.display()
+                    lesson_run.data_dir.display()
                 ));
             }
             let doers: BTreeSet<u64> = disk.keys().copied().collect();
@@ -248,7 +249,7 @@ fn evaluate(
                     Some("no server for this assertion".to_owned()),
                 );
             };
-            let Some(server) = session.servers.get_mut(name) else {
+            let Some(server) = lesson_run.servers.get_mut(name) else {
                 return (
                     Status::Error,
                     Some(format!("the server `{name}` was not started")),

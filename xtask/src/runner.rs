@@ -1,6 +1,6 @@
 //! Runs a lesson: the build outside the timed window, then each step with its time limit.
 //!
-//! Servers, traces and background clients live in a `Session` for the length of one lesson;
+//! Servers, traces and background clients live in a `run_state::LessonRun` for the length of one lesson;
 //! dropping it stops every server, so a failed or interrupted lesson leaves nothing behind.
 
 use crate::client::{self, SentCounter};
@@ -9,16 +9,15 @@ use crate::lesson::{ClientStep, ExpectStatus, Lesson, RunStep, Step, StepKind, S
 use crate::process;
 use crate::prove;
 use crate::report::Printer;
-use crate::results::{CheckResult, DoneResult, LessonResult, Status, StepResult};
+use crate::results::{CheckResult, DoneResult, LessonResult, Outcome, Status, StepResult};
+use crate::run_state::{Background, LessonRun};
 use crate::server::{ForeignServer, Launch, RunningServer, StatsWorkers, indent};
 use crate::trace::Trace;
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How to run lessons.
@@ -94,88 +93,6 @@ impl StudentPaths {
     }
 }
 
-/// One step's outcome before it is timed and named.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    /// The step's status.
-    pub(crate) status: Status,
-    /// The checks it made.
-    pub(crate) checks: Vec<CheckResult>,
-    /// A step-level explanation.
-    pub(crate) message: Option<String>,
-}
-
-impl Outcome {
-    /// The outcome of a list of checks: the worst of their statuses.
-    pub(crate) fn from_checks(checks: Vec<CheckResult>) -> Self {
-        Self {
-            status: Status::combine(checks.iter().map(|c| c.status)),
-            checks,
-            message: None,
-        }
-    }
-
-    /// An outcome with no checks, only a status and why.
-    pub(crate) fn with(status: Status, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            checks: Vec::new(),
-            message: Some(message.into()),
-        }
-    }
-}
-
-/// A background client step in flight.
-#[derive(Debug)]
-struct Background {
-    handle: JoinHandle<Outcome>,
-    sent: Arc<SentCounter>,
-    total: usize,
-    started: Instant,
-    step: Step,
-    /// Whether a later step has already waited for this client's requests to be sent.
-    settled: bool,
-}
-
-/// Everything a lesson run has started.
-#[derive(Debug, Default)]
-pub(crate) struct Session {
-    /// Servers by step name (kept after they exit, for their logs and exit status).
-    pub(crate) servers: BTreeMap<String, RunningServer>,
-    /// strace records by step name.
-    pub(crate) traces: BTreeMap<String, Trace>,
-    /// Background client steps still running, by step name.
-    backgrounds: BTreeMap<String, Background>,
-    /// The lesson run's data folder, `{dir}`: emptied when the lesson starts, shared by every
-    /// step of the run (so a server started again finds what the one before it wrote).
-    pub(crate) data_dir: PathBuf,
-}
-
-impl Session {
-    /// The server that writes the log `name`.
-    pub(crate) fn server_with_log<'a>(
-        &'a self,
-        lesson: &Lesson,
-        log: &str,
-    ) -> Option<&'a RunningServer> {
-        lesson.steps.iter().find_map(|step| match &step.kind {
-            StepKind::Server(s) if s.log == log => self.servers.get(&step.name),
-            _ => None,
-        })
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        for trace in self.traces.values_mut() {
-            let _ = trace.finish();
-        }
-        for server in self.servers.values_mut() {
-            server.stop();
-        }
-    }
-}
-
 /// `PATH` with the release target folder first.
 fn path_env(options: &RunOptions) -> OsString {
     let mut paths = vec![options.target_dir.join("release")];
@@ -216,8 +133,8 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
 
     let log_dir = options.log_dir.join(&lesson.front.id);
     let _ = std::fs::create_dir_all(&log_dir);
-    let mut session = Session::default();
-    session.data_dir = fresh_data_dir(&log_dir);
+    let mut lesson_run = LessonRun::default();
+    lesson_run.data_dir = fresh_data_dir(&log_dir);
     for step in &lesson.steps {
         let step_started = Instant::now();
         // Decided by the lesson file alone, before anything ran, so the total under `--server`
@@ -236,10 +153,10 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
         } else {
             match &step.kind {
                 StepKind::Client(c) if c.background => {
-                    start_background(step, c, &mut session, printer);
+                    start_background(step, c, &mut lesson_run, printer);
                     continue;
                 }
-                StepKind::Wait(wait) => match session.backgrounds.remove(&wait.client) {
+                StepKind::Wait(wait) => match lesson_run.backgrounds.remove(&wait.client) {
                     Some(background) => {
                         let client = finish_background(lesson, background);
                         let waited = waited_for(&client);
@@ -252,9 +169,9 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
                         format!("the background client `{}` never started", wait.client),
                     ),
                 },
-                _ => match settle_backgrounds(&mut session, Instant::now() + step.timeout) {
+                _ => match settle_backgrounds(&mut lesson_run, Instant::now() + step.timeout) {
                     Err(outcome) => outcome,
-                    Ok(()) => run_step(lesson, step, options, &log_dir, &mut session),
+                    Ok(()) => run_step(lesson, step, options, &log_dir, &mut lesson_run),
                 },
             }
         };
@@ -263,7 +180,7 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
         report(result, &mut steps);
     }
     // Background clients nobody waited for are collected and reported at the end.
-    let pending: Vec<Background> = std::mem::take(&mut session.backgrounds)
+    let pending: Vec<Background> = std::mem::take(&mut lesson_run.backgrounds)
         .into_values()
         .collect();
     for background in pending {
@@ -271,7 +188,7 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
         report(result, &mut steps);
     }
     // Stop everything before the logs are written, so they are complete.
-    for (name, server) in &mut session.servers {
+    for (name, server) in &mut lesson_run.servers {
         server.stop();
         let log = lesson
             .steps
@@ -283,7 +200,7 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
             .unwrap_or_else(|| name.clone());
         let _ = std::fs::write(log_dir.join(format!("{log}.log")), server.log_text());
     }
-    drop(session);
+    drop(lesson_run);
 
     let done_when = lesson
         .done_when
@@ -401,11 +318,11 @@ fn run_step(
     step: &Step,
     options: &RunOptions,
     log_dir: &Path,
-    session: &mut Session,
+    lesson_run: &mut LessonRun,
 ) -> Outcome {
     let deadline = Instant::now() + step.timeout;
     match &step.kind {
-        StepKind::Run(run) => run_commands(run, options, deadline, &session.data_dir),
+        StepKind::Run(run) => run_commands(run, options, deadline, &lesson_run.data_dir),
         StepKind::Server(server) => {
             let port = match crate::server::free_port() {
                 Ok(port) => port,
@@ -421,7 +338,7 @@ fn run_step(
                     options.root.as_path(),
                 ),
             };
-            let command = with_data_dir(&command, &session.data_dir);
+            let command = with_data_dir(&command, &lesson_run.data_dir);
             let path = path_env(options);
             let launch = Launch {
                 log_name: &server.log,
@@ -443,7 +360,7 @@ fn run_step(
             };
             let ready = running.wait_ready(&server.ready, deadline);
             let pid = running.pid();
-            session.servers.insert(step.name.clone(), running);
+            lesson_run.servers.insert(step.name.clone(), running);
             match ready {
                 Ok(()) => Outcome::from_checks(vec![CheckResult::new(
                     format!("`{command}` is ready"),
@@ -458,7 +375,7 @@ fn run_step(
             }
         }
         StepKind::Client(client) => {
-            let Some(server) = session.servers.get_mut(&client.server) else {
+            let Some(server) = lesson_run.servers.get_mut(&client.server) else {
                 return Outcome::with(
                     Status::Error,
                     format!("the server `{}` was not started", client.server),
@@ -478,11 +395,11 @@ fn run_step(
             let stats_workers = server.stats_workers.clone();
             let sent = SentCounter::default();
             let outcome = run_clients(client, addr, deadline, &sent, &stats_workers);
-            with_server_state(outcome, session.servers.get_mut(&client.server))
+            with_server_state(outcome, lesson_run.servers.get_mut(&client.server))
         }
         StepKind::Wait(_) => unreachable!("handled by run_lesson"),
         StepKind::Signal(signal) => {
-            let Some(server) = session.servers.get_mut(&signal.server) else {
+            let Some(server) = lesson_run.servers.get_mut(&signal.server) else {
                 return Outcome::with(
                     Status::Error,
                     format!("the server `{}` was not started", signal.server),
@@ -526,7 +443,7 @@ fn run_step(
         }
         StepKind::Trace(trace) => {
             let server_name = &trace.server;
-            let Some(server) = session.servers.get_mut(server_name) else {
+            let Some(server) = lesson_run.servers.get_mut(server_name) else {
                 return Outcome::with(
                     Status::Error,
                     format!("the server `{server_name}` was not started"),
@@ -542,10 +459,10 @@ fn run_step(
                     Some(file.display().to_string()),
                 )]),
             };
-            session.traces.insert(step.name.clone(), trace);
+            lesson_run.traces.insert(step.name.clone(), trace);
             outcome
         }
-        StepKind::Prove(prove) => prove::run(lesson, prove, session, deadline),
+        StepKind::Prove(prove) => prove::run(lesson, prove, lesson_run, deadline),
     }
 }
 
@@ -638,9 +555,9 @@ pub(crate) fn run_clients(
 /// Waits until every background client has sent its requests, then 100 ms more so the server
 /// has read them: the steps after a background client act on a server that holds its requests
 /// (a `ping` while the workers are busy, a SIGTERM with requests in flight).
-fn settle_backgrounds(session: &mut Session, deadline: Instant) -> Result<(), Outcome> {
+fn settle_backgrounds(lesson_run: &mut LessonRun, deadline: Instant) -> Result<(), Outcome> {
     let mut waited = false;
-    for background in session.backgrounds.values_mut().filter(|b| !b.settled) {
+    for background in lesson_run.backgrounds.values_mut().filter(|b| !b.settled) {
         if !background.sent.wait_for(background.total, deadline) {
             return Err(Outcome::with(
                 Status::Error,
@@ -659,12 +576,17 @@ fn settle_backgrounds(session: &mut Session, deadline: Instant) -> Result<(), Ou
     Ok(())
 }
 
-fn start_background(step: &Step, client: &ClientStep, session: &mut Session, printer: &Printer) {
+fn start_background(
+    step: &Step,
+    client: &ClientStep,
+    lesson_run: &mut LessonRun,
+    printer: &Printer,
+) {
     let started = Instant::now();
     let sent = Arc::new(SentCounter::default());
     let total = client.clients * client.rounds;
     let deadline = started + step.timeout;
-    let server = session
+    let server = lesson_run
         .servers
         .get_mut(&client.server)
         .map(|s| (s.addr(), s.exited(), s.stats_workers.clone()));
@@ -683,7 +605,7 @@ fn start_background(step: &Step, client: &ClientStep, session: &mut Session, pri
         }
     });
     printer.background(&step.name);
-    session.backgrounds.insert(
+    lesson_run.backgrounds.insert(
         step.name.clone(),
         Background {
             handle,

@@ -463,7 +463,7 @@ fn lesson_error(lessons: &[Lesson], package: &str, lesson: &str) -> Option<Strin
 /// (xtask's own sources, which document the markers, aside). Malformed markers fail the whole
 /// generation, each reported as `file:line: reason`.
 pub(crate) fn generate_all(root: &Path, lessons: &[Lesson]) -> anyhow::Result<Vec<Starter>> {
-    let packages = crate::student::workspace_packages(root)?;
+    let packages = crate::workspace::workspace_packages(root)?;
     let mut errors = Vec::new();
     let mut starters: BTreeMap<String, Starter> = BTreeMap::new();
     for lesson in lessons {
