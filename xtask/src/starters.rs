@@ -281,6 +281,10 @@ fn edit_for(lines: &[&str], marker: &Marker) -> Result<Edit, String> {
                     label(&marker.lesson)
                 )
             } else {
+                // `todo!` reads its message as a format string: the hint's braces are doubled so
+                // that it prints them as written instead of a placeholder's value (or refusing
+                // to compile).
+                let hint = hint.replace('{', "{{").replace('}', "}}");
                 format!("{pad}    todo!(\"{}: {hint}\")", label(&marker.lesson))
             };
             // The body opens on the first line of the signature that ends with `{`.
@@ -677,6 +681,43 @@ fn given() -> u8 {
 }
 "#;
         assert_eq!(text, expected);
+    }
+
+    /// The message a `todo!("…")` with this format string prints: `{{` and `}}` are one brace
+    /// each, and any other brace is a placeholder the compiler would fill or refuse.
+    fn printed_message(format_string: &str) -> Result<String, String> {
+        let mut message = String::new();
+        let mut chars = format_string.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '}' if chars.peek() == Some(&c) => {
+                    chars.next();
+                    message.push(c);
+                }
+                '{' | '}' => return Err(format!("a placeholder in `{format_string}`")),
+                _ => message.push(c),
+            }
+        }
+        Ok(message)
+    }
+
+    #[test]
+    fn a_hint_with_braces_is_printed_as_written() {
+        let hint = "fill {} from {name}, then {{done}}";
+        let source = format!(
+            "//! A module.\n\n// starter: w05-l01 todo \"{hint}\"\nfn fill(name: &str) -> String {{\n    name.to_owned()\n}}\n"
+        );
+        let text = starter_text(&source, &own_l01).unwrap().unwrap();
+        let format_string = text
+            .split_once("todo!(\"")
+            .and_then(|(_, rest)| rest.split_once("\")"))
+            .map(|(inside, _)| inside)
+            .unwrap_or_else(|| panic!("no todo!(\"…\") in:\n{text}"));
+        assert_eq!(
+            printed_message(format_string),
+            Ok(format!("W05 L01: {hint}")),
+            "the starter's todo! must print the hint, not format it:\n{text}"
+        );
     }
 
     #[test]
