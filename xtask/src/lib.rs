@@ -46,13 +46,13 @@ use std::process::ExitCode;
 /// The arguments of `cargo xtask bench`: the benchmark harness's own, which it keeps
 /// crate-private; this is the face the binary parses.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub struct BenchCommandArgs {
     #[command(flatten)]
     args: bench::BenchArgs,
 }
 
 /// `cargo xtask bench`: runs the benchmark harness.
-pub fn bench_command(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn bench_command(args: BenchCommandArgs) -> anyhow::Result<ExitCode> {
     bench::run(args.args)
 }
 

@@ -62,11 +62,11 @@ fn finished_trace(
         .map_err(|reason| (Status::Skipped, Some(reason)))
 }
 
-fn pass(detail: impl Into<String>) -> Verdict {
+fn pass(detail: impl Into<String>) -> AssertionVerdict {
     (Status::Pass, Some(detail.into()))
 }
 
-fn fail(detail: impl Into<String>) -> Verdict {
+fn fail(detail: impl Into<String>) -> AssertionVerdict {
     (Status::Fail, Some(detail.into()))
 }
 
@@ -102,7 +102,7 @@ fn list(set: &BTreeSet<u64>) -> String {
 }
 
 /// A check's verdict: its status and what it found.
-type Verdict = (Status, Option<String>);
+type AssertionVerdict = (Status, Option<String>);
 
 /// The log a prove step reads: its lines, and its name for the messages.
 struct StepLog<'a> {
@@ -114,7 +114,7 @@ struct StepLog<'a> {
 
 impl StepLog<'_> {
     /// The failure of an assertion whose pattern matched no line of the log.
-    fn no_match(&self, pattern: &LinePattern, consequence: &str) -> Verdict {
+    fn no_match(&self, pattern: &LinePattern, consequence: &str) -> AssertionVerdict {
         fail(format!(
             "no line of log `{}` matches `{}`{consequence}; its last lines:\n{}",
             self.name,
@@ -132,7 +132,7 @@ fn evaluate(
     lesson_run: &mut LessonRun,
     log: &StepLog<'_>,
     deadline: Instant,
-) -> Verdict {
+) -> AssertionVerdict {
     match assertion {
         Assertion::LogHas(pattern, at_least) => log_has(log, pattern, *at_least),
         Assertion::LogLacks(pattern) => log_lacks(log, pattern),
@@ -166,7 +166,7 @@ fn evaluate(
 }
 
 /// `log has P [at least N times]`.
-fn log_has(log: &StepLog<'_>, pattern: &LinePattern, at_least: usize) -> Verdict {
+fn log_has(log: &StepLog<'_>, pattern: &LinePattern, at_least: usize) -> AssertionVerdict {
     let count = log
         .lines
         .iter()
@@ -185,7 +185,7 @@ fn log_has(log: &StepLog<'_>, pattern: &LinePattern, at_least: usize) -> Verdict
 }
 
 /// `log lacks P`.
-fn log_lacks(log: &StepLog<'_>, pattern: &LinePattern) -> Verdict {
+fn log_lacks(log: &StepLog<'_>, pattern: &LinePattern) -> AssertionVerdict {
     match log.lines.iter().find(|line| pattern.matches(line)) {
         None => pass("no matching line"),
         Some(line) => fail(format!("log `{}` has the line `{}`", log.name, show(line))),
@@ -193,7 +193,7 @@ fn log_lacks(log: &StepLog<'_>, pattern: &LinePattern) -> Verdict {
 }
 
 /// `log tids P differ from Q`.
-fn tids_differ(log: &StepLog<'_>, ours: &LinePattern, theirs: &LinePattern) -> Verdict {
+fn tids_differ(log: &StepLog<'_>, ours: &LinePattern, theirs: &LinePattern) -> AssertionVerdict {
     let (a, b) = (tids(ours, log.lines), tids(theirs, log.lines));
     if a.is_empty() || b.is_empty() {
         let missing = if a.is_empty() { ours } else { theirs };
@@ -213,7 +213,7 @@ fn tids_differ(log: &StepLog<'_>, ours: &LinePattern, theirs: &LinePattern) -> V
 }
 
 /// `log tids P at most N`.
-fn tids_at_most(log: &StepLog<'_>, pattern: &LinePattern, bound: usize) -> Verdict {
+fn tids_at_most(log: &StepLog<'_>, pattern: &LinePattern, bound: usize) -> AssertionVerdict {
     let found = tids(pattern, log.lines);
     if found.is_empty() {
         log.no_match(pattern, "")
@@ -240,7 +240,7 @@ fn socket_tids_disjoint(
     pattern: &LinePattern,
     step: &ProveStep,
     lesson_run: &mut LessonRun,
-) -> Verdict {
+) -> AssertionVerdict {
     let touched = match finished_trace(step, lesson_run) {
         Ok(text) => crate::trace::socket_threads(&text),
         Err(skipped) => return skipped,
@@ -277,7 +277,7 @@ fn disk_tids_disjoint(
     pattern: &LinePattern,
     step: &ProveStep,
     lesson_run: &mut LessonRun,
-) -> Verdict {
+) -> AssertionVerdict {
     let disk = match finished_trace(step, lesson_run) {
         Ok(text) => crate::trace::disk_threads(&text, &lesson_run.data_dir),
         Err(skipped) => return skipped,
@@ -320,7 +320,7 @@ fn disk_tids_disjoint(
 fn step_server<'r>(
     step: &ProveStep,
     lesson_run: &'r mut LessonRun,
-) -> Result<&'r mut RunningServer, Verdict> {
+) -> Result<&'r mut RunningServer, AssertionVerdict> {
     let Some(name) = step.server.as_ref() else {
         return Err((
             Status::Error,
@@ -340,7 +340,7 @@ fn step_server<'r>(
 fn running_server<'r>(
     step: &ProveStep,
     lesson_run: &'r mut LessonRun,
-) -> Result<&'r mut RunningServer, Verdict> {
+) -> Result<&'r mut RunningServer, AssertionVerdict> {
     let server = step_server(step, lesson_run)?;
     if let Some(exit) = server.exited() {
         return Err(fail(format!(
@@ -352,7 +352,7 @@ fn running_server<'r>(
 }
 
 /// `exits S within DUR`.
-fn exits(server: &mut RunningServer, status: i32, within: Duration) -> Verdict {
+fn exits(server: &mut RunningServer, status: i32, within: Duration) -> AssertionVerdict {
     match server.wait_exit(Instant::now() + within) {
         None => fail(format!(
             "the server was still running {} ms later",
@@ -373,7 +373,7 @@ fn threads(
     bound: ThreadBound,
     log: &StepLog<'_>,
     deadline: Instant,
-) -> Verdict {
+) -> AssertionVerdict {
     let tasks = format!("/proc/{}/task", server.pid());
     match bound {
         ThreadBound::WorkersPlusIo => {
@@ -400,7 +400,7 @@ fn threads(
 }
 
 /// `fds at most N`.
-fn fds_at_most(pid: u32, bound: usize, deadline: Instant) -> Verdict {
+fn fds_at_most(pid: u32, bound: usize, deadline: Instant) -> AssertionVerdict {
     match poll_count(&format!("/proc/{pid}/fd"), |n| n <= bound, deadline) {
         Ok(n) if n <= bound => pass(format!("{n} open fd(s)")),
         Ok(n) => fail(format!(
@@ -411,7 +411,7 @@ fn fds_at_most(pid: u32, bound: usize, deadline: Instant) -> Verdict {
 }
 
 /// `cpu at most P% over DUR`.
-fn cpu_at_most(pid: u32, percent: f64, over: Duration) -> Verdict {
+fn cpu_at_most(pid: u32, percent: f64, over: Duration) -> AssertionVerdict {
     match cpu_percent(pid, over) {
         Ok(used) if used <= percent => {
             pass(format!("{used:.1}% of a CPU over {} ms", over.as_millis()))
