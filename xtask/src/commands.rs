@@ -109,7 +109,7 @@ pub(crate) fn options_for(
         let scratch = student::prepare_scratch(root, lesson, &overlay)?;
         let paths = runner::StudentPaths {
             scratch: scratch.clone(),
-            crate_dir: student::crate_dir(root, &lesson.front.krate)?,
+            crate_dir: crate::workspace::crate_dir(root, &lesson.front.krate)?,
             shown_as: shown(root, &overlay),
             student: overlay,
         };

@@ -122,7 +122,7 @@ enum Command {
         write: Option<PathBuf>,
     },
     /// Benchmarks the servers against each other.
-    Bench(xtask::BenchArgs),
+    Bench(xtask::BenchCommandArgs),
     /// Runs the W10 crash harness: `kv_server --data-dir` killed with SIGKILL at random moments
     /// under load (200 times by default) and at every failpoint of its log and checkpoint, each
     /// time restarted and checked: every acknowledged write present, each client's keys an

@@ -245,6 +245,37 @@ pub fn step_text(step: &StepResult) -> String {
     text
 }
 
+/// One step's outcome before it is timed and named.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The step's status.
+    pub(crate) status: Status,
+    /// The checks it made.
+    pub(crate) checks: Vec<CheckResult>,
+    /// A step-level explanation.
+    pub(crate) message: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of a list of checks: the worst of their statuses.
+    pub(crate) fn from_checks(checks: Vec<CheckResult>) -> Self {
+        Self {
+            status: Status::combine(checks.iter().map(|c| c.status)),
+            checks,
+            message: None,
+        }
+    }
+
+    /// An outcome with no checks, only a status and why.
+    pub(crate) fn with(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            checks: Vec::new(),
+            message: Some(message.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,3 +75,33 @@ fn target_dir_from_env(root: &Path) -> PathBuf {
         None => root.join("target"),
     }
 }
+
+/// Every workspace package with its folder, relative to the workspace root.
+pub fn workspace_packages(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let metadata = cargo_metadata(root)?;
+    let mut packages = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let (Some(name), Some(manifest)) =
+            (package["name"].as_str(), package["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        let dir = Path::new(manifest)
+            .parent()
+            .context("manifest without a folder")?;
+        packages.push((
+            name.to_owned(),
+            dir.strip_prefix(root).unwrap_or(dir).to_path_buf(),
+        ));
+    }
+    Ok(packages)
+}
+
+/// The folder of a workspace package, relative to the workspace root.
+pub fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
+    workspace_packages(root)?
+        .into_iter()
+        .find(|(name, _)| name == krate)
+        .map(|(_, dir)| dir)
+        .with_context(|| format!("no workspace package is named `{krate}`"))
+}

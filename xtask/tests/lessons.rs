@@ -875,6 +875,73 @@ fn under_a_foreign_server_reference_only_steps_are_not_applicable_and_not_counte
     }
 }
 
+/// A lesson that signals a server which has already exited: SIGTERM drains it, then SIGINT
+/// finds it gone.
+const LATE_SIGNAL_LESSON: &str = r#"---
+id: w05-l05
+title: "A late signal"
+order: 5
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console server name=main
+$ handoff_server {port}
+```
+
+```console signal name=term server=main signal=TERM
+```
+
+```console prove name=drained server=main
+exits 0 within 3s
+```
+
+## Expected
+
+```console signal name=late-int server=main signal=INT
+```
+
+## Prove
+## Done when
+- Signals. (checked by: term, late-int)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| Signalling late | Do not | `late-int` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+#[test]
+fn a_signal_to_a_server_that_already_exited_names_the_signal_it_was_to_send() {
+    let result = run_local_lesson_with_foreign_server(LATE_SIGNAL_LESSON, false);
+    let report = describe(&result);
+    let late = result
+        .steps
+        .iter()
+        .find(|step| step.name == "late-int")
+        .expect("the late-int step");
+    assert_eq!(late.status, Status::Fail, "{report}");
+    let text = xtask::results::step_text(late);
+    assert!(
+        text.contains("had already exited") && text.contains("before SIGINT"),
+        "the message names the signal the step sends:\n{report}"
+    );
+    assert!(!text.contains("SIGTERM"), "{report}");
+}
+
 /// The W09 lessons with server steps, in course order.
 const KV_SERVER_LESSONS: [&str; 4] = ["w09-l04", "w09-l05", "w09-l06", "w09-quest"];
 
