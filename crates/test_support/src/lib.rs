@@ -137,6 +137,21 @@ impl ServerProcess {
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
     }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitpid the server") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            // The pace of polling, not a synchronisation: the loop ends on the observed exit.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for ServerProcess {
