@@ -9,8 +9,10 @@
 //! - Every raw fd that a libc call creates becomes an `OwnedFd` on the next line.
 //! - No `dbg!`, no `#[ignore]`d tests.
 //! - No module cycles within a crate ([`cycles`]).
+//! - Every path and package that ARCHITECTURE.md and the READMEs name exists ([`docs`]).
 
 mod cycles;
+mod docs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
