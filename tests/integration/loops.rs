@@ -12,7 +12,7 @@ use crate::util::{Client, Server, ServerKind, assert_responses, expected, wait_u
 
 /// A handoff server with `args` after the port.
 fn start(args: &[&str]) -> Server {
-    Server::builder(ServerKind::Handoff).args(args).start()
+    ServerKind::Handoff.builder().args(args).start()
 }
 
 /// `stats` over an existing connection, with the overload keys the line carries after the
@@ -96,7 +96,8 @@ fn each_connection_is_served_by_one_of_two_loops_and_no_task_runs_on_a_loop() {
 
 /// A server whose stderr (the `--log`) is captured.
 fn start_logging(args: &[&str]) -> Server {
-    Server::builder(ServerKind::Handoff)
+    ServerKind::Handoff
+        .builder()
         .args(args)
         .capture_stderr()
         .start()
@@ -108,7 +109,7 @@ fn the_process_has_n_loops_plus_the_workers_plus_main() {
     wait_until(
         Duration::from_secs(10),
         "3 loops + 2 workers + main",
-        || server.thread_count() == 6,
+        || server.proc().thread_count() == 6,
     );
     assert_eq!(server.client().request("ping"), "pong");
 }

@@ -10,9 +10,11 @@
 //! - No `dbg!`, no `#[ignore]`d tests.
 //! - No module cycles within a crate ([`cycles`]).
 //! - Every path and package that ARCHITECTURE.md and the READMEs name exists ([`docs`]).
+//! - Servers are started and `/proc` is read only through `test_support` ([`harness`]).
 
 mod cycles;
 mod docs;
+mod harness;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -37,13 +37,14 @@ use std::fmt::Write as _;
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use eventloop::{Events, Interest, Poller};
 use handoff_protocol::expected_response;
 use hdrhistogram::Histogram;
+use test_support::ServerProcess;
 
 /// How often the control connection asks for `stats`.
 const STATS_EVERY: Duration = Duration::from_millis(100);
@@ -251,78 +252,40 @@ fn target_sent(plan: &FloodPlan, elapsed: Duration) -> u64 {
     sent as u64
 }
 
-/// A server started by `--spawn`, stopped (and reaped) however the run ends.
+/// A server started by `--spawn` through the workspace's harness (`test_support`), stopped (and
+/// reaped) however the run ends.
 #[derive(Debug)]
 struct Spawned {
-    child: Child,
-    /// Kept open so the server never writes into a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
+    process: ServerProcess,
 }
 
 impl Spawned {
+    /// How long the server may take to print its `listening on` line.
+    const STARTUP: Duration = Duration::from_secs(20);
+
     fn start(command: &str) -> anyhow::Result<(Spawned, SocketAddr)> {
         let mut words = command.split_whitespace();
         let program = words.next().context("--spawn needs a command")?;
-        let mut child = Command::new(program)
-            .args(words)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {program:?}"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut spawned = Spawned {
-            child,
-            _stdout: BufReader::new(stdout),
-        };
-        let mut line = String::new();
-        spawned
-            ._stdout
-            .read_line(&mut line)
-            .context("reading the server's first line")?;
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .with_context(|| {
-                format!("the server's first line is not `listening on <addr>`: {line:?}")
-            })?;
-        Ok((spawned, addr))
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pids fit in i32")
+        let mut command = Command::new(program);
+        command.args(words).stderr(Stdio::null());
+        let process =
+            ServerProcess::try_start(&mut command, Self::STARTUP).map_err(anyhow::Error::msg)?;
+        let addr = process.addr();
+        Ok((Spawned { process }, addr))
     }
 
     fn fds(&self) -> anyhow::Result<usize> {
-        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .context("reading the server's /proc/<pid>/fd")?
-            .count())
+        Ok(self.process.proc().fd_count())
     }
 
     /// SIGTERM, then the exit status within 5 s.
     fn stop(&mut self) -> anyhow::Result<Option<i32>> {
-        eventloop::sys::kill(self.pid(), libc::SIGTERM).context("signalling the server")?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the server ignored SIGTERM for 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.signal(libc::SIGTERM);
+        let status = self
+            .process
+            .wait_exit(Duration::from_secs(5))
+            .context("the server ignored SIGTERM for 5 s")?;
+        Ok(status.code())
     }
 }
 

@@ -47,13 +47,7 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+        self.process.proc().rss_kib()
     }
 }
 
@@ -217,8 +211,7 @@ fn a_second_signal_closes_a_draining_server_at_once() {
     // A client that never reads keeps the drain waiting for up to `DRAIN_TIMEOUT` (30 s).
     let flooder = Flooder::start(&server);
     assert!(flooder.wait_until_stuck(|| {}), "the server kept reading");
-    let pid = i32::try_from(server.process.pid()).unwrap();
-    eventloop::sys::kill(pid, libc::SIGTERM).unwrap();
+    server.process.signal(libc::SIGTERM);
     // The first signal has been taken once the listener is closed and connects are refused;
     // only then is a second one a second one (two pending signals would merge into one).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -226,7 +219,7 @@ fn a_second_signal_closes_a_draining_server_at_once() {
         .take_while(|_| std::time::Instant::now() < deadline)
         .any(|refused| refused);
     assert!(refused, "the listener stayed open after SIGTERM");
-    eventloop::sys::kill(pid, libc::SIGTERM).unwrap();
+    server.process.signal(libc::SIGTERM);
     let status = server.process.wait_exit(Duration::from_secs(10));
     flooder.stop();
     let status = status.expect("the second signal ends the drain at once, well before 30 s");
@@ -238,9 +231,7 @@ fn sigterm_stops_the_server_with_exit_status_zero() {
     let mut server = Server::start();
     let mut client = server.connect();
     assert_eq!(exchange(&mut client, b"ping\n", 1), "pong\n");
-    let pid = server.process.pid().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
+    server.process.signal(libc::SIGTERM);
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
