@@ -48,7 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use client::{Client, assert_responses, show, wait_until};
 pub use procfs::Proc;
-pub use server::{ServerBuilder, ServerProcess};
+pub use server::{ServerBuilder, ServerProcess, StartingProcess};
 
 /// The prefix of the line a server prints once it listens.
 pub const LISTENING_PREFIX: &str = "listening on ";

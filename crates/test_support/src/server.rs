@@ -266,3 +266,29 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// A server process started without waiting for its `listening on` line, for a test that must
+/// connect at the first moment anything listens (its port chosen beforehand); killed and reaped
+/// on drop.
+#[derive(Debug)]
+pub struct StartingProcess(Child);
+
+impl StartingProcess {
+    /// Spawns `command` with its standard streams closed.
+    pub fn spawn(command: &mut Command) -> StartingProcess {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        StartingProcess(child)
+    }
+}
+
+impl Drop for StartingProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -4,11 +4,11 @@
 //! `/proc`).
 //!
 //! They are tooling, not course code, so they live here rather than in `eventloop::sys`, whose
-//! public face is what the W04 lesson asks a student to write. Like `eventloop::sys` (and
-//! `xtask/src/sys.rs`, the runner's own), this module is the one place in its crate that calls
-//! libc, and every call goes through `check` or `check_errno`, so no caller reads `errno`
-//! by hand. The tidy test `only_eventloop_sys_calls_libc_functions` names the tooling modules it
-//! allows.
+//! public face is what the W04 lesson asks a student to write. The runner (`xtask/src/sys.rs`)
+//! and the benchmark harness use these rather than calls of their own. Like `eventloop::sys`,
+//! this module is the one place in its crate that calls libc, and every call goes through
+//! `check` or `check_errno`, so no caller reads `errno` by hand. The tidy test
+//! `only_eventloop_sys_calls_libc_functions` names it as the one tooling module it allows.
 
 use std::io;
 use std::mem::{self, MaybeUninit};

@@ -119,14 +119,7 @@ impl TcpListener {
 
     // starter: w04-l05 todo "bind_with"
     fn bind_with(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpListener> {
-        let fd = sys::tcp_socket(addr)?;
-        // SO_REUSEADDR lets a restarted server bind its port while old connections of the previous
-        // process sit in TIME_WAIT.
-        sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        if reuse_port {
-            sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-        }
-        sys::bind(fd.as_fd(), addr)?;
+        let fd = bound_socket(addr, reuse_port)?;
         sys::listen(fd.as_fd(), backlog)?;
         // Opened after the socket, so a process's first listener is the lower fd number of the two.
         reserve_spare()?;
@@ -269,6 +262,65 @@ fn restore_spare() {
     if spare.is_none() {
         // Failing here just means the process is still out of fds; try again next time.
         *spare = sys::open_dev_null().ok();
+    }
+}
+
+// starter: w04-l05 todo "bound_socket"
+/// A TCP socket bound to `addr` (not listening yet), with `SO_REUSEADDR` and, if asked,
+/// `SO_REUSEPORT`.
+fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
+    let fd = sys::tcp_socket(addr)?;
+    // SO_REUSEADDR lets a restarted server bind its port while old connections of the previous
+    // process sit in TIME_WAIT.
+    sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if reuse_port {
+        sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    sys::bind(fd.as_fd(), addr)?;
+    Ok(fd)
+}
+
+/// A port held in a `SO_REUSEPORT` group without listening on it: listeners bound to its address
+/// with [`TcpListener::bind_reuse_port`] join it, and no connection is ever made to it.
+///
+/// Several event loops that each bind a listener of their own need the port fixed before the
+/// first of them binds (with port 0 each would get a port of its own), so a server reserves it
+/// first, lets every loop join, and drops the reservation. A *listening* reservation would be
+/// wrong: it is a member of the group like any other, so once a client can connect at all the
+/// kernel hands some connections to its queue, which nothing accepts, and dropping it resets
+/// them. Bound but not listening, it keeps the port (it is not handed out to another socket
+/// bound to port 0 or connecting from one) while a client's connect is refused until the first
+/// listener has joined.
+///
+/// ```
+/// use eventloop::net::{DEFAULT_BACKLOG, ReservedPort, TcpListener};
+///
+/// let reservation = ReservedPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let addr = reservation.local_addr().unwrap();
+/// assert!(std::net::TcpStream::connect(addr).is_err(), "nothing listens yet");
+/// let listener = TcpListener::bind_reuse_port(addr, DEFAULT_BACKLOG).unwrap();
+/// drop(reservation);
+/// let _client = std::net::TcpStream::connect(addr).unwrap();
+/// # let _ = listener;
+/// ```
+#[derive(Debug)]
+pub struct ReservedPort {
+    /// The bound, non-listening socket.
+    fd: OwnedFd,
+}
+
+impl ReservedPort {
+    /// Reserves `addr` (port 0 picks a free port) for listeners that bind it with
+    /// [`TcpListener::bind_reuse_port`].
+    pub fn bind(addr: SocketAddr) -> io::Result<ReservedPort> {
+        Ok(ReservedPort {
+            fd: bound_socket(addr, true)?,
+        })
+    }
+
+    /// The reserved address, with the real port when reserved with port 0.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sys::local_addr(self.fd.as_fd())
     }
 }
 

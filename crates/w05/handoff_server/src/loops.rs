@@ -43,7 +43,7 @@ use std::rc::{Rc, Weak};
 use std::sync::{Arc, mpsc};
 
 use anyhow::{Context as _, bail};
-use eventloop::net::{DEFAULT_BACKLOG, TcpListener};
+use eventloop::net::ReservedPort;
 use eventloop::shutdown::{ShutdownSignals, SignalStep};
 use eventloop::{Dispatcher, Slot, ThreadLocal, Timer, WorkerPool};
 use handoff_protocol::Stats;
@@ -302,8 +302,9 @@ fn start_servers(
     channel: &Arc<MainChannel>,
 ) -> anyhow::Result<std::net::SocketAddr> {
     // The port, reserved in the `SO_REUSEPORT` group until every loop has joined it (port 0
-    // picks one here). It accepts nothing: no client connects before `listening on`.
-    let reservation = TcpListener::bind_reuse_port(config.serve.addr, DEFAULT_BACKLOG)
+    // picks one here). It does not listen, so a client that connects before every loop has
+    // joined lands in a loop's queue, never in one that dropping the reservation would reset.
+    let reservation = ReservedPort::bind(config.serve.addr)
         .with_context(|| format!("cannot listen on {}", config.serve.addr))?;
     let addr = reservation.local_addr()?;
     let (built_sender, built) = mpsc::channel();

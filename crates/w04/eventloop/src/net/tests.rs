@@ -128,3 +128,49 @@ fn reuse_port_listeners_share_a_port_and_the_kernel_spreads_connections_over_the
     );
     drop(clients);
 }
+
+/// Regression: `handoff_server --loops N` reserved its port with a *listening* socket, so a
+/// client that connected before the loops had joined could land in the reservation's queue and
+/// was reset when it was dropped. A reservation refuses every connection; the connections the
+/// listener that joins it accepts outlive it.
+#[test]
+fn a_reserved_port_refuses_connections_and_its_drop_cuts_none() {
+    let reservation = ReservedPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reservation.local_addr().unwrap();
+    assert_ne!(addr.port(), 0);
+    assert_eq!(
+        std::net::TcpStream::connect(addr).unwrap_err().kind(),
+        io::ErrorKind::ConnectionRefused,
+        "a reservation accepts nothing"
+    );
+    let listener = TcpListener::bind_reuse_port(addr, DEFAULT_BACKLOG).unwrap();
+    // Every connection goes to the listener, none to the reservation: with a listening
+    // reservation about half of 64 would queue there and be reset by the drop below.
+    let mut clients: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    drop(reservation);
+    let mut served = Vec::new();
+    for _ in &clients {
+        let (stream, _) = accept_within(&listener, Duration::from_secs(5));
+        served.push(stream);
+    }
+    for (client, stream) in clients.iter_mut().zip(&served) {
+        client.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        let started = Instant::now();
+        loop {
+            match stream.recv(&mut byte) {
+                Ok(1) => break,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(5),
+                        "no byte arrived"
+                    );
+                    std::thread::yield_now();
+                }
+                other => panic!("a connection was cut: {other:?}"),
+            }
+        }
+    }
+}
