@@ -55,9 +55,10 @@ fn destructive_faults_close_only_their_connection(
     seed: u64,
     classes: &str,
 ) -> Outcome {
-    let server = Server::builder(kind)
+    let server = kind
+        .builder()
         .args(args)
-        .env("EVENTLOOP_FAULT_SEED", &seed.to_string())
+        .env("EVENTLOOP_FAULT_SEED", seed.to_string())
         .env("EVENTLOOP_FAULT_RATE", "0.1")
         .env("EVENTLOOP_FAULT_CLASSES", classes)
         .capture_stderr()
@@ -87,7 +88,7 @@ fn destructive_faults_close_only_their_connection(
             break answers;
         }
     };
-    let baseline = server.fds().len();
+    let baseline = server.proc().open_fds().len();
 
     for round in 0..80 {
         let answers = exchange(&server);
@@ -110,13 +111,13 @@ fn destructive_faults_close_only_their_connection(
     wait_until(
         Duration::from_secs(10),
         "the server closes every fd",
-        || server.fds().len() <= baseline,
+        || server.proc().open_fds().len() <= baseline,
     );
-    let cpu_before = server.cpu_time();
+    let cpu_before = server.proc().cpu_time();
     let window = Instant::now();
     // This wait is the measurement window itself, not a synchronisation.
     std::thread::sleep(Duration::from_millis(500));
-    let used = server.cpu_time().saturating_sub(cpu_before);
+    let used = server.proc().cpu_time().saturating_sub(cpu_before);
     assert!(
         used < window.elapsed() / 4,
         "the idle server used {used:?} of CPU after the faults"
@@ -228,7 +229,8 @@ fn epoll_server_closes_a_connection_it_cannot_register_and_keeps_serving() {
 /// answers until then, so the server's backpressure stops its reading), and short reads make
 /// the rest likelier still.
 fn a_stop_answers_a_pipelining_client_without_a_reset(kind: ServerKind, args: &[&str]) {
-    let mut server = Server::builder(kind)
+    let mut server = kind
+        .builder()
         .args(args)
         .env("EVENTLOOP_FAULT_SEED", "302")
         .env("EVENTLOOP_FAULT_RATE", "0.5")

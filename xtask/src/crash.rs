@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 /// The arguments of `cargo xtask crash`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct CrashArgs {
+pub struct CrashArgs {
     /// How many times the server is killed with SIGKILL at a random moment under load (each
     /// followed by a restart and a check); every failpoint of the log and the checkpoint is
     /// visited after them.
@@ -27,7 +27,7 @@ pub(crate) struct CrashArgs {
 /// The command line of the harness for `args`: `cargo test` of the crash binary, in release
 /// mode, with its output shown as it comes.
 fn harness_command(root: &Path, args: &CrashArgs) -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    let mut command = Command::new(crate::workspace::cargo());
     command
         .args([
             "test",
@@ -49,8 +49,8 @@ fn harness_command(root: &Path, args: &CrashArgs) -> Command {
 }
 
 /// Runs the harness; its exit status is the command's.
-pub(crate) fn run(args: &CrashArgs) -> anyhow::Result<ExitCode> {
-    let root = crate::workspace_root();
+pub fn run(args: &CrashArgs) -> anyhow::Result<ExitCode> {
+    let root = crate::workspace::workspace_root();
     println!(
         "crash harness: {} SIGKILLs under load, then every failpoint (the test binary \
          kv_server/tests/crash.rs, release build)",

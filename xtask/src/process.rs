@@ -114,12 +114,6 @@ pub(crate) fn output(command: &mut Command) -> std::io::Result<std::process::Out
     output
 }
 
-/// Whether `pgid` is a group the runner started and has not stopped yet.
-#[cfg(test)]
-pub(crate) fn owns(pgid: u32) -> bool {
-    live_groups().contains(&pgid)
-}
-
 /// Forgets a group whose leader was reaped elsewhere, after killing any stragglers in it.
 pub(crate) fn release_group(pgid: u32) {
     let _ = sys::kill_group(pgid, libc::SIGKILL);

@@ -82,6 +82,15 @@ impl Progress {
         self.lessons.get(id).is_some_and(|p| p.started)
     }
 
+    /// The started lessons' ids, in id order (course order within a week).
+    pub(crate) fn started(&self) -> Vec<String> {
+        self.lessons
+            .iter()
+            .filter(|(_, progress)| progress.started)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Marks a lesson started (or, with `false`, stopped); its last result is kept either way.
     pub(crate) fn set_started(&mut self, id: &str, started: bool) {
         self.lessons.entry(id.to_owned()).or_default().started = started;

@@ -5,7 +5,11 @@
 //! `grade`'s results) goes to stdout, so `> out.txt` and `| head` get it; notes about the run
 //! (what is being built, where files were written) go to stderr. `grade` prints its per-step
 //! lines to stderr as progress, because its stdout is the results file (`--format json`).
-//! A stdout closed early (`| head -3`) ends the runner quietly: see [`out`].
+//! A stdout closed early (`| head -3`) ends the runner quietly: see `out`.
+
+pub(crate) mod classroom;
+pub(crate) mod exercism;
+mod per_step;
 
 use crate::lesson::Lesson;
 use crate::results::{GradeReport, LessonResult, Status, StepResult};
@@ -50,13 +54,12 @@ enum Sink {
     /// stderr: the lines are progress next to a report printed elsewhere.
     Stderr,
     /// A buffer, for tests that read the report.
-    #[cfg(test)]
     Buffer(std::sync::Arc<std::sync::Mutex<String>>),
 }
 
 /// Prints a lesson's report as it runs, step by step.
 #[derive(Debug, Clone)]
-pub(crate) struct Printer {
+pub struct Printer {
     /// Where lines go.
     sink: Sink,
     /// Use ANSI colours.
@@ -66,7 +69,7 @@ pub(crate) struct Printer {
 impl Printer {
     /// The report of `cargo xtask lesson`, on stdout: colour only on a TTY and when NO_COLOR is
     /// unset.
-    pub(crate) fn for_terminal() -> Self {
+    pub fn for_terminal() -> Self {
         Self {
             sink: Sink::Stdout,
             color: std::io::stdout().is_terminal() && !no_color(),
@@ -82,16 +85,15 @@ impl Printer {
     }
 
     /// A printer that prints nothing.
-    pub(crate) fn silent() -> Self {
+    pub fn silent() -> Self {
         Self {
             sink: Sink::Nowhere,
             color: false,
         }
     }
 
-    /// A printer that collects its lines in `buffer`.
-    #[cfg(test)]
-    pub(crate) fn to_buffer(buffer: std::sync::Arc<std::sync::Mutex<String>>) -> Self {
+    /// A printer that collects its lines in `buffer`, for a test or a tool that reads the report.
+    pub fn to_buffer(buffer: std::sync::Arc<std::sync::Mutex<String>>) -> Self {
         Self {
             sink: Sink::Buffer(buffer),
             color: false,
@@ -109,7 +111,6 @@ impl Printer {
             Sink::Nowhere => {}
             Sink::Stdout => outln(text),
             Sink::Stderr => eprintln!("{text}"),
-            #[cfg(test)]
             Sink::Buffer(buffer) => {
                 let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
                 buffer.push_str(text);

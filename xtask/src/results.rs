@@ -5,7 +5,7 @@ use serde::Serialize;
 /// The outcome of a check, a step or a lesson.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Status {
+pub enum Status {
     /// It held.
     Pass,
     /// It did not hold: the code under test is wrong.
@@ -24,7 +24,7 @@ pub(crate) enum Status {
 
 impl Status {
     /// The word printed in reports.
-    pub(crate) fn word(self) -> &'static str {
+    pub fn word(self) -> &'static str {
         match self {
             Self::Pass => "PASS",
             Self::Fail => "FAIL",
@@ -48,7 +48,7 @@ impl Status {
     /// Combines statuses: any failure fails, then any error errs, then any skip skips; a
     /// not-applicable status changes nothing, so only statuses that are all not applicable
     /// combine to not applicable (and none at all to a pass).
-    pub(crate) fn combine(statuses: impl IntoIterator<Item = Status>) -> Status {
+    pub fn combine(statuses: impl IntoIterator<Item = Status>) -> Status {
         statuses
             .into_iter()
             .max_by_key(|status| status.severity())
@@ -58,26 +58,26 @@ impl Status {
 
 /// One check inside a step (a command, a round of clients, an assertion).
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct CheckResult {
+pub struct CheckResult {
     /// What was checked.
-    pub(crate) name: String,
+    pub name: String,
     /// Its outcome.
-    pub(crate) status: Status,
+    pub status: Status,
     /// Details: expected-vs-got on failure, a figure on success.
-    pub(crate) detail: Option<String>,
+    pub detail: Option<String>,
     /// How long the check took, when it was timed on its own.
-    pub(crate) duration_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
 }
 
 impl CheckResult {
     /// The same check with its own time.
-    pub(crate) fn timed(mut self, elapsed: std::time::Duration) -> Self {
+    pub fn timed(mut self, elapsed: std::time::Duration) -> Self {
         self.duration_ms = Some(elapsed.as_millis() as u64);
         self
     }
 
     /// A check with a status and optional detail.
-    pub(crate) fn new(name: impl Into<String>, status: Status, detail: Option<String>) -> Self {
+    pub fn new(name: impl Into<String>, status: Status, detail: Option<String>) -> Self {
         Self {
             name: name.into(),
             status,
@@ -89,63 +89,63 @@ impl CheckResult {
 
 /// One step of a lesson.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct StepResult {
+pub struct StepResult {
     /// The step name.
-    pub(crate) name: String,
+    pub name: String,
     /// The step kind (`client`, `prove`, ...), or `build`.
-    pub(crate) kind: String,
+    pub kind: String,
     /// Line of the step in the lesson file (0 for the build).
-    pub(crate) line: usize,
+    pub line: usize,
     /// Outcome.
-    pub(crate) status: Status,
+    pub status: Status,
     /// Wall time.
-    pub(crate) duration_ms: u64,
+    pub duration_ms: u64,
     /// The checks it made.
-    pub(crate) checks: Vec<CheckResult>,
+    pub checks: Vec<CheckResult>,
     /// A step-level explanation (why it failed or was skipped).
-    pub(crate) message: Option<String>,
+    pub message: Option<String>,
     /// Common-mistakes hints, shown when it failed.
-    pub(crate) hints: Vec<String>,
+    pub hints: Vec<String>,
 }
 
 /// One Done-when item.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct DoneResult {
+pub struct DoneResult {
     /// The item's text.
-    pub(crate) text: String,
+    pub text: String,
     /// `None` when it is not checked mechanically.
-    pub(crate) status: Option<Status>,
+    pub status: Option<Status>,
     /// The steps that check it.
-    pub(crate) checked_by: Vec<String>,
+    pub checked_by: Vec<String>,
 }
 
 /// One lesson run.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct LessonResult {
+pub struct LessonResult {
     /// Lesson id.
-    pub(crate) id: String,
+    pub id: String,
     /// Lesson title.
-    pub(crate) title: String,
+    pub title: String,
     /// Lesson file, relative to the workspace.
-    pub(crate) file: String,
+    pub file: String,
     /// Overall outcome.
-    pub(crate) status: Status,
+    pub status: Status,
     /// Steps passed.
-    pub(crate) points: u32,
+    pub points: u32,
     /// Steps that count: every step of the file, but for the not-applicable ones under
     /// `--server`.
-    pub(crate) max_points: u32,
+    pub max_points: u32,
     /// Wall time.
-    pub(crate) duration_ms: u64,
+    pub duration_ms: u64,
     /// Every step, build first.
-    pub(crate) steps: Vec<StepResult>,
+    pub steps: Vec<StepResult>,
     /// Done-when items.
-    pub(crate) done_when: Vec<DoneResult>,
+    pub done_when: Vec<DoneResult>,
 }
 
 impl LessonResult {
     /// The first failing (or erroring) step.
-    pub(crate) fn first_failure(&self) -> Option<&StepResult> {
+    pub fn first_failure(&self) -> Option<&StepResult> {
         self.steps
             .iter()
             .find(|step| matches!(step.status, Status::Fail | Status::Error))
@@ -154,22 +154,22 @@ impl LessonResult {
 
 /// A whole grading run.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct GradeReport {
+pub struct GradeReport {
     /// Overall outcome.
-    pub(crate) status: Status,
+    pub status: Status,
     /// Points earned.
-    pub(crate) points: u32,
+    pub points: u32,
     /// Points possible.
-    pub(crate) max_points: u32,
+    pub max_points: u32,
     /// The `--server` command, if any.
-    pub(crate) server: Option<String>,
+    pub server: Option<String>,
     /// Every lesson graded.
-    pub(crate) lessons: Vec<LessonResult>,
+    pub lessons: Vec<LessonResult>,
 }
 
 impl GradeReport {
     /// Builds the report from lesson results.
-    pub(crate) fn new(lessons: Vec<LessonResult>, server: Option<String>) -> Self {
+    pub fn new(lessons: Vec<LessonResult>, server: Option<String>) -> Self {
         let status = Status::combine(lessons.iter().map(|l| match l.status {
             Status::Skipped | Status::NotApplicable => Status::Pass,
             other => other,
@@ -186,12 +186,12 @@ impl GradeReport {
     }
 
     /// JSON text.
-    pub(crate) fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
     /// JUnit XML: one test suite per lesson, one test case per step.
-    pub(crate) fn to_junit(&self) -> anyhow::Result<String> {
+    pub fn to_junit(&self) -> anyhow::Result<String> {
         use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
         let mut report = Report::new("cargo xtask grade");
         for lesson in &self.lessons {
@@ -223,7 +223,7 @@ impl GradeReport {
 }
 
 /// A step's failure explanation as plain text: message, failing checks, hints.
-pub(crate) fn step_text(step: &StepResult) -> String {
+pub fn step_text(step: &StepResult) -> String {
     let mut text = String::new();
     if let Some(message) = &step.message {
         text.push_str(message);
@@ -243,6 +243,37 @@ pub(crate) fn step_text(step: &StepResult) -> String {
         text.push('\n');
     }
     text
+}
+
+/// One step's outcome before it is timed and named.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The step's status.
+    pub(crate) status: Status,
+    /// The checks it made.
+    pub(crate) checks: Vec<CheckResult>,
+    /// A step-level explanation.
+    pub(crate) message: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of a list of checks: the worst of their statuses.
+    pub(crate) fn from_checks(checks: Vec<CheckResult>) -> Self {
+        Self {
+            status: Status::combine(checks.iter().map(|c| c.status)),
+            checks,
+            message: None,
+        }
+    }
+
+    /// An outcome with no checks, only a status and why.
+    pub(crate) fn with(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            checks: Vec::new(),
+            message: Some(message.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,62 +1,66 @@
 //! Runs a lesson: the build outside the timed window, then each step with its time limit.
 //!
-//! Servers, traces and background clients live in a [`Session`] for the length of one lesson;
+//! Servers, traces and background clients live in a `run_state::LessonRun` for the length of one lesson;
 //! dropping it stops every server, so a failed or interrupted lesson leaves nothing behind.
 
 use crate::client::{self, SentCounter};
 use crate::lesson::pattern::{lines_match, split_lines};
-use crate::lesson::{ClientStep, ExpectStatus, Lesson, RunStep, Step, StepKind, Stream};
+use crate::lesson::{
+    ClientStep, ExpectStatus, Lesson, RunStep, ServerStep, SignalStep, Step, StepKind, Stream,
+    TraceStep,
+};
 use crate::process;
 use crate::prove;
 use crate::report::Printer;
-use crate::results::{CheckResult, DoneResult, LessonResult, Status, StepResult};
+use crate::results::{CheckResult, DoneResult, LessonResult, Outcome, Status, StepResult};
+use crate::run_state::{Background, LessonRun};
 use crate::server::{ForeignServer, Launch, RunningServer, StatsWorkers, indent};
 use crate::trace::Trace;
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How to run lessons.
 #[derive(Debug, Clone)]
-pub(crate) struct RunOptions {
+pub struct RunOptions {
     /// Where commands run: the workspace, or a student's scratch copy of it.
-    pub(crate) root: PathBuf,
+    pub root: PathBuf,
     /// The cargo target folder builds go to (its `release/` goes first on `PATH`).
-    pub(crate) target_dir: PathBuf,
+    pub target_dir: PathBuf,
     /// Where logs and traces are written.
-    pub(crate) log_dir: PathBuf,
+    pub log_dir: PathBuf,
     /// `--server CMD`.
-    pub(crate) server: Option<ForeignServer>,
+    pub server: Option<ForeignServer>,
     /// The folder `--server` commands run in (where the user typed the command).
-    pub(crate) invocation_dir: PathBuf,
+    pub invocation_dir: PathBuf,
     /// Run every step even after a failure.
-    pub(crate) keep_going: bool,
+    pub keep_going: bool,
+    /// `--quick`: `{full}` in a command expands to nothing instead of `--full`.
+    pub quick: bool,
     /// Relay server and client output.
-    pub(crate) verbose: bool,
+    pub verbose: bool,
     /// Build before the steps.
-    pub(crate) build: bool,
+    pub build: bool,
     /// Set when a student's copy is graded: how to report its files by the student's paths.
-    pub(crate) student_paths: Option<StudentPaths>,
+    pub student_paths: Option<StudentPaths>,
 }
 
 /// Where a graded student copy's files are, so reports name `student/<crate>/src/lib.rs` (the
 /// file the student edits) rather than the scratch workspace's copy of it, or the reference's
 /// path `crates/...`, whose line numbers belong to other code.
 #[derive(Debug, Clone)]
-pub(crate) struct StudentPaths {
+pub struct StudentPaths {
     /// The scratch workspace the copy is graded in.
-    pub(crate) scratch: PathBuf,
+    pub scratch: PathBuf,
     /// The crate's folder relative to the workspace root (`crates/w05/task_queue`).
-    pub(crate) crate_dir: PathBuf,
+    pub crate_dir: PathBuf,
     /// The student's copy (`<root>/student/task_queue`).
-    pub(crate) student: PathBuf,
+    pub student: PathBuf,
     /// How the student's copy is named in reports (`student/task_queue`).
-    pub(crate) shown_as: String,
+    pub shown_as: String,
 }
 
 impl StudentPaths {
@@ -94,88 +98,6 @@ impl StudentPaths {
     }
 }
 
-/// One step's outcome before it is timed and named.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    /// The step's status.
-    pub(crate) status: Status,
-    /// The checks it made.
-    pub(crate) checks: Vec<CheckResult>,
-    /// A step-level explanation.
-    pub(crate) message: Option<String>,
-}
-
-impl Outcome {
-    /// The outcome of a list of checks: the worst of their statuses.
-    pub(crate) fn from_checks(checks: Vec<CheckResult>) -> Self {
-        Self {
-            status: Status::combine(checks.iter().map(|c| c.status)),
-            checks,
-            message: None,
-        }
-    }
-
-    /// An outcome with no checks, only a status and why.
-    pub(crate) fn with(status: Status, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            checks: Vec::new(),
-            message: Some(message.into()),
-        }
-    }
-}
-
-/// A background client step in flight.
-#[derive(Debug)]
-struct Background {
-    handle: JoinHandle<Outcome>,
-    sent: Arc<SentCounter>,
-    total: usize,
-    started: Instant,
-    step: Step,
-    /// Whether a later step has already waited for this client's requests to be sent.
-    settled: bool,
-}
-
-/// Everything a lesson run has started.
-#[derive(Debug, Default)]
-pub(crate) struct Session {
-    /// Servers by step name (kept after they exit, for their logs and exit status).
-    pub(crate) servers: BTreeMap<String, RunningServer>,
-    /// strace records by step name.
-    pub(crate) traces: BTreeMap<String, Trace>,
-    /// Background client steps still running, by step name.
-    backgrounds: BTreeMap<String, Background>,
-    /// The lesson run's data folder, `{dir}`: emptied when the lesson starts, shared by every
-    /// step of the run (so a server started again finds what the one before it wrote).
-    pub(crate) data_dir: PathBuf,
-}
-
-impl Session {
-    /// The server that writes the log `name`.
-    pub(crate) fn server_with_log<'a>(
-        &'a self,
-        lesson: &Lesson,
-        log: &str,
-    ) -> Option<&'a RunningServer> {
-        lesson.steps.iter().find_map(|step| match &step.kind {
-            StepKind::Server(s) if s.log == log => self.servers.get(&step.name),
-            _ => None,
-        })
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        for trace in self.traces.values_mut() {
-            let _ = trace.finish();
-        }
-        for server in self.servers.values_mut() {
-            server.stop();
-        }
-    }
-}
-
 /// `PATH` with the release target folder first.
 fn path_env(options: &RunOptions) -> OsString {
     let mut paths = vec![options.target_dir.join("release")];
@@ -190,120 +112,46 @@ fn path_env(options: &RunOptions) -> OsString {
 /// Every step of the lesson file has a result, in file order (a background client's result is
 /// listed where its `wait` step is, or at the end), so a lesson is always scored out of the same
 /// total: its number of steps. A step that did not run is shown as skipped and scores nothing.
-pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
+pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> LessonResult {
     let started = Instant::now();
     if options.verbose {
         client::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     printer.lesson_header(lesson);
-    let mut steps: Vec<StepResult> = Vec::new();
-    let mut failed = false;
-    // Every result passes here: in a student's copy, files are named by the student's paths.
-    let report = |result: StepResult, steps: &mut Vec<StepResult>| {
-        let result = match &options.student_paths {
-            Some(paths) => student_view(result, paths),
-            None => result,
-        };
-        printer.step(&result);
-        steps.push(result);
+    let mut report = StepReport {
+        options,
+        printer,
+        steps: Vec::new(),
+        failed: false,
     };
-
     if options.build && needs_build(lesson, options) {
-        let build = build(lesson, options, printer);
-        failed = matches!(build.status, Status::Fail | Status::Error);
-        report(build, &mut steps);
+        report.add(build(lesson, options, printer));
     }
 
     let log_dir = options.log_dir.join(&lesson.front.id);
     let _ = std::fs::create_dir_all(&log_dir);
-    let mut session = Session::default();
-    session.data_dir = fresh_data_dir(&log_dir);
+    let mut lesson_run = LessonRun::default();
+    lesson_run.data_dir = fresh_data_dir(&log_dir);
     for step in &lesson.steps {
         let step_started = Instant::now();
-        // Decided by the lesson file alone, before anything ran, so the total under `--server`
-        // is the same whichever step fails.
-        let outcome = if options.server.is_some() && !step.applies_to_foreign_server() {
-            Outcome::with(
-                Status::NotApplicable,
-                if matches!(step.kind, StepKind::Run(_)) {
-                    "not applicable with --server: it tests the workspace's own code"
-                } else {
-                    "not applicable with --server: the lesson marks it reference-only"
-                },
-            )
-        } else if failed && !options.keep_going {
-            Outcome::with(Status::Skipped, "not run: an earlier step failed")
-        } else {
-            match &step.kind {
-                StepKind::Client(c) if c.background => {
-                    start_background(step, c, &mut session, printer);
-                    continue;
-                }
-                StepKind::Wait(wait) => match session.backgrounds.remove(&wait.client) {
-                    Some(background) => {
-                        let client = finish_background(lesson, background);
-                        let waited = waited_for(&client);
-                        failed |= matches!(client.status, Status::Fail | Status::Error);
-                        report(client, &mut steps);
-                        waited
-                    }
-                    None => Outcome::with(
-                        Status::Error,
-                        format!("the background client `{}` never started", wait.client),
-                    ),
-                },
-                _ => match settle_backgrounds(&mut session, Instant::now() + step.timeout) {
-                    Err(outcome) => outcome,
-                    Ok(()) => run_step(lesson, step, options, &log_dir, &mut session),
-                },
-            }
+        let Some(outcome) = step_outcome(lesson, step, &log_dir, &mut lesson_run, &mut report)
+        else {
+            continue;
         };
-        let result = step_result(lesson, step, outcome, step_started.elapsed());
-        failed |= matches!(result.status, Status::Fail | Status::Error);
-        report(result, &mut steps);
+        report.add(step_result(lesson, step, outcome, step_started.elapsed()));
     }
     // Background clients nobody waited for are collected and reported at the end.
-    let pending: Vec<Background> = std::mem::take(&mut session.backgrounds)
+    let pending: Vec<Background> = std::mem::take(&mut lesson_run.backgrounds)
         .into_values()
         .collect();
     for background in pending {
-        let result = finish_background(lesson, background);
-        report(result, &mut steps);
+        report.add(finish_background(lesson, background));
     }
-    // Stop everything before the logs are written, so they are complete.
-    for (name, server) in &mut session.servers {
-        server.stop();
-        let log = lesson
-            .steps
-            .iter()
-            .find_map(|s| match &s.kind {
-                StepKind::Server(server_step) if s.name == *name => Some(server_step.log.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| name.clone());
-        let _ = std::fs::write(log_dir.join(format!("{log}.log")), server.log_text());
-    }
-    drop(session);
+    stop_servers_and_write_logs(lesson, &mut lesson_run, &log_dir);
+    drop(lesson_run);
 
-    let done_when = lesson
-        .done_when
-        .iter()
-        .map(|item| {
-            let status = (!item.checked_by.is_empty()).then(|| {
-                Status::combine(item.checked_by.iter().map(|name| {
-                    steps
-                        .iter()
-                        .find(|s| s.name == *name)
-                        .map_or(Status::Skipped, |s| s.status)
-                }))
-            });
-            DoneResult {
-                text: item.text.clone(),
-                status,
-                checked_by: item.checked_by.clone(),
-            }
-        })
-        .collect();
+    let steps = report.steps;
+    let done_when = done_when_results(lesson, &steps);
     let (status, points, max_points) = score(&steps);
     debug_assert_eq!(
         max_points as usize,
@@ -326,6 +174,126 @@ pub(crate) fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printe
     };
     printer.lesson_footer(&result, &log_dir);
     result
+}
+
+/// The results of a lesson's steps so far, each printed as it is added, and whether one has
+/// failed (after which the steps that follow are skipped, unless `--keep-going`).
+struct StepReport<'a> {
+    /// How the lesson runs: whose files the results name.
+    options: &'a RunOptions,
+    /// Where each result is printed.
+    printer: &'a Printer,
+    /// The results, in the order they were added.
+    steps: Vec<StepResult>,
+    /// Whether a step failed or could not run.
+    failed: bool,
+}
+
+impl StepReport<'_> {
+    /// Adds a result and prints it. Every result passes here, so in a student's copy every
+    /// file is named by the student's paths.
+    fn add(&mut self, result: StepResult) {
+        let result = match &self.options.student_paths {
+            Some(paths) => student_view(result, paths),
+            None => result,
+        };
+        self.failed |= matches!(result.status, Status::Fail | Status::Error);
+        self.printer.step(&result);
+        self.steps.push(result);
+    }
+}
+
+/// The outcome of one step of the file, or `None` for a background client, whose result is
+/// reported where it is waited for (or at the end).
+fn step_outcome(
+    lesson: &Lesson,
+    step: &Step,
+    log_dir: &Path,
+    lesson_run: &mut LessonRun,
+    report: &mut StepReport<'_>,
+) -> Option<Outcome> {
+    let options = report.options;
+    // Decided by the lesson file alone, before anything ran, so the total under `--server`
+    // is the same whichever step fails.
+    if options.server.is_some() && !step.applies_to_foreign_server() {
+        return Some(Outcome::with(
+            Status::NotApplicable,
+            if matches!(step.kind, StepKind::Run(_)) {
+                "not applicable with --server: it tests the workspace's own code"
+            } else {
+                "not applicable with --server: the lesson marks it reference-only"
+            },
+        ));
+    }
+    if report.failed && !options.keep_going {
+        return Some(Outcome::with(
+            Status::Skipped,
+            "not run: an earlier step failed",
+        ));
+    }
+    Some(match &step.kind {
+        StepKind::Client(client) if client.background => {
+            start_background(step, client, lesson_run, report.printer);
+            return None;
+        }
+        StepKind::Wait(wait) => match lesson_run.backgrounds.remove(&wait.client) {
+            Some(background) => {
+                let client = finish_background(lesson, background);
+                let waited = waited_for(&client);
+                report.add(client);
+                waited
+            }
+            None => Outcome::with(
+                Status::Error,
+                format!("the background client `{}` never started", wait.client),
+            ),
+        },
+        _ => match settle_backgrounds(lesson_run, Instant::now() + step.timeout) {
+            Err(outcome) => outcome,
+            Ok(()) => run_step(lesson, step, options, log_dir, lesson_run),
+        },
+    })
+}
+
+/// Stops every server before the logs are written, so they are complete, and writes each
+/// server's log into the lesson's log folder under the name its step gives it.
+fn stop_servers_and_write_logs(lesson: &Lesson, lesson_run: &mut LessonRun, log_dir: &Path) {
+    for (name, server) in &mut lesson_run.servers {
+        server.stop();
+        let log = lesson
+            .steps
+            .iter()
+            .find_map(|s| match &s.kind {
+                StepKind::Server(server_step) if s.name == *name => Some(server_step.log.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| name.clone());
+        let _ = std::fs::write(log_dir.join(format!("{log}.log")), server.log_text());
+    }
+}
+
+/// The Done-when items, each met when every step that checks it passed; unchecked when no step
+/// does.
+fn done_when_results(lesson: &Lesson, steps: &[StepResult]) -> Vec<DoneResult> {
+    lesson
+        .done_when
+        .iter()
+        .map(|item| {
+            let status = (!item.checked_by.is_empty()).then(|| {
+                Status::combine(item.checked_by.iter().map(|name| {
+                    steps
+                        .iter()
+                        .find(|s| s.name == *name)
+                        .map_or(Status::Skipped, |s| s.status)
+                }))
+            });
+            DoneResult {
+                text: item.text.clone(),
+                status,
+                checked_by: item.checked_by.clone(),
+            }
+        })
+        .collect()
 }
 
 /// A lesson's status, points and total from its step results: one point per step of the file
@@ -396,157 +364,191 @@ fn step_result(lesson: &Lesson, step: &Step, outcome: Outcome, elapsed: Duration
     }
 }
 
+/// Runs one step of the file that is neither a background client nor a wait (those are
+/// [`run_lesson`]'s, since they span steps), within the step's time limit.
 fn run_step(
     lesson: &Lesson,
     step: &Step,
     options: &RunOptions,
     log_dir: &Path,
-    session: &mut Session,
+    lesson_run: &mut LessonRun,
 ) -> Outcome {
     let deadline = Instant::now() + step.timeout;
     match &step.kind {
-        StepKind::Run(run) => run_commands(run, options, deadline, &session.data_dir),
-        StepKind::Server(server) => {
-            let port = match crate::server::free_port() {
-                Ok(port) => port,
-                Err(e) => return Outcome::with(Status::Error, format!("no free port: {e}")),
-            };
-            let (command, cwd) = match &options.server {
-                Some(foreign) => (
-                    foreign.command(&server.command, port),
-                    options.invocation_dir.as_path(),
-                ),
-                None => (
-                    server.command.replace("{port}", &port.to_string()),
-                    options.root.as_path(),
-                ),
-            };
-            let command = with_data_dir(&command, &session.data_dir);
-            let path = path_env(options);
-            let launch = Launch {
-                log_name: &server.log,
-                command: &command,
-                cwd,
-                path_env: &path,
-                port,
-                nofile: server.nofile,
-                verbose: options.verbose,
-            };
-            let mut running = match RunningServer::start(&launch) {
-                Ok(running) => running,
-                Err(e) => {
-                    return Outcome::with(
-                        Status::Error,
-                        format!("could not start `{command}`: {e}"),
-                    );
-                }
-            };
-            let ready = running.wait_ready(&server.ready, deadline);
-            let pid = running.pid();
-            session.servers.insert(step.name.clone(), running);
-            match ready {
-                Ok(()) => Outcome::from_checks(vec![CheckResult::new(
-                    format!("`{command}` is ready"),
-                    Status::Pass,
-                    Some(format!("pid {pid}, port {port}")),
-                )]),
-                Err(message) => Outcome::from_checks(vec![CheckResult::new(
-                    format!("`{command}` becomes ready"),
-                    Status::Fail,
-                    Some(message),
-                )]),
-            }
-        }
-        StepKind::Client(client) => {
-            let Some(server) = session.servers.get_mut(&client.server) else {
-                return Outcome::with(
-                    Status::Error,
-                    format!("the server `{}` was not started", client.server),
-                );
-            };
-            if let Some(status) = server.exited() {
-                return Outcome::with(
-                    Status::Fail,
-                    format!(
-                        "the server `{}` is not running: it exited ({status}); its output:\n{}",
-                        client.server,
-                        indent(&server.log_text())
-                    ),
-                );
-            }
-            let addr = server.addr();
-            let stats_workers = server.stats_workers.clone();
-            let sent = SentCounter::default();
-            let outcome = run_clients(client, addr, deadline, &sent, &stats_workers);
-            with_server_state(outcome, session.servers.get_mut(&client.server))
-        }
+        StepKind::Run(run) => run_commands(run, options, deadline, &lesson_run.data_dir),
+        StepKind::Server(server) => start_server(step, server, options, deadline, lesson_run),
+        StepKind::Client(client) => run_client(client, deadline, lesson_run),
         StepKind::Wait(_) => unreachable!("handled by run_lesson"),
-        StepKind::Signal(signal) => {
-            let Some(server) = session.servers.get_mut(&signal.server) else {
-                return Outcome::with(
-                    Status::Error,
-                    format!("the server `{}` was not started", signal.server),
-                );
-            };
-            if let Some(status) = server.exited() {
-                return Outcome::with(
-                    Status::Fail,
-                    format!(
-                        "the server had already exited ({status}) before SIG{}",
-                        signal.signal_name
-                    ),
-                );
-            }
-            if let Err(e) = crate::sys::kill(server.pid(), signal.signal) {
-                return Outcome::with(Status::Error, format!("kill failed: {e}"));
-            }
-            let sent = CheckResult::new(
-                format!("SIG{} sent to `{}`", signal.signal_name, signal.server),
-                Status::Pass,
-                None,
-            );
-            if signal.signal_name != "KILL" {
-                return Outcome::from_checks(vec![sent]);
-            }
-            // SIGKILL cannot be caught: the step ends when the process is gone, so a server the
-            // next step starts on the same data folder never meets the dead one's lock or files.
-            let gone = match server.wait_exit(deadline) {
-                Some(status) => CheckResult::new(
-                    "the process is gone",
-                    Status::Pass,
-                    Some(status.to_string()),
-                ),
-                None => CheckResult::new(
-                    "the process is gone",
-                    Status::Fail,
-                    Some("still running after SIGKILL, at the step's timeout".to_owned()),
-                ),
-            };
-            Outcome::from_checks(vec![sent, gone])
-        }
-        StepKind::Trace(trace) => {
-            let server_name = &trace.server;
-            let Some(server) = session.servers.get_mut(server_name) else {
-                return Outcome::with(
-                    Status::Error,
-                    format!("the server `{server_name}` was not started"),
-                );
-            };
-            let file = log_dir.join(format!("{}.strace", step.name));
-            let trace = Trace::attach(server.pid(), &file, deadline);
-            let outcome = match &trace {
-                Trace::Unavailable(reason) => Outcome::with(Status::Skipped, reason.clone()),
-                _ => Outcome::from_checks(vec![CheckResult::new(
-                    format!("strace attached to `{server_name}`"),
-                    Status::Pass,
-                    Some(file.display().to_string()),
-                )]),
-            };
-            session.traces.insert(step.name.clone(), trace);
-            outcome
-        }
-        StepKind::Prove(prove) => prove::run(lesson, prove, session, deadline),
+        StepKind::Signal(signal) => send_signal(signal, deadline, lesson_run),
+        StepKind::Trace(trace) => attach_trace(step, trace, log_dir, deadline, lesson_run),
+        StepKind::Prove(prove) => prove::run(lesson, prove, lesson_run, deadline),
     }
+}
+
+/// The server a step names, or the error outcome when no step started it.
+fn started_server<'r>(
+    lesson_run: &'r mut LessonRun,
+    name: &str,
+) -> Result<&'r mut RunningServer, Outcome> {
+    lesson_run.servers.get_mut(name).ok_or_else(|| {
+        Outcome::with(
+            Status::Error,
+            format!("the server `{name}` was not started"),
+        )
+    })
+}
+
+/// `console server`: starts the server (the lesson's, or the foreign one under `--server`) on a
+/// free port and waits until it is ready; the lesson run keeps it, ready or not, for its log.
+fn start_server(
+    step: &Step,
+    server: &ServerStep,
+    options: &RunOptions,
+    deadline: Instant,
+    lesson_run: &mut LessonRun,
+) -> Outcome {
+    let port = match crate::server::free_port() {
+        Ok(port) => port,
+        Err(e) => return Outcome::with(Status::Error, format!("no free port: {e}")),
+    };
+    let (command, cwd) = match &options.server {
+        Some(foreign) => (
+            foreign.command(&server.command, port),
+            options.invocation_dir.as_path(),
+        ),
+        None => (
+            server.command.replace("{port}", &port.to_string()),
+            options.root.as_path(),
+        ),
+    };
+    let command = expand_placeholders(&command, &lesson_run.data_dir, options.quick);
+    let path = path_env(options);
+    let launch = Launch {
+        log_name: &server.log,
+        command: &command,
+        cwd,
+        path_env: &path,
+        port,
+        nofile: server.nofile,
+        verbose: options.verbose,
+    };
+    let mut running = match RunningServer::start(&launch) {
+        Ok(running) => running,
+        Err(e) => {
+            return Outcome::with(Status::Error, format!("could not start `{command}`: {e}"));
+        }
+    };
+    let ready = running.wait_ready(&server.ready, deadline);
+    let pid = running.pid();
+    lesson_run.servers.insert(step.name.clone(), running);
+    match ready {
+        Ok(()) => Outcome::from_checks(vec![CheckResult::new(
+            format!("`{command}` is ready"),
+            Status::Pass,
+            Some(format!("pid {pid}, port {port}")),
+        )]),
+        Err(message) => Outcome::from_checks(vec![CheckResult::new(
+            format!("`{command}` becomes ready"),
+            Status::Fail,
+            Some(message),
+        )]),
+    }
+}
+
+/// `console client` (in the foreground): runs its rounds against a server that is still
+/// running, with the server's output added when it dies meanwhile.
+fn run_client(client: &ClientStep, deadline: Instant, lesson_run: &mut LessonRun) -> Outcome {
+    let server = match started_server(lesson_run, &client.server) {
+        Ok(server) => server,
+        Err(outcome) => return outcome,
+    };
+    if let Some(status) = server.exited() {
+        return Outcome::with(
+            Status::Fail,
+            format!(
+                "the server `{}` is not running: it exited ({status}); its output:\n{}",
+                client.server,
+                indent(&server.log_text())
+            ),
+        );
+    }
+    let addr = server.addr();
+    let stats_workers = server.stats_workers.clone();
+    let sent = SentCounter::default();
+    let outcome = run_clients(client, addr, deadline, &sent, &stats_workers);
+    with_server_state(outcome, lesson_run.servers.get_mut(&client.server))
+}
+
+/// `console signal`: sends the signal; after SIGKILL, which cannot be caught, waits until the
+/// process is gone.
+fn send_signal(signal: &SignalStep, deadline: Instant, lesson_run: &mut LessonRun) -> Outcome {
+    let server = match started_server(lesson_run, &signal.server) {
+        Ok(server) => server,
+        Err(outcome) => return outcome,
+    };
+    if let Some(status) = server.exited() {
+        return Outcome::with(
+            Status::Fail,
+            format!(
+                "the server had already exited ({status}) before SIG{}",
+                signal.signal_name
+            ),
+        );
+    }
+    if let Err(e) = crate::sys::kill(server.pid(), signal.signal) {
+        return Outcome::with(Status::Error, format!("kill failed: {e}"));
+    }
+    let sent = CheckResult::new(
+        format!("SIG{} sent to `{}`", signal.signal_name, signal.server),
+        Status::Pass,
+        None,
+    );
+    if signal.signal_name != "KILL" {
+        return Outcome::from_checks(vec![sent]);
+    }
+    // SIGKILL cannot be caught: the step ends when the process is gone, so a server the
+    // next step starts on the same data folder never meets the dead one's lock or files.
+    let gone = match server.wait_exit(deadline) {
+        Some(status) => CheckResult::new(
+            "the process is gone",
+            Status::Pass,
+            Some(status.to_string()),
+        ),
+        None => CheckResult::new(
+            "the process is gone",
+            Status::Fail,
+            Some("still running after SIGKILL, at the step's timeout".to_owned()),
+        ),
+    };
+    Outcome::from_checks(vec![sent, gone])
+}
+
+/// `console trace`: attaches strace to the server, recording into the step's file in the log
+/// folder; skipped (never passed) where strace cannot run.
+fn attach_trace(
+    step: &Step,
+    trace: &TraceStep,
+    log_dir: &Path,
+    deadline: Instant,
+    lesson_run: &mut LessonRun,
+) -> Outcome {
+    let server_name = &trace.server;
+    let server = match started_server(lesson_run, server_name) {
+        Ok(server) => server,
+        Err(outcome) => return outcome,
+    };
+    let file = log_dir.join(format!("{}.strace", step.name));
+    let trace = Trace::attach(server.pid(), &file, deadline);
+    let outcome = match &trace {
+        Trace::Unavailable(reason) => Outcome::with(Status::Skipped, reason.clone()),
+        _ => Outcome::from_checks(vec![CheckResult::new(
+            format!("strace attached to `{server_name}`"),
+            Status::Pass,
+            Some(file.display().to_string()),
+        )]),
+    };
+    lesson_run.traces.insert(step.name.clone(), trace);
+    outcome
 }
 
 /// Adds the server's output to a failure when the server died during the step.
@@ -638,9 +640,9 @@ pub(crate) fn run_clients(
 /// Waits until every background client has sent its requests, then 100 ms more so the server
 /// has read them: the steps after a background client act on a server that holds its requests
 /// (a `ping` while the workers are busy, a SIGTERM with requests in flight).
-fn settle_backgrounds(session: &mut Session, deadline: Instant) -> Result<(), Outcome> {
+fn settle_backgrounds(lesson_run: &mut LessonRun, deadline: Instant) -> Result<(), Outcome> {
     let mut waited = false;
-    for background in session.backgrounds.values_mut().filter(|b| !b.settled) {
+    for background in lesson_run.backgrounds.values_mut().filter(|b| !b.settled) {
         if !background.sent.wait_for(background.total, deadline) {
             return Err(Outcome::with(
                 Status::Error,
@@ -659,12 +661,17 @@ fn settle_backgrounds(session: &mut Session, deadline: Instant) -> Result<(), Ou
     Ok(())
 }
 
-fn start_background(step: &Step, client: &ClientStep, session: &mut Session, printer: &Printer) {
+fn start_background(
+    step: &Step,
+    client: &ClientStep,
+    lesson_run: &mut LessonRun,
+    printer: &Printer,
+) {
     let started = Instant::now();
     let sent = Arc::new(SentCounter::default());
     let total = client.clients * client.rounds;
     let deadline = started + step.timeout;
-    let server = session
+    let server = lesson_run
         .servers
         .get_mut(&client.server)
         .map(|s| (s.addr(), s.exited(), s.stats_workers.clone()));
@@ -683,7 +690,7 @@ fn start_background(step: &Step, client: &ClientStep, session: &mut Session, pri
         }
     });
     printer.background(&step.name);
-    session.backgrounds.insert(
+    lesson_run.backgrounds.insert(
         step.name.clone(),
         Background {
             handle,
@@ -719,9 +726,12 @@ fn fresh_data_dir(log_dir: &Path) -> PathBuf {
     std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
-/// `command` with every `{dir}` replaced by the lesson run's data folder.
-fn with_data_dir(command: &str, data_dir: &Path) -> String {
-    command.replace("{dir}", &data_dir.display().to_string())
+/// `command` with every `{dir}` replaced by the lesson run's data folder, and every `{full}` by
+/// `--full` (a step's complete form, minutes long) or, under `--quick`, by nothing.
+fn expand_placeholders(command: &str, data_dir: &Path, quick: bool) -> String {
+    command
+        .replace("{dir}", &data_dir.display().to_string())
+        .replace("{full}", if quick { "" } else { "--full" })
 }
 
 /// Runs the commands of a `run` step, sharing its deadline.
@@ -735,7 +745,7 @@ fn run_commands(
     for (command, expected) in &run.commands {
         let name = format!("$ {command}");
         let command_started = Instant::now();
-        let command = &with_data_dir(command, data_dir);
+        let command = &expand_placeholders(command, data_dir, options.quick);
         let output = match run_shell(command, options, deadline, None) {
             Ok(output) => output,
             Err(message) => {
@@ -1067,6 +1077,77 @@ fn leading_assignments_end(command: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn full_stands_for_the_complete_form_unless_quick() {
+        let dir = Path::new("/data/run");
+        assert_eq!(
+            expand_placeholders("loadgen --flood {full} --dir {dir}", dir, false),
+            "loadgen --flood --full --dir /data/run"
+        );
+        assert_eq!(
+            expand_placeholders("loadgen --flood {full} --dir {dir}", dir, true),
+            "loadgen --flood  --dir /data/run"
+        );
+    }
+
+    #[test]
+    fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {
+        let student =
+            std::env::temp_dir().join(format!("xtask-student-paths-{}", std::process::id()));
+        std::fs::create_dir_all(student.join("src")).unwrap();
+        std::fs::write(student.join("src/lib.rs"), "").unwrap();
+        let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
+        let paths = StudentPaths {
+            scratch: scratch.clone(),
+            crate_dir: PathBuf::from("crates/w05/task_queue"),
+            student: student.clone(),
+            shown_as: "student/task_queue".to_owned(),
+        };
+        let text = format!(
+            "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\
+             error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+             and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+             and crates/w05/task_queue_extra/src/lib.rs",
+            scratch.display(),
+            scratch.display()
+        );
+        let rewritten = paths.rewrite(&text);
+        std::fs::remove_dir_all(&student).unwrap();
+        assert_eq!(
+            rewritten,
+            "Compiling task_queue v0.1.0 (student/task_queue)\n\
+             error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
+             and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
+             and crates/w05/task_queue_extra/src/lib.rs"
+        );
+    }
+
+    #[test]
+    fn a_lesson_with_no_step_that_ran_does_not_pass() {
+        let skipped = |name: &str, kind: &str| crate::results::StepResult {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            line: 1,
+            status: Status::Skipped,
+            duration_ms: 0,
+            checks: Vec::new(),
+            message: Some("not run".to_owned()),
+            hints: Vec::new(),
+        };
+        let mut steps = vec![skipped("a", "run"), skipped("b", "run")];
+        assert_eq!(score(&steps), (Status::Skipped, 0, 2));
+        steps[0].status = Status::Pass;
+        assert_eq!(score(&steps), (Status::Pass, 1, 2));
+        // The build is no step of the file: it neither scores nor makes a lesson pass.
+        let mut build = skipped("build", "build");
+        build.status = Status::Pass;
+        assert_eq!(
+            score(&[build, skipped("a", "run")]),
+            (Status::Skipped, 0, 1)
+        );
+    }
 
     #[test]
     fn prebuild_commands() {

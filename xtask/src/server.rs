@@ -64,7 +64,7 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
 
 /// `--server CMD`: another server graded in place of the lesson's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ForeignServer {
+pub struct ForeignServer {
     /// The shell command, with `{port}` and optionally `{args}`.
     pub(crate) template: String,
     /// Whether the lesson's server arguments are passed (`--server-args-none` turns it off).
@@ -73,7 +73,7 @@ pub(crate) struct ForeignServer {
 
 impl ForeignServer {
     /// Checks the command: `{port}` is required, and `{args}` contradicts `--server-args-none`.
-    pub(crate) fn new(template: &str, lesson_args: bool) -> Result<Self, String> {
+    pub fn new(template: &str, lesson_args: bool) -> Result<Self, String> {
         if !template.contains("{port}") {
             return Err(format!(
                 "--server needs `{{port}}` where the port goes, e.g. --server './server {{port}}' \

@@ -36,7 +36,7 @@ use crate::process;
 
 /// The arguments of `cargo xtask soak`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct SoakArgs {
+pub struct SoakArgs {
     /// How long the whole soak runs, in minutes.
     #[arg(long, default_value_t = 10.0)]
     minutes: f64,
@@ -385,7 +385,7 @@ fn build(root: &Path) -> anyhow::Result<Bins> {
 }
 
 /// Runs the soak; its verdict is the exit status.
-pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     ensure!(args.minutes > 0.0, "--minutes must be positive");
     let root = crate::workspace_root();
     let bins = build(&root)?;
@@ -442,16 +442,16 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One panel of the plot: its title, its points (seconds, value) and its colour.
-type Panel = (&'static str, Vec<(f64, f64)>, plotters::style::RGBColor);
+/// One panel of the plot: its title, its points (seconds, value) and its colour (`#rrggbb`).
+type Panel = (&'static str, Vec<(f64, f64)>, &'static str);
 
 /// Plots RSS (MiB), open fds and CPU use (% of one core over each interval) against time, one
 /// panel each, into an SVG file at `path`.
+///
+/// The SVG is written by hand: three framed line charts need a few dozen lines of markup, and
+/// the runner stays free of a chart library (the benchmark harness, a package of its own, has
+/// one).
 fn plot(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let failed = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-    let root = SVGBackend::new(path, (960, 720)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| failed(&e))?;
     let end = samples.last().map_or(1.0, |s| s.at.as_secs_f64()).max(1.0);
     let cpu: Vec<(f64, f64)> = samples
         .windows(2)
@@ -469,7 +469,7 @@ fn plot(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| (s.at.as_secs_f64(), s.rss_kib as f64 / 1024.0))
                 .collect(),
-            RGBColor(0x2b, 0x6c, 0xb0),
+            "#2b6cb0",
         ),
         (
             "open fds",
@@ -477,30 +477,52 @@ fn plot(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| (s.at.as_secs_f64(), s.fds as f64))
                 .collect(),
-            RGBColor(0x3c, 0x9d, 0x5a),
+            "#3c9d5a",
         ),
-        ("CPU (% of a core)", cpu, RGBColor(0xd9, 0x6c, 0x1e)),
+        ("CPU (% of a core)", cpu, "#d96c1e"),
     ];
-    for (area, (name, points, colour)) in root.split_evenly((3, 1)).iter().zip(series) {
+    let (width, panel_height) = (960.0, 240.0);
+    let (left, right, top_margin, bottom_margin) = (70.0, 20.0, 34.0, 30.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+        panel_height * 3.0
+    );
+    for (index, (name, points, colour)) in series.iter().enumerate() {
+        let y0 = index as f64 * panel_height;
         let top = points.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption(name, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..end, 0f64..top)
-            .map_err(|e| failed(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .draw()
-            .map_err(|e| failed(&e))?;
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(|e| failed(&e))?;
+        let (plot_w, plot_h) = (
+            width - left - right,
+            panel_height - top_margin - bottom_margin,
+        );
+        let x = |seconds: f64| left + seconds / end * plot_w;
+        let y = |value: f64| y0 + top_margin + plot_h - value / top * plot_h;
+        let line: Vec<String> = points
+            .iter()
+            .map(|&(s, v)| format!("{:.1},{:.1}", x(s), y(v)))
+            .collect();
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"18\" text-anchor=\"middle\">{name}</text>\n\
+             <rect x=\"{left}\" y=\"{}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"black\"/>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{top:.1}</text>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\n\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{end:.0} seconds</text>\n\
+             <polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            width / 2.0,
+            y0 + 22.0,
+            y0 + top_margin,
+            left - 6.0,
+            y0 + top_margin + 12.0,
+            left - 6.0,
+            y0 + top_margin + plot_h,
+            width - right,
+            y0 + panel_height - 10.0,
+            line.join(" "),
+        ));
     }
-    root.present().map_err(|e| failed(&e))?;
-    Ok(())
+    svg.push_str("</svg>\n");
+    std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Fails if a seed's RSS in its last quarter exceeds its second quarter's by more than a

@@ -260,111 +260,130 @@ struct Edit {
     with: Vec<String>,
 }
 
+/// The edit one marker makes to its file, by its action.
 fn edit_for(lines: &[&str], marker: &Marker) -> Result<Edit, String> {
     let item = item_line(lines, marker)?;
-    let pad = " ".repeat(marker.indent);
     match &marker.action {
         Action::Todo(hint) | Action::Empty(hint) => {
-            if !is_fn_line(lines[item]) {
-                return Err(format!(
-                    "a `todo` or `empty` marker stands above a fn, but line {} is `{}`",
-                    item + 1,
-                    lines[item].trim()
-                ));
-            }
-            let name = fn_name(lines[item]).unwrap_or_default();
-            let hint = hint.clone().unwrap_or_else(|| name.to_owned());
-            // A `const fn` cannot format a message, so its label goes in a comment above.
-            let todo = if lines[item].contains("const fn ") {
-                format!(
-                    "{pad}    // {}: {hint}\n{pad}    todo!()",
-                    label(&marker.lesson)
-                )
-            } else {
-                format!("{pad}    todo!(\"{}: {hint}\")", label(&marker.lesson))
-            };
-            // The body opens on the first line of the signature that ends with `{`.
-            let open = lines
-                .iter()
-                .enumerate()
-                .skip(item)
-                .take_while(|(index, line)| *index == item || indentation(line) >= marker.indent)
-                .find(|(_, line)| line.trim_end().ends_with('{') || line.trim_end().ends_with("{}"))
-                .map(|(index, _)| index)
-                .ok_or_else(|| format!("the fn `{name}` has no body"))?;
-            // `todo!()` is `!`, which is no `impl Trait`: an `impl Iterator` body gets an empty
-            // iterator after it to give the type; other `impl Trait`s cannot be blanked.
-            let signature = lines[item..=open].join(" ");
-            let todo = if matches!(marker.action, Action::Empty(_)) {
-                format!("{pad}    // {}: {hint}", label(&marker.lesson))
-            } else if signature.contains("-> impl Iterator") {
-                format!(
-                    "{todo};\n{pad}    // The type the body returns; unreachable until the `todo!` is replaced.\n\
-                     {pad}    std::iter::empty()"
-                )
-            } else if signature.contains("-> impl ") {
-                return Err(format!(
-                    "the fn `{name}` returns an `impl Trait` (not `impl Iterator`), which a \
-                     `todo!()` body cannot be; leave it given and mark the fns it calls"
-                ));
-            } else {
-                todo
-            };
-            if let Some(head) = lines[open].trim_end().strip_suffix("{}") {
-                let mut with: Vec<String> = lines[marker.index + 1..open]
-                    .iter()
-                    .map(|line| (*line).to_owned())
-                    .collect();
-                with.extend([format!("{head}{{"), todo, format!("{pad}}}")]);
-                return Ok(Edit {
-                    from: marker.index,
-                    to: open,
-                    with,
-                });
-            }
-            let close = block_end(lines, open, marker.indent)?;
-            Ok(Edit {
-                from: marker.index,
-                to: close - 1,
-                with: lines[marker.index + 1..=open]
-                    .iter()
-                    .map(|line| (*line).to_owned())
-                    .chain(std::iter::once(todo))
-                    .collect(),
-            })
+            blank_body(lines, marker, item, hint.as_deref())
         }
-        Action::Remove => {
-            // The item ends with the `;` of its header (`const`, `use`, a unit struct) or with
-            // the block its header opens (possibly after a wrapped signature or `where` clause).
-            let (opens, line) = lines
-                .iter()
-                .enumerate()
-                .skip(item)
-                .find(|(_, line)| {
-                    let line = line.trim_end();
-                    line.ends_with('{') || line.ends_with(';')
-                })
-                .ok_or_else(|| format!("the item on line {} never ends", item + 1))?;
-            let end = if line.trim_end().ends_with(';') {
-                opens
-            } else {
-                block_end(lines, opens, marker.indent)?
-            };
-            // One blank line after a removed item goes with it, so no double blank line stays.
-            let blank_after = lines.get(end + 1).is_some_and(|l| l.trim().is_empty());
-            let blank_before = marker.index == 0 || lines[marker.index - 1].trim().is_empty();
-            let to = if blank_after && blank_before {
-                end + 1
-            } else {
-                end
-            };
-            Ok(Edit {
-                from: marker.index,
-                to,
-                with: Vec::new(),
-            })
-        }
+        Action::Remove => remove_item(lines, marker, item),
     }
+}
+
+/// The edit of a `todo` or `empty` marker: the fn on line `item` keeps its docs and signature,
+/// and its body becomes a labelled `todo!` (or, for `empty`, only the hint as a comment).
+fn blank_body(
+    lines: &[&str],
+    marker: &Marker,
+    item: usize,
+    hint: Option<&str>,
+) -> Result<Edit, String> {
+    let pad = " ".repeat(marker.indent);
+    if !is_fn_line(lines[item]) {
+        return Err(format!(
+            "a `todo` or `empty` marker stands above a fn, but line {} is `{}`",
+            item + 1,
+            lines[item].trim()
+        ));
+    }
+    let name = fn_name(lines[item]).unwrap_or_default();
+    let hint = hint.unwrap_or(name).to_owned();
+    // A `const fn` cannot format a message, so its label goes in a comment above.
+    let todo = if lines[item].contains("const fn ") {
+        format!(
+            "{pad}    // {}: {hint}\n{pad}    todo!()",
+            label(&marker.lesson)
+        )
+    } else {
+        // `todo!` reads its message as a format string: the hint's braces are doubled so
+        // that it prints them as written instead of a placeholder's value (or refusing
+        // to compile).
+        let hint = hint.replace('{', "{{").replace('}', "}}");
+        format!("{pad}    todo!(\"{}: {hint}\")", label(&marker.lesson))
+    };
+    // The body opens on the first line of the signature that ends with `{`.
+    let open = lines
+        .iter()
+        .enumerate()
+        .skip(item)
+        .take_while(|(index, line)| *index == item || indentation(line) >= marker.indent)
+        .find(|(_, line)| line.trim_end().ends_with('{') || line.trim_end().ends_with("{}"))
+        .map(|(index, _)| index)
+        .ok_or_else(|| format!("the fn `{name}` has no body"))?;
+    // `todo!()` is `!`, which is no `impl Trait`: an `impl Iterator` body gets an empty
+    // iterator after it to give the type; other `impl Trait`s cannot be blanked.
+    let signature = lines[item..=open].join(" ");
+    let todo = if matches!(marker.action, Action::Empty(_)) {
+        format!("{pad}    // {}: {hint}", label(&marker.lesson))
+    } else if signature.contains("-> impl Iterator") {
+        format!(
+            "{todo};\n{pad}    // The type the body returns; unreachable until the `todo!` is replaced.\n\
+                 {pad}    std::iter::empty()"
+        )
+    } else if signature.contains("-> impl ") {
+        return Err(format!(
+            "the fn `{name}` returns an `impl Trait` (not `impl Iterator`), which a \
+                 `todo!()` body cannot be; leave it given and mark the fns it calls"
+        ));
+    } else {
+        todo
+    };
+    if let Some(head) = lines[open].trim_end().strip_suffix("{}") {
+        let mut with: Vec<String> = lines[marker.index + 1..open]
+            .iter()
+            .map(|line| (*line).to_owned())
+            .collect();
+        with.extend([format!("{head}{{"), todo, format!("{pad}}}")]);
+        return Ok(Edit {
+            from: marker.index,
+            to: open,
+            with,
+        });
+    }
+    let close = block_end(lines, open, marker.indent)?;
+    Ok(Edit {
+        from: marker.index,
+        to: close - 1,
+        with: lines[marker.index + 1..=open]
+            .iter()
+            .map(|line| (*line).to_owned())
+            .chain(std::iter::once(todo))
+            .collect(),
+    })
+}
+
+/// The edit of a `remove` marker: the item on line `item`, with its docs and attributes, goes.
+fn remove_item(lines: &[&str], marker: &Marker, item: usize) -> Result<Edit, String> {
+    // The item ends with the `;` of its header (`const`, `use`, a unit struct) or with
+    // the block its header opens (possibly after a wrapped signature or `where` clause).
+    let (opens, line) = lines
+        .iter()
+        .enumerate()
+        .skip(item)
+        .find(|(_, line)| {
+            let line = line.trim_end();
+            line.ends_with('{') || line.ends_with(';')
+        })
+        .ok_or_else(|| format!("the item on line {} never ends", item + 1))?;
+    let end = if line.trim_end().ends_with(';') {
+        opens
+    } else {
+        block_end(lines, opens, marker.indent)?
+    };
+    // One blank line after a removed item goes with it, so no double blank line stays.
+    let blank_after = lines.get(end + 1).is_some_and(|l| l.trim().is_empty());
+    let blank_before = marker.index == 0 || lines[marker.index - 1].trim().is_empty();
+    let to = if blank_after && blank_before {
+        end + 1
+    } else {
+        end
+    };
+    Ok(Edit {
+        from: marker.index,
+        to,
+        with: Vec::new(),
+    })
 }
 
 /// The starter version of one file for the starter whose lessons are `own`, or `None` when the
@@ -463,7 +482,7 @@ fn lesson_error(lessons: &[Lesson], package: &str, lesson: &str) -> Option<Strin
 /// (xtask's own sources, which document the markers, aside). Malformed markers fail the whole
 /// generation, each reported as `file:line: reason`.
 pub(crate) fn generate_all(root: &Path, lessons: &[Lesson]) -> anyhow::Result<Vec<Starter>> {
-    let packages = crate::student::workspace_packages(root)?;
+    let packages = crate::workspace::workspace_packages(root)?;
     let mut errors = Vec::new();
     let mut starters: BTreeMap<String, Starter> = BTreeMap::new();
     for lesson in lessons {
@@ -679,6 +698,43 @@ fn given() -> u8 {
         assert_eq!(text, expected);
     }
 
+    /// The message a `todo!("…")` with this format string prints: `{{` and `}}` are one brace
+    /// each, and any other brace is a placeholder the compiler would fill or refuse.
+    fn printed_message(format_string: &str) -> Result<String, String> {
+        let mut message = String::new();
+        let mut chars = format_string.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' | '}' if chars.peek() == Some(&c) => {
+                    chars.next();
+                    message.push(c);
+                }
+                '{' | '}' => return Err(format!("a placeholder in `{format_string}`")),
+                _ => message.push(c),
+            }
+        }
+        Ok(message)
+    }
+
+    #[test]
+    fn a_hint_with_braces_is_printed_as_written() {
+        let hint = "fill {} from {name}, then {{done}}";
+        let source = format!(
+            "//! A module.\n\n// starter: w05-l01 todo \"{hint}\"\nfn fill(name: &str) -> String {{\n    name.to_owned()\n}}\n"
+        );
+        let text = starter_text(&source, &own_l01).unwrap().unwrap();
+        let format_string = text
+            .split_once("todo!(\"")
+            .and_then(|(_, rest)| rest.split_once("\")"))
+            .map(|(inside, _)| inside)
+            .unwrap_or_else(|| panic!("no todo!(\"…\") in:\n{text}"));
+        assert_eq!(
+            printed_message(format_string),
+            Ok(format!("W05 L01: {hint}")),
+            "the starter's todo! must print the hint, not format it:\n{text}"
+        );
+    }
+
     #[test]
     fn a_file_without_own_markers_is_not_in_the_starter() {
         assert_eq!(starter_text(SOURCE, &|id| id == "w04-l05").unwrap(), None);
@@ -759,7 +815,7 @@ fn given() -> u8 {
 
     #[test]
     fn the_task_queue_starter_labels_close_with_the_lesson_that_grades_it() {
-        let root = crate::workspace_root();
+        let root = crate::workspace::workspace_root();
         let lesson = crate::lesson::find(&root, "w05-l01").unwrap();
         let starter = for_lesson(&root, &lesson).unwrap();
         assert_eq!(starter.files.len(), 1, "{:?}", starter.files.keys());
@@ -776,7 +832,7 @@ fn given() -> u8 {
 
     #[test]
     fn a_marker_names_a_lesson_of_its_own_crate() {
-        let lessons = crate::lesson::discover(&crate::workspace_root()).unwrap();
+        let lessons = crate::lesson::discover(&crate::workspace::workspace_root()).unwrap();
         assert_eq!(lesson_error(&lessons, "task_queue", "w05-l01"), None);
         let other = lesson_error(&lessons, "task_queue", "w05-l03").unwrap();
         assert!(
@@ -789,7 +845,7 @@ fn given() -> u8 {
 
     #[test]
     fn every_starter_of_the_course_generates_without_tests() {
-        let root = crate::workspace_root();
+        let root = crate::workspace::workspace_root();
         let lessons = crate::lesson::discover(&root).unwrap();
         let starters = generate_all(&root, &lessons).unwrap();
         for lesson in &lessons {

@@ -26,12 +26,12 @@ pub(crate) fn student_dir(root: &Path, lesson: &Lesson) -> PathBuf {
 
 /// The scratch workspace's root.
 pub(crate) fn scratch_root(root: &Path) -> PathBuf {
-    crate::target_dir(root).join("xtask/scratch/workspace")
+    crate::workspace::target_dir(root).join("xtask/scratch/workspace")
 }
 
 /// The scratch workspace's cargo target folder (kept between runs so rebuilds are incremental).
 pub(crate) fn scratch_target(root: &Path) -> PathBuf {
-    crate::target_dir(root).join("xtask/scratch/target")
+    crate::workspace::target_dir(root).join("xtask/scratch/target")
 }
 
 /// Generates the lesson's starter into the student's folder; `overwrite` replaces the
@@ -49,36 +49,6 @@ pub(crate) fn install_starter(
     Ok(student)
 }
 
-/// Every workspace package with its folder, relative to the workspace root.
-pub(crate) fn workspace_packages(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let metadata = crate::cargo_metadata(root)?;
-    let mut packages = Vec::new();
-    for package in metadata["packages"].as_array().into_iter().flatten() {
-        let (Some(name), Some(manifest)) =
-            (package["name"].as_str(), package["manifest_path"].as_str())
-        else {
-            continue;
-        };
-        let dir = Path::new(manifest)
-            .parent()
-            .context("manifest without a folder")?;
-        packages.push((
-            name.to_owned(),
-            dir.strip_prefix(root).unwrap_or(dir).to_path_buf(),
-        ));
-    }
-    Ok(packages)
-}
-
-/// The folder of a workspace package, relative to the workspace root.
-pub(crate) fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
-    workspace_packages(root)?
-        .into_iter()
-        .find(|(name, _)| name == krate)
-        .map(|(_, dir)| dir)
-        .with_context(|| format!("no workspace package is named `{krate}`"))
-}
-
 /// Builds (or refreshes) the scratch workspace with `overlay` laid over the crate's folder.
 ///
 /// Files are written only when their content changed, so cargo's fingerprints stay valid and a
@@ -89,11 +59,11 @@ pub(crate) fn prepare_scratch(
     overlay: &Path,
 ) -> anyhow::Result<PathBuf> {
     let scratch = scratch_root(root);
-    let crate_dir = crate_dir(root, &lesson.front.krate)?;
+    let crate_dir = crate::workspace::crate_dir(root, &lesson.front.krate)?;
     // The crate's folder is rebuilt from the overlay alone plus the reference files it lacks.
     // A target folder inside the workspace under another name (`CARGO_TARGET_DIR=build`) is
     // build output too, and is not copied.
-    let target = crate::target_dir(root);
+    let target = crate::workspace::target_dir(root);
     let target_name = target
         .strip_prefix(root)
         .ok()

@@ -1,9 +1,12 @@
-//! The runner's process and socket control, on top of `eventloop::sys`.
+//! The runner's process and socket control.
 //!
-//! The workspace has one way into libc: `eventloop::sys` and its `syscall!` helper, which turns
-//! the C error convention into an `io::Error`. The runner uses it too, through this thin layer
-//! that only adapts types (std's `u32` process ids, `AsFd` streams) and names the runner's intent
-//! (`kill_group`, `set_nofile_limit`). It calls no libc function itself.
+//! The course's one way into libc is `eventloop::sys` and its `syscall!` helper, which turns the
+//! C error convention into an `io::Error`; the few calls the course does not teach and only
+//! tooling needs (a child's clean signal mask and inherited fds, waiting for a signal, a socket
+//! reset, the clock tick) are `test_support::sys`'s, shared by the test suites, this runner and
+//! the benchmark harness. This module makes no libc call of its own: it only adapts types (std's
+//! `u32` process ids, `AsFd` streams) and names the runner's intent (`kill_group`,
+//! `set_nofile_limit`).
 //!
 //! The runner builds from the reference crates, never from a student's copy: a started lesson is
 //! graded in a scratch workspace (see `student.rs`), so a half-written lesson crate cannot break
@@ -14,7 +17,10 @@ use std::os::fd::AsFd;
 
 use eventloop::sys as os;
 
-pub(crate) use os::{block_signals, clock_ticks_per_second, unblock_all_signals, wait_for_signal};
+pub(crate) use os::block_signals;
+pub(crate) use test_support::sys::{
+    clock_ticks_per_second, set_linger_zero, unblock_all_signals, wait_for_signal,
+};
 
 /// A std process id (`Child::id`) as the kernel's `pid_t`.
 fn pid_t(pid: u32) -> io::Result<i32> {
@@ -46,12 +52,7 @@ pub(crate) fn set_nofile_limit(limit: u64) -> io::Result<()> {
 /// the shell that started the runner). Async-signal-safe; kernels before 5.11 lack the flag, and
 /// the caller may ignore that error.
 pub(crate) fn cloexec_inherited_fds() -> io::Result<()> {
-    os::cloexec_fds_from(3)
-}
-
-/// Makes the next close of `socket` send a TCP reset instead of a FIN (SO_LINGER with 0 s).
-pub(crate) fn set_linger_zero(socket: &impl AsFd) -> io::Result<()> {
-    os::set_linger_zero(socket.as_fd())
+    test_support::sys::cloexec_fds_from(3)
 }
 
 /// Shrinks a socket's receive buffer to about `bytes` (`SO_RCVBUF`; the kernel doubles it for

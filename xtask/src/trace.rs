@@ -1,5 +1,5 @@
-//! `console trace`: which threads of a server touch client sockets, and which touch the files of
-//! its data folder, seen through strace.
+//! `console trace`: which threads of a server touch client sockets, which touch the files of its
+//! data folder, and how often its workers wake the loop through an eventfd, seen through strace.
 //!
 //! strace is attached to the running server (`-p`, following every thread with `-f`) and records
 //! the I/O and close calls, with `-yy` so each fd is shown with what it is: a connected TCP
@@ -7,7 +7,9 @@
 //! The threads that made a call on a connected socket are the threads that touched a client
 //! socket; the threads that made a file call (open, read, write, fsync, fdatasync, truncate,
 //! rename, unlink) naming a path inside the lesson's data folder (`{dir}`) are the threads that
-//! did its disk IO.
+//! did its disk IO. An eventfd reads `fd<anon_inode:[eventfd]>`: its writes by the workers and its
+//! reads by anyone show whether the workers wake the loop only on the results queue's
+//! empty-to-non-empty edge.
 
 use crate::process;
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,6 +199,54 @@ pub(crate) fn socket_threads(trace: &str) -> BTreeSet<u64> {
         .collect()
 }
 
+/// How one eventfd was used during a trace: writes by the given threads, reads by any thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EventfdUse {
+    /// The fd number.
+    pub(crate) fd: u32,
+    /// Writes by the writer threads (each a wake).
+    pub(crate) writes: usize,
+    /// Reads by any thread (each a drain of the counter).
+    pub(crate) reads: usize,
+}
+
+/// For every eventfd that one of `writers` wrote, how often those threads wrote it and how often
+/// anyone read it. A loop that drains the counter before it drains its results queue, woken only
+/// when a push makes that queue non-empty, reads each eventfd at least once between two such
+/// writes, so `writes <= reads + 1`; a worker that writes on every push writes far more often.
+pub(crate) fn eventfd_use(trace: &str, writers: &BTreeSet<u64>) -> Vec<EventfdUse> {
+    let mut uses: BTreeMap<u32, EventfdUse> = BTreeMap::new();
+    for line in trace.lines() {
+        let Some((tid, call)) = tid_and_call(line) else {
+            continue;
+        };
+        let Some((name, args)) = call.split_once('(') else {
+            continue;
+        };
+        let Some((fd, rest)) = args.split_once('<') else {
+            continue;
+        };
+        // A successful call only: an `EAGAIN` read of an empty counter drained nothing.
+        if !rest.starts_with("anon_inode:[eventfd]>") || call.contains(" = -1 ") {
+            continue;
+        }
+        let Ok(fd) = fd.trim().parse::<u32>() else {
+            continue;
+        };
+        let entry = uses.entry(fd).or_insert(EventfdUse {
+            fd,
+            writes: 0,
+            reads: 0,
+        });
+        match name {
+            "write" if writers.contains(&tid) => entry.writes += 1,
+            "read" => entry.reads += 1,
+            _ => {}
+        }
+    }
+    uses.into_values().filter(|used| used.writes > 0).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +284,28 @@ mod tests {
             [200, 201, 203, 204]
         );
         assert!(found[&201].starts_with("fdatasync("), "{found:?}");
+    }
+
+    #[test]
+    fn counts_the_eventfd_writes_of_the_workers_and_every_read() {
+        let trace = "\
+300 write(7<anon_inode:[eventfd]>, \"\\1\\0\\0\\0\\0\\0\\0\\0\", 8) = 8
+100 read(7<anon_inode:[eventfd]>, \"\\1\\0\\0\\0\\0\\0\\0\\0\", 8) = 8
+[pid   301] write(7<anon_inode:[eventfd]>, \"\\1\\0\\0\\0\\0\\0\\0\\0\", 8) = 8
+100 read(7<anon_inode:[eventfd]>, 0x7ffc, 8) = -1 EAGAIN (Resource temporarily unavailable)
+100 write(6<anon_inode:[eventfd]>, \"\\1\\0\\0\\0\\0\\0\\0\\0\", 8) = 8
+100 read(6<anon_inode:[eventfd]>, \"\\1\\0\\0\\0\\0\\0\\0\\0\", 8) = 8
+300 write(5<TCP:[127.0.0.1:4000->127.0.0.1:5000]>, \"\"..., 5) = 5
+";
+        let workers: BTreeSet<u64> = [300, 301].into();
+        // fd 6 is the loop's own (no worker wrote it); the failed read drained nothing.
+        assert_eq!(
+            eventfd_use(trace, &workers),
+            [EventfdUse {
+                fd: 7,
+                writes: 2,
+                reads: 1
+            }]
+        );
     }
 }

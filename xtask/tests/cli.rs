@@ -120,6 +120,38 @@ fn list_prints_the_course_to_stdout() {
 }
 
 #[test]
+fn help_lists_the_maintainer_commands_apart_from_the_learners() {
+    let progress = progress_file("help");
+    let output = runner(&progress).arg("--help").output().expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let (learner, maintainer) = help
+        .split_once("Maintainer commands:")
+        .unwrap_or_else(|| panic!("no maintainer heading in:\n{help}"));
+    let lists = |text: &str, command: &str| {
+        text.lines()
+            .any(|line| line.trim_start().starts_with(&format!("{command} ")))
+    };
+    for command in ["lesson", "list", "grade", "start", "stop", "reset"] {
+        assert!(
+            lists(learner, command),
+            "{command} not a learner's command:\n{help}"
+        );
+        assert!(
+            !lists(maintainer, command),
+            "{command} listed as a maintainer's:\n{help}"
+        );
+    }
+    assert!(lists(maintainer, "starters"), "{help}");
+    assert!(!lists(learner, "starters"), "{help}");
+    // Hidden from the first list, the command still runs.
+    runner(&progress)
+        .args(["starters", "--help"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn server_on_a_lesson_without_server_steps_is_refused() {
     let progress = progress_file("no-server");
     let output = runner(&progress)
@@ -362,4 +394,61 @@ fn a_lesson_whose_reader_goes_away_stops_its_server_and_ends_with_141() {
         "server {server_pid} outlived the runner"
     );
     assert!(!progress.exists());
+}
+
+#[test]
+fn lesson_stop_and_reset_without_an_id_need_exactly_one_started_lesson() {
+    let progress = progress_file("no-id");
+    for command in ["lesson", "stop", "reset"] {
+        let output = runner(&progress).arg(command).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("needs a lesson id: no lesson is started"),
+            "{command}: {stderr}"
+        );
+    }
+    std::fs::write(
+        &progress,
+        r#"{"lessons":{"w05-l01":{"started":true,"last_status":null,"points":0,"max_points":0,"at":0},"w05-l02":{"started":true,"last_status":null,"points":0,"max_points":0,"at":0}}}"#,
+    )
+    .expect("write the progress file");
+    let output = runner(&progress).arg("stop").output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("2 lessons are started (w05-l01, w05-l02); name one"),
+        "{stderr}"
+    );
+    // With one started lesson, `stop` means that one.
+    std::fs::write(
+        &progress,
+        r#"{"lessons":{"w05-l02":{"started":true,"last_status":null,"points":0,"max_points":0,"at":0}}}"#,
+    )
+    .expect("write the progress file");
+    let output = runner(&progress).arg("stop").output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.starts_with("w05-l02 stopped: "), "{stdout}");
+    let after = std::fs::read_to_string(&progress).expect("read the progress file");
+    assert!(after.contains(r#""started": false"#), "{after}");
+    let _ = std::fs::remove_file(&progress);
+}
+
+#[test]
+fn a_lesson_not_started_says_that_it_grades_the_reference() {
+    let progress = progress_file("reference-said");
+    let output = runner(&progress)
+        .args(["lesson", "w10-l01"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "grading the reference crates, not your code: lesson w10-l01 is not started \
+             (`cargo xtask start w10-l01` gives you its starter to write)"
+        ),
+        "{stderr}"
+    );
+    assert!(!progress.exists(), "a run of the reference records nothing");
 }

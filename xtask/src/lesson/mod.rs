@@ -4,8 +4,8 @@
 //! rejects everything it does not describe, so a typo in a lesson is an error, not a step that
 //! silently never runs.
 
-pub(crate) mod parse;
-pub(crate) mod pattern;
+pub mod parse;
+pub mod pattern;
 
 use pattern::{ExpectLine, LinePattern};
 use std::path::{Path, PathBuf};
@@ -13,53 +13,53 @@ use std::time::Duration;
 
 /// The front matter of a lesson.
 #[derive(Debug, Clone)]
-pub(crate) struct FrontMatter {
+pub struct FrontMatter {
     /// Stable id such as `w05-l04`; progress is keyed by it.
-    pub(crate) id: String,
+    pub id: String,
     /// Human title.
-    pub(crate) title: String,
+    pub title: String,
     /// Place within the week.
-    pub(crate) order: u32,
+    pub order: u32,
     /// The workspace package the lesson builds.
-    pub(crate) krate: String,
+    pub krate: String,
     /// Expected study time, as written.
-    pub(crate) duration: String,
+    pub duration: String,
     /// The starter's name: lessons with the same one share a starter and `student/<starter>/`.
-    pub(crate) starter: String,
+    pub starter: String,
 }
 
 impl FrontMatter {
     /// The week part of the id (`w05`).
-    pub(crate) fn week(&self) -> &str {
+    pub fn week(&self) -> &str {
         self.id.split('-').next().unwrap_or(&self.id)
     }
 }
 
 /// A parsed lesson.
 #[derive(Debug, Clone)]
-pub(crate) struct Lesson {
+pub struct Lesson {
     /// Where the lesson file is, relative to the workspace root.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// Its front matter.
-    pub(crate) front: FrontMatter,
+    pub front: FrontMatter,
     /// Its runnable steps, in document order.
-    pub(crate) steps: Vec<Step>,
+    pub steps: Vec<Step>,
     /// The Done-when items.
-    pub(crate) done_when: Vec<DoneItem>,
+    pub done_when: Vec<DoneItem>,
     /// The Common-mistakes rows.
-    pub(crate) mistakes: Vec<Mistake>,
+    pub mistakes: Vec<Mistake>,
 }
 
 impl Lesson {
     /// Whether the lesson starts a server (and so can grade a foreign one with `--server`).
-    pub(crate) fn has_server(&self) -> bool {
+    pub fn has_server(&self) -> bool {
         self.steps
             .iter()
             .any(|step| matches!(step.kind, StepKind::Server(_)))
     }
 
     /// The hints (mistake and fix) of every Common-mistakes row caught by `step`.
-    pub(crate) fn hints_for(&self, step: &str) -> Vec<String> {
+    pub fn hints_for(&self, step: &str) -> Vec<String> {
         self.mistakes
             .iter()
             .filter(|row| row.caught_by.iter().any(|name| name == step))
@@ -70,51 +70,55 @@ impl Lesson {
 
 /// One Done-when item.
 #[derive(Debug, Clone)]
-pub(crate) struct DoneItem {
+pub struct DoneItem {
     /// The item's text, without its `(checked by: ...)` suffix.
-    pub(crate) text: String,
+    pub text: String,
     /// The steps that check it; empty when it is not checked mechanically.
-    pub(crate) checked_by: Vec<String>,
+    pub checked_by: Vec<String>,
 }
 
 /// One Common-mistakes row.
 #[derive(Debug, Clone)]
-pub(crate) struct Mistake {
+pub struct Mistake {
     /// What goes wrong.
-    pub(crate) mistake: String,
+    pub mistake: String,
     /// How to fix it.
-    pub(crate) fix: String,
+    pub fix: String,
     /// The steps that fail when it happens.
-    pub(crate) caught_by: Vec<String>,
+    pub caught_by: Vec<String>,
 }
 
 /// A runnable step.
 #[derive(Debug, Clone)]
-pub(crate) struct Step {
+pub struct Step {
     /// Unique name within the lesson.
-    pub(crate) name: String,
+    pub name: String,
     /// Line of the fence in the lesson file (1-based).
-    pub(crate) line: usize,
+    pub line: usize,
     /// The step's time limit.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// What it does.
-    pub(crate) kind: StepKind,
+    pub kind: StepKind,
     /// Marked `reference-only` (or a `run` step): it checks something only the workspace's own
     /// code has, so with `--server` it is not applicable and does not count.
-    pub(crate) reference_only: bool,
+    pub reference_only: bool,
+    /// The step's weight in the GitHub Classroom result (`points=N`, default 1).
+    pub points: u32,
+    /// The block as the lesson shows it: its info string on the first line, then its lines.
+    pub block: String,
 }
 
 impl Step {
     /// Whether the step applies to a foreign server graded with `--server`: `run` steps and steps
     /// marked `reference-only` do not.
-    pub(crate) fn applies_to_foreign_server(&self) -> bool {
+    pub fn applies_to_foreign_server(&self) -> bool {
         !self.reference_only && !matches!(self.kind, StepKind::Run(_))
     }
 }
 
 /// The step kinds of the format.
 #[derive(Debug, Clone)]
-pub(crate) enum StepKind {
+pub enum StepKind {
     /// `console run`.
     Run(RunStep),
     /// `console server`.
@@ -133,7 +137,7 @@ pub(crate) enum StepKind {
 
 impl StepKind {
     /// The kind's word in the info string.
-    pub(crate) fn word(&self) -> &'static str {
+    pub fn word(&self) -> &'static str {
         match self {
             Self::Run(_) => "run",
             Self::Server(_) => "server",
@@ -148,7 +152,7 @@ impl StepKind {
 
 /// Which exit statuses a `run` command may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ExpectStatus {
+pub enum ExpectStatus {
     /// Exactly this status.
     Code(i32),
     /// Any non-zero status.
@@ -157,7 +161,7 @@ pub(crate) enum ExpectStatus {
 
 /// Which output of a `run` command is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stream {
+pub enum Stream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -168,18 +172,18 @@ pub(crate) enum Stream {
 
 /// `console run`.
 #[derive(Debug, Clone)]
-pub(crate) struct RunStep {
+pub struct RunStep {
     /// Each command with its expected output lines (empty: any output).
-    pub(crate) commands: Vec<(String, Vec<ExpectLine>)>,
+    pub commands: Vec<(String, Vec<ExpectLine>)>,
     /// Expected exit status.
-    pub(crate) status: ExpectStatus,
+    pub status: ExpectStatus,
     /// The stream compared.
-    pub(crate) stream: Stream,
+    pub stream: Stream,
 }
 
 /// How the runner decides a server is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Ready {
+pub enum Ready {
     /// A TCP connection to its port succeeds.
     Tcp,
     /// Its log has a line containing this text.
@@ -188,98 +192,98 @@ pub(crate) enum Ready {
 
 /// `console server`.
 #[derive(Debug, Clone)]
-pub(crate) struct ServerStep {
+pub struct ServerStep {
     /// The command, with placeholders.
-    pub(crate) command: String,
+    pub command: String,
     /// The name of its log.
-    pub(crate) log: String,
+    pub log: String,
     /// Readiness probe.
-    pub(crate) ready: Ready,
+    pub ready: Ready,
     /// RLIMIT_NOFILE for the process.
-    pub(crate) nofile: Option<u64>,
+    pub nofile: Option<u64>,
 }
 
 /// `console client`.
 #[derive(Debug, Clone)]
-pub(crate) struct ClientStep {
+pub struct ClientStep {
     /// The step's name, for `--verbose` output.
-    pub(crate) name: String,
+    pub name: String,
     /// The server to connect to.
-    pub(crate) server: String,
+    pub server: String,
     /// Concurrent clients per round.
-    pub(crate) clients: usize,
+    pub clients: usize,
     /// Rounds, one after another.
-    pub(crate) rounds: usize,
+    pub rounds: usize,
     /// Shut down the write side after sending.
-    pub(crate) half_close: bool,
+    pub half_close: bool,
     /// Send the last line without its `\n`.
-    pub(crate) no_final_newline: bool,
+    pub no_final_newline: bool,
     /// Check every response against the protocol's prescribed bytes.
-    pub(crate) expect_protocol: bool,
+    pub expect_protocol: bool,
     /// The server must close the connection after the answers.
-    pub(crate) eof: bool,
+    pub eof: bool,
     /// Bound on each client's whole exchange.
-    pub(crate) within: Option<Duration>,
+    pub within: Option<Duration>,
     /// Close with a reset right after sending.
-    pub(crate) reset: bool,
+    pub reset: bool,
     /// Wait before connecting.
-    pub(crate) delay: Option<Duration>,
+    pub delay: Option<Duration>,
     /// Keep the connection open this long after the exchange.
-    pub(crate) hold: Option<Duration>,
+    pub hold: Option<Duration>,
     /// Read no response until this long after sending: a slow reader, whose answers the server
     /// must hold meanwhile.
-    pub(crate) read_after: Option<Duration>,
+    pub read_after: Option<Duration>,
     /// Run in the background.
-    pub(crate) background: bool,
+    pub background: bool,
     /// Errors do not fail the step.
-    pub(crate) tolerant: bool,
+    pub tolerant: bool,
     /// The `> ` lines, with placeholders and escapes as written.
-    pub(crate) sends: Vec<String>,
+    pub sends: Vec<String>,
     /// The `< ` lines.
-    pub(crate) expects: Vec<ExpectLine>,
+    pub expects: Vec<ExpectLine>,
 }
 
 /// `console wait`.
 #[derive(Debug, Clone)]
-pub(crate) struct WaitStep {
+pub struct WaitStep {
     /// The background client step waited for (`for=NAME`).
-    pub(crate) client: String,
+    pub client: String,
 }
 
 /// `console trace`.
 #[derive(Debug, Clone)]
-pub(crate) struct TraceStep {
+pub struct TraceStep {
     /// The server whose threads are traced.
-    pub(crate) server: String,
+    pub server: String,
 }
 
 /// `console signal`.
 #[derive(Debug, Clone)]
-pub(crate) struct SignalStep {
+pub struct SignalStep {
     /// The server to signal.
-    pub(crate) server: String,
+    pub server: String,
     /// The signal number.
-    pub(crate) signal: i32,
+    pub signal: i32,
     /// The signal's name as written (`TERM`).
-    pub(crate) signal_name: String,
+    pub signal_name: String,
 }
 
 /// `console prove`.
 #[derive(Debug, Clone)]
-pub(crate) struct ProveStep {
+pub struct ProveStep {
     /// The server whose process is inspected.
-    pub(crate) server: Option<String>,
+    pub server: Option<String>,
     /// The log the log assertions read.
-    pub(crate) log: Option<String>,
+    pub log: Option<String>,
     /// The trace `socket tids` and `disk tids` read.
-    pub(crate) trace: Option<String>,
+    pub trace: Option<String>,
     /// The assertions, each with its source text.
-    pub(crate) assertions: Vec<(String, Assertion)>,
+    pub assertions: Vec<(String, Assertion)>,
 }
 
 /// One assertion of a `prove` step.
 #[derive(Debug, Clone)]
-pub(crate) enum Assertion {
+pub enum Assertion {
     /// `log has P [at least N times]`.
     LogHas(LinePattern, usize),
     /// `log lacks P`.
@@ -318,11 +322,15 @@ pub(crate) enum Assertion {
     /// `disk tids disjoint from P`: no thread that did file IO inside the data folder `{dir}`
     /// is a thread P captures.
     DiskTidsDisjoint(LinePattern),
+    /// `eventfd writes from P at most reads plus 1`: for every eventfd that a thread P captures
+    /// wrote during the trace, those threads wrote it at most one time more than it was read, so
+    /// the workers wake the loop only when its results queue goes from empty to non-empty.
+    EventfdWritesAtMostReads(LinePattern),
 }
 
 /// The bound of a `threads` assertion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ThreadBound {
+pub enum ThreadBound {
     /// A number written in the lesson: `threads exactly 3`.
     Count(usize),
     /// `workers + io`: the server's worker count (its `--workers`, else its `stats` answer) plus
@@ -333,17 +341,17 @@ pub(crate) enum ThreadBound {
 
 /// A lesson file that does not follow the format.
 #[derive(Debug, Clone)]
-pub(crate) struct BrokenLesson {
+pub struct BrokenLesson {
     /// The file, relative to the workspace root.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// What is wrong.
-    pub(crate) error: String,
+    pub error: String,
 }
 
 /// Every lesson file of the course (all `.md` files under `course/` that start with front
 /// matter, starters excepted), parsed and in course order: by week, then by `order`. Files that
 /// break the format are returned apart, so one broken lesson does not hide the others.
-pub(crate) fn discover_all(root: &Path) -> anyhow::Result<(Vec<Lesson>, Vec<BrokenLesson>)> {
+pub fn discover_all(root: &Path) -> anyhow::Result<(Vec<Lesson>, Vec<BrokenLesson>)> {
     let mut files = Vec::new();
     collect_markdown(&root.join("course"), &mut files)?;
     files.sort();
@@ -387,7 +395,7 @@ pub(crate) fn discover_all(root: &Path) -> anyhow::Result<(Vec<Lesson>, Vec<Brok
 }
 
 /// Every lesson, failing on the first file that breaks the format.
-pub(crate) fn discover(root: &Path) -> anyhow::Result<Vec<Lesson>> {
+pub fn discover(root: &Path) -> anyhow::Result<Vec<Lesson>> {
     let (lessons, broken) = discover_all(root)?;
     if let Some(first) = broken.first() {
         anyhow::bail!("{}: {}", first.path.display(), first.error);
@@ -396,7 +404,7 @@ pub(crate) fn discover(root: &Path) -> anyhow::Result<Vec<Lesson>> {
 }
 
 /// Finds one lesson by id; broken files are named in the error if it is not found.
-pub(crate) fn find(root: &Path, id: &str) -> anyhow::Result<Lesson> {
+pub fn find(root: &Path, id: &str) -> anyhow::Result<Lesson> {
     let (lessons, broken) = discover_all(root)?;
     let known: Vec<String> = lessons
         .iter()

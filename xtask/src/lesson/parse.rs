@@ -35,11 +35,11 @@ const STEP_SECTIONS: [&str; 3] = ["Test", "Expected", "Prove"];
 
 /// A format error, with the line it is on (0 when it concerns the whole file).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FormatError {
+pub struct FormatError {
     /// 1-based line, or 0.
-    pub(crate) line: usize,
+    pub line: usize,
     /// What is wrong.
-    pub(crate) message: String,
+    pub message: String,
 }
 
 impl fmt::Display for FormatError {
@@ -62,48 +62,107 @@ fn error(line: usize, message: impl Into<String>) -> FormatError {
 }
 
 /// Parses a lesson file.
-pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatError> {
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(at, _)| at + 1))
-        .collect();
-    let line_of = |offset: usize| line_starts.partition_point(|&start| start <= offset);
+pub fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatError> {
+    let collected = Collected::from_markdown(text);
+    let front = parse_front_matter(collected.front_text.as_deref())?;
+    check_sections(&collected.sections)?;
+    if collected.diagram_blocks == 0 {
+        return Err(error(0, "the Diagram section has no fenced block"));
+    }
+    let steps = parse_steps(collected.blocks)?;
+    let names: HashSet<&str> = steps.iter().map(|step| step.name.as_str()).collect();
+    let done_when = parse_done_when(collected.done_items, &names)?;
+    let mistakes = parse_mistakes(collected.tables, collected.rows, &names)?;
+    Ok(Lesson {
+        path: path.to_path_buf(),
+        front,
+        steps,
+        done_when,
+        mistakes,
+    })
+}
 
-    let options = Options::ENABLE_YAML_STYLE_METADATA_BLOCKS | Options::ENABLE_TABLES;
-    let mut front_text: Option<String> = None;
-    let mut in_front = false;
-    let mut sections: Vec<(String, usize)> = Vec::new();
-    let mut heading: Option<(String, usize)> = None;
-    let mut code: Option<(String, String, usize)> = None;
-    let mut blocks: Vec<(String, String, usize, String)> = Vec::new();
-    let mut diagram_blocks = 0usize;
-    // Done-when items: nesting depth of lists inside the section, and the item being collected.
-    let mut list_depth = 0usize;
-    let mut item: Option<(String, usize)> = None;
-    let mut done_raw: Vec<(String, usize)> = Vec::new();
-    // Common-mistakes table.
-    let mut tables = 0usize;
-    let mut row: Option<Vec<String>> = None;
-    let mut cell: Option<String> = None;
-    let mut rows: Vec<(Vec<String>, usize)> = Vec::new();
+/// A fenced code block as collected: its info string, its body, its line, and the section it
+/// stands in.
+type CodeBlock = (String, String, usize, String);
 
-    let current = |sections: &Vec<(String, usize)>| sections.last().map(|(name, _)| name.clone());
+/// What one pass over the markdown events collects, before any of it is checked: the front
+/// matter's text, the sections, the code blocks, the Done-when items and the Common-mistakes
+/// rows, each with its line. The element being read (a heading, a block, an item, a cell) is
+/// held until its end event.
+#[derive(Debug, Default)]
+struct Collected {
+    /// The front matter's text, if there is a front matter block.
+    front_text: Option<String>,
+    /// Whether the events are inside the front matter block.
+    in_front: bool,
+    /// The level-2 sections, in order, with their lines.
+    sections: Vec<(String, usize)>,
+    /// The level-2 heading being read.
+    heading: Option<(String, usize)>,
+    /// The code block being read: its info string, body and line.
+    code: Option<(String, String, usize)>,
+    /// Every code block, in order.
+    blocks: Vec<CodeBlock>,
+    /// How many code blocks the Diagram section holds.
+    diagram_blocks: usize,
+    /// The nesting depth of lists inside the Done-when section.
+    list_depth: usize,
+    /// The Done-when item being read.
+    item: Option<(String, usize)>,
+    /// The Done-when items, as written, with their lines.
+    done_items: Vec<(String, usize)>,
+    /// How many tables the Common-mistakes section holds.
+    tables: usize,
+    /// The Common-mistakes row being read.
+    row: Option<Vec<String>>,
+    /// The table cell being read.
+    cell: Option<String>,
+    /// The Common-mistakes rows (the header first), with their lines.
+    rows: Vec<(Vec<String>, usize)>,
+}
 
-    for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
-        let line = line_of(range.start);
-        let section = current(&sections).unwrap_or_default();
+impl Collected {
+    /// Collects a lesson file's structure from its markdown events.
+    fn from_markdown(text: &str) -> Self {
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        let line_of = |offset: usize| line_starts.partition_point(|&start| start <= offset);
+        let options = Options::ENABLE_YAML_STYLE_METADATA_BLOCKS | Options::ENABLE_TABLES;
+        let mut collected = Self::default();
+        for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
+            collected.event(event, line_of(range.start));
+        }
+        collected
+    }
+
+    /// The section the events are in (empty before the first heading).
+    fn section(&self) -> String {
+        self.sections
+            .last()
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes one markdown event, which starts on `line`.
+    fn event(&mut self, event: Event<'_>, line: usize) {
+        let section = self.section();
         match event {
-            Event::Start(Tag::MetadataBlock(_)) => in_front = true,
-            Event::End(TagEnd::MetadataBlock(_)) => in_front = false,
-            Event::Text(t) if in_front => front_text.get_or_insert_with(String::new).push_str(&t),
+            Event::Start(Tag::MetadataBlock(_)) => self.in_front = true,
+            Event::End(TagEnd::MetadataBlock(_)) => self.in_front = false,
+            Event::Text(t) if self.in_front => {
+                self.front_text.get_or_insert_with(String::new).push_str(&t)
+            }
             Event::Start(Tag::Heading {
                 level: HeadingLevel::H2,
                 ..
             }) => {
-                heading = Some((String::new(), line));
+                self.heading = Some((String::new(), line));
             }
             Event::End(TagEnd::Heading(HeadingLevel::H2)) => {
-                if let Some((name, at)) = heading.take() {
-                    sections.push((name.trim().to_owned(), at));
+                if let Some((name, at)) = self.heading.take() {
+                    self.sections.push((name.trim().to_owned(), at));
                 }
             }
             Event::Start(Tag::CodeBlock(kind)) => {
@@ -111,56 +170,46 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
                     CodeBlockKind::Fenced(info) => info.to_string(),
                     CodeBlockKind::Indented => String::new(),
                 };
-                code = Some((info, String::new(), line));
+                self.code = Some((info, String::new(), line));
             }
             Event::End(TagEnd::CodeBlock) => {
-                if let Some((info, body, at)) = code.take() {
+                if let Some((info, body, at)) = self.code.take() {
                     if section == "Diagram" {
-                        diagram_blocks += 1;
+                        self.diagram_blocks += 1;
                     }
-                    blocks.push((info, body, at, section.clone()));
+                    self.blocks.push((info, body, at, section));
                 }
             }
-            Event::Start(Tag::List(_)) if section == "Done when" => list_depth += 1,
+            Event::Start(Tag::List(_)) if section == "Done when" => self.list_depth += 1,
             Event::End(TagEnd::List(_)) if section == "Done when" => {
-                list_depth = list_depth.saturating_sub(1);
+                self.list_depth = self.list_depth.saturating_sub(1);
             }
-            Event::Start(Tag::Item) if section == "Done when" && list_depth == 1 => {
-                item = Some((String::new(), line));
+            Event::Start(Tag::Item) if section == "Done when" && self.list_depth == 1 => {
+                self.item = Some((String::new(), line));
             }
-            Event::End(TagEnd::Item) if section == "Done when" && list_depth == 1 => {
-                if let Some(done) = item.take() {
-                    done_raw.push(done);
+            Event::End(TagEnd::Item) if section == "Done when" && self.list_depth == 1 => {
+                if let Some(done) = self.item.take() {
+                    self.done_items.push(done);
                 }
             }
-            Event::Start(Tag::Table(_)) if section == "Common mistakes" => tables += 1,
+            Event::Start(Tag::Table(_)) if section == "Common mistakes" => self.tables += 1,
             Event::Start(Tag::TableHead | Tag::TableRow) if section == "Common mistakes" => {
-                row = Some(Vec::new());
+                self.row = Some(Vec::new());
             }
             Event::End(TagEnd::TableHead | TagEnd::TableRow) if section == "Common mistakes" => {
-                if let Some(cells) = row.take() {
-                    rows.push((cells, line));
+                if let Some(cells) = self.row.take() {
+                    self.rows.push((cells, line));
                 }
             }
-            Event::Start(Tag::TableCell) if row.is_some() => cell = Some(String::new()),
+            Event::Start(Tag::TableCell) if self.row.is_some() => self.cell = Some(String::new()),
             Event::End(TagEnd::TableCell) => {
-                if let (Some(cells), Some(text)) = (row.as_mut(), cell.take()) {
+                if let (Some(cells), Some(text)) = (self.row.as_mut(), self.cell.take()) {
                     cells.push(text.trim().to_owned());
                 }
             }
-            Event::Text(t) | Event::Code(t) => {
-                if let Some((name, _)) = heading.as_mut() {
-                    name.push_str(&t);
-                } else if let Some((_, body, _)) = code.as_mut() {
-                    body.push_str(&t);
-                } else if let Some(text) = cell.as_mut() {
-                    text.push_str(&t);
-                } else if let Some((text, _)) = item.as_mut() {
-                    text.push_str(&t);
-                }
-            }
+            Event::Text(t) | Event::Code(t) => self.text(&t),
             Event::SoftBreak | Event::HardBreak => {
-                if let Some((text, _)) = item.as_mut() {
+                if let Some((text, _)) = self.item.as_mut() {
                     text.push(' ');
                 }
             }
@@ -168,12 +217,23 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
         }
     }
 
-    let front = parse_front_matter(front_text.as_deref())?;
-    check_sections(&sections)?;
-    if diagram_blocks == 0 {
-        return Err(error(0, "the Diagram section has no fenced block"));
+    /// Text goes to the element being read, innermost first: a heading, a code block, a table
+    /// cell or a Done-when item; text elsewhere is prose, which no check reads.
+    fn text(&mut self, t: &str) {
+        if let Some((name, _)) = self.heading.as_mut() {
+            name.push_str(t);
+        } else if let Some((_, body, _)) = self.code.as_mut() {
+            body.push_str(t);
+        } else if let Some(text) = self.cell.as_mut() {
+            text.push_str(t);
+        } else if let Some((text, _)) = self.item.as_mut() {
+            text.push_str(t);
+        }
     }
+}
 
+/// The steps of the runnable (`console …`) blocks, in file order; every other block is prose.
+fn parse_steps(blocks: Vec<CodeBlock>) -> Result<Vec<Step>, FormatError> {
     let mut steps: Vec<Step> = Vec::new();
     let mut kind_counts: BTreeMap<Kind, usize> = BTreeMap::new();
     for (info, body, line, section) in blocks {
@@ -201,20 +261,27 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
         }
         steps.push(step);
     }
+    Ok(steps)
+}
 
-    let names: HashSet<&str> = steps.iter().map(|step| step.name.as_str()).collect();
-    let check_names = |list: &[String], line: usize| -> Result<(), FormatError> {
-        match list.iter().find(|name| !names.contains(name.as_str())) {
-            Some(name) => Err(error(
-                line,
-                format!("`{name}` is not a step of this lesson"),
-            )),
-            None => Ok(()),
-        }
-    };
+/// Checks that every name of `list` (a `checked by` or `Caught by` list on `line`) is a step.
+fn check_names(names: &HashSet<&str>, list: &[String], line: usize) -> Result<(), FormatError> {
+    match list.iter().find(|name| !names.contains(name.as_str())) {
+        Some(name) => Err(error(
+            line,
+            format!("`{name}` is not a step of this lesson"),
+        )),
+        None => Ok(()),
+    }
+}
 
+/// The Done-when items, each with the steps its `(checked by: …)` names; at least one item.
+fn parse_done_when(
+    items: Vec<(String, usize)>,
+    names: &HashSet<&str>,
+) -> Result<Vec<DoneItem>, FormatError> {
     let mut done_when = Vec::new();
-    for (text, line) in done_raw {
+    for (text, line) in items {
         let text = text.trim().to_owned();
         let (text, checked_by) = match text.rfind("(checked by:") {
             Some(at) if text.ends_with(')') => {
@@ -227,7 +294,7 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
                 if list.is_empty() {
                     return Err(error(line, "`(checked by: ...)` names no step"));
                 }
-                check_names(&list, line)?;
+                check_names(names, &list, line)?;
                 (text[..at].trim().to_owned(), list)
             }
             _ => (text, Vec::new()),
@@ -237,7 +304,16 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
     if done_when.is_empty() {
         return Err(error(0, "the Done when section has no list items"));
     }
+    Ok(done_when)
+}
 
+/// The Common-mistakes rows of the section's one table, under its `Mistake | Fix | Caught by`
+/// header, each with the steps that catch it.
+fn parse_mistakes(
+    tables: usize,
+    rows: Vec<(Vec<String>, usize)>,
+    names: &HashSet<&str>,
+) -> Result<Vec<Mistake>, FormatError> {
     if tables != 1 {
         return Err(error(
             0,
@@ -266,21 +342,14 @@ pub(crate) fn parse_lesson(text: &str, path: &Path) -> Result<Lesson, FormatErro
             .map(|name| name.trim().trim_matches('`').to_owned())
             .filter(|name| !name.is_empty())
             .collect();
-        check_names(&caught_by, line)?;
+        check_names(names, &caught_by, line)?;
         mistakes.push(Mistake {
             mistake: cells[0].clone(),
             fix: cells[1].clone(),
             caught_by,
         });
     }
-
-    Ok(Lesson {
-        path: path.to_path_buf(),
-        front,
-        steps,
-        done_when,
-        mistakes,
-    })
+    Ok(mistakes)
 }
 
 fn parse_front_matter(text: Option<&str>) -> Result<FrontMatter, FormatError> {
@@ -650,6 +719,16 @@ fn parse_step(
     }
     let timeout = attrs.duration("timeout")?.unwrap_or(kind.default_timeout());
     let reference_only = attrs.flag("reference-only")?;
+    let points = match attrs.number("points")? {
+        None => 1,
+        Some(points @ 1..=1000) => points as u32,
+        Some(points) => {
+            return Err(error(
+                line,
+                format!("`points={points}` must be a whole number from 1 to 1000"),
+            ));
+        }
+    };
     let mut block = Block {
         attrs,
         name: &name,
@@ -673,6 +752,8 @@ fn parse_step(
         timeout,
         kind: step_kind,
         reference_only,
+        points,
+        block: block_text(kind_word, words, body),
     };
     if step.applies_to_foreign_server() {
         if let Some(needed) = reference_only_dependency(&step, steps) {
@@ -685,6 +766,22 @@ fn parse_step(
         }
     }
     Ok(step)
+}
+
+/// A step's block as the lesson shows it: `console`, its kind and attributes (a value with
+/// spaces quoted again, as it must be written), then its lines.
+fn block_text(kind_word: &str, words: &[String], body: &str) -> String {
+    let mut info = format!("console {kind_word}");
+    for word in words {
+        info.push(' ');
+        match word.split_once('=') {
+            Some((key, value)) if value.contains(char::is_whitespace) => {
+                info.push_str(&format!("{key}=\"{value}\""));
+            }
+            _ => info.push_str(word),
+        }
+    }
+    format!("{info}\n{body}")
 }
 
 /// The first earlier step that `step` needs (its server, the server writing its log, its trace,
@@ -1016,6 +1113,12 @@ fn parse_prove(block: &mut Block<'_>) -> Result<ProveStep, FormatError> {
         if matches!(assertion, Assertion::DiskTidsDisjoint(_)) && trace.is_none() {
             return Err(error(at, "`disk tids` needs `trace=NAME` on the block"));
         }
+        if matches!(assertion, Assertion::EventfdWritesAtMostReads(_)) && trace.is_none() {
+            return Err(error(
+                at,
+                "`eventfd writes` needs `trace=NAME` on the block",
+            ));
+        }
         assertions.push((text.to_owned(), assertion));
     }
     if assertions.is_empty() {
@@ -1144,6 +1247,17 @@ pub(crate) fn parse_assertion(text: &str) -> Result<Assertion, String> {
         ["disk", "tids", "disjoint", "from", "`P`"] => {
             Ok(Assertion::DiskTidsDisjoint(pattern(4, true)?))
         }
+        [
+            "eventfd",
+            "writes",
+            "from",
+            "`P`",
+            "at",
+            "most",
+            "reads",
+            "plus",
+            "1",
+        ] => Ok(Assertion::EventfdWritesAtMostReads(pattern(3, true)?)),
         _ => Err(unknown()),
     }
 }

@@ -17,14 +17,14 @@ enum Piece {
 
 /// A pattern for one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LinePattern {
+pub struct LinePattern {
     source: String,
     pieces: Vec<Piece>,
 }
 
 impl LinePattern {
     /// Parses a line pattern; `allow_tid` says whether `{tid}` is a capture or literal text.
-    pub(crate) fn new(source: &str, allow_tid: bool) -> Self {
+    pub fn new(source: &str, allow_tid: bool) -> Self {
         let mut pieces = Vec::new();
         let mut literal = Vec::new();
         let mut rest = source.as_bytes();
@@ -50,22 +50,22 @@ impl LinePattern {
     }
 
     /// The pattern as written.
-    pub(crate) fn source(&self) -> &str {
+    pub fn source(&self) -> &str {
         &self.source
     }
 
     /// Whether the pattern has a `{tid}` capture.
-    pub(crate) fn has_tid(&self) -> bool {
+    pub fn has_tid(&self) -> bool {
         self.pieces.contains(&Piece::Tid)
     }
 
     /// Whether `line` matches the whole pattern.
-    pub(crate) fn matches(&self, line: &[u8]) -> bool {
+    pub fn matches(&self, line: &[u8]) -> bool {
         self.captures(line).is_some()
     }
 
     /// Matches `line`; `Some(tid)` on a match, where `tid` is the captured id if there is one.
-    pub(crate) fn captures(&self, line: &[u8]) -> Option<Option<u64>> {
+    pub fn captures(&self, line: &[u8]) -> Option<Option<u64>> {
         match_pieces(&self.pieces, line, None)
     }
 }
@@ -98,7 +98,7 @@ fn match_pieces(pieces: &[Piece], line: &[u8], tid: Option<u64>) -> Option<Optio
 
 /// One line of a multi-line expectation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ExpectLine {
+pub enum ExpectLine {
     /// A line that must match this pattern.
     Line(LinePattern),
     /// `...`: any number of lines.
@@ -107,7 +107,7 @@ pub(crate) enum ExpectLine {
 
 impl ExpectLine {
     /// Parses one expected line.
-    pub(crate) fn new(source: &str) -> Self {
+    pub fn new(source: &str) -> Self {
         if source == "..." {
             Self::AnyLines
         } else {
@@ -116,7 +116,7 @@ impl ExpectLine {
     }
 
     /// The line as written.
-    pub(crate) fn source(&self) -> &str {
+    pub fn source(&self) -> &str {
         match self {
             Self::Line(pattern) => pattern.source(),
             Self::AnyLines => "...",
@@ -125,7 +125,7 @@ impl ExpectLine {
 }
 
 /// Whether `lines` match `expected` as a whole (every line accounted for).
-pub(crate) fn lines_match(expected: &[ExpectLine], lines: &[&[u8]]) -> bool {
+pub fn lines_match(expected: &[ExpectLine], lines: &[&[u8]]) -> bool {
     // memo[i][j]: whether expected[i..] matches lines[j..]; filled from the end.
     let (rows, cols) = (expected.len() + 1, lines.len() + 1);
     let mut memo = vec![false; rows * cols];
@@ -148,7 +148,7 @@ pub(crate) fn lines_match(expected: &[ExpectLine], lines: &[&[u8]]) -> bool {
 }
 
 /// Splits output into lines without their `\n` (and without a `\r` before it).
-pub(crate) fn split_lines(output: &[u8]) -> Vec<&[u8]> {
+pub fn split_lines(output: &[u8]) -> Vec<&[u8]> {
     let mut lines: Vec<&[u8]> = output
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))

@@ -1,7 +1,8 @@
 //! The system-call layer: the one place in the workspace that calls libc functions.
 //!
 //! Every call goes through the `syscall!` macro defined here, which turns the C convention
-//! "return -1 and set `errno`" into Rust's `io::Result`, so no caller can forget to check an error
+//! "return -1 and set `errno`" (or, in its `errno` form, pthread's "return the error number")
+//! into Rust's `io::Result`, so no caller can forget to check an error
 //! and no caller reads `errno` after something else has overwritten it. Everything above this
 //! module (the poller, the dispatcher, the sockets) is safe code built on the small wrappers here.
 //!
@@ -39,11 +40,13 @@ pub use libc::c_int;
 
 /// Calls a libc function and turns its `-1` error return into `io::Error::last_os_error()`.
 ///
-/// The macro contains the crate's only FFI `unsafe` block; each use site states, in a
+/// The macro's two forms hold the crate's only FFI `unsafe` blocks; each use site states, in a
 /// `// SAFETY:` comment, why its arguments are valid for that call.
 ///
-/// It expands to the call inside an `unsafe` block followed by [`check`]. It is private to this
-/// module on purpose: this is the one place that calls libc.
+/// It expands to the call inside an `unsafe` block followed by `check`; its `errno` form, for
+/// the functions that return an error number rather than `-1` (`pthread_sigmask`), is followed
+/// by `check_errno` instead. It is private to this module on purpose: this is the one place that
+/// calls libc.
 ///
 /// ```text
 /// // SAFETY: epoll_create1 takes only flags.
@@ -57,6 +60,13 @@ macro_rules! syscall {
         // function's contract; the call itself has no other requirement.
         let result = unsafe { libc::$fn($($arg),*) };
         $crate::sys::check(result)
+    }};
+    // The few functions that return an error number instead of `-1` and `errno`
+    // (`pthread_sigmask`): a non-zero result is that error.
+    (errno $fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: as above, every use site documents its arguments.
+        let error = unsafe { libc::$fn($($arg),*) };
+        $crate::sys::check_errno(error)
     }};
 }
 
@@ -85,7 +95,7 @@ macro_rules! inject {
 pub mod fault;
 
 /// Return values that signal an error with `-1`.
-pub trait MinusOneIsError: Copy {
+trait MinusOneIsError: Copy {
     /// Whether the value is the error marker `-1`.
     fn is_minus_one(self) -> bool;
 }
@@ -109,11 +119,22 @@ impl MinusOneIsError for i64 {
 }
 
 /// Turns a `-1` into the current `errno` as an `io::Error`; used by the `syscall!` macro.
-pub fn check<T: MinusOneIsError>(result: T) -> io::Result<T> {
+fn check<T: MinusOneIsError>(result: T) -> io::Result<T> {
     if result.is_minus_one() {
         Err(io::Error::last_os_error())
     } else {
         Ok(result)
+    }
+}
+
+/// Turns the error number a pthread call returns (0 for success) into an `io::Error`: these
+/// calls report their error as the return value and leave `errno` alone, so `check` cannot
+/// read them. Used by the `syscall!` macro's `errno` form.
+fn check_errno(error: c_int) -> io::Result<()> {
+    if error == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(error))
     }
 }
 
@@ -131,8 +152,8 @@ unsafe fn owned(fd: RawFd) -> OwnedFd {
 // starter: w04-l05 todo "gettid"
 /// The kernel thread id of the calling thread (what `top -H` and `/proc/<pid>/task` show).
 pub fn gettid() -> i32 {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    unsafe { libc::gettid() }
+    // SAFETY: gettid takes no arguments; it cannot fail, so the `-1` check never fires.
+    syscall!(gettid()).expect("gettid cannot fail")
 }
 
 // starter: w04-l05 todo "signal_set"
@@ -157,39 +178,16 @@ fn signal_set(signals: &[c_int]) -> io::Result<libc::sigset_t> {
 pub fn block_signals(signals: &[c_int]) -> io::Result<()> {
     let set = signal_set(signals)?;
     // SAFETY: `set` is an initialised signal set; the old mask is not requested (null).
-    let error = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    // pthread_sigmask returns the error number instead of setting errno.
-    if error == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(error))
-    }
-}
-
-// starter: w04-l05 todo "unblock_signals"
-/// Unblocks `signals` in the calling thread (the inverse of [`block_signals`]).
-pub fn unblock_signals(signals: &[c_int]) -> io::Result<()> {
-    let set = signal_set(signals)?;
-    // SAFETY: as in `block_signals`.
-    let error = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-    if error == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(error))
-    }
+    syscall!(errno pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))
 }
 
 // starter: w04-l05 todo "raise_signal"
 /// Sends `signal` to the calling thread (`raise`). With the signal blocked it stays pending on
 /// this thread, where a signalfd read on this thread picks it up; tests use it that way.
 pub fn raise_signal(signal: c_int) -> io::Result<()> {
-    // SAFETY: raise takes a signal number and reports a bad one as an error.
-    let error = unsafe { libc::raise(signal) };
-    if error == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // SAFETY: raise takes a signal number and reports a bad one as `-1` and `errno`.
+    syscall!(raise(signal))?;
+    Ok(())
 }
 
 // starter: w04-l05 todo "kill"
@@ -205,69 +203,9 @@ pub fn kill(pid: i32, signal: c_int) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "unblock_all_signals"
-/// Unblocks every signal in the calling thread. Async-signal-safe (it allocates nothing), so it
-/// may run in a `pre_exec` hook: a child inherits its parent's mask across `exec`, and a server
-/// must see SIGTERM even if its launcher blocks it.
-pub fn unblock_all_signals() -> io::Result<()> {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: `set` is writable memory of the right type; sigemptyset initialises it.
-    syscall!(sigemptyset(set.as_mut_ptr()))?;
-    // SAFETY: sigemptyset initialised the set; the old mask is not requested (null).
-    let error =
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) };
-    if error == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(error))
-    }
-}
-
-// starter: w04-l05 todo "wait_for_signal"
-/// Waits until one of `signals` (which the caller blocked) is pending, takes it and returns it.
-pub fn wait_for_signal(signals: &[c_int]) -> io::Result<c_int> {
-    let set = signal_set(signals)?;
-    let mut received: c_int = 0;
-    // SAFETY: both pointers are to live, initialised values for the duration of the call.
-    let error = unsafe { libc::sigwait(&set, &mut received) };
-    if error == 0 {
-        Ok(received)
-    } else {
-        Err(io::Error::from_raw_os_error(error))
-    }
-}
-
-// starter: w04-l05 todo "take_pending_signal"
-/// Takes one of `signals` (which the caller blocked) if it is pending, without waiting.
-pub fn take_pending_signal(signals: &[c_int]) -> io::Result<Option<c_int>> {
-    let set = signal_set(signals)?;
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the set and the timeout are live, initialised values; a null siginfo is allowed.
-    match syscall!(sigtimedwait(&set, std::ptr::null_mut(), &zero)) {
-        Ok(signal) => Ok(Some(signal)),
-        Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
-        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-// starter: w04-l05 todo "clock_ticks_per_second"
-/// Clock ticks per second, the unit of the CPU times in `/proc/<pid>/stat` (100 if unknown).
-pub fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let ticks = syscall!(sysconf(libc::_SC_CLK_TCK)).unwrap_or(100);
-    u64::try_from(ticks)
-        .ok()
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(100)
-}
-
 // starter: w04-l05 todo "signalfd"
 /// Creates a signalfd that reports `signals` (which the caller has blocked).
-pub fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
+pub(crate) fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
     let set = signal_set(signals)?;
     // SAFETY: -1 asks for a new fd; `set` is an initialised signal set.
     let fd = syscall!(signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
@@ -278,7 +216,7 @@ pub fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
 
 // starter: w04-l05 todo "read_signal"
 /// Reads one pending signal number from a signalfd; `None` when none is pending.
-pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<c_int>> {
+pub(crate) fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<c_int>> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
     let size = mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: `info` is writable memory of exactly `size` bytes.
@@ -309,7 +247,7 @@ pub fn epoll_create() -> io::Result<OwnedFd> {
 
 // starter: w04-l05 todo "epoll_ctl"
 /// `epoll_ctl`: adds, modifies (`op`) or deletes `fd` in `epoll` with `events` and `token`.
-pub fn epoll_ctl(
+pub(crate) fn epoll_ctl(
     epoll: BorrowedFd<'_>,
     op: c_int,
     fd: BorrowedFd<'_>,
@@ -333,7 +271,7 @@ pub fn epoll_ctl(
 /// `epoll_ctl` on an fd given by its number, for a table that records registrations without
 /// borrowing their fds (the dispatcher's). No memory safety is at stake: a closed fd number gives
 /// `EBADF`, and a reused one affects only that fd's registration in this epoll set.
-pub fn epoll_ctl_raw(
+pub(crate) fn epoll_ctl_raw(
     epoll: BorrowedFd<'_>,
     op: c_int,
     fd: RawFd,
@@ -377,7 +315,7 @@ pub fn epoll_wait(
 
 // starter: w04-l05 todo "eventfd"
 /// Creates a non-blocking eventfd with a zero counter.
-pub fn eventfd() -> io::Result<OwnedFd> {
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes an initial value and flags.
     let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
     // SAFETY: eventfd just returned this fd and nothing else owns it.
@@ -387,7 +325,7 @@ pub fn eventfd() -> io::Result<OwnedFd> {
 
 // starter: w04-l05 todo "eventfd_write"
 /// Adds `value` to an eventfd's counter (`WouldBlock` if the counter would overflow).
-pub fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
+pub(crate) fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
     let bytes = value.to_ne_bytes();
     // SAFETY: `bytes` is readable for its 8 bytes, the size an eventfd expects.
     syscall!(write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()))?;
@@ -396,7 +334,7 @@ pub fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
 
 // starter: w04-l05 todo "eventfd_read"
 /// Reads and resets an eventfd's counter; `Ok(0)` when it was already zero.
-pub fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
+pub(crate) fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut bytes = [0u8; 8];
     // SAFETY: `bytes` is writable for its 8 bytes, the size an eventfd read needs.
     match syscall!(read(fd.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len())) {
@@ -408,7 +346,7 @@ pub fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
 
 // starter: w04-l05 todo "timerfd"
 /// Creates a non-blocking timerfd on the monotonic clock, disarmed.
-pub fn timerfd() -> io::Result<OwnedFd> {
+pub(crate) fn timerfd() -> io::Result<OwnedFd> {
     // SAFETY: timerfd_create takes a clock id and flags.
     let fd = syscall!(timerfd_create(
         libc::CLOCK_MONOTONIC,
@@ -424,7 +362,7 @@ pub fn timerfd() -> io::Result<OwnedFd> {
 ///
 /// A zero duration would disarm the timer, so it is raised to one nanosecond: "already due"
 /// must still produce an expiry.
-pub fn timerfd_set(fd: BorrowedFd<'_>, after: Option<Duration>) -> io::Result<()> {
+pub(crate) fn timerfd_set(fd: BorrowedFd<'_>, after: Option<Duration>) -> io::Result<()> {
     let value = match after {
         Some(after) => {
             let after = after.max(Duration::from_nanos(1));
@@ -457,28 +395,18 @@ pub fn timerfd_set(fd: BorrowedFd<'_>, after: Option<Duration>) -> io::Result<()
 
 // starter: w04-l05 todo "timerfd_read"
 /// Reads (and resets) a timerfd's expiry count; `Ok(0)` when it has not expired.
-pub fn timerfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
+pub(crate) fn timerfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // A timerfd read has the same shape as an eventfd read: one 8-byte counter.
     eventfd_read(fd)
 }
 
 // starter: w04-l05 todo "open_dev_null"
 /// Opens `/dev/null` read-only: the spare fd the process keeps for the listeners' EMFILE policy.
-pub fn open_dev_null() -> io::Result<OwnedFd> {
+pub(crate) fn open_dev_null() -> io::Result<OwnedFd> {
     let path = c"/dev/null";
     // SAFETY: `path` is a NUL-terminated string that lives across the call.
     let fd = syscall!(open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC))?;
     // SAFETY: open just returned this fd and nothing else owns it.
-    let fd = unsafe { owned(fd) };
-    Ok(fd)
-}
-
-// starter: w04-l05 todo "dup"
-/// Duplicates `fd` (with CLOEXEC), for tests and for handing a second owner the same file.
-pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    // SAFETY: `fd` is open (it is borrowed).
-    let fd = syscall!(fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0))?;
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) just returned this new fd and nothing else owns it.
     let fd = unsafe { owned(fd) };
     Ok(fd)
 }
@@ -643,24 +571,6 @@ pub fn setsockopt_int(
     Ok(())
 }
 
-// starter: w04-l05 todo "set_linger_zero"
-/// Makes the next close of a socket send a TCP reset instead of a FIN (`SO_LINGER` of 0 s).
-pub fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` is a readable linger struct and its size is passed with it.
-    syscall!(setsockopt(
-        fd.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_LINGER,
-        (&raw const linger).cast(),
-        mem::size_of::<libc::linger>() as libc::socklen_t
-    ))?;
-    Ok(())
-}
-
 // starter: w04-l05 todo "bind"
 /// Binds a socket to `addr`.
 pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
@@ -676,7 +586,7 @@ pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
 
 // starter: w04-l05 todo "connect"
 /// Starts a connection to `addr`; a non-blocking socket reports `EINPROGRESS` as an error.
-pub fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_std(addr);
     // SAFETY: `raw.storage` holds a valid sockaddr of `raw.len` bytes.
     syscall!(connect(
@@ -710,7 +620,7 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 
 // starter: w04-l05 todo "peer_addr"
 /// The address of a connected socket's peer.
-pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+pub(crate) fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
     // SAFETY: as in `local_addr`.
     syscall!(getpeername(
@@ -816,30 +726,15 @@ pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result
 
 // starter: w04-l05 todo "shutdown"
 /// Shuts down one or both directions of a socket (`libc::SHUT_WR`, …).
-pub fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
     // SAFETY: shutdown takes an open fd and an integer.
     syscall!(shutdown(fd.as_raw_fd(), how))?;
     Ok(())
 }
 
-// starter: w04-l05 todo "cloexec_fds_from"
-/// Marks every fd from `first` up close-on-exec, so a child about to `exec` inherits only the
-/// descriptors below `first` (its standard streams, for `first = 3`), whatever its parent
-/// inherited. Async-signal-safe, for a `pre_exec` hook. Kernels before 5.11 lack the flag and
-/// answer `EINVAL`, which a caller may treat as "nothing to do".
-pub fn cloexec_fds_from(first: u32) -> io::Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on this process's
-    // descriptors; it closes nothing and touches no memory.
-    syscall!(close_range(
-        first,
-        libc::c_uint::MAX,
-        libc::CLOSE_RANGE_CLOEXEC as c_int
-    ))?;
-    Ok(())
-}
-
 // starter: w04-l05 todo "fd_limit"
-/// The number of fds this process may have open (the soft `RLIMIT_NOFILE`).
+/// The fds this process may have open, `RLIMIT_NOFILE` as `(soft, hard)`: the soft limit is
+/// the one `EMFILE` enforces, the hard one the ceiling the soft one may be raised to.
 pub fn fd_limit() -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

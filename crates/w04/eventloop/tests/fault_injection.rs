@@ -16,6 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use eventloop::sys::{self, fault};
+use eventloop::{Interest, Poller};
 
 /// Every wait is bounded by this; the scenario itself takes milliseconds.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -88,13 +89,13 @@ fn accept_one(listener: BorrowedFd<'_>, start: Instant) -> OwnedFd {
     }
 }
 
-/// Registers `fd` in `epoll`, retrying an injected `ENOMEM` (which, as the real error does, leaves
-/// it unregistered); returns how many times it was refused.
-fn add_retrying_enomem(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, start: Instant) -> u64 {
+/// Registers `fd` with `poller` (`EPOLL_CTL_ADD`), retrying an injected `ENOMEM` (which, as the
+/// real error does, leaves it unregistered); returns how many times it was refused.
+fn add_retrying_enomem(poller: &Poller, fd: BorrowedFd<'_>, start: Instant) -> u64 {
     let mut refused = 0;
     loop {
         assert!(start.elapsed() < DEADLINE, "epoll_ctl never registered it");
-        match sys::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, 0) {
+        match poller.add(fd, 0, Interest::READABLE) {
             Ok(()) => return refused,
             Err(error) if error.raw_os_error() == Some(libc::ENOMEM) => refused += 1,
             Err(error) => panic!("epoll_ctl: {error}"),
@@ -133,26 +134,17 @@ fn scenario(seed: u64) -> fault::FaultCounts {
     sys::bind(listener.as_fd(), SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
     sys::listen(listener.as_fd(), 16).expect("listen");
     let addr = sys::local_addr(listener.as_fd()).expect("the bound address");
-    let registrations = sys::epoll_create().expect("an epoll instance");
-    // A listener's and an eventfd's registrations are never refused (they are made at a
-    // program's start, where no fault opens a path); a connection's may be.
-    sys::epoll_ctl(
-        registrations.as_fd(),
-        libc::EPOLL_CTL_ADD,
-        listener.as_fd(),
-        libc::EPOLLIN as u32,
-        0,
-    )
-    .expect("a listener's registration");
-    let eventfd = sys::eventfd().expect("an eventfd");
-    sys::epoll_ctl(
-        registrations.as_fd(),
-        libc::EPOLL_CTL_ADD,
-        eventfd.as_fd(),
-        libc::EPOLLIN as u32,
-        0,
-    )
-    .expect("an eventfd's registration");
+    let registrations = Poller::new().expect("an epoll instance");
+    // A listener's and a pipe's registrations are never refused (a listener's is made at a
+    // program's start, where no fault opens a path, and a pipe is no connection); a
+    // connection's may be.
+    registrations
+        .add(listener.as_fd(), 0, Interest::READABLE)
+        .expect("a listener's registration");
+    let (pipe, _pipe_writer) = std::io::pipe().expect("a pipe");
+    registrations
+        .add(pipe.as_fd(), 0, Interest::READABLE)
+        .expect("a pipe's registration");
     let mut resets = 0;
     let mut refused = 0;
     for round in 0..40 {
@@ -161,16 +153,11 @@ fn scenario(seed: u64) -> fault::FaultCounts {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a read timeout");
         let server = accept_one(listener.as_fd(), start);
-        refused += add_retrying_enomem(registrations.as_fd(), server.as_fd(), start);
+        refused += add_retrying_enomem(&registrations, server.as_fd(), start);
         // Only EPOLL_CTL_ADD allocates, so only it is refused.
-        sys::epoll_ctl(
-            registrations.as_fd(),
-            libc::EPOLL_CTL_MOD,
-            server.as_fd(),
-            libc::EPOLLOUT as u32,
-            0,
-        )
-        .expect("EPOLL_CTL_MOD");
+        registrations
+            .modify(server.as_fd(), 0, Interest::WRITABLE)
+            .expect("EPOLL_CTL_MOD");
 
         let request = pattern(round, 2048);
         client.write_all(&request).expect("the client's write");

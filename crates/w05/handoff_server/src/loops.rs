@@ -44,116 +44,19 @@ use std::sync::{Arc, mpsc};
 
 use anyhow::{Context as _, bail};
 use eventloop::net::ReservedPort;
-use eventloop::slab::Key;
-use eventloop::{Dispatcher, Slot, ThreadLocal, Waker, WorkerPool};
+use eventloop::shutdown::{ShutdownSignals, SignalStep};
+use eventloop::{Dispatcher, Slot, ThreadLocal, Timer, WorkerPool};
 use handoff_protocol::Stats;
 use thread_pool::ThreadPool;
 
 use handoff_server::startup::print_listening;
 
-use crate::overload::OverloadTally;
+use crate::loop_link::{LoopLink, LoopTally, MainChannel, Message};
 use crate::server::{self, Config, Server};
 use crate::telemetry::OverloadStats;
 
 /// A loop thread's value of the server slot: that loop's server, once it is built.
 type LoopServer = RefCell<Option<Rc<RefCell<Server>>>>;
-
-/// One loop's counters for a `stats` answer, or several loops' added up.
-#[derive(Debug, Default)]
-pub(crate) struct LoopTally {
-    /// The protocol's keys as the loop counts them (the pool's keys are read once, at the end).
-    pub(crate) base: Stats,
-    /// The W06 keys.
-    pub(crate) overload: OverloadTally,
-}
-
-impl LoopTally {
-    /// Adds another loop's tally to this one.
-    fn add(&mut self, other: &LoopTally) {
-        let (sum, part) = (&mut self.base, &other.base);
-        sum.connections += part.connections;
-        sum.completed += part.completed;
-        sum.errors += part.errors;
-        sum.panics += part.panics;
-        sum.rejected += part.rejected;
-        self.overload.add(&other.overload);
-    }
-
-    /// The whole `stats` answer: these counters, and the shared pool's own.
-    fn into_stats(self, pool: &ThreadPool) -> (Stats, OverloadStats) {
-        let pool_stats = pool.stats();
-        let stats = Stats {
-            queue_depth: pool_stats.queued as u64,
-            workers: pool_stats.workers as u64,
-            busy_workers: pool_stats.busy as u64,
-            ..self.base
-        };
-        (stats, self.overload.stats())
-    }
-}
-
-/// What a loop tells the main thread.
-#[derive(Debug)]
-enum Message {
-    /// Loop `from` read `stats` request `seq` on connection `key`: gather every loop's counters.
-    Stats { from: usize, key: Key, seq: u64 },
-    /// A loop has drained after the shutdown signal.
-    Drained,
-}
-
-/// The way from the loops to the main thread: a channel and the main dispatcher's waker.
-#[derive(Debug)]
-struct MainChannel {
-    sender: mpsc::Sender<Message>,
-    waker: Waker,
-}
-
-impl MainChannel {
-    fn send(&self, message: Message) {
-        // The receiver lives as long as the main loop, which outlives every loop's requests.
-        if self.sender.send(message).is_ok() {
-            self.waker.wake();
-        }
-    }
-}
-
-/// A loop's link to the main thread, kept in its server.
-#[derive(Debug)]
-pub(crate) struct LoopLink {
-    index: usize,
-    tid: i32,
-    main: Arc<MainChannel>,
-    reported_drained: bool,
-}
-
-impl LoopLink {
-    /// The loop's index, 0..N.
-    pub(crate) fn index(&self) -> usize {
-        self.index
-    }
-
-    /// The loop thread's kernel thread id.
-    pub(crate) fn tid(&self) -> i32 {
-        self.tid
-    }
-
-    /// Asks for every loop's counters for `stats` request `seq` of connection `key`.
-    pub(crate) fn ask_stats(&self, key: Key, seq: u64) {
-        self.main.send(Message::Stats {
-            from: self.index,
-            key,
-            seq,
-        });
-    }
-
-    /// Tells the main thread, once, that this loop has drained.
-    pub(crate) fn report_drained(&mut self) {
-        if !self.reported_drained {
-            self.reported_drained = true;
-            self.main.send(Message::Drained);
-        }
-    }
-}
 
 /// `share` of `total` split as evenly as possible over `parts`: the first `total % parts` get one
 /// more, so the shares add up to `total` exactly.
@@ -190,7 +93,7 @@ struct Supervisor {
     servers: Arc<Slot<LoopServer>>,
     pool: Arc<ThreadPool>,
     drained: usize,
-    shutting_down: bool,
+    signals: ShutdownSignals,
 }
 
 /// Runs `f` with the server of the loop thread it is called on, if it has one.
@@ -265,9 +168,10 @@ impl Supervisor {
         }
     }
 
-    /// SIGINT or SIGTERM: every loop drains; a second signal closes everything at once.
+    /// SIGINT or SIGTERM: every loop drains; a second signal closes everything at once (the
+    /// rule of `eventloop::shutdown`).
     fn on_signal(&mut self) {
-        let second = std::mem::replace(&mut self.shutting_down, true);
+        let second = self.signals.on_signal() == SignalStep::CloseAll;
         for index in 0..self.loops.worker_count() {
             let servers = Arc::clone(&self.servers);
             let posted = self.loops.post_to_with(index, move |dispatcher| {
@@ -298,24 +202,71 @@ impl Supervisor {
 
 /// Runs the server with `config.loops` (> 1) loops until SIGINT or SIGTERM has drained them all.
 ///
+/// The order is the pool, the main dispatcher, the loops, their slot, their listeners, and only
+/// then `listening on`: no client connects before every loop serves the port.
+///
 /// The caller must have blocked SIGINT and SIGTERM on this thread before any thread exists.
 pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
-    let loops = config.loops;
     let (pool, budget) = server::build_pool(config)?;
+    check_shares(config, budget)?;
+    let pool = Arc::new(pool);
+
+    let main = Dispatcher::new("handoff-main")?;
+    let supervisor: SupervisorCell = Rc::default();
+    let channel = open_main_channel(&main, &supervisor)?;
+    let (workers, tls, servers) = start_loops(config.loops)?;
+    let addr = start_servers(config, &workers, &servers, &pool, budget, &channel)?;
+
+    let supervised = Rc::new(RefCell::new(Supervisor {
+        loops: workers,
+        servers: Arc::clone(&servers),
+        pool: Arc::clone(&pool),
+        drained: 0,
+        signals: ShutdownSignals::new(),
+    }));
+    *supervisor.borrow_mut() = Some(Rc::downgrade(&supervised));
+    let _stats_timer = supervise(&main, config, &supervised)?;
+
+    print_listening(addr)?;
+    if config.log {
+        eprintln!("main {}", eventloop::sys::gettid());
+    }
+    main.run().context("the main event loop failed")?;
+
+    // Every loop has drained. Their servers go first (each on its own thread), then the loops,
+    // then the pool: it runs any task still accepted (from clients that went away) and joins
+    // every worker.
+    tls.shutdown_global()?;
+    supervised.borrow_mut().loops.stop();
+    pool.shutdown();
+    Ok(())
+}
+
+/// The main thread's supervisor, set once the loops run; the main dispatcher's callbacks hold it
+/// weakly, so it is dropped at the end of [`run`] whatever they still hold.
+type SupervisorCell = Rc<RefCell<Option<Weak<RefCell<Supervisor>>>>>;
+
+/// Checks that every loop gets at least one of each budget and limit it takes a share of.
+fn check_shares(config: &Config, budget: usize) -> anyhow::Result<()> {
+    let loops = config.loops;
     check_divisible(Some(budget), loops, "--queue plus --workers")?;
     check_divisible(config.overload.gate.max_inflight, loops, "--max-inflight")?;
     check_divisible(
         config.overload.gate.max_queue_depth,
         loops,
         "--max-queue-depth",
-    )?;
-    let pool = Arc::new(pool);
+    )
+}
 
-    let main = Dispatcher::new("handoff-main")?;
-    let supervisor: Rc<RefCell<Option<Weak<RefCell<Supervisor>>>>> = Rc::default();
+/// The way from the loops to the main thread: a channel whose waker, on `main`, hands the
+/// messages to the supervisor.
+fn open_main_channel(
+    main: &Dispatcher,
+    supervisor: &SupervisorCell,
+) -> anyhow::Result<Arc<MainChannel>> {
     let (sender, messages) = mpsc::channel();
     let waker = main.add_waker({
-        let supervisor = Rc::clone(&supervisor);
+        let supervisor = Rc::clone(supervisor);
         move |dispatcher| {
             let supervisor = supervisor.borrow().as_ref().and_then(Weak::upgrade);
             if let Some(supervisor) = supervisor {
@@ -323,9 +274,12 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
             }
         }
     })?;
-    let channel = Arc::new(MainChannel { sender, waker });
+    Ok(Arc::new(MainChannel::new(sender, waker)))
+}
 
-    // The loops run (start returns once each is ready), then each gets its slot of loop state.
+/// Starts `loops` loops (`start` returns once each is ready), then gives each its slot of loop
+/// state, empty until its server is built.
+fn start_loops(loops: usize) -> anyhow::Result<(WorkerPool, ThreadLocal, Arc<Slot<LoopServer>>)> {
     let mut workers = WorkerPool::new(loops);
     workers.start().context("cannot start the event loops")?;
     let tls = ThreadLocal::new();
@@ -334,7 +288,19 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
     }
     let servers: Arc<Slot<LoopServer>> = Arc::new(tls.allocate_slot()?);
     servers.set(LoopServer::default)?;
+    Ok((workers, tls, servers))
+}
 
+/// Builds every loop's server on its own thread, each with its own `SO_REUSEPORT` listener on
+/// one port, and returns that port's address once all of them listen.
+fn start_servers(
+    config: &Config,
+    workers: &WorkerPool,
+    servers: &Arc<Slot<LoopServer>>,
+    pool: &Arc<ThreadPool>,
+    budget: usize,
+    channel: &Arc<MainChannel>,
+) -> anyhow::Result<std::net::SocketAddr> {
     // The port, reserved in the `SO_REUSEPORT` group until every loop has joined it (port 0
     // picks one here). It does not listen, so a client that connects before every loop has
     // joined lands in a loop's queue, never in one that dropping the reservation would reset.
@@ -342,21 +308,13 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.serve.addr))?;
     let addr = reservation.local_addr()?;
     let (built_sender, built) = mpsc::channel();
-    for index in 0..loops {
+    for index in 0..config.loops {
         let loop_config = loop_config(config, addr, index);
-        let (pool, servers, built) = (
-            Arc::clone(&pool),
-            Arc::clone(&servers),
-            built_sender.clone(),
-        );
-        let link = LoopLink {
-            index,
-            tid: workers.workers()[index]
-                .thread_id()
-                .context("a running loop has a thread id")?,
-            main: Arc::clone(&channel),
-            reported_drained: false,
-        };
+        let (pool, servers, built) = (Arc::clone(pool), Arc::clone(servers), built_sender.clone());
+        let tid = workers.workers()[index]
+            .thread_id()
+            .context("a running loop has a thread id")?;
+        let link = LoopLink::new(index, tid, Arc::clone(channel));
         workers.post_to_with(index, move |dispatcher| {
             let budget = share(budget, loop_config.loops, index);
             let started = match servers.get() {
@@ -372,7 +330,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         })?;
     }
     drop(built_sender);
-    for _ in 0..loops {
+    for _ in 0..config.loops {
         match built.recv() {
             Ok(Ok(())) => {}
             Ok(Err(error)) => bail!(error),
@@ -380,25 +338,26 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         }
     }
     drop(reservation);
+    Ok(addr)
+}
 
-    let supervised = Rc::new(RefCell::new(Supervisor {
-        loops: workers,
-        servers: Arc::clone(&servers),
-        pool: Arc::clone(&pool),
-        drained: 0,
-        shutting_down: false,
-    }));
-    *supervisor.borrow_mut() = Some(Rc::downgrade(&supervised));
+/// The main thread's own duties while the loops run: the shutdown signals and, with
+/// `--stats-interval-ms`, the stats timer (returned, so it lives as long as the caller keeps it).
+fn supervise(
+    main: &Dispatcher,
+    config: &Config,
+    supervised: &Rc<RefCell<Supervisor>>,
+) -> anyhow::Result<Option<Timer>> {
     main.add_signals(&[libc::SIGINT, libc::SIGTERM], {
-        let supervised = Rc::downgrade(&supervised);
+        let supervised = Rc::downgrade(supervised);
         move |_, _signal| {
             if let Some(supervised) = supervised.upgrade() {
                 supervised.borrow_mut().on_signal();
             }
         }
     })?;
-    let _stats_timer = config.overload.stats_interval.map(|interval| {
-        let supervised = Rc::downgrade(&supervised);
+    Ok(config.overload.stats_interval.map(|interval| {
+        let supervised = Rc::downgrade(supervised);
         let timer = main.create_timer(move |_| {
             if let Some(supervised) = supervised.upgrade() {
                 supervised.borrow().print_stats();
@@ -406,21 +365,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         });
         timer.enable_repeating(interval);
         timer
-    });
-
-    print_listening(addr)?;
-    if config.log {
-        eprintln!("main {}", eventloop::sys::gettid());
-    }
-    main.run().context("the main event loop failed")?;
-
-    // Every loop has drained. Their servers go first (each on its own thread), then the loops,
-    // then the pool: it runs any task still accepted (from clients that went away) and joins
-    // every worker.
-    tls.shutdown_global()?;
-    supervised.borrow_mut().loops.stop();
-    pool.shutdown();
-    Ok(())
+    }))
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //!   (`handoff_protocol::session`), so it is unit-tested on its own.
 //! - [`loops`]: `--loops N` (N > 1), the Envoy model: N event loops, each an `eventloop::Worker`
 //!   with its own `SO_REUSEPORT` listener and connections, sharing the pool; the main thread
-//!   supervises (signals, `stats` across loops).
+//!   supervises (signals, `stats` across loops). [`loop_link`] holds what a loop and the main
+//!   thread share (the link, the counters), so `server` never depends on `loops`.
 //! - [`overload`] and its controls (W06, all off by default): [`admission`] (the gate and
 //!   shedding), [`deadline`] (request timeouts), [`retry`] (the retry budget) and [`telemetry`]
 //!   (the overload keys of `stats`).
@@ -30,6 +31,7 @@
 mod admission;
 mod batch;
 mod deadline;
+mod loop_link;
 mod loops;
 mod overload;
 mod retry;

@@ -133,6 +133,11 @@ fn assertions_parse() {
         Ok(Assertion::LogHas(_, 10))
     ));
     assert!(parse_assertion("fds at most many").is_err());
+    assert!(matches!(
+        parse_assertion("eventfd writes from `worker {tid} task [..]` at most reads plus 1"),
+        Ok(Assertion::EventfdWritesAtMostReads(_))
+    ));
+    assert!(parse_assertion("eventfd writes from `worker {tid}` at most reads plus 2").is_err());
 }
 
 #[test]

@@ -187,6 +187,53 @@ fn gets_run_in_parallel_with_sets_from_many_threads() {
     }
 }
 
+/// Two readers are inside the store at the same moment: each, while it holds the read lock
+/// (inside `for_each_live`'s visit), waits for the other to arrive. Under a `RwLock` both are
+/// in at once and meet at once; under a `Mutex<Store>` the second cannot enter until the first
+/// gives up waiting, so the first reports that it waited alone and the test fails (after the
+/// hang guard's ten seconds, never by hanging).
+#[test]
+fn two_readers_hold_the_store_at_the_same_time() {
+    use std::sync::{Condvar, Mutex};
+    for strategy in STRATEGIES {
+        let engine = KvEngine::new(strategy);
+        let now = Instant::now();
+        assert_eq!(run(&engine, "SET shared 1", now), "OK\n");
+        let readers_inside = (Mutex::new(0_usize), Condvar::new());
+        let met: Vec<bool> = std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut met_the_other = false;
+                        engine.for_each_live(now, |_, _, _| {
+                            let (count, arrived) = &readers_inside;
+                            let mut count = count.lock().unwrap();
+                            *count += 1;
+                            arrived.notify_all();
+                            let (count, _) = arrived
+                                .wait_timeout_while(count, Duration::from_secs(10), |count| {
+                                    *count < 2
+                                })
+                                .unwrap();
+                            met_the_other = *count >= 2;
+                        });
+                        met_the_other
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .map(|reader| reader.join().unwrap())
+                .collect()
+        });
+        assert_eq!(
+            met,
+            [true, true],
+            "{strategy}: a reader held the store alone; readers must share the lock"
+        );
+    }
+}
+
 #[test]
 fn lock_strategies_parse_and_print() {
     for text in ["single", "sharded:1", "sharded:16", "sharded:1024"] {

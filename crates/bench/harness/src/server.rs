@@ -3,7 +3,7 @@
 //! Every server is started fresh for every run, on port 0, and reports its port on its first
 //! stdout line (`listening on 127.0.0.1:<port>`), as the protocol requires. A [`RunningServer`]
 //! kills and reaps its process when dropped, so an error anywhere in the benchmark never leaves
-//! a server behind; every server leads a process group the runner owns (`crate::process`), so
+//! a server behind; every server leads a process group the harness owns (`crate::process`), so
 //! Ctrl-C stops it too.
 
 use std::fmt;
@@ -120,7 +120,7 @@ impl ServerBinary {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        crate::process::configure(&mut command, None);
+        crate::process::configure(&mut command);
         let mut child = crate::process::spawn(&mut command)
             .with_context(|| format!("starting {}", self.path.display()))?;
         let stdout = child.stdout.take().context("the server's stdout")?;
@@ -162,7 +162,7 @@ pub(crate) struct RunningServer {
 }
 
 impl RunningServer {
-    /// Takes charge of a spawned server process (in a group of the runner's,
+    /// Takes charge of a spawned server process (in a group of the harness's,
     /// `crate::process::spawn`) that listens on `addr`.
     pub(crate) fn new(child: Child, addr: SocketAddr) -> RunningServer {
         RunningServer {
@@ -305,20 +305,20 @@ mod tests {
     }
 
     #[test]
-    fn a_benchmarked_server_leads_a_group_the_runner_owns_and_stops() {
-        // The correct server of the runner's own test fixture, built by `cargo test`.
+    fn a_benchmarked_server_leads_a_group_the_harness_owns_and_stops() {
+        // The harness's own test fixture (`examples/listening_server.rs`), built by `cargo test`.
         let exe = std::env::current_exe().unwrap();
         let profile = exe.parent().and_then(Path::parent).unwrap();
         let binary = ServerBinary {
             kind: ServerKind::Handoff,
-            path: profile.join("examples/broken_server"),
-            takes_workers: true,
+            path: profile.join("examples/listening_server"),
+            takes_workers: false,
         };
         let server = binary.start(1).unwrap();
         let pid = server.pid();
         assert!(
             crate::process::owns(pid),
-            "Ctrl-C stops only the groups the runner owns"
+            "Ctrl-C stops only the groups the harness owns"
         );
         drop(server);
         assert!(!crate::process::owns(pid));

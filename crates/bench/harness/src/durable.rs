@@ -1088,10 +1088,10 @@ mod tests {
         );
         let kv = "<!-- bench:kv:start (written by `cargo xtask bench --kv`) -->\nkv\n<!-- bench:kv:end -->";
         let document = format!("# B\n\n{kv}\n\n{DURABLE_START}\nold\n{DURABLE_END}\n\nafter\n");
-        let updated = super::super::splice_between(&document, DURABLE_START, DURABLE_END, &section);
+        let updated = crate::splice_between(&document, DURABLE_START, DURABLE_END, &section);
         assert_eq!(updated, format!("# B\n\n{kv}\n\n{section}\n\nafter\n"));
         // Without its markers yet, the section is appended and the kv markers are untouched.
-        let appended = super::super::splice_between(
+        let appended = crate::splice_between(
             &format!("# B\n\n{kv}\n"),
             DURABLE_START,
             DURABLE_END,

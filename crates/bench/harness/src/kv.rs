@@ -363,7 +363,7 @@ pub(super) fn start_and_wait_logged(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    crate::process::configure(&mut command, None);
+    crate::process::configure(&mut command);
     let child = crate::process::spawn(&mut command).with_context(|| format!("starting {name}"))?;
     let mut server = RunningServer::new(child, addr);
     let deadline = Instant::now() + START_TIMEOUT;

@@ -7,13 +7,13 @@
 //! Lesson runs are serialised (one at a time) because several steps measure time or CPU use;
 //! running them side by side on a small machine would test the machine, not the server.
 
-use crate::lesson::{self, Lesson};
-use crate::report::Printer;
-use crate::results::{LessonResult, Status};
-use crate::runner::{self, RunOptions};
-use crate::server::ForeignServer;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use xtask::lesson::{self, Lesson};
+use xtask::report::Printer;
+use xtask::results::{LessonResult, Status};
+use xtask::runner::{self, RunOptions};
+use xtask::server::ForeignServer;
 
 /// One lesson run at a time (see the module docs).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -54,7 +54,7 @@ fn handoff_server() -> &'static Path {
         let status = std::process::Command::new(cargo)
             .args(["build", "--quiet", "-p", "handoff_server", "--bins"])
             .env("CARGO_TARGET_DIR", target)
-            .current_dir(crate::workspace_root())
+            .current_dir(xtask::workspace_root())
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building handoff_server failed");
@@ -63,7 +63,7 @@ fn handoff_server() -> &'static Path {
 }
 
 fn lesson(id: &str) -> Lesson {
-    lesson::find(&crate::workspace_root(), id).unwrap()
+    lesson::find(&xtask::workspace_root(), id).unwrap()
 }
 
 /// Runs a lesson against `server` (a `--server` command), stopping at the first failure.
@@ -75,7 +75,7 @@ fn run(id: &str, server: String) -> LessonResult {
 fn run_with(id: &str, server: String, lesson_args: bool) -> LessonResult {
     let server = ForeignServer::new(&server, lesson_args).expect("a valid --server command");
     let lesson = lesson(id);
-    let root = crate::workspace_root();
+    let root = xtask::workspace_root();
     let log_dir = std::env::temp_dir().join(format!("xtask-test-logs-{}", std::process::id()));
     let options = RunOptions {
         root: root.clone(),
@@ -84,6 +84,7 @@ fn run_with(id: &str, server: String, lesson_args: bool) -> LessonResult {
         server: Some(server),
         invocation_dir: root,
         keep_going: false,
+        quick: true,
         verbose: false,
         build: false,
         student_paths: None,
@@ -112,7 +113,7 @@ fn describe(result: &LessonResult) -> String {
             step.status, step.kind, step.name
         ));
         if step.status != Status::Pass {
-            text.push_str(&crate::results::step_text(step));
+            text.push_str(&xtask::results::step_text(step));
         }
     }
     text
@@ -133,7 +134,7 @@ fn assert_rejected(bug: &str, lesson: &str, step: &str, message: &str) {
         failed.name, step,
         "bug {bug} was caught by the wrong step:\n{report}"
     );
-    let text = crate::results::step_text(failed);
+    let text = xtask::results::step_text(failed);
     assert!(
         text.contains(message),
         "bug {bug}: expected `{message}` in the report:\n{report}"
@@ -254,21 +255,23 @@ fn the_server_step_reports_the_exact_command_it_ran() {
 
 #[test]
 fn grade_with_a_foreign_server_keeps_only_the_lessons_it_can_be_the_subject_of() {
-    let (lessons, _) = lesson::discover_all(&crate::workspace_root()).unwrap();
+    let (lessons, _) = lesson::discover_all(&xtask::workspace_root()).unwrap();
     let graded: Vec<&str> = lessons
         .iter()
-        .filter(|l| crate::foreign_skip_reason(l, false).is_none())
+        .filter(|l| xtask::commands::foreign_skip_reason(l, false).is_none())
         .map(|l| l.front.id.as_str())
         .collect();
     assert_eq!(graded, HANDOFF_SERVER_LESSONS);
     let w04 = lesson("w04-l05");
-    let reason = crate::foreign_skip_reason(&w04, false).expect("left out without --week");
+    let reason =
+        xtask::commands::foreign_skip_reason(&w04, false).expect("left out without --week");
     assert!(
         reason.contains("`epoll_server`") && reason.contains("--week w04"),
         "{reason}"
     );
-    assert_eq!(crate::foreign_skip_reason(&w04, true), None);
-    let reason = crate::foreign_skip_reason(&lesson("w05-l01"), true).expect("no server step");
+    assert_eq!(xtask::commands::foreign_skip_reason(&w04, true), None);
+    let reason =
+        xtask::commands::foreign_skip_reason(&lesson("w05-l01"), true).expect("no server step");
     assert!(reason.contains("no server step"), "{reason}");
 }
 
@@ -340,7 +343,7 @@ fn a_worker_touching_a_client_socket_is_rejected_or_skipped_without_strace() {
     {
         assert_eq!(step.status, Status::Fail, "{report}");
         assert!(
-            crate::results::step_text(step).contains("made system calls on client sockets"),
+            xtask::results::step_text(step).contains("made system calls on client sockets"),
             "{report}"
         );
         assert_eq!(
@@ -442,7 +445,7 @@ fn a_server_that_dies_at_start_fails_fast_with_its_output() {
     );
     let failed = result.first_failure().expect("a failure");
     assert_eq!(failed.name, "main");
-    let text = crate::results::step_text(failed);
+    let text = xtask::results::step_text(failed);
     assert!(
         text.contains("exited") && text.contains("cannot bind"),
         "{}",
@@ -521,7 +524,7 @@ fn run_local_lesson_as(
     keep_going: bool,
     student_paths: Option<runner::StudentPaths>,
 ) -> LessonResult {
-    let lesson = crate::lesson::parse::parse_lesson(text, Path::new("run.md")).unwrap();
+    let lesson = xtask::lesson::parse::parse_lesson(text, Path::new("run.md")).unwrap();
     let scratch = std::env::temp_dir().join(format!(
         "xtask-run-steps-{}-{keep_going}-{}",
         std::process::id(),
@@ -535,6 +538,7 @@ fn run_local_lesson_as(
         server: None,
         invocation_dir: scratch.clone(),
         keep_going,
+        quick: true,
         verbose: false,
         build: true,
         student_paths,
@@ -578,7 +582,7 @@ fn run_steps_match_output_and_status_and_report_hints() {
         "{report}"
     );
     let wrong = result.first_failure().unwrap();
-    let text = crate::results::step_text(wrong);
+    let text = xtask::results::step_text(wrong);
     assert!(
         text.contains("expected output:") && text.contains("yes") && text.contains("nope"),
         "{report}"
@@ -643,7 +647,7 @@ fn a_student_panic_names_the_students_file() {
     let result = run_local_lesson_as(PANIC_LESSON, false, Some(paths));
     std::fs::remove_dir_all(&student).unwrap();
     let failed = result.first_failure().expect("the step fails");
-    let text = crate::results::step_text(failed);
+    let text = xtask::results::step_text(failed);
     assert!(
         text.contains("panicked at student/task_queue/src/lib.rs:148:9"),
         "{text}"
@@ -653,62 +657,6 @@ fn a_student_panic_names_the_students_file() {
     assert!(
         text.contains("crates/w05/task_queue/tests/contract.rs:3:1"),
         "{text}"
-    );
-}
-
-#[test]
-fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {
-    let student = std::env::temp_dir().join(format!("xtask-student-paths-{}", std::process::id()));
-    std::fs::create_dir_all(student.join("src")).unwrap();
-    std::fs::write(student.join("src/lib.rs"), "").unwrap();
-    let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
-    let paths = runner::StudentPaths {
-        scratch: scratch.clone(),
-        crate_dir: PathBuf::from("crates/w05/task_queue"),
-        student: student.clone(),
-        shown_as: "student/task_queue".to_owned(),
-    };
-    let text = format!(
-        "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\
-         error[E0308]: x\n --> {}/crates/w05/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
-         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
-         and crates/w05/task_queue_extra/src/lib.rs",
-        scratch.display(),
-        scratch.display()
-    );
-    let rewritten = paths.rewrite(&text);
-    std::fs::remove_dir_all(&student).unwrap();
-    assert_eq!(
-        rewritten,
-        "Compiling task_queue v0.1.0 (student/task_queue)\n\
-         error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
-         and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
-         and crates/w05/task_queue_extra/src/lib.rs"
-    );
-}
-
-#[test]
-fn a_lesson_with_no_step_that_ran_does_not_pass() {
-    let skipped = |name: &str, kind: &str| crate::results::StepResult {
-        name: name.to_owned(),
-        kind: kind.to_owned(),
-        line: 1,
-        status: Status::Skipped,
-        duration_ms: 0,
-        checks: Vec::new(),
-        message: Some("not run".to_owned()),
-        hints: Vec::new(),
-    };
-    let mut steps = vec![skipped("a", "run"), skipped("b", "run")];
-    assert_eq!(runner::score(&steps), (Status::Skipped, 0, 2));
-    steps[0].status = Status::Pass;
-    assert_eq!(runner::score(&steps), (Status::Pass, 1, 2));
-    // The build is no step of the file: it neither scores nor makes a lesson pass.
-    let mut build = skipped("build", "build");
-    build.status = Status::Pass;
-    assert_eq!(
-        runner::score(&[build, skipped("a", "run")]),
-        (Status::Skipped, 0, 1)
     );
 }
 
@@ -751,7 +699,7 @@ a -> b
 
 #[test]
 fn the_build_shows_cargo_at_work_and_reports_its_time_once() {
-    let lesson = crate::lesson::parse::parse_lesson(BUILD_LESSON, Path::new("build.md")).unwrap();
+    let lesson = xtask::lesson::parse::parse_lesson(BUILD_LESSON, Path::new("build.md")).unwrap();
     let scratch = std::env::temp_dir().join(format!("xtask-build-{}", std::process::id()));
     std::fs::create_dir_all(scratch.join("src")).unwrap();
     std::fs::write(
@@ -767,6 +715,7 @@ fn the_build_shows_cargo_at_work_and_reports_its_time_once() {
         server: None,
         invocation_dir: scratch.clone(),
         keep_going: false,
+        quick: true,
         verbose: false,
         build: true,
         student_paths: None,
@@ -863,7 +812,7 @@ a -> b
 
 /// Runs a lesson text against the honest foreign handoff server, with `keep_going` or not.
 fn run_local_lesson_with_foreign_server(text: &str, keep_going: bool) -> LessonResult {
-    let lesson = crate::lesson::parse::parse_lesson(text, Path::new("ref.md")).unwrap();
+    let lesson = xtask::lesson::parse::parse_lesson(text, Path::new("ref.md")).unwrap();
     let server = format!("{} {{port}}", example("foreign_server").display());
     let scratch = std::env::temp_dir().join(format!(
         "xtask-reference-only-{}-{keep_going}",
@@ -877,6 +826,7 @@ fn run_local_lesson_with_foreign_server(text: &str, keep_going: bool) -> LessonR
         server: Some(ForeignServer::new(&server, true).unwrap()),
         invocation_dir: scratch.clone(),
         keep_going,
+        quick: true,
         verbose: false,
         build: false,
         student_paths: None,
@@ -922,11 +872,78 @@ fn under_a_foreign_server_reference_only_steps_are_not_applicable_and_not_counte
         assert_eq!(result.done_when[0].status, Some(Status::Pass));
         assert_eq!(result.done_when[1].status, Some(Status::NotApplicable));
         let json: serde_json::Value =
-            serde_json::from_str(&crate::results::GradeReport::new(vec![result], None).to_json())
+            serde_json::from_str(&xtask::results::GradeReport::new(vec![result], None).to_json())
                 .unwrap();
         assert_eq!(json["max_points"], 4);
         assert_eq!(json["lessons"][0]["steps"][4]["status"], "not_applicable");
     }
+}
+
+/// A lesson that signals a server which has already exited: SIGTERM drains it, then SIGINT
+/// finds it gone.
+const LATE_SIGNAL_LESSON: &str = r#"---
+id: w05-l05
+title: "A late signal"
+order: 5
+crate: xtask
+duration: 5 min
+---
+
+## Goal
+g
+## What you build
+w
+## Why it matters
+y
+## Do
+d
+## Test
+
+```console server name=main
+$ handoff_server {port}
+```
+
+```console signal name=term server=main signal=TERM
+```
+
+```console prove name=drained server=main
+exits 0 within 3s
+```
+
+## Expected
+
+```console signal name=late-int server=main signal=INT
+```
+
+## Prove
+## Done when
+- Signals. (checked by: term, late-int)
+## Common mistakes
+| Mistake | Fix | Caught by |
+|---|---|---|
+| Signalling late | Do not | `late-int` |
+## Diagram
+```text
+a -> b
+```
+"#;
+
+#[test]
+fn a_signal_to_a_server_that_already_exited_names_the_signal_it_was_to_send() {
+    let result = run_local_lesson_with_foreign_server(LATE_SIGNAL_LESSON, false);
+    let report = describe(&result);
+    let late = result
+        .steps
+        .iter()
+        .find(|step| step.name == "late-int")
+        .expect("the late-int step");
+    assert_eq!(late.status, Status::Fail, "{report}");
+    let text = xtask::results::step_text(late);
+    assert!(
+        text.contains("had already exited") && text.contains("before SIGINT"),
+        "the message names the signal the step sends:\n{report}"
+    );
+    assert!(!text.contains("SIGTERM"), "{report}");
 }
 
 /// The W09 lessons with server steps, in course order.
@@ -975,7 +992,7 @@ fn a_kv_server_that_refuses_unknown_flags_is_never_passed_one() {
             .iter()
             .filter(|s| s.applies_to_foreign_server())
         {
-            if let crate::lesson::StepKind::Server(server) = &step.kind {
+            if let xtask::lesson::StepKind::Server(server) = &step.kind {
                 let args: Vec<&str> = server.command.split_whitespace().skip(2).collect();
                 let mut words = args.iter();
                 while let Some(word) = words.next() {

@@ -81,7 +81,7 @@ pub(crate) fn attach_perf(pid: u32, window: Duration, output: &Path) -> anyhow::
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    process::configure(&mut command, None);
+    process::configure(&mut command);
     let child = process::spawn(&mut command).context("starting perf stat")?;
     Ok(Attached {
         child,
@@ -102,7 +102,7 @@ pub(crate) fn attach_strace(pid: u32, output: &Path) -> anyhow::Result<Attached>
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    process::configure(&mut command, None);
+    process::configure(&mut command);
     let child = process::spawn(&mut command).context("starting strace")?;
     Ok(Attached {
         child,

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::bench::measure::SyscallCount;
-use crate::bench::scenario::{Scenario, Target};
-use crate::bench::server::{ContextSwitches, ServerKind};
+use crate::measure::SyscallCount;
+use crate::scenario::{Scenario, Target};
+use crate::server::{ContextSwitches, ServerKind};
 
 /// The part of `loadgen --json` the benchmark reads.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -388,7 +388,7 @@ pub(crate) fn markdown(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::scenario::ALL;
+    use crate::scenario::ALL;
 
     fn run(scenario: &'static str, server: ServerKind, rps: f64, p99: f64) -> Run {
         Run {
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn the_several_loop_server_gets_a_verdict_and_a_row_of_its_own() {
-        crate::bench::server::set_multi_loops(2);
+        crate::server::set_multi_loops(2);
         let runs = vec![
             run("S1", ServerKind::Tokio, 100.0, 50.0),
             run("S1", ServerKind::Handoff, 120.0, 40.0),

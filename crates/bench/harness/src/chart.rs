@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use plotters::prelude::*;
 
-use crate::bench::report::Row;
-use crate::bench::server::ServerKind;
+use crate::report::Row;
+use crate::server::ServerKind;
 
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (960, 540);

@@ -1,0 +1,160 @@
+//! The course authors' commands, kept apart from the learner's (as rustlings keeps `dev`):
+//! `starters` generates every starter from the reference crates' markers and checks that each
+//! untouched starter compiles and fails its lesson, `starters --write` only writes them out to be
+//! read, and `lesson --check-format` checks that a lesson file follows `course/FORMAT.md`.
+
+use crate::commands::{check_week, usage_error};
+use crate::lesson;
+use crate::report::{self, Printer};
+use crate::results::Status;
+use crate::runner::{self, RunOptions};
+use crate::starters;
+use crate::student;
+use crate::workspace::{self, target_dir, workspace_root};
+use anyhow::Context;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// `cargo xtask lesson <id> --check-format`: checks that the lesson file follows
+/// `course/FORMAT.md` (finding and parsing it is the check) and says how many steps it has.
+pub fn check_format_command(id: &str) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let lesson = lesson::find(&root, id)?;
+    report::outln(&format!(
+        "{}: follows course/FORMAT.md ({} steps, {} of them for a foreign server)",
+        lesson.path.display(),
+        lesson.steps.len(),
+        lesson
+            .steps
+            .iter()
+            .filter(|s| s.applies_to_foreign_server())
+            .count()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the starter's crate in the scratch workspace with every target its tests need
+/// (`cargo test --no-run`), failing with the compiler's first error lines if it does not build.
+fn starter_compiles(scratch: &Path, target_dir: &Path, krate: &str) -> anyhow::Result<()> {
+    let output = std::process::Command::new(workspace::cargo())
+        .args(["test", "--no-run", "--quiet", "-p", krate])
+        .current_dir(scratch)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .context("running cargo")?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first_errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error"))
+        .take(3)
+        .collect();
+    anyhow::bail!("{}", first_errors.join("; "))
+}
+
+/// `cargo xtask starters --write DIR`: writes every generated starter to its own folder in `dir`.
+pub fn write_starters_command(dir: &Path) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    for starter in starters::generate_all(&root, &lesson::discover(&root)?)? {
+        let target = dir.join(&starter.name);
+        starter.write_to(&target)?;
+        eprintln!(
+            "{}: {} files (over crate {}) in {}",
+            starter.name,
+            starter.files.len(),
+            starter.krate,
+            target.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask starters`: generates every starter and checks that each lesson's untouched starter
+/// compiles and fails its lesson.
+pub fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    if let Err(message) = check_week(&root, week)? {
+        return usage_error(&message);
+    }
+    let lessons = lesson::discover(&root)?;
+    // Generating every starter checks every marker, whichever week is asked for.
+    let generated = starters::generate_all(&root, &lessons)?;
+    let mut wrong = Vec::new();
+    for lesson in lessons
+        .into_iter()
+        .filter(|l| week.is_none_or(|w| l.front.week() == w))
+    {
+        let generated = generated
+            .iter()
+            .find(|s| s.name == lesson.front.starter && !s.files.is_empty());
+        let Some(generated) = generated else {
+            eprintln!(
+                "{}: no starter: no `// starter: <lesson-id> ...` marker of starter `{}` in crate `{}`",
+                lesson.front.id, lesson.front.starter, lesson.front.krate
+            );
+            if !allow_missing {
+                wrong.push(lesson.front.id.clone());
+            }
+            continue;
+        };
+        let starter = student::generated_dir(&root).join(&generated.name);
+        generated.write_to(&starter)?;
+        let scratch = student::prepare_scratch(&root, &lesson, &starter)?;
+        // A starter that does not compile would also "fail its lesson", for the wrong reason:
+        // the point is that it compiles against the reference's tests and then fails them.
+        if let Err(error) = starter_compiles(
+            &scratch,
+            &student::scratch_target(&root),
+            &lesson.front.krate,
+        ) {
+            eprintln!(
+                "{}: the untouched starter DOES NOT COMPILE against the reference's tests: {error:#}",
+                lesson.front.id
+            );
+            wrong.push(lesson.front.id.clone());
+            continue;
+        }
+        let options = RunOptions {
+            root: scratch,
+            target_dir: student::scratch_target(&root),
+            log_dir: target_dir(&root).join("xtask/logs/starters"),
+            server: None,
+            invocation_dir: root.clone(),
+            keep_going: false,
+            // An untouched starter fails long before a full-length step would matter.
+            quick: true,
+            verbose: false,
+            build: true,
+            student_paths: None,
+        };
+        let result = runner::run_lesson(&lesson, &options, &Printer::silent());
+        let verdict = if result.status == Status::Fail {
+            "fails, as it must"
+        } else {
+            "DOES NOT FAIL"
+        };
+        eprintln!(
+            "{}: the untouched starter {verdict} ({}/{} steps pass)",
+            lesson.front.id, result.points, result.max_points
+        );
+        if result.status != Status::Fail {
+            wrong.push(lesson.front.id.clone());
+        }
+    }
+    if wrong.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "starters that do not fail their lesson: {}",
+            wrong.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
