@@ -27,8 +27,8 @@
 //! Built with `--cfg fault_injection`, the IO wrappers here (`read`, `write`, `recv`, `send`,
 //! `send_vectored`, `accept`, `epoll_wait`, `epoll_ctl`) first ask a seeded fault injector (the
 //! `fault` submodule, which exists only with that cfg) whether to return `EINTR`, `EAGAIN`, a
-//! short count, a reset, `EMFILE`, `ENFILE` or `ENOMEM` instead, each only where a kernel could. Without the cfg the
-//! `inject!` hook is the plain length and nothing else is compiled.
+//! short count, a reset, `EMFILE`, `ENFILE` or `ENOMEM` instead, each only where a kernel could.
+//! Without the cfg the `inject!` hook is the plain length and nothing else is compiled.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
