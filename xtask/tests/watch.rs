@@ -249,3 +249,25 @@ fn help_lists_watch_and_hint_and_names_script_as_a_testing_aid() {
         "{watch}"
     );
 }
+
+#[test]
+fn watch_refuses_a_server_on_a_lesson_without_server_steps_before_watching() {
+    let scratch = Scratch::new("no-server-steps");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["watch", "w05-l01", "--script", "--server"])
+        .arg(format!("{} {{port}}", example("foreign_server").display()))
+        .env("NO_COLOR", "1")
+        .env("COURSE_PROGRESS_FILE", scratch.0.join("progress"))
+        .env("CARGO_TARGET_DIR", scratch.0.join("target"))
+        .stdin(Stdio::piped())
+        .output()
+        .expect("run watch");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("lesson w05-l01 has no server steps"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("watch: "), "nothing is watched: {stdout}");
+}

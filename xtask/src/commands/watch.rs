@@ -19,7 +19,8 @@
 //! is in use.
 
 use super::{
-    RunArgs, grades_student_copy, lesson_command, next_start_line, run_subject, shown, usage_error,
+    RunArgs, foreign_skip_reason, grades_student_copy, lesson_command, next_start_line,
+    run_subject, shown, usage_error,
 };
 use crate::lesson::{self, Lesson};
 use crate::{last_run, report, student, workspace};
@@ -157,6 +158,10 @@ pub fn watch_command(id: &str, args: &WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let root = workspace::workspace_root();
     let lesson = lesson::find(&root, id)?;
+    if args.run.server.is_some() && foreign_skip_reason(&lesson, true).is_some() {
+        // `lesson` refuses it, saying why (status 2); no save would change that.
+        return lesson_command(&lesson.front.id, &args.run);
+    }
     let (watched, whose) = watched_files(&root, &lesson, args)?;
 
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -178,16 +183,16 @@ pub fn watch_command(id: &str, args: &WatchArgs) -> anyhow::Result<ExitCode> {
     loop {
         runs += 1;
         report::outln(&format!("\nwatch: run {runs} — {reason}"));
-        let code = match lesson_command(&lesson.front.id, &args.run) {
-            Ok(code) => code,
+        let (code, result) = match lesson_command(&lesson.front.id, &args.run) {
+            Ok(code) => (code, saved_result(&root, &lesson)),
             Err(error) => {
                 // A lesson file saved half-edited is a reason to wait for the next save, not to
-                // leave.
+                // leave; the result saved before this run is not this run's.
                 report::outln(&format!("watch: the run could not start: {error:#}"));
-                ExitCode::FAILURE
+                (ExitCode::FAILURE, "no result".to_owned())
             }
         };
-        report::outln(&after_run(&root, &lesson));
+        report::outln(&format!("watch: {result}; waiting for a save — {COMMANDS}"));
         if args.max_runs.is_some_and(|max| runs >= max) {
             report::outln(&format!("watch: stopping after {runs} run(s) (--max-runs)"));
             return Ok(code);
@@ -327,9 +332,9 @@ fn read_commands(events: Sender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The line after a run: its result as saved, and what the loop waits for.
-fn after_run(root: &Path, lesson: &Lesson) -> String {
-    let result = match last_run::load(root, &lesson.front.id) {
+/// The result of the run that just ended, as it was saved: status and points.
+fn saved_result(root: &Path, lesson: &Lesson) -> String {
+    match last_run::load(root, &lesson.front.id) {
         Ok(Some(run)) => format!(
             "{} {}/{}",
             run.result.status.word(),
@@ -337,8 +342,7 @@ fn after_run(root: &Path, lesson: &Lesson) -> String {
             run.result.max_points
         ),
         _ => "no result".to_owned(),
-    };
-    format!("watch: {result}; waiting for a save — {COMMANDS}")
+    }
 }
 
 /// Waits until something asks for a run or for the end, answering the commands that do
