@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use handoff_protocol::{MAX_LINE_LEN, Stats};
 
 use crate::util::{
-    Client, READ_TIMEOUT, Server, ServerKind, assert_responses, expected, fd_heavy_test,
+    Client, READ_TIMEOUT, ServerKind, StatsOf as _, assert_responses, expected, fd_heavy_test,
     raise_fd_limit, show, wait_until,
 };
 
@@ -441,7 +441,7 @@ fn five_thousand_connections_leave_no_fd_behind(kind: ServerKind) {
     let _one_at_a_time = fd_heavy_test();
     raise_fd_limit();
     let server = kind.start();
-    let baseline = server.fds();
+    let baseline = server.proc().open_fds();
     const CONNECTIONS: usize = 5_000;
     let mut clients: Vec<TcpStream> = Vec::with_capacity(CONNECTIONS);
     for index in 0..CONNECTIONS {
@@ -465,17 +465,17 @@ fn five_thousand_connections_leave_no_fd_behind(kind: ServerKind) {
     let stats = server.stats();
     assert_eq!(stats.connections, CONNECTIONS as u64 + 1, "{stats:?}");
     assert!(
-        server.fds().len() >= baseline.len() + CONNECTIONS,
+        server.proc().open_fds().len() >= baseline.len() + CONNECTIONS,
         "one fd per connection"
     );
     drop(clients);
     wait_until(
         Duration::from_secs(30),
         "the server closed every connection's fd",
-        || server.fds().len() <= baseline.len(),
+        || server.proc().open_fds().len() <= baseline.len(),
     );
     assert_eq!(
-        server.fds(),
+        server.proc().open_fds(),
         baseline,
         "the same fds as before the connections"
     );
@@ -485,14 +485,12 @@ fn five_thousand_connections_leave_no_fd_behind(kind: ServerKind) {
 fn running_out_of_fds_neither_spins_nor_wedges(kind: ServerKind) {
     // Low enough that a few dozen clients exhaust it, high enough for the server's own fds.
     const LIMIT: u64 = 48;
-    let server = Server::builder(kind)
-        .args(match kind {
-            ServerKind::Handoff => &["--workers", "1"],
-            ServerKind::HandoffTwoLoops => &["--workers", "1", "--loops", "2"],
-            ServerKind::Epoll => &[],
-        })
-        .nofile_limit(LIMIT)
-        .start();
+    let args: &[&str] = match kind {
+        ServerKind::Handoff => &["--workers", "1"],
+        ServerKind::HandoffTwoLoops => &["--workers", "1", "--loops", "2"],
+        ServerKind::Epoll => &[],
+    };
+    let server = kind.builder().args(args).nofile_limit(LIMIT).start();
     // Fill the server's fd table: every client that gets a `pong` holds one fd of the server.
     let mut held = Vec::new();
     let mut refused = 0;
@@ -525,12 +523,12 @@ fn running_out_of_fds_neither_spins_nor_wedges(kind: ServerKind) {
     // CPU time over a fixed window of wall time shows the difference: a spinning loop burns the
     // whole window, a refusing one almost none of it.
     let mut waiting = Client::connect(server.addr());
-    let cpu_before = server.cpu_time();
+    let cpu_before = server.proc().cpu_time();
     let window = Duration::from_millis(600);
     let started = Instant::now();
     // This wait is the measurement window itself, not a synchronisation.
     std::thread::sleep(window);
-    let used = server.cpu_time().saturating_sub(cpu_before);
+    let used = server.proc().cpu_time().saturating_sub(cpu_before);
     let elapsed = started.elapsed();
     assert!(
         used < elapsed / 4,

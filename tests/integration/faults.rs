@@ -33,7 +33,8 @@ fn exchange(server: &Server) -> Option<Vec<Vec<u8>>> {
 }
 
 fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str], seed: u64) {
-    let server = Server::builder(kind)
+    let server = kind
+        .builder()
         .args(args)
         .env("EVENTLOOP_FAULT_SEED", &seed.to_string())
         .env("EVENTLOOP_FAULT_RATE", "0.1")
@@ -53,7 +54,7 @@ fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str
             }
         }
     };
-    let baseline = server.fds().len();
+    let baseline = server.proc().open_fds().len();
 
     let (mut complete, mut cut) = (0, 0);
     for round in 0..80 {
@@ -82,13 +83,13 @@ fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str
     wait_until(
         Duration::from_secs(10),
         "the server closes every fd",
-        || server.fds().len() <= baseline,
+        || server.proc().open_fds().len() <= baseline,
     );
-    let cpu_before = server.cpu_time();
+    let cpu_before = server.proc().cpu_time();
     let window = Instant::now();
     // This wait is the measurement window itself, not a synchronisation.
     std::thread::sleep(Duration::from_millis(500));
-    let used = server.cpu_time().saturating_sub(cpu_before);
+    let used = server.proc().cpu_time().saturating_sub(cpu_before);
     assert!(
         used < window.elapsed() / 4,
         "the idle server used {used:?} of CPU after the faults"
@@ -123,7 +124,8 @@ fn epoll_server_survives_resets_and_emfile() {
 /// answers until then, so the server's backpressure stops its reading), and short reads make
 /// the rest likelier still.
 fn a_stop_answers_a_pipelining_client_without_a_reset(kind: ServerKind, args: &[&str]) {
-    let mut server = Server::builder(kind)
+    let mut server = kind
+        .builder()
         .args(args)
         .env("EVENTLOOP_FAULT_SEED", "302")
         .env("EVENTLOOP_FAULT_RATE", "0.5")

@@ -14,15 +14,16 @@ use crate::util::{Client, Server, ServerKind, assert_responses, expected, wait_u
 
 /// A handoff server with `args` after the port.
 fn start(args: &[&str]) -> Server {
-    Server::builder(ServerKind::Handoff).args(args).start()
+    ServerKind::Handoff.builder().args(args).start()
 }
 
 /// A handoff server with `loops` event loops (`--loops`) and `args` after the port.
 fn start_with(loops: usize, args: &[&str]) -> Server {
     let loops = loops.to_string();
-    Server::builder(ServerKind::Handoff)
+    ServerKind::Handoff
+        .builder()
         .args(args)
-        .args(&["--loops", &loops])
+        .args(["--loops", &loops])
         .start()
 }
 
@@ -89,9 +90,15 @@ fn a_result_for_a_gone_connection_never_reaches_the_next_client_on_its_fd(loops:
     let server = start_with(loops, &["--workers", "1"]);
     let mut observer = server.client();
     assert_eq!(observer.request("ping"), "pong");
-    let fds_before = server.fds();
-    let new_fd =
-        |server: &Server| -> Option<u32> { server.fds().difference(&fds_before).next().copied() };
+    let fds_before = server.proc().open_fds();
+    let new_fd = |server: &Server| -> Option<u32> {
+        server
+            .proc()
+            .open_fds()
+            .difference(&fds_before)
+            .next()
+            .copied()
+    };
 
     let mut doomed = server.client();
     doomed.send(b"ping\nsleep 400\n");
@@ -162,7 +169,7 @@ fn a_client_that_never_reads_cannot_grow_server_memory(loops: usize) {
         written < TOTAL,
         "the server read all {written} bytes of a client that reads nothing: no backpressure"
     );
-    let rss = server.rss_kib();
+    let rss = server.proc().rss_kib();
     assert!(
         rss < RSS_LIMIT_KIB,
         "server RSS {rss} KiB with a non-reading client"
@@ -185,7 +192,7 @@ fn a_client_that_never_reads_cannot_grow_server_memory(loops: usize) {
         got.extend(hog.read_line());
     }
     assert_responses(&got, &want);
-    assert!(server.rss_kib() < RSS_LIMIT_KIB);
+    assert!(server.proc().rss_kib() < RSS_LIMIT_KIB);
 }
 
 fn ping_is_answered_while_every_worker_is_busy(loops: usize) {
@@ -212,8 +219,9 @@ fn ping_is_answered_while_every_worker_is_busy(loops: usize) {
 
 #[test]
 fn a_panicking_task_is_isolated_and_counted() {
-    let server = Server::builder(ServerKind::Handoff)
-        .args(&["--workers", "1"])
+    let server = ServerKind::Handoff
+        .builder()
+        .args(["--workers", "1"])
         .capture_stderr()
         .start();
     let mut first = server.client();
@@ -234,7 +242,11 @@ fn a_panicking_task_is_isolated_and_counted() {
         (3, 3, 1),
         "{stats:?}"
     );
-    assert_eq!(server.thread_count(), 2, "the loop and its one worker");
+    assert_eq!(
+        server.proc().thread_count(),
+        2,
+        "the loop and its one worker"
+    );
     let (status, stderr) = server.stop();
     assert_eq!(status.code(), Some(0));
     // Without --log, an expected task panic does not spam stderr with panic reports.
@@ -247,8 +259,9 @@ fn a_panicking_task_is_isolated_and_counted() {
 
 #[test]
 fn with_log_each_task_panic_is_one_line_of_the_log() {
-    let server = Server::builder(ServerKind::Handoff)
-        .args(&["--workers", "2", "--log"])
+    let server = ServerKind::Handoff
+        .builder()
+        .args(["--workers", "2", "--log"])
         .capture_stderr()
         .start();
     let mut client = server.client();
@@ -332,8 +345,9 @@ fn sigint_drains_like_sigterm() {
 #[test]
 fn log_shows_each_task_on_a_worker_thread_not_the_loop() {
     const WORKERS: usize = 2;
-    let server = Server::builder(ServerKind::Handoff)
-        .args(&["--workers", "2", "--log"])
+    let server = ServerKind::Handoff
+        .builder()
+        .args(["--workers", "2", "--log"])
         .capture_stderr()
         .start();
     let mut clients = [server.client(), server.client()];
@@ -415,7 +429,11 @@ fn the_process_has_exactly_the_loop_plus_n_worker_threads() {
         for _ in 0..4 {
             client.read_line();
         }
-        assert_eq!(server.thread_count(), workers + 1, "--workers {workers}");
+        assert_eq!(
+            server.proc().thread_count(),
+            workers + 1,
+            "--workers {workers}"
+        );
         assert_eq!(stats_on(&mut client).workers, workers as u64);
     }
 }

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use eventloop::net::ReservedPort;
 use handoff_protocol::Stats;
+use test_support::StartingProcess;
 
 use crate::util::{Client, Server, ServerKind, assert_responses, expected, wait_until};
 
 /// A handoff server with `args` after the port.
 fn start(args: &[&str]) -> Server {
-    Server::builder(ServerKind::Handoff).args(args).start()
+    ServerKind::Handoff.builder().args(args).start()
 }
 
 /// `stats` over an existing connection, with the overload keys the line carries after the
@@ -98,7 +99,8 @@ fn each_connection_is_served_by_one_of_two_loops_and_no_task_runs_on_a_loop() {
 
 /// A server whose stderr (the `--log`) is captured.
 fn start_logging(args: &[&str]) -> Server {
-    Server::builder(ServerKind::Handoff)
+    ServerKind::Handoff
+        .builder()
         .args(args)
         .capture_stderr()
         .start()
@@ -110,7 +112,7 @@ fn the_process_has_n_loops_plus_the_workers_plus_main() {
     wait_until(
         Duration::from_secs(10),
         "3 loops + 2 workers + main",
-        || server.thread_count() == 6,
+        || server.proc().thread_count() == 6,
     );
     assert_eq!(server.client().request("ping"), "pong");
 }
@@ -229,16 +231,6 @@ fn sigterm_drains_every_loop_then_exits_zero() {
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
 }
 
-/// A server process started without waiting for its `listening on` line; killed on drop.
-struct Starting(std::process::Child);
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Regression: with `--loops N` the port was reserved by a *listening* `SO_REUSEPORT` socket
 /// until every loop had joined, so a client that connected as soon as the port accepted (a TCP
 /// readiness probe, the grader's) could be queued on the reservation, which nothing accepts, and
@@ -253,14 +245,15 @@ fn clients_that_connect_while_the_loops_start_are_all_answered() {
         // `SO_REUSEPORT` group, which the server's sockets join) until the end of the start.
         let port = ReservedPort::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a port");
         let addr = port.local_addr().expect("its address");
-        let child = std::process::Command::new(crate::util::binary_path("handoff_server"))
-            .args([&addr.port().to_string(), "--workers", "2", "--loops", "4"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the server");
-        let _server = Starting(child);
+        let _server = StartingProcess::spawn(
+            std::process::Command::new(crate::util::binary_path("handoff_server")).args([
+                &addr.port().to_string(),
+                "--workers",
+                "2",
+                "--loops",
+                "4",
+            ]),
+        );
         let started = Instant::now();
         let first = loop {
             // Refused until something listens: a bounded busy wait, the earliest moment being

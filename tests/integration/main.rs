@@ -13,7 +13,9 @@
 //!   request timeouts, the retry budget and their counters.
 //!
 //! The servers are run as real processes on `127.0.0.1`, port 0, exactly as graders run them.
-//! `cargo test --workspace` builds both binaries first; `util` says what to run when one is missing.
+//! `cargo test --workspace` builds both binaries first; `test_support::binary_path` says what to
+//! run when one is missing. Servers, clients and `/proc` facts come from `test_support`, the
+//! workspace's one harness; [`util`] adds what is this suite's own.
 
 mod conformance;
 mod errors;

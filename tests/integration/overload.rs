@@ -12,7 +12,7 @@ use crate::util::{Client, Server, ServerKind, expected, show, wait_until};
 
 /// A handoff server with `args` after the port.
 fn start(args: &[&str]) -> Server {
-    Server::builder(ServerKind::Handoff).args(args).start()
+    ServerKind::Handoff.builder().args(args).start()
 }
 
 /// The value of `key=` in a stats line.
@@ -51,7 +51,7 @@ fn a_flood_past_the_gate_gets_one_answer_per_request_in_order_and_exact_counts()
     ]);
     let mut observer = server.client();
     assert_eq!(observer.request("ping"), "pong");
-    let idle_fds = server.fds();
+    let idle_fds = server.proc().open_fds();
 
     // One request that must time out: it is admitted into an idle server and sleeps past the
     // deadline, and the answer pipelined behind it must not wait for it.
@@ -126,7 +126,7 @@ fn a_flood_past_the_gate_gets_one_answer_per_request_in_order_and_exact_counts()
     assert!(stat(&line, "completed") > total, "{line}");
     assert_eq!(stat(&line, "errors"), shed + timeouts, "{line}");
     wait_until(Duration::from_secs(10), "the fds come back to idle", || {
-        server.fds() == idle_fds
+        server.proc().open_fds() == idle_fds
     });
     // The late result of the timed-out sleep is dropped, not delivered to anyone.
     wait_until(Duration::from_secs(10), "the slow worker finishes", || {
@@ -229,8 +229,9 @@ fn with_the_controls_off_a_retry_is_its_request_and_the_counters_stay_zero() {
 
 #[test]
 fn the_stats_interval_prints_the_stats_line_on_stderr() {
-    let server = Server::builder(ServerKind::Handoff)
-        .args(&["--workers", "1", "--stats-interval-ms", "10"])
+    let server = ServerKind::Handoff
+        .builder()
+        .args(["--workers", "1", "--stats-interval-ms", "10"])
         .capture_stderr()
         .start();
     let mut client = server.client();
@@ -294,8 +295,9 @@ fn loadgen_flood_counts_every_answer_exactly_and_finds_the_server_back_at_idle()
 
 #[test]
 fn a_request_past_its_deadline_before_a_worker_takes_it_is_never_run() {
-    let server = Server::builder(ServerKind::Handoff)
-        .args(&["--workers", "1", "--request-timeout-ms", "100", "--log"])
+    let server = ServerKind::Handoff
+        .builder()
+        .args(["--workers", "1", "--request-timeout-ms", "100", "--log"])
         .capture_stderr()
         .start();
     let mut client = server.client();

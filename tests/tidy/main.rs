@@ -9,12 +9,16 @@
 //! - Every raw fd that a libc call creates becomes an `OwnedFd` on the next line.
 //! - No `dbg!`, no `#[ignore]`d tests.
 //! - No module cycles within a crate ([`cycles`]).
+//! - Every path and package that ARCHITECTURE.md and the READMEs name exists ([`docs`]).
+//! - Servers are started and `/proc` is read only through `test_support` ([`harness`]).
 //! - Every `cargo` command the course shows names a package, binary or test that exists
 //!   ([`lesson_commands`]).
 //! - The course runner (`xtask`) builds no benchmark code: neither the harness nor its chart
 //!   library is among its dependencies (`cargo tree`).
 
 mod cycles;
+mod docs;
+mod harness;
 mod lesson_commands;
 
 use std::fs;

@@ -211,7 +211,8 @@ fn run_loop(
     let mut next_task = 0u64;
     let mut draining = false;
     loop {
-        if let Ok(Some(_)) = sys::take_pending_signal(&[libc::SIGTERM, libc::SIGINT]) {
+        if let Ok(Some(_)) = test_support::sys::take_pending_signal(&[libc::SIGTERM, libc::SIGINT])
+        {
             if bug == Bug::NoDrain {
                 std::process::exit(0);
             }

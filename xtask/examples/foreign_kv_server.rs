@@ -1039,7 +1039,7 @@ fn main() {
             panic!("poll: {}", std::io::Error::last_os_error());
         }
 
-        if let Ok(Some(_)) = eventloop::sys::take_pending_signal(&signals) {
+        if let Ok(Some(_)) = test_support::sys::take_pending_signal(&signals) {
             if state.config.bug == Bug::NoDrain {
                 std::process::exit(0);
             }

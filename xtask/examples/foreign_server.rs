@@ -136,7 +136,7 @@ fn main() {
 
     let mut connections: Vec<(JoinHandle<()>, Arc<TcpStream>)> = Vec::new();
     loop {
-        if let Ok(Some(_)) = eventloop::sys::take_pending_signal(&signals) {
+        if let Ok(Some(_)) = test_support::sys::take_pending_signal(&signals) {
             break;
         }
         connections.retain(|(handle, _)| !handle.is_finished());

@@ -128,6 +128,8 @@ pub fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Resu
             server: None,
             invocation_dir: root.clone(),
             keep_going: false,
+            // An untouched starter fails long before a full-length step would matter.
+            quick: true,
             verbose: false,
             build: true,
             student_paths: None,

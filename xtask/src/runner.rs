@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub invocation_dir: PathBuf,
     /// Run every step even after a failure.
     pub keep_going: bool,
+    /// `--quick`: `{full}` in a command expands to nothing instead of `--full`.
+    pub quick: bool,
     /// Relay server and client output.
     pub verbose: bool,
     /// Build before the steps.
@@ -419,7 +421,7 @@ fn start_server(
             options.root.as_path(),
         ),
     };
-    let command = with_data_dir(&command, &lesson_run.data_dir);
+    let command = expand_placeholders(&command, &lesson_run.data_dir, options.quick);
     let path = path_env(options);
     let launch = Launch {
         log_name: &server.log,
@@ -724,9 +726,12 @@ fn fresh_data_dir(log_dir: &Path) -> PathBuf {
     std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
-/// `command` with every `{dir}` replaced by the lesson run's data folder.
-fn with_data_dir(command: &str, data_dir: &Path) -> String {
-    command.replace("{dir}", &data_dir.display().to_string())
+/// `command` with every `{dir}` replaced by the lesson run's data folder, and every `{full}` by
+/// `--full` (a step's complete form, minutes long) or, under `--quick`, by nothing.
+fn expand_placeholders(command: &str, data_dir: &Path, quick: bool) -> String {
+    command
+        .replace("{dir}", &data_dir.display().to_string())
+        .replace("{full}", if quick { "" } else { "--full" })
 }
 
 /// Runs the commands of a `run` step, sharing its deadline.
@@ -740,7 +745,7 @@ fn run_commands(
     for (command, expected) in &run.commands {
         let name = format!("$ {command}");
         let command_started = Instant::now();
-        let command = &with_data_dir(command, data_dir);
+        let command = &expand_placeholders(command, data_dir, options.quick);
         let output = match run_shell(command, options, deadline, None) {
             Ok(output) => output,
             Err(message) => {
@@ -1073,6 +1078,19 @@ fn leading_assignments_end(command: &str) -> usize {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn full_stands_for_the_complete_form_unless_quick() {
+        let dir = Path::new("/data/run");
+        assert_eq!(
+            expand_placeholders("loadgen --flood {full} --dir {dir}", dir, false),
+            "loadgen --flood --full --dir /data/run"
+        );
+        assert_eq!(
+            expand_placeholders("loadgen --flood {full} --dir {dir}", dir, true),
+            "loadgen --flood  --dir /data/run"
+        );
+    }
 
     #[test]
     fn student_paths_rewrite_scratch_and_relative_paths_of_the_copy_only() {

@@ -267,16 +267,13 @@ fn the_github_workflow_grades_with_classroom_points_and_wires_them_to_the_report
         .lines()
         .find_map(|line| line.strip_prefix("result="))
         .expect("a `result` output");
+    // Decoded by the same tool the workflow's reporter step would use, from a file.
+    let encoded_file = scratch.join("result.b64");
+    std::fs::write(&encoded_file, encoded).expect("write the encoded result");
     let decoded = Command::new("base64")
         .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
-            child.wait_with_output()
-        })
+        .arg(&encoded_file)
+        .output()
         .expect("base64 -d");
     let result: serde_json::Value =
         serde_json::from_slice(&decoded.stdout).expect("Classroom JSON");

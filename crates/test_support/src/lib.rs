@@ -1,12 +1,21 @@
-//! Test support shared by the workspace's test suites: start a server binary as a child process
-//! and learn its address from the `listening on <addr>` line that the protocol requires as its
-//! first line of stdout; and a [`TempDir`] for a test's files (a durable server's data folder).
+//! The workspace's one test harness: servers, clients and `/proc` facts, for every test suite.
 //!
-//! This is the one copy of that start-up handshake; the integration tests (`tests/`), the
-//! servers' own tests and the load generator's tests use it. [`sys`] holds the few system calls
-//! tests need that the course's syscall layer does not teach (a socket reset, signals taken
-//! synchronously, the clock tick). It depends on std and libc alone and is a dev-dependency
-//! only, so no crate of the course links it and any package's tests may use it.
+//! - [`ServerProcess`] (module [`server`]): a server binary started as a child process on
+//!   `127.0.0.1`, its address learnt from the `listening on <addr>` line that the protocol
+//!   requires as its first line of stdout, signalled and stopped within bounds, always reaped.
+//!   [`binary_path`] finds a workspace binary beside the test executable.
+//! - [`Client`] (module [`client`]): a blocking line client with read timeouts, and the helpers
+//!   its assertions need ([`wait_until`], [`show`], [`assert_responses`]).
+//! - [`Proc`] (module [`procfs`]): what `/proc` says about a process — open fds, threads, RSS,
+//!   CPU time — for the test process itself or a server.
+//! - [`TempDir`]: a test's own folder (a durable server's data folder), removed when it ends;
+//!   [`raise_fd_limit`] and [`fd_heavy_test`] for the tests that open thousands of sockets.
+//! - [`sys`]: the few system calls tests need that the course's syscall layer does not teach (a
+//!   socket reset, signals taken synchronously, the clock tick).
+//!
+//! It is a dev-dependency of every package whose tests run a server (and a dependency of the
+//! benchmark tools), so the dependency points from tests and tooling to it and never from
+//! course code. It builds on std, libc and the course's `eventloop::sys` (signals, fd limits).
 //!
 //! Every wait is bounded: a server that prints nothing within the timeout is killed (which closes
 //! its stdout and ends the reading thread, which is then joined) and the start fails with what it
@@ -24,15 +33,22 @@
 //! // Dropping `server` kills the process and waits for it.
 //! ```
 
+pub mod client;
+pub mod procfs;
+pub mod server;
 pub mod sys;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, Once, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use client::{Client, assert_responses, show, wait_until};
+pub use procfs::Proc;
+pub use server::{ServerBuilder, ServerProcess, StartingProcess};
 
 /// The prefix of the line a server prints once it listens.
 pub const LISTENING_PREFIX: &str = "listening on ";
@@ -84,66 +100,53 @@ pub fn read_listening_line(
     Ok((addr, reader))
 }
 
-/// A server child process that has printed its `listening on` line; dropping it kills the
-/// process and waits for it, so no test leaves one behind.
-#[derive(Debug)]
-pub struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    /// Kept open so the server never writes into a closed pipe.
-    _stdout: BufReader<ChildStdout>,
+/// The path of a workspace binary, next to the directory that holds this test executable.
+///
+/// Cargo puts test executables in `<target>/<profile>/deps/` and binaries in
+/// `<target>/<profile>/`; `cargo test --workspace` builds the server binaries because their
+/// packages have integration tests of their own.
+pub fn binary_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe
+        .parent()
+        .expect("the test executable sits in a directory");
+    let profile_dir = if deps.ends_with("deps") {
+        deps.parent().unwrap_or(deps)
+    } else {
+        deps
+    };
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "the `{name}` binary is missing at {}: run `cargo build --workspace --bins` (or \
+         `cargo test --workspace`, which builds it) with the same profile and target directory",
+        path.display()
+    );
+    path
 }
 
-impl ServerProcess {
-    /// Spawns `command` with stdin closed and stdout piped, and waits up to `timeout` for its
-    /// `listening on` line. Panics (after killing the process) if it does not come: a test that
-    /// cannot start its server has failed.
-    pub fn start(command: &mut Command, timeout: Duration) -> ServerProcess {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
-        match read_listening_line(&mut child, timeout) {
-            Ok((addr, stdout)) => ServerProcess {
-                child,
-                addr,
-                _stdout: stdout,
-            },
-            Err(message) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{command:?}: {message}");
-            }
-        }
-    }
-
-    /// The address from the `listening on` line.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The port from the `listening on` line.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The child process, to signal it or wait for it.
-    pub fn child_mut(&mut self) -> &mut Child {
-        &mut self.child
-    }
+/// Raises this test process's soft `RLIMIT_NOFILE` to its hard limit, once.
+///
+/// Tests that open thousands of sockets need it, and servers started afterwards inherit it.
+pub fn raise_fd_limit() {
+    static RAISE: Once = Once::new();
+    RAISE.call_once(|| {
+        let (_, hard) = eventloop::sys::fd_limit().expect("getrlimit(RLIMIT_NOFILE)");
+        eventloop::sys::set_fd_limit(hard, hard).expect("setrlimit(RLIMIT_NOFILE)");
+        assert!(
+            hard >= 8_192,
+            "the hard RLIMIT_NOFILE is {hard}; the connection tests need 8192 (raise it with \
+             `ulimit -Hn`)"
+        );
+    });
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Serialises the tests that open thousands of sockets, so two of them running at once cannot
+/// exhaust this process's fd limit between them.
+pub fn fd_heavy_test() -> MutexGuard<'static, ()> {
+    static FD_HEAVY: Mutex<()> = Mutex::new(());
+    // A test that failed while holding the lock poisoned it; the fds it held are closed by now.
+    FD_HEAVY.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// A folder of its own for one test (for a server's `--data-dir`, a log's files), under the
@@ -199,6 +202,7 @@ mod tests {
     }
 
     use super::*;
+    use std::process::{Command, Stdio};
 
     #[test]
     fn reads_the_address_of_a_listening_line() {

@@ -109,3 +109,22 @@ pub(crate) fn serve(mdbook: &Path, dirs: &BookDirs, port: u16) -> anyhow::Result
     anyhow::ensure!(status.success(), "mdbook serve failed ({status})");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI installs mdBook in the background before the book step, with these same arguments:
+    /// a change here must reach `.ci/run`, or CI would install another version than the book's.
+    #[test]
+    fn ci_installs_the_mdbook_the_book_is_made_for() {
+        let ci = std::fs::read_to_string(crate::workspace_root().join(".ci/run")).unwrap();
+        let joined: String = ci
+            .replace("\\\n", " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let expected = format!("cargo {}", INSTALL_ARGS.join(" "));
+        assert!(joined.contains(&expected), "`{expected}` is not in .ci/run");
+    }
+}

@@ -37,13 +37,14 @@ use std::fmt::Write as _;
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use eventloop::{Events, Interest, Poller};
 use handoff_protocol::expected_response;
 use hdrhistogram::Histogram;
+use test_support::ServerProcess;
 
 /// How often the control connection asks for `stats`.
 const STATS_EVERY: Duration = Duration::from_millis(100);
@@ -157,7 +158,7 @@ struct FloodConnection {
 
 /// The classified answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
+enum AnswerKind {
     Result,
     Shed,
     Timeout,
@@ -188,22 +189,22 @@ impl Lines {
     }
 
     /// Classifies `line` (with its `\n`) as the answer to `sent`, or says why it cannot be.
-    fn classify(&self, sent: &Sent, line: &[u8]) -> Result<Answer, String> {
+    fn classify(&self, sent: &Sent, line: &[u8]) -> Result<AnswerKind, String> {
         let result = match sent.kind {
             Kind::Work => &self.work_result,
             Kind::Slow => &self.slow_result,
         };
         if line == result.as_slice() {
-            return Ok(Answer::Result);
+            return Ok(AnswerKind::Result);
         }
         if line == self.timeout.as_slice() {
-            return Ok(Answer::Timeout);
+            return Ok(AnswerKind::Timeout);
         }
         if is_shed(line) {
-            return Ok(Answer::Shed);
+            return Ok(AnswerKind::Shed);
         }
         if sent.retry && line == b"ERROR: retry budget exhausted\n" {
-            return Ok(Answer::RetryRejected);
+            return Ok(AnswerKind::RetryRejected);
         }
         Err(format!(
             "{}request {:?} got {:?}",
@@ -251,78 +252,40 @@ fn target_sent(plan: &FloodPlan, elapsed: Duration) -> u64 {
     sent as u64
 }
 
-/// A server started by `--spawn`, stopped (and reaped) however the run ends.
+/// A server started by `--spawn` through the workspace's harness (`test_support`), stopped (and
+/// reaped) however the run ends.
 #[derive(Debug)]
 struct Spawned {
-    child: Child,
-    /// Kept open so the server never writes into a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
+    process: ServerProcess,
 }
 
 impl Spawned {
+    /// How long the server may take to print its `listening on` line.
+    const STARTUP: Duration = Duration::from_secs(20);
+
     fn start(command: &str) -> anyhow::Result<(Spawned, SocketAddr)> {
         let mut words = command.split_whitespace();
         let program = words.next().context("--spawn needs a command")?;
-        let mut child = Command::new(program)
-            .args(words)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {program:?}"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut spawned = Spawned {
-            child,
-            _stdout: BufReader::new(stdout),
-        };
-        let mut line = String::new();
-        spawned
-            ._stdout
-            .read_line(&mut line)
-            .context("reading the server's first line")?;
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .with_context(|| {
-                format!("the server's first line is not `listening on <addr>`: {line:?}")
-            })?;
-        Ok((spawned, addr))
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pids fit in i32")
+        let mut command = Command::new(program);
+        command.args(words).stderr(Stdio::null());
+        let process =
+            ServerProcess::try_start(&mut command, Self::STARTUP).map_err(anyhow::Error::msg)?;
+        let addr = process.addr();
+        Ok((Spawned { process }, addr))
     }
 
     fn fds(&self) -> anyhow::Result<usize> {
-        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .context("reading the server's /proc/<pid>/fd")?
-            .count())
+        Ok(self.process.proc().fd_count())
     }
 
     /// SIGTERM, then the exit status within 5 s.
     fn stop(&mut self) -> anyhow::Result<Option<i32>> {
-        eventloop::sys::kill(self.pid(), libc::SIGTERM).context("signalling the server")?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the server ignored SIGTERM for 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.signal(libc::SIGTERM);
+        let status = self
+            .process
+            .wait_exit(Duration::from_secs(5))
+            .context("the server ignored SIGTERM for 5 s")?;
+        Ok(status.code())
     }
 }
 
@@ -375,6 +338,10 @@ impl Control {
 }
 
 /// Runs the flood; returns the report (stdout) and whether every objective passed.
+///
+/// Four stages: the three waves ([`Flood::run`]), the wait for the server to come back to idle
+/// ([`settle`]), the byte-for-byte harness on a fresh connection ([`run_harness`]), and the
+/// objectives judged from what the clients counted and what the server said ([`report`]).
 pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
     anyhow::ensure!(plan.base_rps > 0.0, "--base-rps must be positive");
     anyhow::ensure!(!plan.wave.is_zero(), "--wave-seconds must be positive");
@@ -391,191 +358,291 @@ pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
     control.poll()?;
     let idle_fds = spawned.as_ref().map(Spawned::fds).transpose()?;
 
-    let poller = Poller::new().context("creating an epoll instance")?;
-    let mut connections = Vec::with_capacity(plan.connections);
-    for token in 0..plan.connections {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        stream.set_nonblocking(true)?;
-        poller
-            .add(stream.as_fd(), token as u64, Interest::READABLE)
-            .context("registering a connection")?;
-        connections.push(FloodConnection {
-            stream,
-            pending: VecDeque::new(),
-            out: Vec::new(),
-            out_sent: 0,
-            input: Vec::new(),
-            wants_write: false,
-        });
+    let flood = Flood::open(plan, addr)?.run(plan, &lines, &mut control)?;
+    let settled = settle(&mut control, spawned.as_ref(), idle_fds)?;
+    let harness = run_harness(addr);
+    let exit = match &mut spawned {
+        Some(spawned) => Some(spawned.stop()?),
+        None => None,
+    };
+    Ok(report(plan, &flood, &control, &settled, &harness, exit))
+}
+
+/// What the three waves left: the clients' counts, by wave.
+#[derive(Debug)]
+struct Flooded {
+    waves: [WaveTally; 3],
+    sent_total: u64,
+    flood_time: Duration,
+}
+
+/// The flood connections while the waves run, and what they have counted so far.
+#[derive(Debug)]
+struct Flood {
+    poller: Poller,
+    connections: Vec<FloodConnection>,
+    waves: [WaveTally; 3],
+    sent_total: u64,
+    next_connection: usize,
+    last_heard: Instant,
+    /// The first thing that went wrong; the waves stop at it.
+    failure: Option<String>,
+}
+
+impl Flood {
+    /// Opens `plan.connections` non-blocking connections to `addr`, registered for reading.
+    fn open(plan: &FloodPlan, addr: SocketAddr) -> anyhow::Result<Self> {
+        let poller = Poller::new().context("creating an epoll instance")?;
+        let mut connections = Vec::with_capacity(plan.connections);
+        for token in 0..plan.connections {
+            let stream =
+                TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+            stream.set_nodelay(true)?;
+            stream.set_nonblocking(true)?;
+            poller
+                .add(stream.as_fd(), token as u64, Interest::READABLE)
+                .context("registering a connection")?;
+            connections.push(FloodConnection {
+                stream,
+                pending: VecDeque::new(),
+                out: Vec::new(),
+                out_sent: 0,
+                input: Vec::new(),
+                wants_write: false,
+            });
+        }
+        Ok(Flood {
+            poller,
+            connections,
+            waves: [WaveTally::new()?, WaveTally::new()?, WaveTally::new()?],
+            sent_total: 0,
+            next_connection: 0,
+            last_heard: Instant::now(),
+            failure: None,
+        })
     }
 
-    let mut waves = [WaveTally::new()?, WaveTally::new()?, WaveTally::new()?];
-    let mut sent_total = 0u64;
-    let mut next_connection = 0usize;
-    let start = Instant::now();
-    let sending_ends = start + 3 * plan.wave;
-    let mut next_stats = start;
-    let mut next_progress = start + PROGRESS_EVERY;
-    let mut last_heard = start;
-    let mut events = Events::with_capacity(1024);
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut failure: Option<String> = None;
-    loop {
-        let now = Instant::now();
-        let sending = now < sending_ends;
-        let owed: usize = connections.iter().map(|c| c.pending.len()).sum();
-        if !sending && owed == 0 {
-            break;
-        }
-        if owed > 0 && now.duration_since(last_heard) >= plan.hang_guard {
-            failure = Some(format!(
-                "no answer for {:?} with {owed} answers owed",
-                plan.hang_guard
-            ));
-            break;
-        }
-        if sending {
-            let elapsed = now.duration_since(start);
-            let wave = ((elapsed.as_secs_f64() / plan.wave.as_secs_f64()) as usize).min(2);
-            let due = target_sent(plan, elapsed).saturating_sub(sent_total);
-            for _ in 0..due {
-                let tally = &mut waves[wave];
-                let number = tally.sent;
-                let kind = if wave == 1 && number % SLOW_ONE_IN == SLOW_ONE_IN - 1 {
-                    Kind::Slow
-                } else {
-                    Kind::Work
-                };
-                let retry = wave == 1 && kind == Kind::Work && number % RETRY_ONE_IN == 0;
-                tally.sent += 1;
-                tally.retries += u64::from(retry);
-                let count = connections.len();
-                let connection = &mut connections[next_connection];
-                next_connection = (next_connection + 1) % count;
-                if retry {
-                    connection.out.extend_from_slice(b"retry ");
-                }
-                connection.out.extend_from_slice(match kind {
-                    Kind::Work => &lines.work,
-                    Kind::Slow => &lines.slow,
-                });
-                connection.out.push(b'\n');
-                connection.pending.push_back(Sent {
-                    kind,
-                    retry,
-                    wave,
-                    at: now,
-                });
-                sent_total += 1;
+    /// Sends the three waves at the planned rate and reads every answer, until every request
+    /// sent is answered (or something fails: a wrong answer, a closed connection, the hang
+    /// guard).
+    fn run(
+        mut self,
+        plan: &FloodPlan,
+        lines: &Lines,
+        control: &mut Control,
+    ) -> anyhow::Result<Flooded> {
+        let start = Instant::now();
+        let sending_ends = start + 3 * plan.wave;
+        let mut next_stats = start;
+        let mut next_progress = start + PROGRESS_EVERY;
+        self.last_heard = start;
+        let mut events = Events::with_capacity(1024);
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let now = Instant::now();
+            let sending = now < sending_ends;
+            let owed: usize = self.connections.iter().map(|c| c.pending.len()).sum();
+            if !sending && owed == 0 {
+                break;
             }
-            if due > 0 {
-                for (token, connection) in connections.iter_mut().enumerate() {
-                    flush(&poller, token, connection)?;
+            if owed > 0 && now.duration_since(self.last_heard) >= plan.hang_guard {
+                self.failure = Some(format!(
+                    "no answer for {:?} with {owed} answers owed",
+                    plan.hang_guard
+                ));
+                break;
+            }
+            if sending {
+                self.send_due(plan, lines, now.duration_since(start), now)?;
+            }
+            if now >= next_stats {
+                control.poll()?;
+                next_stats = now + STATS_EVERY;
+            }
+            if now >= next_progress {
+                next_progress = now + PROGRESS_EVERY;
+                if !plan.quiet {
+                    progress_line(plan, start, &self.waves, owed, &control.last);
                 }
             }
-        }
-        if now >= next_stats {
-            control.poll()?;
-            next_stats = now + STATS_EVERY;
-        }
-        if now >= next_progress {
-            next_progress = now + PROGRESS_EVERY;
-            if !plan.quiet {
-                progress_line(plan, start, &waves, owed, &control.last);
+            let wait = if sending {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(50)
+            };
+            self.poller
+                .wait(&mut events, Some(wait))
+                .context("waiting for answers")?;
+            let now = Instant::now();
+            for event in events.iter() {
+                self.on_event(event, lines, &mut buffer, now)?;
+            }
+            if self.failure.is_some() {
+                break;
             }
         }
-        let wait = if sending {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(50)
-        };
-        poller
-            .wait(&mut events, Some(wait))
-            .context("waiting for answers")?;
-        let now = Instant::now();
-        for event in events.iter() {
-            let token = event.token as usize;
-            let connection = &mut connections[token];
-            if event.readiness.is_writable() {
-                flush(&poller, token, connection)?;
+        if let Some(failure) = self.failure {
+            anyhow::bail!("the flood failed: {failure}");
+        }
+        Ok(Flooded {
+            waves: self.waves,
+            sent_total: self.sent_total,
+            flood_time: start.elapsed(),
+        })
+    }
+
+    /// Queues the requests due by `elapsed` (the integral of the planned rate), round-robin
+    /// over the connections, and sends them.
+    fn send_due(
+        &mut self,
+        plan: &FloodPlan,
+        lines: &Lines,
+        elapsed: Duration,
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        let wave = ((elapsed.as_secs_f64() / plan.wave.as_secs_f64()) as usize).min(2);
+        let due = target_sent(plan, elapsed).saturating_sub(self.sent_total);
+        for _ in 0..due {
+            let tally = &mut self.waves[wave];
+            let number = tally.sent;
+            let kind = if wave == 1 && number % SLOW_ONE_IN == SLOW_ONE_IN - 1 {
+                Kind::Slow
+            } else {
+                Kind::Work
+            };
+            let retry = wave == 1 && kind == Kind::Work && number.is_multiple_of(RETRY_ONE_IN);
+            tally.sent += 1;
+            tally.retries += u64::from(retry);
+            let count = self.connections.len();
+            let connection = &mut self.connections[self.next_connection];
+            self.next_connection = (self.next_connection + 1) % count;
+            if retry {
+                connection.out.extend_from_slice(b"retry ");
             }
-            if !(event.readiness.is_readable()
-                || event.readiness.is_hang_up()
-                || event.readiness.is_error())
-            {
-                continue;
+            connection.out.extend_from_slice(match kind {
+                Kind::Work => &lines.work,
+                Kind::Slow => &lines.slow,
+            });
+            connection.out.push(b'\n');
+            connection.pending.push_back(Sent {
+                kind,
+                retry,
+                wave,
+                at: now,
+            });
+            self.sent_total += 1;
+        }
+        if due > 0 {
+            for (token, connection) in self.connections.iter_mut().enumerate() {
+                flush(&self.poller, token, connection)?;
             }
-            loop {
-                match connection.stream.read(&mut buffer) {
-                    Ok(0) => {
-                        failure.get_or_insert_with(|| {
-                            "the server closed a flood connection".to_owned()
-                        });
-                        break;
-                    }
-                    Ok(received) => {
-                        last_heard = now;
-                        connection.input.extend_from_slice(&buffer[..received]);
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(error) => {
-                        failure.get_or_insert_with(|| format!("receiving: {error}"));
-                        break;
-                    }
-                }
-            }
-            let mut consumed = 0;
-            while let Some(end) = connection.input[consumed..]
-                .iter()
-                .position(|&b| b == b'\n')
-            {
-                let line = &connection.input[consumed..consumed + end + 1];
-                consumed += end + 1;
-                let Some(sent) = connection.pending.pop_front() else {
-                    failure.get_or_insert_with(|| {
-                        format!(
-                            "an answer with no request: {:?}",
-                            String::from_utf8_lossy(line)
-                        )
-                    });
+        }
+        Ok(())
+    }
+
+    /// One readiness event of a flood connection: sends what waits, reads what arrived, and
+    /// classifies every complete answer.
+    fn on_event(
+        &mut self,
+        event: eventloop::Event,
+        lines: &Lines,
+        buffer: &mut [u8],
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        let token = event.token as usize;
+        let connection = &mut self.connections[token];
+        if event.readiness.is_writable() {
+            flush(&self.poller, token, connection)?;
+        }
+        if !(event.readiness.is_readable()
+            || event.readiness.is_hang_up()
+            || event.readiness.is_error())
+        {
+            return Ok(());
+        }
+        loop {
+            match connection.stream.read(buffer) {
+                Ok(0) => {
+                    self.failure
+                        .get_or_insert_with(|| "the server closed a flood connection".to_owned());
                     break;
-                };
-                match lines.classify(&sent, line) {
-                    Ok(answer) => {
-                        let tally = &mut waves[sent.wave];
-                        match answer {
-                            Answer::Result => tally.results += 1,
-                            Answer::Shed => tally.shed += 1,
-                            Answer::Timeout => tally.timeouts += 1,
-                            Answer::RetryRejected => tally.retry_rejects += 1,
-                        }
-                        let micros = now.saturating_duration_since(sent.at).as_micros();
-                        tally
-                            .latency_us
-                            .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
-                    }
-                    Err(message) => {
-                        failure.get_or_insert(message);
-                    }
+                }
+                Ok(received) => {
+                    self.last_heard = now;
+                    connection.input.extend_from_slice(&buffer[..received]);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    self.failure
+                        .get_or_insert_with(|| format!("receiving: {error}"));
+                    break;
                 }
             }
-            connection.input.drain(..consumed);
         }
-        if failure.is_some() {
-            break;
+        let mut consumed = 0;
+        while let Some(end) = connection.input[consumed..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let line = &connection.input[consumed..consumed + end + 1];
+            consumed += end + 1;
+            let Some(sent) = connection.pending.pop_front() else {
+                self.failure.get_or_insert_with(|| {
+                    format!(
+                        "an answer with no request: {:?}",
+                        String::from_utf8_lossy(line)
+                    )
+                });
+                break;
+            };
+            match lines.classify(&sent, line) {
+                Ok(answer) => count_answer(&mut self.waves[sent.wave], answer, sent.at, now),
+                Err(message) => {
+                    self.failure.get_or_insert(message);
+                }
+            }
         }
+        connection.input.drain(..consumed);
+        Ok(())
     }
-    if let Some(failure) = failure {
-        anyhow::bail!("the flood failed: {failure}");
-    }
-    let flood_time = start.elapsed();
-    drop(connections);
-    drop(poller);
+}
 
-    // After the flood: the server must come back to idle. Timed-out requests may still hold
-    // workers (a worker cannot be interrupted), so idle also waits for the workers to finish
-    // them; the harness that follows would otherwise queue behind that late work.
+/// Counts one classified answer, and its latency from `sent_at`, in its wave's tally.
+fn count_answer(tally: &mut WaveTally, answer: AnswerKind, sent_at: Instant, now: Instant) {
+    match answer {
+        AnswerKind::Result => tally.results += 1,
+        AnswerKind::Shed => tally.shed += 1,
+        AnswerKind::Timeout => tally.timeouts += 1,
+        AnswerKind::RetryRejected => tally.retry_rejects += 1,
+    }
+    let micros = now.saturating_duration_since(sent_at).as_micros();
+    tally
+        .latency_us
+        .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+}
+
+/// The server after the flood, as [`settle`] last saw it.
+#[derive(Debug)]
+struct Settled {
+    inflight: u64,
+    /// Workers busy plus tasks queued.
+    busy: u64,
+    /// The spawned server's open fds (`None` without `--spawn`).
+    fds: Option<usize>,
+    /// Its fds before the flood.
+    idle_fds: Option<usize>,
+    /// The last stats line.
+    last: String,
+}
+
+/// After the flood: waits (bounded) for the server to come back to idle. Timed-out requests
+/// may still hold workers (a worker cannot be interrupted), so idle also waits for the workers
+/// to finish them; the harness that follows would otherwise queue behind that late work.
+fn settle(
+    control: &mut Control,
+    spawned: Option<&Spawned>,
+    idle_fds: Option<usize>,
+) -> anyhow::Result<Settled> {
     let settle_deadline = Instant::now() + SETTLE_TIMEOUT;
     let (mut inflight, mut busy, mut fds) = (u64::MAX, u64::MAX, None);
     while Instant::now() < settle_deadline {
@@ -583,21 +650,37 @@ pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
         inflight = stat(line, "inflight").unwrap_or(u64::MAX);
         busy = stat(line, "busy_workers").unwrap_or(u64::MAX)
             + stat(line, "queue_depth").unwrap_or(u64::MAX);
-        fds = spawned.as_ref().map(Spawned::fds).transpose()?;
+        fds = spawned.map(Spawned::fds).transpose()?;
         if inflight == 0 && busy == 0 && fds == idle_fds {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let last = control.poll()?.to_owned();
-    let harness = run_harness(addr);
-    let exit = match &mut spawned {
-        Some(spawned) => Some(spawned.stop()?),
-        None => None,
-    };
+    Ok(Settled {
+        inflight,
+        busy,
+        fds,
+        idle_fds,
+        last,
+    })
+}
 
+/// One objective of the flood: its name, whether it passed, and what was measured.
+type Objective = (&'static str, bool, String);
+
+/// The report: each wave's counts, then every objective judged, then the server's exit; and
+/// whether everything passed.
+fn report(
+    plan: &FloodPlan,
+    flood: &Flooded,
+    control: &Control,
+    settled: &Settled,
+    harness: &Result<usize, String>,
+    exit: Option<Option<i32>>,
+) -> (String, bool) {
     let mut report = String::new();
-    for (index, tally) in waves.iter().enumerate() {
+    for (index, tally) in flood.waves.iter().enumerate() {
         let _ = writeln!(
             report,
             "wave {} {}: sent={} retries={} results={} shed={} timeouts={} retry_rejects={} \
@@ -615,12 +698,48 @@ pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
     }
     let _ = writeln!(
         report,
-        "flood: {sent_total} requests in {:.1} s, {} stats lines",
-        flood_time.as_secs_f64(),
+        "flood: {} requests in {:.1} s, {} stats lines",
+        flood.sent_total,
+        flood.flood_time.as_secs_f64(),
         control.lines
     );
+    let objectives = objectives(plan, flood, control, settled, harness);
+    let mut passed = 0;
+    for (index, (name, ok, detail)) in objectives.iter().enumerate() {
+        passed += usize::from(*ok);
+        let verdict = if *ok { "PASS" } else { "FAIL" };
+        let _ = writeln!(report, "objective {} {name}: {verdict} {detail}", index + 1);
+    }
+    let exit_ok = exit.is_none_or(|code| code == Some(0));
+    if let Some(code) = exit {
+        let _ = writeln!(
+            report,
+            "server: {} after SIGTERM",
+            code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"))
+        );
+    }
+    let all = passed == objectives.len() && exit_ok;
+    let _ = writeln!(
+        report,
+        "flood: {} {passed}/{} objectives",
+        if all { "PASS" } else { "FAIL" },
+        objectives.len()
+    );
+    (report, all)
+}
+
+/// The W06 quest's objectives, judged from the clients' counts and the server's last stats.
+fn objectives(
+    plan: &FloodPlan,
+    flood: &Flooded,
+    control: &Control,
+    settled: &Settled,
+    harness: &Result<usize, String>,
+) -> Vec<Objective> {
+    let waves = &flood.waves;
+    let sent_total = flood.sent_total;
     let sum = |field: fn(&WaveTally) -> u64| waves.iter().map(field).sum::<u64>();
-    let server = |key: &str| stat(&last, key).unwrap_or(u64::MAX);
+    let server = |key: &str| stat(&settled.last, key).unwrap_or(u64::MAX);
     let mut objectives = Vec::new();
     let peak = server("inflight_peak");
     objectives.push((
@@ -671,10 +790,16 @@ pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
             bound.as_millis()
         ),
     ));
-    let fds_ok = fds == idle_fds;
+    let Settled {
+        inflight,
+        busy,
+        fds,
+        idle_fds,
+        ..
+    } = *settled;
     objectives.push((
         "drain",
-        inflight == 0 && busy == 0 && fds_ok,
+        inflight == 0 && busy == 0 && fds == idle_fds,
         match (fds, idle_fds) {
             (Some(fds), Some(idle)) => {
                 format!(
@@ -686,7 +811,7 @@ pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
             ),
         },
     ));
-    objectives.push(match &harness {
+    objectives.push(match harness {
         Ok(count) => (
             "harness",
             true,
@@ -694,28 +819,7 @@ pub(crate) fn run(plan: &FloodPlan) -> anyhow::Result<(String, bool)> {
         ),
         Err(error) => ("harness", false, error.clone()),
     });
-    let mut passed = 0;
-    for (index, (name, ok, detail)) in objectives.iter().enumerate() {
-        passed += usize::from(*ok);
-        let verdict = if *ok { "PASS" } else { "FAIL" };
-        let _ = writeln!(report, "objective {} {name}: {verdict} {detail}", index + 1);
-    }
-    let exit_ok = exit.is_none_or(|code| code == Some(0));
-    if let Some(code) = exit {
-        let _ = writeln!(
-            report,
-            "server: {} after SIGTERM",
-            code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"))
-        );
-    }
-    let all = passed == objectives.len() && exit_ok;
-    let _ = writeln!(
-        report,
-        "flood: {} {passed}/{} objectives",
-        if all { "PASS" } else { "FAIL" },
-        objectives.len()
-    );
-    Ok((report, all))
+    objectives
 }
 
 /// Sends what the connection has queued; writable interest stays on while bytes are left.
@@ -866,15 +970,15 @@ mod tests {
         let work = sent(Kind::Work, false);
         assert_eq!(
             lines.classify(&work, b"result: slept 10ms\n"),
-            Ok(Answer::Result)
+            Ok(AnswerKind::Result)
         );
         assert_eq!(
             lines.classify(&work, b"ERROR: overloaded, retry after 25 ms\n"),
-            Ok(Answer::Shed)
+            Ok(AnswerKind::Shed)
         );
         assert_eq!(
             lines.classify(&work, b"ERROR: timeout after 300 ms\n"),
-            Ok(Answer::Timeout)
+            Ok(AnswerKind::Timeout)
         );
         assert!(
             lines
@@ -883,7 +987,7 @@ mod tests {
         );
         assert_eq!(
             lines.classify(&sent(Kind::Work, true), b"ERROR: retry budget exhausted\n"),
-            Ok(Answer::RetryRejected)
+            Ok(AnswerKind::RetryRejected)
         );
         assert!(lines.classify(&work, b"result: slept 1000ms\n").is_err());
         assert!(
@@ -893,7 +997,7 @@ mod tests {
         );
         assert_eq!(
             lines.classify(&sent(Kind::Slow, false), b"result: slept 1000ms\n"),
-            Ok(Answer::Result)
+            Ok(AnswerKind::Result)
         );
     }
 

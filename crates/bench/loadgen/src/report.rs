@@ -171,18 +171,11 @@ pub(crate) struct Summary {
     pub(crate) loadgen_cpu_us_per_request: f64,
 }
 
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
-///
-/// The kernel reports it in clock ticks of `USER_HZ`, which is 100 on every architecture this
-/// runs on; `None` where `/proc` is not there.
+/// CPU time (user + system) this process has used so far (`test_support::Proc`); `None` where
+/// `/proc` is not there.
 pub(crate) fn process_cpu_time() -> Option<Duration> {
-    const USER_HZ: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name in parentheses may contain spaces; the fields after it are numbers.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // After the name: state is field 3 of the stat line, utime 14 and stime 15.
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+    let this = test_support::Proc::this();
+    this.has("stat").then(|| this.cpu_time())
 }
 
 impl Summary {

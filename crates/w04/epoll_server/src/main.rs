@@ -22,7 +22,9 @@
 //!   pending, one `send` per connection per loop turn;
 //! - EMFILE without spinning (the listener sheds connections with the process's spare fd),
 //!   SIGPIPE-proof sends, a reset ends only its own connection;
-//! - SIGTERM/SIGINT through a signalfd: stop accepting, answer what was read, flush, exit 0.
+//! - SIGTERM/SIGINT through a signalfd: stop accepting, answer what was read, flush, exit 0
+//!   (clients that do not read are closed after `eventloop::shutdown::DRAIN_TIMEOUT`); a second
+//!   signal closes everything at once.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write as _};
@@ -30,11 +32,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use eventloop::net::{DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::net::{ACCEPT_PAUSE, ACCEPTS_PER_EVENT, DEFAULT_BACKLOG, TcpListener, TcpStream};
+use eventloop::shutdown::{DRAIN_TIMEOUT, ShutdownSignals, SignalStep};
 use eventloop::slab::{Key, Slab};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, sys};
 use handoff_protocol::session::{
@@ -52,12 +54,6 @@ const LIMITS: Limits = Limits {
 };
 /// How many bytes one `recv` may bring in.
 const READ_CHUNK: usize = 64 * 1024;
-/// How many connections one listener event may accept.
-const ACCEPTS_PER_TURN: usize = 256;
-/// How long shutdown waits for clients that do not read their last responses.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How long the listener pauses after an accept error it cannot shed (so it cannot spin).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// The W04 single-threaded epoll server: every verb runs inline on the event loop, so one slow
 /// request (`sleep 1000`) delays every client.
@@ -144,7 +140,8 @@ struct Server {
     panics: Cell<u64>,
     /// Connections the listener shed when out of fds (kept after the listener is dropped).
     rejected_before_shutdown: Cell<u64>,
-    shutting_down: Cell<bool>,
+    /// The shutdown signals seen so far: draining since the first.
+    signals: RefCell<ShutdownSignals>,
     shutdown_timer: RefCell<Option<Timer>>,
 }
 
@@ -207,7 +204,7 @@ impl Server {
             errors: Cell::new(0),
             panics: Cell::new(0),
             rejected_before_shutdown: Cell::new(0),
-            shutting_down: Cell::new(false),
+            signals: RefCell::new(ShutdownSignals::new()),
             shutdown_timer: RefCell::new(None),
         }
     }
@@ -243,7 +240,7 @@ impl Server {
         dispatcher.add_signals(
             &[libc::SIGTERM, libc::SIGINT],
             move |dispatcher, _signal| {
-                server.begin_shutdown(dispatcher);
+                server.on_shutdown_signal(dispatcher);
             },
         )?;
         Ok(())
@@ -259,7 +256,7 @@ impl Server {
     fn accept_all(self: &Rc<Self>, dispatcher: &Dispatcher) {
         // Bounded per turn, so a connection storm cannot keep the loop from serving clients;
         // the listener is level-triggered, so what is left is reported again.
-        for _ in 0..ACCEPTS_PER_TURN {
+        for _ in 0..ACCEPTS_PER_EVENT {
             let accepted = {
                 let listener = self.listener.borrow();
                 let Some(listener) = listener.as_ref() else {
@@ -468,16 +465,32 @@ impl Server {
             drop(connection);
             self.open_connections.set(self.open_connections.get() - 1);
         }
-        if self.shutting_down.get() && self.connections.borrow().is_empty() {
+        if self.signals.borrow().is_draining() && self.connections.borrow().is_empty() {
             dispatcher.exit();
         }
     }
 
-    /// SIGTERM/SIGINT: stop accepting, answer what was read, flush, then exit.
-    fn begin_shutdown(self: &Rc<Self>, dispatcher: &Dispatcher) {
-        if self.shutting_down.replace(true) {
-            return;
+    /// SIGTERM/SIGINT: the first drains ([`drain`](Self::drain)); a second closes every
+    /// connection at once and exits (the rule of `eventloop::shutdown`, as in the W05 loop).
+    fn on_shutdown_signal(self: &Rc<Self>, dispatcher: &Dispatcher) {
+        let step = self.signals.borrow_mut().on_signal();
+        match step {
+            SignalStep::Drain => self.drain(dispatcher),
+            SignalStep::CloseAll => self.close_all(dispatcher),
         }
+    }
+
+    /// Closes every connection at once and ends the loop.
+    fn close_all(&self, dispatcher: &Dispatcher) {
+        let keys = self.connections.borrow().keys();
+        for id in keys {
+            self.close(dispatcher, id);
+        }
+        dispatcher.exit();
+    }
+
+    /// The first signal: stop accepting, answer what was read, flush, then exit.
+    fn drain(self: &Rc<Self>, dispatcher: &Dispatcher) {
         if let Some(key) = self.listener_key.take() {
             let _ = dispatcher.remove_fd(key);
         }
@@ -512,7 +525,7 @@ impl Server {
         }
         // Clients that never read their last responses must not keep the server alive.
         let timer = dispatcher.create_timer(|dispatcher| dispatcher.exit());
-        timer.enable(SHUTDOWN_GRACE);
+        timer.enable(DRAIN_TIMEOUT);
         *self.shutdown_timer.borrow_mut() = Some(timer);
     }
 }

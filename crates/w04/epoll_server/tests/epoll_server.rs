@@ -47,13 +47,7 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+        self.process.proc().rss_kib()
     }
 }
 
@@ -115,55 +109,87 @@ fn answers_ping_compute_and_errors_in_order() {
     );
 }
 
+/// A client that floods the server with requests and reads none of the answers, written by a
+/// thread of its own until the server stops reading it.
+struct Flooder {
+    stream: TcpStream,
+    writer: std::thread::JoinHandle<()>,
+    written: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+}
+
+impl Flooder {
+    /// 32 MiB of `compute` requests would be answered with about 100 MiB. The kernel's socket
+    /// buffers hold a few MiB at most, so the flood can only be written in full if the server
+    /// reads it all; the server holds at most about 1 MiB of unsent output per client, so it must
+    /// stop reading this client, and the writer must get stuck.
+    fn start(server: &Server) -> Flooder {
+        const FLOOD: usize = 32 * 1024 * 1024;
+        let stream = server.connect();
+        let written = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let mut stream = stream.try_clone().unwrap();
+            stream.set_write_timeout(None).unwrap();
+            let (written, done) = (Arc::clone(&written), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let chunk = b"compute\n".repeat(8 * 1024);
+                for _ in 0..FLOOD / chunk.len() {
+                    // The write fails once the connection is closed (by the test or the server).
+                    if stream.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    written.fetch_add(chunk.len(), Ordering::SeqCst);
+                }
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        Flooder {
+            stream,
+            writer,
+            written,
+            done,
+        }
+    }
+
+    /// Calls `sample` until the writer has made no progress for 50 samples in a row (it is
+    /// stuck) or has finished; a hard cap on samples bounds the wait. Returns whether it is
+    /// stuck.
+    fn wait_until_stuck(&self, mut sample: impl FnMut()) -> bool {
+        let mut last = usize::MAX;
+        let mut still = 0;
+        for _ in 0..4000 {
+            sample();
+            if self.done.load(Ordering::SeqCst) {
+                return false;
+            }
+            let now = self.written.load(Ordering::SeqCst);
+            still = if now == last { still + 1 } else { 0 };
+            last = now;
+            if still >= 50 {
+                return true;
+            }
+            // The pace of sampling, not a synchronisation: the loop ends on observed progress.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Closes the flooding connection, which unblocks the writer (with an error), and joins it.
+    fn stop(self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.writer.join().unwrap();
+    }
+}
+
 #[test]
 fn a_client_that_does_not_read_cannot_grow_the_servers_memory() {
-    // 32 MiB of `compute` requests would be answered with about 100 MiB. The kernel's socket
-    // buffers hold a few MiB at most, so the flood can only be written in full if the server
-    // reads it all; the server holds at most about 1 MiB of unsent output per client, so it must
-    // stop reading this client, and the writer must get stuck.
-    const FLOOD: usize = 32 * 1024 * 1024;
     let server = Server::start();
     let baseline = server.rss_kib();
-    let flooder = server.connect();
-    let written = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let mut stream = flooder.try_clone().unwrap();
-        stream.set_write_timeout(None).unwrap();
-        let (written, done) = (Arc::clone(&written), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let chunk = b"compute\n".repeat(8 * 1024);
-            for _ in 0..FLOOD / chunk.len() {
-                // The write fails once the test closes the connection below.
-                if stream.write_all(&chunk).is_err() {
-                    return;
-                }
-                written.fetch_add(chunk.len(), Ordering::SeqCst);
-            }
-            done.store(true, Ordering::SeqCst);
-        })
-    };
-    // Sample the server until the writer has made no progress for 50 samples in a row (it is
-    // stuck) or has finished; a hard cap on samples bounds the test.
+    let flooder = Flooder::start(&server);
     let mut peak = baseline;
-    let mut last = usize::MAX;
-    let mut still = 0;
-    for _ in 0..4000 {
-        peak = peak.max(server.rss_kib());
-        if done.load(Ordering::SeqCst) {
-            break;
-        }
-        let now = written.load(Ordering::SeqCst);
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-        if still >= 50 {
-            break;
-        }
-        // The pace of sampling, not a synchronisation: the loop ends on observed progress.
-        std::thread::sleep(Duration::from_millis(5));
-    }
     assert!(
-        !done.load(Ordering::SeqCst),
+        flooder.wait_until_stuck(|| peak = peak.max(server.rss_kib())),
         "the whole flood was accepted: the server kept reading a client that does not read"
     );
     // While it is stuck, the server still serves others.
@@ -174,11 +200,30 @@ fn a_client_that_does_not_read_cannot_grow_the_servers_memory() {
         grown_mib < 16,
         "the server grew by {grown_mib} MiB for one non-reading client"
     );
-    // Closing the flooding connection unblocks the writer (with an error) and frees the server.
-    flooder.shutdown(std::net::Shutdown::Both).unwrap();
-    writer.join().unwrap();
-    drop(flooder);
+    // Closing the flooding connection frees the server.
+    flooder.stop();
     assert_eq!(exchange(&mut other, b"ping\n", 1), "pong\n");
+}
+
+#[test]
+fn a_second_signal_closes_a_draining_server_at_once() {
+    let mut server = Server::start();
+    // A client that never reads keeps the drain waiting for up to `DRAIN_TIMEOUT` (30 s).
+    let flooder = Flooder::start(&server);
+    assert!(flooder.wait_until_stuck(|| {}), "the server kept reading");
+    server.process.signal(libc::SIGTERM);
+    // The first signal has been taken once the listener is closed and connects are refused;
+    // only then is a second one a second one (two pending signals would merge into one).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = std::iter::from_fn(|| Some(TcpStream::connect(server.addr).is_err()))
+        .take_while(|_| std::time::Instant::now() < deadline)
+        .any(|refused| refused);
+    assert!(refused, "the listener stayed open after SIGTERM");
+    server.process.signal(libc::SIGTERM);
+    let status = server.process.wait_exit(Duration::from_secs(10));
+    flooder.stop();
+    let status = status.expect("the second signal ends the drain at once, well before 30 s");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]
@@ -186,9 +231,7 @@ fn sigterm_stops_the_server_with_exit_status_zero() {
     let mut server = Server::start();
     let mut client = server.connect();
     assert_eq!(exchange(&mut client, b"ping\n", 1), "pong\n");
-    let pid = server.process.pid().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
+    server.process.signal(libc::SIGTERM);
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());

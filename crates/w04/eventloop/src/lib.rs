@@ -18,6 +18,10 @@
 //!    `run_on_all_workers` hand work the worker's own `&Dispatcher`.
 //! 8. [`slot`]: thread-local slots — one value per dispatcher thread, read without a lock.
 //!
+//! Beside them, [`shutdown`]: the rule every server on this loop follows on SIGTERM and SIGINT
+//! (the first drains, a second closes everything), with the drain's bound; and in [`net`], the
+//! accept bounds every server's listener uses.
+//!
 //! ```
 //! use std::time::Duration;
 //! use eventloop::Dispatcher;
@@ -38,6 +42,7 @@ pub mod sys;
 pub mod dispatcher;
 pub mod net;
 pub mod poller;
+pub mod shutdown;
 pub mod slab;
 pub mod slot;
 pub mod timer;

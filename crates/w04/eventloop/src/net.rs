@@ -37,6 +37,21 @@ use crate::sys;
 /// The default listen backlog: the kernel's maximum (`SOMAXCONN`).
 pub const DEFAULT_BACKLOG: i32 = libc::SOMAXCONN;
 
+/// How many connections a server's loop accepts for one readiness event of its listener before
+/// it serves its other events; every server on this crate's loop uses this one bound.
+///
+/// Each accept also registers the connection (an `epoll_ctl`) and allocates its state, so a
+/// connection storm must not hold the loop away from the clients it already has: 64 bounds one
+/// listener event to a small slice of a turn, and since the listener is level-triggered, what is
+/// left in the backlog is reported again on the next turn (a full `SOMAXCONN` backlog of 4,096
+/// drains in 64 turns, each of which also serves every ready client).
+pub const ACCEPTS_PER_EVENT: usize = 64;
+
+/// How long a server's loop stops polling its listener after an accept error the listener could
+/// not absorb (no spare fd left, or something unexpected), so that level-triggered epoll cannot
+/// report the same error in a tight loop.
+pub const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The process's spare fd, which the EMFILE policy of every listener sacrifices to accept and
 /// close a connection; `None` before the first listener is bound, and while the spare is spent
 /// (the process is still out of fds).

@@ -203,28 +203,6 @@ pub fn kill(pid: i32, signal: c_int) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 remove
-/// Takes one of `signals` (which the caller blocked) if it is pending, without waiting.
-///
-/// Not part of the loop (which reads signals from a signalfd) nor of the W04 lesson: the
-/// runner's stand-in servers (`xtask/examples`) poll for SIGTERM with it. The other tooling
-/// wrappers live in `test_support::sys` and the runner's `xtask/src/sys.rs`; this one joins them
-/// once those examples can reach either.
-pub fn take_pending_signal(signals: &[c_int]) -> io::Result<Option<c_int>> {
-    let set = signal_set(signals)?;
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the set and the timeout are live, initialised values; a null siginfo is allowed.
-    match syscall!(sigtimedwait(&set, std::ptr::null_mut(), &zero)) {
-        Ok(signal) => Ok(Some(signal)),
-        Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
-        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
 // starter: w04-l05 todo "signalfd"
 /// Creates a signalfd that reports `signals` (which the caller has blocked).
 pub(crate) fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {

@@ -13,10 +13,11 @@ use eventloop::{Worker, WorkerError, WorkerPool, sys};
 
 /// The highest fd number open in this process.
 fn highest_fd() -> i32 {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd is readable")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+    test_support::Proc::this()
+        .open_fds()
+        .into_iter()
         .max()
+        .map(|fd| fd as i32)
         .expect("at least stdio is open")
 }
 

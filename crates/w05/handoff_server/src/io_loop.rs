@@ -67,9 +67,9 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
 
-use eventloop::net::{TcpListener, TcpStream};
+use eventloop::net::{ACCEPT_PAUSE, ACCEPTS_PER_EVENT, TcpListener, TcpStream};
+use eventloop::shutdown::{DRAIN_TIMEOUT, ShutdownSignals, SignalStep};
 use eventloop::slab::{Key, Slab};
 use eventloop::{Dispatcher, FdKey, Interest, Readiness, Timer, Waker};
 use handoff_protocol::session::{Host, LINGER_TIMEOUT, Limits, Progress, Response, Session, Step};
@@ -78,13 +78,6 @@ use task_queue::TaskQueue;
 /// How much one `recv` may read. Received bytes are copied from this scratch buffer into the
 /// connection's framer, which costs only the bytes that arrived.
 pub const READ_CHUNK: usize = 64 * 1024;
-/// How many connections one listener event may accept before the loop serves other events.
-pub const ACCEPTS_PER_EVENT: usize = 64;
-/// How long accepting pauses after an accept error the listener could not absorb, so an
-/// unexpected persistent error cannot spin the loop.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long a shutdown waits for slow clients to take their answers before closing anyway.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The session type of a service's connections.
 pub type SessionOf<S> = Session<<S as Service>::Response, <S as Service>::Pending>;
@@ -268,8 +261,8 @@ pub struct IoLoop<S: Service> {
     read_buffer: Box<[u8]>,
     /// Re-enables accepting after an accept error.
     accept_pause: Option<Timer>,
-    /// Set once SIGINT or SIGTERM arrived.
-    shutting_down: bool,
+    /// The shutdown signals seen so far: draining since the first.
+    signals: ShutdownSignals,
     /// Set once the service was told the loop drained ([`Service::drained`]), which happens
     /// once: later closes and sends find nothing more to report.
     reported_drained: bool,
@@ -284,7 +277,7 @@ impl<S: Service> fmt::Debug for IoLoop<S> {
             .field("connections", &self.connections.len())
             .field("listening", &self.listener.is_some())
             .field("waiting_for_pool", &self.waiting_for_pool.len())
-            .field("shutting_down", &self.shutting_down)
+            .field("draining", &self.signals.is_draining())
             .finish_non_exhaustive()
     }
 }
@@ -332,7 +325,7 @@ impl<S: Service> IoLoop<S> {
                 drained: Vec::new(),
                 read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
                 accept_pause: None,
-                shutting_down: false,
+                signals: ShutdownSignals::new(),
                 reported_drained: false,
                 drain_deadline: None,
             })
@@ -405,7 +398,7 @@ impl<S: Service> IoLoop<S> {
 
     /// Whether a shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down
+        self.signals.is_draining()
     }
 
     // starter: w05-l04 todo "close_results"
@@ -751,13 +744,12 @@ impl<S: Service> IoLoop<S> {
 
     // starter: w05-l04 todo "on_shutdown_signal"
     /// SIGINT or SIGTERM: stop accepting, stop reading, answer what was read, then end the
-    /// loop. A second signal closes everything at once.
+    /// loop. A second signal closes everything at once (the rule of `eventloop::shutdown`).
     pub fn on_shutdown_signal(&mut self, dispatcher: &Dispatcher) {
-        if self.shutting_down {
+        if self.signals.on_signal() == SignalStep::CloseAll {
             self.close_all(dispatcher);
             return;
         }
-        self.shutting_down = true;
         if let Some((listener, key)) = self.listener.take() {
             let _ = dispatcher.remove_fd(key);
             self.rejected_at_close = listener.rejected();
@@ -797,7 +789,7 @@ impl<S: Service> IoLoop<S> {
     // starter: w05-l04 todo "check_shutdown_done"
     /// During a shutdown, ends the loop once every connection has been answered and closed.
     fn check_shutdown_done(&mut self, dispatcher: &Dispatcher) {
-        if self.shutting_down && self.connections.is_empty() {
+        if self.signals.is_draining() && self.connections.is_empty() {
             self.report_drained(dispatcher);
         }
     }

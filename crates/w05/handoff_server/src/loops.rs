@@ -44,6 +44,7 @@ use std::sync::{Arc, mpsc};
 
 use anyhow::{Context as _, bail};
 use eventloop::net::ReservedPort;
+use eventloop::shutdown::{ShutdownSignals, SignalStep};
 use eventloop::{Dispatcher, Slot, ThreadLocal, Timer, WorkerPool};
 use handoff_protocol::Stats;
 use thread_pool::ThreadPool;
@@ -92,7 +93,7 @@ struct Supervisor {
     servers: Arc<Slot<LoopServer>>,
     pool: Arc<ThreadPool>,
     drained: usize,
-    shutting_down: bool,
+    signals: ShutdownSignals,
 }
 
 /// Runs `f` with the server of the loop thread it is called on, if it has one.
@@ -167,9 +168,10 @@ impl Supervisor {
         }
     }
 
-    /// SIGINT or SIGTERM: every loop drains; a second signal closes everything at once.
+    /// SIGINT or SIGTERM: every loop drains; a second signal closes everything at once (the
+    /// rule of `eventloop::shutdown`).
     fn on_signal(&mut self) {
-        let second = std::mem::replace(&mut self.shutting_down, true);
+        let second = self.signals.on_signal() == SignalStep::CloseAll;
         for index in 0..self.loops.worker_count() {
             let servers = Arc::clone(&self.servers);
             let posted = self.loops.post_to_with(index, move |dispatcher| {
@@ -220,7 +222,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
         servers: Arc::clone(&servers),
         pool: Arc::clone(&pool),
         drained: 0,
-        shutting_down: false,
+        signals: ShutdownSignals::new(),
     }));
     *supervisor.borrow_mut() = Some(Rc::downgrade(&supervised));
     let _stats_timer = supervise(&main, config, &supervised)?;

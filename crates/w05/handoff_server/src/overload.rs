@@ -37,7 +37,7 @@ pub(crate) enum Admission {
         /// When the request was read; its latency and deadline count from here.
         read_at: Instant,
     },
-    /// Answer the request with this instead, at once, in its place.
+    /// HandoffAnswer the request with this instead, at once, in its place.
     Refused(OverloadReply),
 }
 

@@ -8,7 +8,7 @@
 //!
 //! - **a line** → [`SessionHost`] answers loop verbs (`ping`, `stats`, unknown verbs) at once,
 //!   asks the W06 overload controls about every worker verb (`overload` module, through
-//!   [`Host::admit`]), and takes an admitted one into this turn's batch ([`Core::submit`]);
+//!   [`HandoffHost::admit`]), and takes an admitted one into this turn's batch ([`Core::submit`]);
 //! - **the end of a connection's turn** → the batch leaves for the pool ([`Core::flush`]);
 //! - **a finished batch** → each reply takes its place in its session, or the timeout if the
 //!   worker skipped a request past its deadline ([`Service::finished`]);
@@ -57,7 +57,7 @@ use crate::admission::QueueGauge;
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::loop_link::{LoopLink, LoopTally};
 use crate::overload::{Admission, Controls, Overload};
-use crate::session::{Answer, HandoffSession as _, Host, Lines, Pending};
+use crate::session::{HandoffAnswer, HandoffHost, HandoffSession as _, Lines, Pending};
 use crate::telemetry::OverloadStats;
 
 /// The prefix of the worker threads' names (`ps -T`, panic messages).
@@ -260,7 +260,7 @@ impl Core {
 }
 
 impl Service for Core {
-    type Response = Answer;
+    type Response = HandoffAnswer;
     type Pending = Pending;
     type Connection = ();
     type Done = Batch;
@@ -311,7 +311,7 @@ impl Service for Core {
         self.in_flight < self.max_in_flight
     }
 
-    fn closed(&mut self, session: &crate::session::Session, _state: ()) {
+    fn closed(&mut self, session: &crate::session::HandoffConnection, _state: ()) {
         // Its admitted requests leave the gate's count; their results are dropped on arrival.
         self.overload.forget(session.unanswered_work());
     }
@@ -334,7 +334,7 @@ impl Service for Core {
     }
 }
 
-/// The [`Host`] a session gets: the core, the key its tasks carry back, and what the loop knows
+/// The [`HandoffHost`] a session gets: the core, the key its tasks carry back, and what the loop knows
 /// for `stats`.
 #[derive(Debug)]
 pub(crate) struct SessionHost<'a> {
@@ -343,7 +343,7 @@ pub(crate) struct SessionHost<'a> {
     facts: Facts,
 }
 
-impl Host for SessionHost<'_> {
+impl HandoffHost for SessionHost<'_> {
     // starter: w05-l04 todo "try_submit"
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
         self.core.submit(self.key, seq, verb, args)
@@ -519,7 +519,7 @@ pub(crate) fn tally(server: &Server) -> LoopTally {
 
 // starter: w05-l07 todo "complete_stats"
 /// The counters of every loop, added up, arrived for `stats` request `seq` of connection `key`
-/// (asked by [`Host::gather_stats`]): the answer takes its place, and goes out in turn. A
+/// (asked by [`HandoffHost::gather_stats`]): the answer takes its place, and goes out in turn. A
 /// connection gone meanwhile finds nothing, and the answer is dropped.
 pub(crate) fn complete_stats(
     server: &mut Server,

@@ -5,9 +5,9 @@
 //! that switch reading off, the half-close drain and the line-too-long linger — is
 //! [`handoff_protocol::session`], the one the W04 `epoll_server` runs too; a change to those
 //! rules goes there. This module is what the handoff server adds: how a request line becomes a
-//! hand-off ([`Host::try_submit`]) or an answer on the loop, and the answers only this server
-//! gives ([`Answer`]). The event loop lends a [`Host`] for each call, which [`Lines`] turns into
-//! the shared session's host; [`Session`] is the shared session with this server's answers, and
+//! hand-off ([`HandoffHost::try_submit`]) or an answer on the loop, and the answers only this server
+//! gives ([`HandoffAnswer`]). The event loop lends a [`HandoffHost`] for each call, which [`Lines`] turns into
+//! the shared session's host; [`HandoffConnection`] is the shared session with this server's answers, and
 //! [`HandoffSession`] adds the answers only this server settles (worker results, gathered `stats`,
 //! timeouts).
 //!
@@ -15,9 +15,9 @@
 //!
 //! A line marked `retry ` (W06 L04) is the request after the mark. Worker verbs
 //! ([`Verb::runs_on_worker`]) are asked about at the overload controls first
-//! ([`Host::admit`]): a refusal (shed, retry rejected) is answered at once, in the request's
+//! ([`HandoffHost::admit`]): a refusal (shed, retry rejected) is answered at once, in the request's
 //! place; an admitted request is handed to the pool, or, when the pool has no room, held by the
-//! session (which then reads nothing more) and offered again by `Session::retry_held`. `ping`,
+//! session (which then reads nothing more) and offered again by `HandoffConnection::retry_held`. `ping`,
 //! empty lines and unknown verbs are answered on the loop, and `stats` with the counters as they
 //! are when it is read.
 //!
@@ -38,7 +38,7 @@ use crate::retry::strip_retry;
 use crate::telemetry::OverloadStats;
 
 /// What a session needs from the server while it handles requests.
-pub(crate) trait Host {
+pub(crate) trait HandoffHost {
     /// Hands a worker verb to the pool with the request's sequence number; `false` when the pool
     /// has no room now, in which case the session keeps the request and offers it again later.
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool;
@@ -78,13 +78,13 @@ pub(crate) trait Host {
 pub(crate) enum Pending {
     /// A worker's result for an admitted request read at this instant.
     Work(Instant),
-    /// The counters of every loop, for a `stats` request ([`Host::gather_stats`]).
+    /// The counters of every loop, for a `stats` request ([`HandoffHost::gather_stats`]).
     Stats,
 }
 
 /// The answers this server writes.
 #[derive(Debug)]
-pub(crate) enum Answer {
+pub(crate) enum HandoffAnswer {
     /// A verb's reply (from a worker, or from the loop).
     Reply(Reply),
     /// An overload control's answer (shed, timeout, retry rejected).
@@ -93,34 +93,34 @@ pub(crate) enum Answer {
     Stats(Stats, Option<Box<OverloadStats>>),
 }
 
-impl Response for Answer {
+impl Response for HandoffAnswer {
     // starter: w05-l04 todo "write_to"
     fn write_to(&self, out: &mut Vec<u8>) {
         match self {
-            Answer::Reply(reply) => reply.write_to(out),
-            Answer::Overload(reply) => reply.write_to(out),
-            Answer::Stats(stats, Some(overload)) => overload.write_line(stats, out),
-            Answer::Stats(stats, None) => stats.write_to(out),
+            HandoffAnswer::Reply(reply) => reply.write_to(out),
+            HandoffAnswer::Overload(reply) => reply.write_to(out),
+            HandoffAnswer::Stats(stats, Some(overload)) => overload.write_line(stats, out),
+            HandoffAnswer::Stats(stats, None) => stats.write_to(out),
         }
     }
 
     // starter: w05-l04 todo "is_error"
     fn is_error(&self) -> bool {
         match self {
-            Answer::Reply(reply) => reply.is_error(),
-            Answer::Overload(_) => true,
-            Answer::Stats(..) => false,
+            HandoffAnswer::Reply(reply) => reply.is_error(),
+            HandoffAnswer::Overload(_) => true,
+            HandoffAnswer::Stats(..) => false,
         }
     }
 
     // starter: w05-l04 todo "line_too_long"
     fn line_too_long() -> Self {
-        Answer::Reply(Reply::Error(ErrorReply::LineTooLong))
+        HandoffAnswer::Reply(Reply::Error(ErrorReply::LineTooLong))
     }
 }
 
 /// Every `&mut` of a host is a host, so a caller can lend its host without giving it away.
-impl<T: Host + ?Sized> Host for &mut T {
+impl<T: HandoffHost + ?Sized> HandoffHost for &mut T {
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
         (**self).try_submit(seq, verb, args)
     }
@@ -144,26 +144,28 @@ impl<T: Host + ?Sized> Host for &mut T {
     }
 }
 
-/// One connection's protocol state: the shared session, with this server's answers.
-pub(crate) type Session = shared::Session<Answer, Pending>;
+/// One connection of the handoff server: the shared session, with this server's answers.
+pub(crate) type HandoffConnection = shared::Session<HandoffAnswer, Pending>;
 
-/// The server's [`Host`] as the shared session sees it: what a line means here.
+/// The server's [`HandoffHost`] as the shared session sees it: what a line means here.
 #[derive(Debug)]
 pub(crate) struct Lines<H>(pub(crate) H);
 
-impl<H: Host> shared::Host for Lines<H> {
-    type Response = Answer;
+impl<H: HandoffHost> shared::Host for Lines<H> {
+    type Response = HandoffAnswer;
     type Pending = Pending;
 
     // starter: w05-l04 todo "handle"
-    fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<Answer, Pending> {
+    fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<HandoffAnswer, Pending> {
         let host = &mut self.0;
         let (retry, line) = strip_retry(line);
         let (verb, args) = split_request(line);
         if verb.runs_on_worker() {
             let read_at = match host.admit(seq, retry) {
                 Admission::Admitted { read_at } => read_at,
-                Admission::Refused(reply) => return Handled::Answered(Answer::Overload(reply)),
+                Admission::Refused(reply) => {
+                    return Handled::Answered(HandoffAnswer::Overload(reply));
+                }
             };
             if host.try_submit(seq, verb, args) {
                 Handled::Pending(Pending::Work(read_at))
@@ -176,10 +178,10 @@ impl<H: Host> shared::Host for Lines<H> {
                 return Handled::Pending(Pending::Stats);
             }
             let overload = host.overload_stats().map(Box::new);
-            Handled::Answered(Answer::Stats(host.stats(), overload))
+            Handled::Answered(HandoffAnswer::Stats(host.stats(), overload))
         } else {
             // `ping`, empty lines and unknown verbs: no work, answered on the loop.
-            Handled::Answered(Answer::Reply(execute(verb, args)))
+            Handled::Answered(HandoffAnswer::Reply(execute(verb, args)))
         }
     }
 
@@ -192,7 +194,7 @@ impl<H: Host> shared::Host for Lines<H> {
     }
 
     // starter: w05-l04 todo "responded"
-    fn responded(&mut self, answer: &Answer) {
+    fn responded(&mut self, answer: &HandoffAnswer) {
         self.0.responded(answer.is_error());
     }
 
@@ -209,36 +211,36 @@ pub(crate) trait HandoffSession {
     /// A worker's reply to request `seq` arrived: it is written as soon as its turn comes.
     ///
     /// The result of a request already answered with a timeout is dropped here.
-    fn complete_reply(&mut self, seq: u64, reply: Reply, host: impl Host);
+    fn complete_reply(&mut self, seq: u64, reply: Reply, host: impl HandoffHost);
 
-    /// The gathered counters of `stats` request `seq` arrived (see [`Host::gather_stats`]): its
+    /// The gathered counters of `stats` request `seq` arrived (see [`HandoffHost::gather_stats`]): its
     /// answer is written in turn.
     fn complete_stats(
         &mut self,
         seq: u64,
         stats: Stats,
         overload: Option<OverloadStats>,
-        host: impl Host,
+        host: impl HandoffHost,
     );
 
     /// Request `seq`'s deadline passed (W06 L03): if it is still waiting for its result, it is
     /// answered with `reply` (the timeout) now, and its result, when it comes, is dropped.
     /// Returns whether anything changed (`false` for a request answered in time).
-    fn expire_with(&mut self, seq: u64, reply: OverloadReply, host: impl Host) -> bool;
+    fn expire_with(&mut self, seq: u64, reply: OverloadReply, host: impl HandoffHost) -> bool;
 
     /// A worker skipped request `seq` because its deadline had passed before it started
     /// (`Batch::skip`): no result will come. If the loop's timer already answered it, it is no
     /// longer late; otherwise the timer is due, and the timeout (`reply`) is answered now.
-    fn skipped_past_deadline(&mut self, seq: u64, reply: OverloadReply, host: impl Host);
+    fn skipped_past_deadline(&mut self, seq: u64, reply: OverloadReply, host: impl HandoffHost);
 
     /// Admitted requests still waiting for their answer; the loop takes them off the books when
     /// the connection closes.
     fn unanswered_work(&self) -> usize;
 }
 
-impl HandoffSession for Session {
-    fn complete_reply(&mut self, seq: u64, reply: Reply, host: impl Host) {
-        self.complete(seq, Answer::Reply(reply), &mut Lines(host));
+impl HandoffSession for HandoffConnection {
+    fn complete_reply(&mut self, seq: u64, reply: Reply, host: impl HandoffHost) {
+        self.complete(seq, HandoffAnswer::Reply(reply), &mut Lines(host));
     }
 
     fn complete_stats(
@@ -246,21 +248,21 @@ impl HandoffSession for Session {
         seq: u64,
         stats: Stats,
         overload: Option<OverloadStats>,
-        host: impl Host,
+        host: impl HandoffHost,
     ) {
         self.complete(
             seq,
-            Answer::Stats(stats, overload.map(Box::new)),
+            HandoffAnswer::Stats(stats, overload.map(Box::new)),
             &mut Lines(host),
         );
     }
 
-    fn expire_with(&mut self, seq: u64, reply: OverloadReply, host: impl Host) -> bool {
-        self.expire(seq, Answer::Overload(reply), &mut Lines(host))
+    fn expire_with(&mut self, seq: u64, reply: OverloadReply, host: impl HandoffHost) -> bool {
+        self.expire(seq, HandoffAnswer::Overload(reply), &mut Lines(host))
     }
 
-    fn skipped_past_deadline(&mut self, seq: u64, reply: OverloadReply, host: impl Host) {
-        self.abandon(seq, Answer::Overload(reply), &mut Lines(host));
+    fn skipped_past_deadline(&mut self, seq: u64, reply: OverloadReply, host: impl HandoffHost) {
+        self.abandon(seq, HandoffAnswer::Overload(reply), &mut Lines(host));
     }
 
     fn unanswered_work(&self) -> usize {

@@ -109,10 +109,10 @@ fn port_zero_prints_the_port_and_serves_a_compute() {
 #[test]
 fn the_server_runs_with_a_tight_timer_slack_so_sleep_requests_end_on_time() {
     let (child, _port) = start_on_port_zero();
-    let path = format!("/proc/{}/timerslack_ns", child.pid());
-    let Ok(slack) = std::fs::read_to_string(&path) else {
+    let server = test_support::Proc::of(child.pid());
+    if !server.has("timerslack_ns") {
         // A kernel without the file: the server leaves the default too, nothing to check.
         return;
-    };
-    assert_eq!(slack.trim(), "1000", "{path}");
+    }
+    assert_eq!(server.read("timerslack_ns").trim(), "1000");
 }

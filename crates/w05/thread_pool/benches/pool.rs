@@ -258,14 +258,6 @@ fn next_sequence() -> u64 {
     SEQUENCE.fetch_add(1, Ordering::Relaxed)
 }
 
-/// This process's user plus system CPU time, in clock ticks, from `/proc/self/stat`.
-fn process_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("procfs is mounted");
-    let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 fn bench_pool<P: Pool>(criterion: &mut Criterion, pool: &P) {
     let mut group = criterion.benchmark_group("burst_1m_tiny_tasks");
     group.throughput(Throughput::Elements(BURST));
@@ -309,9 +301,9 @@ fn summarise<P: Pool>(pool: &P) -> Summary {
 
     // Let the workers finish their spinning, then watch the idle process for one second.
     thread::sleep(Duration::from_millis(100));
-    let before = process_cpu_ticks();
+    let before = test_support::Proc::this().cpu_ticks();
     thread::sleep(Duration::from_secs(1));
-    let ticks = process_cpu_ticks() - before;
+    let ticks = test_support::Proc::this().cpu_ticks() - before;
     // Clock ticks are 10 ms on Linux (USER_HZ = 100).
     let idle_cpu_ms_per_s = ticks as f64 * 10.0;
 

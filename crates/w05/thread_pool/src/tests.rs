@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use test_support::Proc;
 
 /// How long a test waits for another thread to reach a state before declaring a hang.
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -20,37 +21,6 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::yield_now();
     }
-}
-
-/// The thread ids of this process's threads whose name starts with `prefix`.
-fn threads_named(prefix: &str) -> Vec<u32> {
-    let mut tids = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/task").expect("procfs is mounted") {
-        let Ok(entry) = entry else { continue };
-        // A thread may exit between listing and reading; skip it then.
-        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
-            continue;
-        };
-        if name.trim_end().starts_with(prefix) {
-            if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
-                tids.push(tid);
-            }
-        }
-    }
-    tids
-}
-
-/// User plus system CPU time of thread `tid`, in clock ticks, from `/proc/self/task/<tid>/stat`.
-fn cpu_ticks(tid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
-        .expect("the thread is alive");
-    // The command name (field 2) is in parentheses and may contain spaces; the fields after the
-    // last ')' start with field 3 (state), so utime (14) and stime (15) are at offsets 11 and 12.
-    let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let utime: u64 = fields[11].parse().expect("utime is a number");
-    let stime: u64 = fields[12].parse().expect("stime is a number");
-    utime + stime
 }
 
 /// A gate tasks can wait on: opened once, from the test thread.
@@ -138,10 +108,10 @@ fn build_returns_with_every_worker_running_and_named() {
         .thread_name("buildready")
         .build()
         .unwrap();
-    let mut names: Vec<String> = threads_named("buildready-")
+    let mut names: Vec<String> = Proc::this()
+        .threads_named("buildready-")
         .into_iter()
-        .map(|tid| std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap())
-        .map(|name| name.trim_end().to_owned())
+        .map(|tid| Proc::this().thread_name(tid))
         .collect();
     names.sort();
     assert_eq!(names, ["buildready-0", "buildready-1", "buildready-2"]);
@@ -159,7 +129,7 @@ fn shutdown_with_ten_thousand_queued_tasks_runs_all_and_joins() {
             .build()
             .unwrap(),
     );
-    let worker_tids = threads_named("shutjoin-");
+    let worker_tids = Proc::this().threads_named("shutjoin-");
     assert_eq!(worker_tids.len(), 2);
     let gate = occupy_all_workers(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
@@ -201,9 +171,7 @@ fn shutdown_with_ten_thousand_queued_tasks_runs_all_and_joins() {
     assert!(pool.threads.lock().unwrap().is_empty());
     assert_eq!(Arc::strong_count(&pool.shared), 1);
     wait_until("the worker threads leave /proc", || {
-        worker_tids
-            .iter()
-            .all(|tid| !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists())
+        worker_tids.iter().all(|&tid| !Proc::this().has_thread(tid))
     });
     pool.shutdown(); // Twice is harmless.
 }
@@ -277,7 +245,7 @@ fn panics_leave_the_pool_whole_and_reach_on_done() {
     assert_eq!(stats.panicked, 5);
     assert_eq!(stats.completed, 1);
     wait_until("the worker thread is gone", || {
-        threads_named("panics-").is_empty()
+        Proc::this().threads_named("panics-").is_empty()
     });
 }
 
@@ -499,12 +467,18 @@ fn idle_pool_cpu_time_stays_flat_over_one_second() {
         pool.spawn(|| ()).unwrap_or_else(|_| panic!("running"));
     }
     wait_until("both workers sleep", || pool.shared.sleep.sleepers() == 2);
-    let tids = threads_named("idlecpu-");
+    let tids = Proc::this().threads_named("idlecpu-");
     assert_eq!(tids.len(), 2);
-    let before: u64 = tids.iter().map(|&tid| cpu_ticks(tid)).sum();
+    let before: u64 = tids
+        .iter()
+        .map(|&tid| Proc::this().thread_cpu_ticks(tid))
+        .sum();
     // The one-second window is the quantity under test, not a synchronisation.
     thread::sleep(Duration::from_secs(1));
-    let after: u64 = tids.iter().map(|&tid| cpu_ticks(tid)).sum();
+    let after: u64 = tids
+        .iter()
+        .map(|&tid| Proc::this().thread_cpu_ticks(tid))
+        .sum();
     // A spinning worker would burn about 100 ticks per second; allow one tick of accounting
     // granularity per worker.
     assert!(

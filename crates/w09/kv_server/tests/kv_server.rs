@@ -3,49 +3,22 @@
 //! sweep alone, line too long, and a SIGTERM with requests in flight.
 
 use std::io::{Read as _, Write as _};
-use std::net::{Shutdown, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{IO_TIMEOUT, connect, start};
 use kv_store::{KvEngine, LockStrategy};
 use test_support::ServerProcess;
 
-/// Generous hang guard for every socket wait.
-const IO_TIMEOUT: Duration = Duration::from_secs(20);
+mod common;
 
-fn start(args: &[&str]) -> ServerProcess {
-    ServerProcess::start(
-        Command::new(env!("CARGO_BIN_EXE_kv_server"))
-            .arg("0")
-            .args(args),
-        IO_TIMEOUT,
-    )
-}
-
-fn connect(server: &ServerProcess) -> TcpStream {
-    let stream = TcpStream::connect(server.addr()).expect("connects");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-/// What `printf "$input" | nc -q1` prints: send everything, half-close, read until the server
-/// closes.
+/// What `printf "$input" | nc -q1` prints, from `server`.
 fn exchange(server: &ServerProcess, input: &[u8]) -> String {
-    let mut stream = connect(server);
-    stream.write_all(input).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut output = Vec::new();
-    stream.read_to_end(&mut output).expect("the server closes");
-    String::from_utf8(output).unwrap()
+    test_support::client::exchange(server.addr(), input)
 }
 
-/// The value of `name` in a STATS line.
+/// The value of `name` in a STATS line, a count.
 fn stat(line: &str, name: &str) -> u64 {
-    line.trim_end()
-        .split(' ')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    common::stat(line, name) as u64
 }
 
 #[test]
@@ -162,7 +135,7 @@ fn a_line_too_long_is_answered_after_the_earlier_ones_and_closes_the_connection(
 #[test]
 fn sigterm_answers_what_was_read_joins_everything_and_exits_zero() {
     let mut server = start(&["--workers", "2"]);
-    let mut stream = connect(&server);
+    let mut stream = connect(server.addr());
     let requests = 2000;
     let input: String = (0..requests).map(|i| format!("SET k{i} {i}\n")).collect();
     stream.write_all(input.as_bytes()).unwrap();
@@ -225,7 +198,7 @@ fn clients_that_vanish_mid_pipeline_cost_the_others_nothing() {
     let server = start(&["--workers", "1", "--queue", "31"]);
     for _ in 0..20 {
         // Lines the server has read and not yet run when the client goes away.
-        let mut stream = connect(&server);
+        let mut stream = connect(server.addr());
         let input: String = (0..2000).map(|i| format!("SET gone{i} {i}\n")).collect();
         stream.write_all(input.as_bytes()).unwrap();
         let mut first = [0; 3];

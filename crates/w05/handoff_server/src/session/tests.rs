@@ -27,7 +27,7 @@ struct FakeHost {
     overload: Option<OverloadStats>,
 }
 
-impl Host for FakeHost {
+impl HandoffHost for FakeHost {
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
         if self.room == 0 {
             return false;
@@ -78,20 +78,20 @@ const ROOMY: Limits = Limits {
 };
 
 /// Feeds `bytes` to the session and handles what is complete.
-fn read(session: &mut Session, host: &mut FakeHost, bytes: &[u8]) -> Progress {
+fn read(session: &mut HandoffConnection, host: &mut FakeHost, bytes: &[u8]) -> Progress {
     session.framer_mut().extend(bytes);
     session.process_lines(&ROOMY, &mut Lines(host))
 }
 
 /// Runs every submitted request, in submission order, and hands its reply back.
-fn run_submitted(session: &mut Session, host: &mut FakeHost) {
+fn run_submitted(session: &mut HandoffConnection, host: &mut FakeHost) {
     for (seq, verb, args) in std::mem::take(&mut host.submitted) {
         session.complete_reply(seq, execute(verb, &args), &mut *host);
     }
 }
 
 /// Everything written so far, marked sent.
-fn written(session: &mut Session) -> String {
+fn written(session: &mut HandoffConnection) -> String {
     let out = String::from_utf8_lossy(session.unsent()).into_owned();
     session.mark_sent(out.len());
     out
@@ -103,7 +103,7 @@ fn answer_to(line: &[u8]) -> String {
 
 #[test]
 fn worker_verbs_go_to_the_pool_and_the_rest_is_answered_on_the_loop() {
-    let mut session = Session::new();
+    let mut session = HandoffConnection::new();
     let mut host = host();
     let progress = read(&mut session, &mut host, b"compute a\nping\nfail x\nstats\n");
     assert_eq!(progress, Progress::NeedInput);
@@ -139,7 +139,7 @@ fn worker_verbs_go_to_the_pool_and_the_rest_is_answered_on_the_loop() {
 
 #[test]
 fn a_full_pool_holds_the_request_and_offers_its_verb_and_arguments_again() {
-    let mut session = Session::new();
+    let mut session = HandoffConnection::new();
     let mut host = FakeHost::default();
     let progress = read(&mut session, &mut host, b"retry rehash 2 x\nping\n");
     assert_eq!(progress, Progress::WaitingForPool);
@@ -164,7 +164,7 @@ fn a_full_pool_holds_the_request_and_offers_its_verb_and_arguments_again() {
 
 #[test]
 fn a_refused_request_is_answered_at_once_in_its_place_and_costs_no_worker() {
-    let mut session = Session::new();
+    let mut session = HandoffConnection::new();
     let mut host = host();
     let _ = read(&mut session, &mut host, b"compute 1\n");
     host.refuse = Some(OverloadReply::Overloaded { retry_after_ms: 7 });
@@ -189,7 +189,7 @@ fn stats_carries_the_overload_keys_when_the_host_has_them() {
         shed: 4,
         ..OverloadStats::default()
     };
-    let mut session = Session::new();
+    let mut session = HandoffConnection::new();
     let mut host = FakeHost {
         overload: Some(overload),
         ..host()
@@ -203,7 +203,7 @@ fn stats_carries_the_overload_keys_when_the_host_has_them() {
 
 #[test]
 fn an_expired_request_gets_the_timeout_in_its_place_and_its_late_result_is_dropped() {
-    let mut session = Session::new();
+    let mut session = HandoffConnection::new();
     let mut host = host();
     let _ = read(&mut session, &mut host, b"sleep 50\nping\n");
     let timeout = OverloadReply::Timeout { after_ms: 10 };
@@ -221,7 +221,7 @@ fn an_expired_request_gets_the_timeout_in_its_place_and_its_late_result_is_dropp
 
 #[test]
 fn a_line_too_long_gets_the_protocols_error_and_the_connection_lingers() {
-    let mut session = Session::new();
+    let mut session = HandoffConnection::new();
     let mut host = host();
     let mut line = vec![b'x'; MAX_LINE_LEN + 1];
     line.extend_from_slice(b"\nping\n");

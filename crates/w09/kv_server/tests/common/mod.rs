@@ -1,11 +1,11 @@
-//! What the durable-server suites share: start `kv_server --data-dir` on a folder with its
-//! stderr kept in a file, talk to it as `nc -q1` does, and read its `STATS` fields.
+//! What the kv_server suites share on top of `test_support`: start `kv_server` (with
+//! `--data-dir` on a folder, its stderr kept in a file), talk to it as `nc -q1` does, and read
+//! its `STATS` fields.
 
-#![allow(dead_code)] // Each suite uses its own part.
+#![allow(dead_code, unused_imports)] // Each suite uses its own part.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -56,23 +56,11 @@ pub(crate) fn stderr_text(data: &Path) -> String {
     std::fs::read_to_string(stderr_file(data)).unwrap_or_default()
 }
 
-/// A connection with the hang guard set.
-pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connects");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
+pub(crate) use test_support::client::timed_stream as connect;
 
-/// What `printf "$input" | nc -q1` prints: send everything, half-close, read until the server
-/// closes.
+/// What `printf "$input" | nc -q1` prints (see `test_support::client::exchange`).
 pub(crate) fn exchange(addr: SocketAddr, input: &str) -> String {
-    let mut stream = connect(addr);
-    stream.write_all(input.as_bytes()).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut output = Vec::new();
-    stream.read_to_end(&mut output).expect("the server closes");
-    String::from_utf8(output).unwrap()
+    test_support::client::exchange(addr, input.as_bytes())
 }
 
 /// The value of `name` in a STATS line.
@@ -86,23 +74,23 @@ pub(crate) fn stat(line: &str, name: &str) -> f64 {
 
 /// Sends SIGTERM and waits for the exit status (bounded by [`IO_TIMEOUT`]).
 pub(crate) fn terminate(server: &mut ServerProcess) -> std::process::ExitStatus {
-    let pid = i32::try_from(server.pid()).unwrap();
-    eventloop::sys::kill(pid, libc::SIGTERM).expect("signals the server");
+    server.signal(libc::SIGTERM);
     wait_exit(server)
 }
 
 /// Waits for the server to exit (bounded by [`IO_TIMEOUT`]).
 pub(crate) fn wait_exit(server: &mut ServerProcess) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
-    loop {
-        if let Some(status) = server.child_mut().try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not exit"
-        );
-        // A hang guard only, polling a child's exit status: there is no event to wait on.
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    server
+        .wait_exit(IO_TIMEOUT)
+        .expect("the server did not exit")
+}
+
+/// Starts the server (not durable) on port 0 with `args`.
+pub(crate) fn start(args: &[&str]) -> ServerProcess {
+    ServerProcess::start(
+        Command::new(env!("CARGO_BIN_EXE_kv_server"))
+            .arg("0")
+            .args(args),
+        IO_TIMEOUT,
+    )
 }
