@@ -17,8 +17,13 @@ const NOT_YET_CONVERTED: &[&str] = &["crates/bench/harness/"];
 
 /// Tests whose subject is the course runner itself, started as a student starts it, with the
 /// standard streams their check needs (a socketpair whose reader goes away, pipes read while
-/// Ctrl-C arrives): they start no server of their own, so they are not a second harness.
-const RUNNER_UNDER_TEST: &[&str] = &["xtask/tests/cli.rs", "xtask/tests/interrupt.rs"];
+/// Ctrl-C arrives, `watch` read line by line while its commands are typed): they start no server
+/// of their own, so they are not a second harness.
+const RUNNER_UNDER_TEST: &[&str] = &[
+    "xtask/tests/cli.rs",
+    "xtask/tests/interrupt.rs",
+    "xtask/tests/watch.rs",
+];
 
 /// How a harness parses a server's first line (built with `concat!`, so this file does not
 /// match itself).

@@ -56,7 +56,7 @@ fn server_pid(line: &str) -> Option<u32> {
 
 /// Whether a process is alive (the runner reaps its servers, so a stopped one is gone).
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    test_support::Proc::of(pid).has("status")
 }
 
 /// Runs `watch` with two runs at most, replaces a watched file by rename once it watches, and
