@@ -271,3 +271,22 @@ fn watch_refuses_a_server_on_a_lesson_without_server_steps_before_watching() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("watch: "), "nothing is watched: {stdout}");
 }
+
+#[test]
+fn watch_without_an_id_needs_exactly_one_started_lesson() {
+    let scratch = Scratch::new("no-id");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["watch", "--script"])
+        .env("NO_COLOR", "1")
+        .env("COURSE_PROGRESS_FILE", scratch.0.join("progress"))
+        .env("CARGO_TARGET_DIR", scratch.0.join("target"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run watch");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`cargo xtask watch` needs a lesson id: no lesson is started"),
+        "{stderr}"
+    );
+}
