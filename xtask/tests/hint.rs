@@ -1,7 +1,8 @@
 //! `cargo xtask hint` as a learner meets it: every `lesson` run leaves its result for it, and
 //! each call gives the next stage — the step that failed in that run with the Common-mistakes
 //! rows that name it, then the lesson's whole table, then only the lesson — or every stage with
-//! `--all`; a new run starts the stages again, and without a run there is the table.
+//! `--all`; a new run starts the stages again, and without a run there is the table. A run of
+//! the reference is saved as such.
 //!
 //! Each test points `CARGO_TARGET_DIR` (where the results and the hint stages are kept) and
 //! `COURSE_PROGRESS_FILE` at temporary paths, so no test touches a real record.
@@ -193,4 +194,33 @@ fn hint_without_an_id_needs_exactly_one_started_lesson() {
     .expect("write the progress file");
     let stdout = hint(&scratch, &[]);
     assert!(stdout.starts_with("no saved run of w05-l04"), "{stdout}");
+}
+
+#[test]
+fn a_run_of_the_reference_is_saved_as_one_of_the_reference() {
+    // The workspace's own target folder, where the reference is already built (a fresh one would
+    // build every crate first); the progress file stays temporary, so nothing is started.
+    let scratch = Scratch::new("reference");
+    let mut lesson = Command::cargo_bin("xtask").expect("the xtask binary");
+    let run = lesson
+        .env("NO_COLOR", "1")
+        .env("COURSE_PROGRESS_FILE", scratch.0.join("progress"))
+        .args(["lesson", "w10-l01"])
+        .timeout(TIMEOUT)
+        .output()
+        .expect("run the lesson");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    let logs = stdout
+        .rsplit_once("(logs: ")
+        .and_then(|(_, after)| after.split_once(')'))
+        .map(|(logs, _)| PathBuf::from(logs))
+        .unwrap_or_else(|| panic!("the report names its logs folder: {stdout}"));
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(logs.join("result.json")).expect("the saved result"),
+    )
+    .expect("JSON");
+    assert_eq!(saved["subject"], serde_json::json!({"kind": "reference"}));
+    assert_eq!(saved["result"]["id"], "w10-l01");
+    assert_eq!(saved["result"]["status"], "pass");
 }
