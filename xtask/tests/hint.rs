@@ -4,8 +4,9 @@
 //! `--all`; a new run starts the stages again, and without a run there is the table. A run of
 //! the reference is saved as such.
 //!
-//! Each test points `CARGO_TARGET_DIR` (where the results and the hint stages are kept) and
-//! `COURSE_PROGRESS_FILE` at temporary paths, so no test touches a real record.
+//! Each test points `COURSE_PROGRESS_FILE` at a temporary file, and each but the reference run's
+//! points `CARGO_TARGET_DIR` (where the results and the hint stages are kept) at a temporary
+//! folder too; the reference run uses the built workspace, and only writes that lesson's result.
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
