@@ -41,7 +41,7 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 /// someone keeps in the crate's folder) delays a run but never stops it.
 const MAX_SETTLE: Duration = Duration::from_secs(2);
 
-/// How often the polling watcher compares file times.
+/// How often the polling watcher compares the files.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The commands, as the screen lists them.
@@ -56,8 +56,9 @@ pub struct WatchArgs {
     /// Stop after this many runs (the exit status is the last run's).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_runs: Option<u32>,
-    /// Compare file times every second instead of waiting for file-system events (for folders
-    /// where those do not arrive, such as some network and container mounts).
+    /// Compare the files (their times and contents) every second instead of waiting for
+    /// file-system events, for folders where those do not arrive (some network and container
+    /// mounts). Used anyway when file-system events cannot be had; the screen says which.
     #[arg(long)]
     pub poll: bool,
     /// Also run again when a file under DIR changes, for example your own server's sources with
