@@ -532,6 +532,25 @@ mod tests {
     }
 
     #[test]
+    fn a_change_waits_for_the_files_to_be_quiet_while_the_watcher_lives() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let lib = PathBuf::from("/w/student/task_queue/src/lib.rs");
+        let course = PathBuf::from("/w/course/w05/01-task-queue-contract.md");
+        sender.send(Event::Changed(vec![lib.clone()])).unwrap();
+        sender.send(Event::Changed(vec![course.clone()])).unwrap();
+        let started = Instant::now();
+        let next = wait_for_next(&receiver, &mut VecDeque::new(), &watched(), |_| {});
+        // The sender is alive, so only a quiet spell ends the collection, and both changes make
+        // one run.
+        assert!(started.elapsed() >= DEBOUNCE, "{:?}", started.elapsed());
+        assert_eq!(
+            next,
+            Next::Run(format!("changed: {}, {}", course.display(), lib.display()))
+        );
+        drop(sender);
+    }
+
+    #[test]
     fn a_q_waiting_behind_a_change_ends_the_loop_at_once() {
         let mut backlog = VecDeque::new();
         let (next, _) = wait(
