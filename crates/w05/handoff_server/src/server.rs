@@ -361,7 +361,6 @@ impl SessionHost<'_> {
 // `Lines` in the `session` module.
 impl HandoffHost for SessionHost<'_> {
     // starter: w05-l04 todo "try_submit"
-
     #[inline]
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
         self.core.submit(self.key, seq, verb, args)
@@ -373,7 +372,6 @@ impl HandoffHost for SessionHost<'_> {
     }
 
     // starter: w05-l04 todo "responded"
-
     #[inline]
     fn responded(&mut self, is_error: bool) {
         self.core.completed += 1;

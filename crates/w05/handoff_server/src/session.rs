@@ -161,7 +161,6 @@ impl<H: HandoffHost> shared::Host for Lines<H> {
     type Pending = Pending;
 
     // starter: w05-l04 todo "handle"
-
     #[inline]
     fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<HandoffAnswer, Pending> {
         let host = &mut self.0;
@@ -201,7 +200,6 @@ impl<H: HandoffHost> shared::Host for Lines<H> {
     }
 
     // starter: w05-l04 todo "responded"
-
     #[inline]
     fn responded(&mut self, answer: &HandoffAnswer) {
         self.0.responded(answer.is_error());
