@@ -11,8 +11,10 @@ use crate::{assert_none, code_only, relative, rust_files};
 /// Where the harness lives.
 const HARNESS: &str = "crates/test_support/";
 
-/// The known exception, to be converted next: the benchmark harness keeps its own `/proc`
-/// readers and its own reading of a server's first line until it moves onto `test_support`.
+/// The known exception, to be converted next: the benchmark harness (which starts its processes
+/// through the runner's `xtask::process`) still reads `/proc` for itself — the machine's facts
+/// for the report (`cpuinfo`, `loadavg`, `mounts`), a server's CPU time and context switches —
+/// and a server's first line, until `test_support`'s `Proc` grows those readers.
 const NOT_YET_CONVERTED: &[&str] = &["crates/bench/harness/"];
 
 /// Tests whose subject is the course runner itself, started as a student starts it, with the

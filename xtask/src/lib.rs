@@ -33,7 +33,7 @@ pub mod workspace;
 mod bench;
 mod client;
 mod last_run;
-mod process;
+pub mod process;
 mod progress;
 mod prove;
 mod run_state;
