@@ -1,8 +1,9 @@
 //! The servers under the fault injector's destructive classes (built only with `--cfg
-//! fault_injection`): `ECONNRESET`/`EPIPE` on sends and `EMFILE` on accept close the connection
-//! they hit, by design, and nothing else. Every answer a client does get is exact and in order (a
-//! prefix of what a fault-free connection gets), the server answers again once the fault is past,
-//! it gives back every fd and it does not spin.
+//! fault_injection`): `ECONNRESET`/`EPIPE` on sends, `EMFILE` and `ENFILE` on accept and `ENOMEM`
+//! from registering a new connection close the connection they hit, by design, and nothing else.
+//! Every answer a client does get is exact and in order (a prefix of what a fault-free connection
+//! gets), the server answers again once the fault is past, it gives back every fd and it does not
+//! spin.
 //!
 //! The transparent classes (`EINTR`, `EAGAIN`, short counts) need no test of their own: CI runs
 //! this whole suite against servers built with the cfg, once per seed, with those classes on
@@ -32,14 +33,47 @@ fn exchange(server: &Server) -> Option<Vec<Vec<u8>>> {
     Some(answers)
 }
 
-fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str], seed: u64) {
+/// What the clients of one run saw, and what the server logged.
+#[derive(Debug)]
+struct Outcome {
+    /// Connections that got every answer.
+    complete: usize,
+    /// Connections a fault cut before their first answer (or refused).
+    cut_before_any_answer: usize,
+    /// Connections a fault cut after some of their answers.
+    cut_later: usize,
+    /// The server's stderr.
+    log: String,
+}
+
+/// Runs 80 pipelined connections (and the few before them that find the reference answers)
+/// against a server injecting `classes`, checks every answer, every fd and the idle CPU, and
+/// stops it.
+fn destructive_faults_close_only_their_connection(
+    kind: ServerKind,
+    args: &[&str],
+    seed: u64,
+    classes: &str,
+) -> Outcome {
     let server = kind
         .builder()
         .args(args)
-        .env("EVENTLOOP_FAULT_SEED", &seed.to_string())
+        .env("EVENTLOOP_FAULT_SEED", seed.to_string())
         .env("EVENTLOOP_FAULT_RATE", "0.1")
-        .env("EVENTLOOP_FAULT_CLASSES", "reset,emfile")
+        .env("EVENTLOOP_FAULT_CLASSES", classes)
+        .capture_stderr()
         .start();
+    let mut outcome = Outcome {
+        complete: 0,
+        cut_before_any_answer: 0,
+        cut_later: 0,
+        log: String::new(),
+    };
+    let mut count = |answers: Option<&[Vec<u8>]>| match answers.map(<[_]>::len) {
+        Some(ANSWERS) => outcome.complete += 1,
+        None | Some(0) => outcome.cut_before_any_answer += 1,
+        Some(_) => outcome.cut_later += 1,
+    };
 
     // The reference answers: the first connection that gets every one of them.
     let started = Instant::now();
@@ -48,18 +82,18 @@ fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str
             started.elapsed() < Duration::from_secs(20),
             "no connection got every answer"
         );
-        if let Some(answers) = exchange(&server) {
-            if answers.len() == ANSWERS {
-                break answers;
-            }
+        let answers = exchange(&server);
+        count(answers.as_deref());
+        if let Some(answers) = answers.filter(|answers| answers.len() == ANSWERS) {
+            break answers;
         }
     };
     let baseline = server.proc().open_fds().len();
 
-    let (mut complete, mut cut) = (0, 0);
     for round in 0..80 {
-        let Some(answers) = exchange(&server) else {
-            cut += 1;
+        let answers = exchange(&server);
+        count(answers.as_deref());
+        let Some(answers) = answers else {
             continue;
         };
         assert_eq!(
@@ -67,19 +101,13 @@ fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str
             reference[..answers.len()],
             "round {round}: an answer changed or came out of order"
         );
-        if answers.len() == ANSWERS {
-            complete += 1;
-        } else {
-            cut += 1;
-        }
     }
-    println!("{kind:?} seed {seed}: {complete} connections complete, {cut} cut by a fault");
-    assert!(complete > 0, "no connection got through");
-    assert!(cut > 0, "no fault cut a connection (is the cfg on?)");
 
     // Every fd comes back (the EMFILE policy's spare is re-opened by the next accept, so a last
     // connection is made first), and an idle server stays idle.
-    assert!(exchange(&server).is_some());
+    let last = exchange(&server);
+    assert!(last.is_some());
+    count(last.as_deref());
     wait_until(
         Duration::from_secs(10),
         "the server closes every fd",
@@ -94,13 +122,27 @@ fn destructive_faults_close_only_their_connection(kind: ServerKind, args: &[&str
         used < window.elapsed() / 4,
         "the idle server used {used:?} of CPU after the faults"
     );
-    let (status, _) = server.stop();
+    let (status, log) = server.stop();
     assert!(status.success(), "the server exits cleanly: {status:?}");
+    outcome.log = String::from_utf8_lossy(&log).into_owned();
+    let cut = outcome.cut_before_any_answer + outcome.cut_later;
+    println!(
+        "{kind:?} {classes} seed {seed}: {} connections complete, {cut} cut by a fault",
+        outcome.complete
+    );
+    assert!(outcome.complete > 0, "no connection got through");
+    assert!(cut > 0, "no fault cut a connection (is the cfg on?)");
+    outcome
 }
 
 #[test]
 fn handoff_server_survives_resets_and_emfile() {
-    destructive_faults_close_only_their_connection(ServerKind::Handoff, &["--workers", "2"], 11);
+    destructive_faults_close_only_their_connection(
+        ServerKind::Handoff,
+        &["--workers", "2"],
+        11,
+        "reset,emfile",
+    );
 }
 
 #[test]
@@ -109,12 +151,75 @@ fn handoff_server_with_two_loops_survives_resets_and_emfile() {
         ServerKind::Handoff,
         &["--workers", "2", "--loops", "2"],
         12,
+        "reset,emfile",
     );
 }
 
 #[test]
 fn epoll_server_survives_resets_and_emfile() {
-    destructive_faults_close_only_their_connection(ServerKind::Epoll, &[], 13);
+    destructive_faults_close_only_their_connection(ServerKind::Epoll, &[], 13, "reset,emfile");
+}
+
+/// `ENFILE` (the system's file table full) is out of fds like `EMFILE`: the listener spends the
+/// process's spare fd to accept the pending connection and close it, so the connection is
+/// refused at once instead of waiting, and the loop neither spins nor pauses; the spare comes
+/// back and the next connections are served. Were `ENFILE` not counted as out of fds, every
+/// connection would be served late instead (after an `accept failed` line and a pause).
+fn enfile_is_shed_like_emfile(kind: ServerKind, args: &[&str], seed: u64) {
+    let outcome = destructive_faults_close_only_their_connection(kind, args, seed, "enfile");
+    assert_eq!(
+        outcome.cut_later, 0,
+        "a shed connection is closed before it is read"
+    );
+    assert!(
+        !outcome.log.contains("accept failed"),
+        "the listener absorbed every ENFILE; the server logged:\n{}",
+        outcome.log
+    );
+}
+
+#[test]
+fn handoff_server_sheds_a_connection_on_enfile_and_keeps_serving() {
+    enfile_is_shed_like_emfile(ServerKind::Handoff, &["--workers", "2"], 14);
+}
+
+#[test]
+fn epoll_server_sheds_a_connection_on_enfile_and_keeps_serving() {
+    enfile_is_shed_like_emfile(ServerKind::Epoll, &[], 15);
+}
+
+/// `ENOMEM` from registering a new connection with epoll: the server closes that connection
+/// (before reading any of it), logs one line for it, and keeps serving the others.
+fn enomem_closes_the_new_connection_with_one_log_line(kind: ServerKind, args: &[&str], seed: u64) {
+    let outcome = destructive_faults_close_only_their_connection(kind, args, seed, "enomem");
+    assert_eq!(
+        outcome.cut_later, 0,
+        "a connection that was never registered was never read"
+    );
+    let lines = outcome
+        .log
+        .lines()
+        .filter(|line| line.contains("cannot register a connection"))
+        .count();
+    assert_eq!(
+        lines, outcome.cut_before_any_answer,
+        "one log line per closed connection; the server logged:\n{}",
+        outcome.log
+    );
+}
+
+#[test]
+fn handoff_server_closes_a_connection_it_cannot_register_and_keeps_serving() {
+    enomem_closes_the_new_connection_with_one_log_line(
+        ServerKind::Handoff,
+        &["--workers", "2", "--loops", "2"],
+        16,
+    );
+}
+
+#[test]
+fn epoll_server_closes_a_connection_it_cannot_register_and_keeps_serving() {
+    enomem_closes_the_new_connection_with_one_log_line(ServerKind::Epoll, &[], 17);
 }
 
 /// Regression: a server stop closed a connection whose client had pipelined more than the

@@ -25,10 +25,10 @@
 //! reporting it.
 //!
 //! Built with `--cfg fault_injection`, the IO wrappers here (`read`, `write`, `recv`, `send`,
-//! `send_vectored`, `accept`, `epoll_wait`) first ask a seeded fault injector (the `fault`
-//! submodule, which exists only with that cfg) whether to return `EINTR`, `EAGAIN`, a short
-//! count, a reset or `EMFILE` instead, each only where a kernel could. Without the cfg the
-//! `inject!` hook is the plain length and nothing else is compiled.
+//! `send_vectored`, `accept`, `epoll_wait`, `epoll_ctl`) first ask a seeded fault injector (the
+//! `fault` submodule, which exists only with that cfg) whether to return `EINTR`, `EAGAIN`, a
+//! short count, a reset, `EMFILE`, `ENFILE` or `ENOMEM` instead, each only where a kernel could.
+//! Without the cfg the `inject!` hook is the plain length and nothing else is compiled.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
@@ -254,6 +254,12 @@ pub(crate) fn epoll_ctl(
     events: u32,
     token: u64,
 ) -> io::Result<()> {
+    #[cfg(fault_injection)]
+    if op == libc::EPOLL_CTL_ADD {
+        if let Some(fault::Fault::Error(error)) = fault::decide(fault::Op::EpollCtlAdd, fd, 0) {
+            return Err(error);
+        }
+    }
     let mut event = libc::epoll_event { events, u64: token };
     // SAFETY: both fds are open (they are borrowed); `event` is valid for the call (the kernel
     // ignores it for EPOLL_CTL_DEL, and passing one keeps old kernels happy).

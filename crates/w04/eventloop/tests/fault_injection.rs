@@ -16,6 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use eventloop::sys::{self, fault};
+use eventloop::{Interest, Poller};
 
 /// Every wait is bounded by this; the scenario itself takes milliseconds.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -70,8 +71,8 @@ fn recv_exact(fd: BorrowedFd<'_>, len: usize, start: Instant) -> Vec<u8> {
     got
 }
 
-/// Accepts the one pending connection, retrying injected `EAGAIN` and `EMFILE` (which, as the
-/// real errors do, leave the connection queued).
+/// Accepts the one pending connection, retrying injected `EAGAIN`, `EMFILE` and `ENFILE` (which,
+/// as the real errors do, leave the connection queued).
 fn accept_one(listener: BorrowedFd<'_>, start: Instant) -> OwnedFd {
     loop {
         assert!(
@@ -82,17 +83,32 @@ fn accept_one(listener: BorrowedFd<'_>, start: Instant) -> OwnedFd {
             Ok((fd, _)) => return fd,
             Err(error)
                 if error.kind() == io::ErrorKind::WouldBlock
-                    || error.raw_os_error() == Some(libc::EMFILE) => {}
+                    || matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {}
             Err(error) => panic!("accept: {error}"),
         }
     }
 }
 
+/// Registers `fd` with `poller` (`EPOLL_CTL_ADD`), retrying an injected `ENOMEM` (which, as the
+/// real error does, leaves it unregistered); returns how many times it was refused.
+fn add_retrying_enomem(poller: &Poller, fd: BorrowedFd<'_>, start: Instant) -> u64 {
+    let mut refused = 0;
+    loop {
+        assert!(start.elapsed() < DEADLINE, "epoll_ctl never registered it");
+        match poller.add(fd, 0, Interest::READABLE) {
+            Ok(()) => return refused,
+            Err(error) if error.raw_os_error() == Some(libc::ENOMEM) => refused += 1,
+            Err(error) => panic!("epoll_ctl: {error}"),
+        }
+    }
+}
+
 /// One run of the scenario with `seed`: blocking pipes of bytes (EINTR, short counts), TCP
-/// connections (EAGAIN, short counts, resets, EMFILE) and epoll waits (EINTR). Returns what was
-/// injected; panics if a byte arrives wrong.
+/// connections (EAGAIN, short counts, resets, EMFILE, ENFILE, ENOMEM on their registration) and
+/// epoll waits (EINTR). Returns what was injected; panics if a byte arrives wrong or a fault
+/// comes where the kernel could not return it.
 fn scenario(seed: u64) -> fault::FaultCounts {
-    fault::configure(seed, 0.25, "eintr,eagain,short,reset,emfile");
+    fault::configure(seed, 0.25, "eintr,eagain,short,reset,emfile,enfile,enomem");
     let start = Instant::now();
 
     // Blocking Unix stream sockets: EINTR (retried inside the wrappers) and short counts.
@@ -118,13 +134,30 @@ fn scenario(seed: u64) -> fault::FaultCounts {
     sys::bind(listener.as_fd(), SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
     sys::listen(listener.as_fd(), 16).expect("listen");
     let addr = sys::local_addr(listener.as_fd()).expect("the bound address");
+    let registrations = Poller::new().expect("an epoll instance");
+    // A listener's and a pipe's registrations are never refused (a listener's is made at a
+    // program's start, where no fault opens a path, and a pipe is no connection); a
+    // connection's may be.
+    registrations
+        .add(listener.as_fd(), 0, Interest::READABLE)
+        .expect("a listener's registration");
+    let (pipe, _pipe_writer) = std::io::pipe().expect("a pipe");
+    registrations
+        .add(pipe.as_fd(), 0, Interest::READABLE)
+        .expect("a pipe's registration");
     let mut resets = 0;
+    let mut refused = 0;
     for round in 0..40 {
         let mut client = TcpStream::connect(addr).expect("connect");
         client
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a read timeout");
         let server = accept_one(listener.as_fd(), start);
+        refused += add_retrying_enomem(&registrations, server.as_fd(), start);
+        // Only EPOLL_CTL_ADD allocates, so only it is refused.
+        registrations
+            .modify(server.as_fd(), 0, Interest::WRITABLE)
+            .expect("EPOLL_CTL_MOD");
 
         let request = pattern(round, 2048);
         client.write_all(&request).expect("the client's write");
@@ -153,6 +186,7 @@ fn scenario(seed: u64) -> fault::FaultCounts {
         }
     }
     assert_eq!(resets, fault::counts().reset, "every reset was reported");
+    assert_eq!(refused, fault::counts().enomem, "every ENOMEM was reported");
 
     // epoll_wait with a timeout: EINTR is returned to the caller (the poller retries it).
     let epoll = sys::epoll_create().expect("an epoll instance");
@@ -191,6 +225,8 @@ fn every_fault_class_is_reached_where_the_kernel_could_and_a_seed_repeats_exactl
             ("short_write", first.short_write),
             ("reset", first.reset),
             ("emfile", first.emfile),
+            ("enfile", first.enfile),
+            ("enomem", first.enomem),
         ] {
             assert!(count > 0, "seed {seed}: no {class} fault was injected");
         }

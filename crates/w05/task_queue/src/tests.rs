@@ -235,7 +235,8 @@ fn drain_takes_everything_and_frees_blocked_producers() {
 
 #[test]
 fn capacity_one_alternates_between_producer_and_consumer() {
-    const ITEMS: u32 = 10_000;
+    // Under Miri, which interprets every step, a few hundred handoffs keep the run in seconds.
+    const ITEMS: u32 = if cfg!(miri) { 300 } else { 10_000 };
     let queue = Arc::new(TaskQueue::new(1).unwrap());
     let producer = {
         let queue = Arc::clone(&queue);
@@ -263,10 +264,13 @@ fn capacity_one_alternates_between_producer_and_consumer() {
 fn four_producers_four_consumers_a_million_items_no_loss_no_duplicate() {
     const PRODUCERS: u32 = 4;
     const CONSUMERS: usize = 4;
-    const ITEMS: u32 = 1_000_000;
+    // Under Miri, which interprets every step, 2,048 items through a queue of 16 (so producers
+    // and consumers still block and wake each other) keep the run in seconds.
+    const ITEMS: u32 = if cfg!(miri) { 2_048 } else { 1_000_000 };
+    const CAPACITY: usize = if cfg!(miri) { 16 } else { 1024 };
     const PER_PRODUCER: u32 = ITEMS / PRODUCERS;
 
-    let queue = Arc::new(TaskQueue::new(1024).unwrap());
+    let queue = Arc::new(TaskQueue::new(CAPACITY).unwrap());
     let start = Arc::new(Barrier::new(PRODUCERS as usize + CONSUMERS));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|producer| {

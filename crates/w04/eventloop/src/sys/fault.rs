@@ -2,10 +2,11 @@
 //!
 //! Real kernels return results that a test on an idle machine rarely provokes: `EINTR` from a
 //! wait a signal interrupted, `EAGAIN` from a socket epoll has just called readable, short counts
-//! from `recv` and `send`, `ECONNRESET` or `EPIPE` in the middle of a write, `EMFILE` from
-//! `accept`. With this cfg the IO wrappers of [`crate::sys`] consult this module before each call
-//! and, with a probability set from the environment, return one of those results instead of (or,
-//! for a short count, by shrinking) the real call — each only where the real kernel could:
+//! from `recv` and `send`, `ECONNRESET` or `EPIPE` in the middle of a write, `EMFILE` or
+//! `ENFILE` from `accept`, `ENOMEM` from `epoll_ctl`. With this cfg the IO wrappers of
+//! [`crate::sys`] consult this module before each call and, with a probability set from the
+//! environment, return one of those results instead of (or, for a short count, by shrinking) the
+//! real call — each only where the real kernel could:
 //!
 //! | class | calls | only when |
 //! |---|---|---|
@@ -14,19 +15,24 @@
 //! | `short` | `read`, `recv` (fewer bytes read), `write`, `send`, `send_vectored` (fewer sent) | the fd is a stream socket or a pipe, and the call asked for more than one byte |
 //! | `reset` | `send`, `send_vectored` | the fd is a connected stream socket; it is shut down both ways first, so every later call sees the dead connection the error reports, as after a peer's reset |
 //! | `emfile` | `accept` | always (the pending connection stays queued, as with the real error) |
+//! | `enfile` | `accept` (the system's file table full, not the process's) | always (the pending connection stays queued, as with the real error) |
+//! | `enomem` | `epoll_ctl` | `EPOLL_CTL_ADD` (the one operation that allocates kernel memory, for the new registration) of a stream socket that is not listening: a connection's registration |
 //!
 //! Never injected: anything on an eventfd, timerfd or signalfd (their reads are never short and
-//! their writes never fail that way), `epoll_ctl`, and the calls that create fds.
+//! their writes never fail that way), `epoll_ctl` other than a connection's `EPOLL_CTL_ADD`, and
+//! the calls that create fds. `ENOMEM` could also meet the registration of a listener, an
+//! eventfd or a timerfd, but a program makes those once, at its start, where any error ends it
+//! before it serves: there is no path there for a fault to open.
 //!
 //! # The environment
 //!
 //! - `EVENTLOOP_FAULT_SEED` — a `u64`. Without it nothing is injected.
 //! - `EVENTLOOP_FAULT_RATE` — the probability that one eligible call is faulted, from `0` to `0.5`
 //!   (default `0.02`; values above `0.5` are clamped, so a retried `EINTR` always ends).
-//! - `EVENTLOOP_FAULT_CLASSES` — a comma-separated subset of `eintr,eagain,short,reset,emfile`
-//!   (default: all). The conformance runs use `eintr,eagain,short`, the faults a correct server
-//!   hides from its clients; `reset` and `emfile` close connections by design, and have tests of
-//!   their own.
+//! - `EVENTLOOP_FAULT_CLASSES` — a comma-separated subset of
+//!   `eintr,eagain,short,reset,emfile,enfile,enomem` (default: all). The conformance runs use
+//!   `eintr,eagain,short`, the faults a correct server hides from its clients; `reset`, `emfile`,
+//!   `enfile` and `enomem` close connections by design, and have tests of their own.
 //! - `EVENTLOOP_FAULT_REPORT` — a folder: a process that exits normally writes its counts there,
 //!   to `faults-<pid>.txt` (the CI step adds them up).
 //!
@@ -58,10 +64,12 @@ pub(crate) enum Op {
     SendVectored,
     Accept,
     EpollWait,
+    /// `epoll_ctl` with `EPOLL_CTL_ADD` (the wrapper asks only for that operation).
+    EpollCtlAdd,
 }
 
 impl Op {
-    const ALL: [Op; 7] = [
+    const ALL: [Op; 8] = [
         Op::Read,
         Op::Write,
         Op::Recv,
@@ -69,6 +77,7 @@ impl Op {
         Op::SendVectored,
         Op::Accept,
         Op::EpollWait,
+        Op::EpollCtlAdd,
     ];
 
     fn index(self) -> usize {
@@ -84,7 +93,8 @@ impl Op {
     }
 }
 
-/// A class of injected fault; the bit of each in the class mask is `1 << class`.
+/// A class of injected fault; the bit of each in the class mask is `1 << class`, and its count
+/// is `INJECTED[class]` (short writes apart, at [`SHORT_WRITES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Eintr,
@@ -92,15 +102,24 @@ enum Class {
     Short,
     Reset,
     Emfile,
+    Enfile,
+    Enomem,
 }
 
+/// Every class's bit: the default set.
+const ALL_CLASSES: u32 = (1 << Class::ALL.len()) - 1;
+/// The index in `INJECTED` of short writes (`Short`'s own index counts short reads).
+const SHORT_WRITES: usize = Class::ALL.len();
+
 impl Class {
-    const ALL: [Class; 5] = [
+    const ALL: [Class; 7] = [
         Class::Eintr,
         Class::Eagain,
         Class::Short,
         Class::Reset,
         Class::Emfile,
+        Class::Enfile,
+        Class::Enomem,
     ];
 
     fn name(self) -> &'static str {
@@ -110,6 +129,8 @@ impl Class {
             Class::Short => "short",
             Class::Reset => "reset",
             Class::Emfile => "emfile",
+            Class::Enfile => "enfile",
+            Class::Enomem => "enomem",
         }
     }
 
@@ -128,12 +149,13 @@ static ENABLED: AtomicU32 = AtomicU32::new(0);
 /// The probability of a fault per eligible call, in millionths.
 static RATE: AtomicU64 = AtomicU64::new(20_000);
 /// The enabled classes, one bit per [`Class`].
-static CLASSES: AtomicU32 = AtomicU32::new(0b1_1111);
+static CLASSES: AtomicU32 = AtomicU32::new(ALL_CLASSES);
 /// Calls made so far, per [`Op`].
-static CALLS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
-/// Faults injected so far, per [`Class`] (short reads and short writes apart: index 5 is short
-/// writes).
-static INJECTED: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+static CALLS: [AtomicU64; Op::ALL.len()] = [const { AtomicU64::new(0) }; Op::ALL.len()];
+/// Faults injected so far, per [`Class`] (short reads and short writes apart: short writes are
+/// at [`SHORT_WRITES`]).
+static INJECTED: [AtomicU64; Class::ALL.len() + 1] =
+    [const { AtomicU64::new(0) }; Class::ALL.len() + 1];
 /// The wrapping sum of one hash per injected fault: equal for two runs that injected the same
 /// set of faults, whatever the order.
 static DIGEST: AtomicU64 = AtomicU64::new(0);
@@ -166,7 +188,7 @@ fn read_env() {
         let classes = std::env::var("EVENTLOOP_FAULT_CLASSES")
             .ok()
             .map(|names| parse_classes(&names))
-            .unwrap_or(0b1_1111);
+            .unwrap_or(ALL_CLASSES);
         set(seed, rate, classes);
         if std::env::var_os("EVENTLOOP_FAULT_REPORT").is_some() {
             // SAFETY: `report_at_exit` is an `extern "C" fn()` that lives as long as the program.
@@ -239,6 +261,10 @@ pub struct FaultCounts {
     pub reset: u64,
     /// `EMFILE` from `accept`.
     pub emfile: u64,
+    /// `ENFILE` from `accept`.
+    pub enfile: u64,
+    /// `ENOMEM` from `epoll_ctl` adding a connection.
+    pub enomem: u64,
     /// A digest of the set of injected faults (which call of which kind got which fault).
     pub digest: u64,
 }
@@ -247,13 +273,16 @@ impl std::fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "eintr={} eagain={} short_read={} short_write={} reset={} emfile={} digest={:016x}",
+            "eintr={} eagain={} short_read={} short_write={} reset={} emfile={} enfile={} \
+             enomem={} digest={:016x}",
             self.eintr,
             self.eagain,
             self.short_read,
             self.short_write,
             self.reset,
             self.emfile,
+            self.enfile,
+            self.enomem,
             self.digest
         )
     }
@@ -261,14 +290,16 @@ impl std::fmt::Display for FaultCounts {
 
 /// The faults injected so far in this process, per class.
 pub fn counts() -> FaultCounts {
-    let get = |index: usize| INJECTED[index].load(ORDER);
+    let get = |class: Class| INJECTED[class as usize].load(ORDER);
     FaultCounts {
-        eintr: get(0),
-        eagain: get(1),
-        short_read: get(2),
-        reset: get(3),
-        emfile: get(4),
-        short_write: get(5),
+        eintr: get(Class::Eintr),
+        eagain: get(Class::Eagain),
+        short_read: get(Class::Short),
+        short_write: INJECTED[SHORT_WRITES].load(ORDER),
+        reset: get(Class::Reset),
+        emfile: get(Class::Emfile),
+        enfile: get(Class::Enfile),
+        enomem: get(Class::Enomem),
         digest: DIGEST.load(ORDER),
     }
 }
@@ -287,6 +318,8 @@ struct FdKind {
     stream: bool,
     /// A socket (so `shutdown` applies).
     socket: bool,
+    /// A listening socket (`SO_ACCEPTCONN`).
+    listening: bool,
 }
 
 fn fd_kind(fd: BorrowedFd<'_>) -> Option<FdKind> {
@@ -300,26 +333,33 @@ fn fd_kind(fd: BorrowedFd<'_>) -> Option<FdKind> {
     let stat = unsafe { stat.assume_init() };
     let format = stat.st_mode & libc::S_IFMT;
     let socket = format == libc::S_IFSOCK;
-    let stream = if socket {
-        let mut kind: c_int = 0;
+    let socket_option = |option: c_int| {
+        let mut value: c_int = 0;
         let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
-        // SAFETY: `kind` is a writable c_int and `len` holds its size, updated in place.
+        // SAFETY: `value` is a writable c_int and `len` holds its size, updated in place.
         syscall!(getsockopt(
             raw,
             libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut kind).cast(),
+            option,
+            (&raw mut value).cast(),
             &mut len
         ))
-        .ok()?;
-        kind == libc::SOCK_STREAM
+        .ok()
+        .map(|_| value)
+    };
+    let (stream, listening) = if socket {
+        (
+            socket_option(libc::SO_TYPE)? == libc::SOCK_STREAM,
+            socket_option(libc::SO_ACCEPTCONN)? != 0,
+        )
     } else {
-        format == libc::S_IFIFO
+        (format == libc::S_IFIFO, false)
     };
     Some(FdKind {
         nonblocking: flags & libc::O_NONBLOCK != 0,
         stream,
         socket,
+        listening,
     })
 }
 
@@ -355,12 +395,20 @@ pub(crate) fn decide(op: Op, fd: BorrowedFd<'_>, len: usize) -> Option<Fault> {
     if op == Op::EpollWait {
         // epoll_wait sleeps (unless its timeout is zero), so a signal can interrupt it.
         if len != 0 && enabled(Class::Eintr) {
-            record(op, call, 0);
+            record(op, call, Class::Eintr as usize);
             return Some(Fault::Error(io::Error::from_raw_os_error(libc::EINTR)));
         }
         return None;
     }
     let kind = fd_kind(fd)?;
+    if op == Op::EpollCtlAdd {
+        // A new registration needs kernel memory; only a connection's is a path to open.
+        if enabled(Class::Enomem) && kind.socket && kind.stream && !kind.listening {
+            record(op, call, Class::Enomem as usize);
+            return Some(Fault::Error(io::Error::from_raw_os_error(libc::ENOMEM)));
+        }
+        return None;
+    }
     let mut candidates = Vec::with_capacity(4);
     if enabled(Class::Eintr) && !kind.nonblocking {
         candidates.push(Class::Eintr);
@@ -380,6 +428,9 @@ pub(crate) fn decide(op: Op, fd: BorrowedFd<'_>, len: usize) -> Option<Fault> {
     }
     if enabled(Class::Emfile) && op == Op::Accept {
         candidates.push(Class::Emfile);
+    }
+    if enabled(Class::Enfile) && op == Op::Accept {
+        candidates.push(Class::Enfile);
     }
     if candidates.is_empty() {
         return None;
@@ -404,9 +455,12 @@ pub(crate) fn decide(op: Op, fd: BorrowedFd<'_>, len: usize) -> Option<Fault> {
             Fault::Error(io::Error::from_raw_os_error(errno))
         }
         Class::Emfile => Fault::Error(io::Error::from_raw_os_error(libc::EMFILE)),
+        Class::Enfile => Fault::Error(io::Error::from_raw_os_error(libc::ENFILE)),
+        // Only `EpollCtlAdd` gets it, above.
+        Class::Enomem => return None,
     };
     let index = match class {
-        Class::Short if op.writes() => 5,
+        Class::Short if op.writes() => SHORT_WRITES,
         other => other as usize,
     };
     record(op, call, index);
@@ -414,7 +468,7 @@ pub(crate) fn decide(op: Op, fd: BorrowedFd<'_>, len: usize) -> Option<Fault> {
 }
 
 /// The calls made so far of each kind, for a test's report.
-pub fn calls() -> [(&'static str, u64); 7] {
+pub fn calls() -> [(&'static str, u64); Op::ALL.len()] {
     Op::ALL.map(|op| {
         let name = match op {
             Op::Read => "read",
@@ -424,6 +478,7 @@ pub fn calls() -> [(&'static str, u64); 7] {
             Op::SendVectored => "send_vectored",
             Op::Accept => "accept",
             Op::EpollWait => "epoll_wait",
+            Op::EpollCtlAdd => "epoll_ctl_add",
         };
         (name, CALLS[op.index()].load(ORDER))
     })
