@@ -203,14 +203,18 @@ fn run_subject(root: &Path, lesson: &Lesson, run: &RunArgs, student: bool) -> la
 pub fn lesson_command(id: &str, run: &RunArgs) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
-    if run.server.is_some() && foreign_skip_reason(&lesson, true).is_some() {
+    if let Some(reason) = run
+        .server
+        .as_ref()
+        .and_then(|_| foreign_skip_reason(&lesson, true))
+    {
         return usage_error(&format!(
-            "--server: lesson {} has no server steps, so there is nothing to grade another \
-             server on (its steps test the workspace's own code); lessons with server steps: {}",
+            "--server: lesson {} has nothing to grade another server on: {reason}; lessons \
+             another server can be graded on: {}",
             lesson.front.id,
             lesson::discover(&root)?
                 .iter()
-                .filter(|l| l.has_server())
+                .filter(|l| foreign_skip_reason(l, true).is_none())
                 .map(|l| l.front.id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -334,6 +338,19 @@ pub fn foreign_skip_reason(lesson: &Lesson, week_asked: bool) -> Option<String> 
         .collect();
     if programs.is_empty() {
         return Some("it has no server step: it tests the crate's own code".to_owned());
+    }
+    // A lesson whose every server step is reference-only starts its servers with flags the wire
+    // contract does not define (W05 L07's `--loops`): nothing in it applies to another server.
+    let server_steps = lesson
+        .steps
+        .iter()
+        .filter(|step| matches!(step.kind, lesson::StepKind::Server(_)));
+    if server_steps.clone().all(|step| step.reference_only) {
+        return Some(
+            "its servers run with flags the wire contract does not define (its server steps are \
+             reference-only): it grades the workspace's own server"
+                .to_owned(),
+        );
     }
     match programs.iter().find(|program| **program != PROTOCOL_SERVER) {
         Some(other) if !week_asked => Some(format!(

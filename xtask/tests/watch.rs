@@ -265,7 +265,7 @@ fn watch_refuses_a_server_on_a_lesson_without_server_steps_before_watching() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("lesson w05-l01 has no server steps"),
+        stderr.contains("lesson w05-l01 has nothing to grade another server on"),
         "{stderr}"
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
