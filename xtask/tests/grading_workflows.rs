@@ -251,7 +251,8 @@ fn the_github_workflow_grades_with_classroom_points_and_wires_them_to_the_report
         .current_dir(&scratch)
         .envs(&env)
         .envs(service_vars(&scratch))
-        .env("SERVER", "./broken_server {port}")
+        // A planted bug: the grade fails, and the points still reach the reporter.
+        .env("SERVER", "./broken_server {port} --bug out-of-order")
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", &target)
         .env("COURSE_PROGRESS_FILE", scratch.join("progress"))
@@ -259,8 +260,8 @@ fn the_github_workflow_grades_with_classroom_points_and_wires_them_to_the_report
         .timeout(Duration::from_secs(300));
     let output = run.output().expect("run the grade step");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // W05 L07 needs `--loops`, which the test server lacks: the grade fails, and the step
-    // still succeeds, so the points reach the reporter.
+    // The planted bug fails the grade, and the step still succeeds, so the points reach the
+    // reporter.
     assert!(output.status.success(), "{stderr}");
     let written = std::fs::read_to_string(scratch.join("output")).expect("the step's outputs");
     let encoded = written
