@@ -11,10 +11,21 @@ use crate::{assert_none, code_only, relative, rust_files};
 /// Where the harness lives.
 const HARNESS: &str = "crates/test_support/";
 
-/// The known exceptions, to be converted next: the course runner and the benchmark harness that
-/// is moving out of it keep their own server and client code while `xtask` is being restructured
-/// into a library; each will use `test_support` once that lands.
-const NOT_YET_CONVERTED: &[&str] = &["xtask/", "crates/bench/harness/"];
+/// The known exception, to be converted next: the benchmark harness (which starts its processes
+/// through the runner's `xtask::process`) still reads `/proc` for itself — the machine's facts
+/// for the report (`cpuinfo`, `loadavg`, `mounts`), a server's CPU time and context switches —
+/// and a server's first line, until `test_support`'s `Proc` grows those readers.
+const NOT_YET_CONVERTED: &[&str] = &["crates/bench/harness/"];
+
+/// Tests whose subject is the course runner itself, started as a student starts it, with the
+/// standard streams their check needs (a socketpair whose reader goes away, pipes read while
+/// Ctrl-C arrives, `watch` read line by line while its commands are typed): they start no server
+/// of their own, so they are not a second harness.
+const RUNNER_UNDER_TEST: &[&str] = &[
+    "xtask/tests/cli.rs",
+    "xtask/tests/interrupt.rs",
+    "xtask/tests/watch.rs",
+];
 
 /// How a harness parses a server's first line (built with `concat!`, so this file does not
 /// match itself).
@@ -46,7 +57,7 @@ fn servers_are_started_and_proc_is_read_only_in_test_support() {
             if LISTENING_PARSES.iter().any(|parse| raw.contains(parse)) {
                 violations.push(format!("{at}: parses a server's `listening on` line"));
             }
-            if line.contains(".spawn()") {
+            if line.contains(".spawn()") && !RUNNER_UNDER_TEST.contains(&rel.as_str()) {
                 let from = index.saturating_sub(30);
                 if code[from..=index]
                     .iter()

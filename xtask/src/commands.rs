@@ -1,4 +1,5 @@
-//! The learner's commands: `lesson`, `list`, `grade`, `start`, `stop` and `reset`.
+//! The learner's commands: `lesson`, `list`, `grade`, `start`, `stop`, `reset`, `hint` and
+//! `watch`.
 //!
 //! Each is one function the binary calls with its parsed arguments; they share the checks of an
 //! argument (`--week`), the way a usage error ends (status 2, nothing run), and how a lesson's
@@ -6,9 +7,14 @@
 //! authors' commands are in [`crate::maintainer`].
 
 mod grade;
+mod hint;
+mod watch;
 
 pub use grade::{Format, grade_command};
+pub use hint::hint_command;
+pub use watch::{WatchArgs, watch_command};
 
+use crate::last_run;
 use crate::lesson::{self, Lesson};
 use crate::process;
 use crate::progress::Progress;
@@ -163,28 +169,58 @@ fn next_lesson(root: &Path, lesson: &Lesson) -> Option<Lesson> {
     lessons.into_iter().nth(at + 1)
 }
 
+/// The line that names the lesson after `lesson` and its `start` command, if there is one.
+fn next_start_line(root: &Path, lesson: &Lesson) -> Option<String> {
+    let next = next_lesson(root, lesson)?;
+    Some(format!(
+        "next: {} ({}): `cargo xtask start {}`",
+        next.front.id, next.front.title, next.front.id
+    ))
+}
+
+/// Whether a `lesson` run grades the student's copy: the lesson is started, and neither
+/// `--reference` nor `--server` asks for other code.
+fn grades_student_copy(root: &Path, lesson: &Lesson, run: &RunArgs) -> bool {
+    Progress::load(root).is_started(&lesson.front.id) && !run.reference && run.server.is_none()
+}
+
+/// Whose code a `lesson` run grades, as its saved result records it.
+fn run_subject(root: &Path, lesson: &Lesson, run: &RunArgs, student: bool) -> last_run::Subject {
+    match &run.server {
+        Some(command) => last_run::Subject::Server {
+            command: command.clone(),
+        },
+        None if student => last_run::Subject::Student {
+            copy: shown(root, &student::student_dir(root, lesson)),
+        },
+        None => last_run::Subject::Reference,
+    }
+}
+
 /// `cargo xtask lesson <id>`: runs one lesson's steps against the reference, or against the
 /// student's copy when the lesson is started (recording the result in the progress file), or
 /// against a foreign server with `--server`.
 pub fn lesson_command(id: &str, run: &RunArgs) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let lesson = lesson::find(&root, id)?;
-    if run.server.is_some() && foreign_skip_reason(&lesson, true).is_some() {
+    if let Some(reason) = run
+        .server
+        .as_ref()
+        .and_then(|_| foreign_skip_reason(&lesson, true))
+    {
         return usage_error(&format!(
-            "--server: lesson {} has no server steps, so there is nothing to grade another \
-             server on (its steps test the workspace's own code); lessons with server steps: {}",
+            "--server: lesson {} has nothing to grade another server on: {reason}; lessons \
+             another server can be graded on: {}",
             lesson.front.id,
             lesson::discover(&root)?
                 .iter()
-                .filter(|l| l.has_server())
+                .filter(|l| foreign_skip_reason(l, true).is_none())
                 .map(|l| l.front.id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
-    let progress = Progress::load(&root);
-    let graded_student =
-        progress.is_started(&lesson.front.id) && !run.reference && run.server.is_none();
+    let graded_student = grades_student_copy(&root, &lesson, run);
     let options = options_for(&root, &lesson, run, graded_student)?;
     if graded_student {
         eprintln!(
@@ -211,12 +247,17 @@ pub fn lesson_command(id: &str, run: &RunArgs) -> anyhow::Result<ExitCode> {
     if graded_student && !process::interrupted() {
         Progress::update(&root, |progress| progress.record(&result))?;
     }
+    // Every run that ended is kept for `hint`, whoever's code it graded.
+    if !process::interrupted() {
+        let subject = run_subject(&root, &lesson, run, graded_student);
+        if let Err(error) = last_run::save(&root, &result, subject) {
+            // The grade stands without it; only `hint` loses what it would have read.
+            eprintln!("warning: this run's result is not saved for `cargo xtask hint`: {error:#}");
+        }
+    }
     if graded_student && result.status == Status::Pass {
-        if let Some(next) = next_lesson(&root, &lesson) {
-            report::outln(&format!(
-                "next: {} ({}): `cargo xtask start {}`",
-                next.front.id, next.front.title, next.front.id
-            ));
+        if let Some(line) = next_start_line(&root, &lesson) {
+            report::outln(&line);
         }
     }
     Ok(exit_code(result.status))
@@ -297,6 +338,19 @@ pub fn foreign_skip_reason(lesson: &Lesson, week_asked: bool) -> Option<String> 
         .collect();
     if programs.is_empty() {
         return Some("it has no server step: it tests the crate's own code".to_owned());
+    }
+    // A lesson whose every server step is reference-only starts its servers with flags the wire
+    // contract does not define (W05 L07's `--loops`): nothing in it applies to another server.
+    let server_steps = lesson
+        .steps
+        .iter()
+        .filter(|step| matches!(step.kind, lesson::StepKind::Server(_)));
+    if server_steps.clone().all(|step| step.reference_only) {
+        return Some(
+            "its servers run with flags the wire contract does not define (its server steps are \
+             reference-only): it grades the workspace's own server"
+                .to_owned(),
+        );
     }
     match programs.iter().find(|program| **program != PROTOCOL_SERVER) {
         Some(other) if !week_asked => Some(format!(

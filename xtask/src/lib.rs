@@ -7,8 +7,8 @@
 //! The public face is the model a test or another tool needs: [`lesson`] (a lesson file, parsed),
 //! [`results`] (what a run found), [`runner::run_lesson`] with its options, [`report::Printer`],
 //! and the commands: [`commands`] for the learner (`lesson`, `list`, `grade`, `start`, `stop`,
-//! `reset`), [`book`] (`cargo xtask book`: the course as a web book, generated from the lesson
-//! model) and [`maintainer`] for the course's authors (`starters`, `lesson --check-format`),
+//! `reset`, `hint`, `watch`), [`book`] (`cargo xtask book`: the course as a web book, generated
+//! from the lesson model) and [`maintainer`] for the course's authors (`starters`, `lesson --check-format`),
 //! kept apart as rustlings keeps `dev`. The machinery behind them (clients, traces, proofs,
 //! processes, the starter generator) is private.
 //!
@@ -32,7 +32,8 @@ pub mod workspace;
 
 mod bench;
 mod client;
-mod process;
+mod last_run;
+pub mod process;
 mod progress;
 mod prove;
 mod run_state;

@@ -3,8 +3,8 @@
 //! This file only parses the command line and calls the command's function in the `xtask`
 //! library (`lib.rs`): the learner's commands in `commands`, the course authors' in
 //! `maintainer`. `lesson <id>` runs one lesson's Test / Expected / Prove steps, read from the
-//! lesson file itself (the format is `course/FORMAT.md`); `list`, `grade`, `start`, `stop` and
-//! `reset` build on it.
+//! lesson file itself (the format is `course/FORMAT.md`); `list`, `grade`, `start`, `stop`,
+//! `reset`, `hint` and `watch` build on it.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,8 +23,9 @@ Exit status: 0 when everything passed, 1 when something failed or could not run,
 error (nothing was run), 130 when interrupted (every server started is stopped first), 141 when \
 stdout was closed early (`| head`).\n\
 Files: results are recorded in .course-progress only by `lesson` runs of your own started copy \
-(COURSE_PROGRESS_FILE names another file); `grade` writes <target>/xtask/grade.json; builds \
-honour CARGO_TARGET_DIR."
+(COURSE_PROGRESS_FILE names another file); every `lesson` run keeps its result in \
+<target>/xtask/logs/<id>/result.json for `hint`, which remembers the stage it reached in \
+<target>/xtask/hints/; `grade` writes <target>/xtask/grade.json; builds honour CARGO_TARGET_DIR."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -92,6 +93,29 @@ enum Command {
     Reset {
         /// The lesson id (default: the one lesson you started).
         id: Option<String>,
+    },
+    /// Shows hints for a lesson, one stage per call: first the step that failed in its last
+    /// run (`cargo xtask lesson` keeps each run's result in `<target>/xtask/logs/<id>/result.json`)
+    /// with the Common-mistakes rows that name it, then the lesson's whole Common-mistakes table,
+    /// then where in the lesson to read. It says which run it read: whose code, and when.
+    Hint {
+        /// The lesson id (default: the one lesson you started).
+        id: Option<String>,
+        /// Show every stage at once.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Runs a lesson, then runs it again each time a file of the code it grades (your copy in
+    /// `student/<crate>/` once started, else the reference crate) or the lesson file is saved.
+    /// Between runs it takes commands, each followed by Enter: `r` runs again, `h` shows the
+    /// next hint, `n` the next lesson's `start` command, `q` quits. It needs a terminal on stdin
+    /// (`--script` is the testing aid that reads the commands from a pipe); without one it says
+    /// why and exits with status 2.
+    Watch {
+        /// The lesson id (default: the one lesson you started).
+        id: Option<String>,
+        #[command(flatten)]
+        args: commands::WatchArgs,
     },
     /// Takes a week's self-check quiz (`course/wNN/quiz.md`), one question at a time: type the
     /// letter or the short answer; each answer is checked at once, with the key and why. The
@@ -180,7 +204,7 @@ fn main() -> ExitCode {
     if let Err(error) = xtask::install_interrupt_handler() {
         eprintln!("warning: Ctrl-C will not stop servers cleanly: {error}");
     }
-    // `lesson`, `stop` and `reset` without an id mean the one started lesson.
+    // `lesson`, `stop`, `reset`, `hint` and `watch` without an id mean the one started lesson.
     let started =
         |id: Option<String>, command: &str| commands::lesson_id_or_started(id.as_deref(), command);
     let result = match cli.command {
@@ -219,6 +243,14 @@ fn main() -> ExitCode {
         },
         Command::Reset { id } => match started(id, "reset") {
             Ok(id) => commands::reset_command(&id),
+            Err(message) => commands::usage_error(&message),
+        },
+        Command::Hint { id, all } => match started(id, "hint") {
+            Ok(id) => commands::hint_command(&id, all),
+            Err(message) => commands::usage_error(&message),
+        },
+        Command::Watch { id, args } => match started(id, "watch") {
+            Ok(id) => commands::watch_command(&id, &args),
             Err(message) => commands::usage_error(&message),
         },
         Command::Quiz { week, check } => xtask::quiz::quiz_command(week.as_deref(), check),

@@ -4,6 +4,9 @@
 //! of its own, so stopping it stops whatever it forked too, and a terminal's Ctrl-C reaches the
 //! runner alone — which then stops every group it started ([`install_interrupt_handler`]) before
 //! it exits. Groups are registered in a process-wide list while they live for that reason.
+//!
+//! The benchmark harness (`bench_harness`) starts its servers and tools through this module too:
+//! it is public for that, the one place the workspace's tooling spawns process groups.
 
 use crate::sys;
 use std::os::unix::process::CommandExt;
@@ -19,16 +22,16 @@ static LIVE_GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the runner is being interrupted (its output after that point would only confuse).
-pub(crate) fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
 /// How long a group gets between SIGTERM and SIGKILL.
-pub(crate) const GRACE: Duration = Duration::from_secs(2);
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// Prepares `command` to run in its own process group with every signal unblocked and, if
 /// given, a RLIMIT_NOFILE limit.
-pub(crate) fn configure(command: &mut Command, nofile: Option<u64>) {
+pub fn configure(command: &mut Command, nofile: Option<u64>) {
     command.process_group(0);
     // SAFETY: the hook runs between fork and exec in the child, and calls only
     // async-signal-safe functions (pthread_sigmask, setrlimit); it allocates nothing.
@@ -48,7 +51,7 @@ pub(crate) fn configure(command: &mut Command, nofile: Option<u64>) {
 }
 
 /// Spawns a configured command and registers its group.
-pub(crate) fn spawn(command: &mut Command) -> std::io::Result<Child> {
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
     let child = command.spawn()?;
     LIVE_GROUPS
         .lock()
@@ -65,7 +68,7 @@ fn unregister(pgid: u32) {
 }
 
 /// Waits for `child` until `deadline`, polling; `None` if it is still running then.
-pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     // Bounded by the deadline; each turn sleeps a little so the wait costs no CPU to speak of.
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -82,7 +85,7 @@ pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitSta
 /// Stops the child's whole process group: SIGTERM, then SIGKILL after [`GRACE`]; reaps the child.
 ///
 /// Returns the child's exit status.
-pub(crate) fn stop_group(child: &mut Child) -> Option<ExitStatus> {
+pub fn stop_group(child: &mut Child) -> Option<ExitStatus> {
     let pgid = child.id();
     let status = match child.try_wait() {
         Ok(Some(status)) => Some(status),
@@ -105,7 +108,7 @@ pub(crate) fn stop_group(child: &mut Child) -> Option<ExitStatus> {
 
 /// Runs a command to its end in a registered process group of its own (as [`spawn`]), so Ctrl-C
 /// stops it and whatever it forked; returns what it printed on the streams set to be piped.
-pub(crate) fn output(command: &mut Command) -> std::io::Result<std::process::Output> {
+pub fn output(command: &mut Command) -> std::io::Result<std::process::Output> {
     configure(command, None);
     let child = spawn(command)?;
     let pgid = child.id();
@@ -115,9 +118,14 @@ pub(crate) fn output(command: &mut Command) -> std::io::Result<std::process::Out
 }
 
 /// Forgets a group whose leader was reaped elsewhere, after killing any stragglers in it.
-pub(crate) fn release_group(pgid: u32) {
+pub fn release_group(pgid: u32) {
     let _ = sys::kill_group(pgid, libc::SIGKILL);
     unregister(pgid);
+}
+
+/// Whether `pgid` is a group started here and not stopped yet (Ctrl-C stops exactly these).
+pub fn owns(pgid: u32) -> bool {
+    live_groups().contains(&pgid)
 }
 
 fn live_groups() -> Vec<u32> {
@@ -159,7 +167,7 @@ pub(crate) fn exit_on_closed_stdout() -> ! {
 ///
 /// Must be called on the main thread before any other thread starts, so every thread inherits
 /// the blocked mask and only the handler thread receives these signals.
-pub(crate) fn install_interrupt_handler() -> std::io::Result<()> {
+pub fn install_interrupt_handler() -> std::io::Result<()> {
     let signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
     sys::block_signals(&signals)?;
     std::thread::Builder::new()

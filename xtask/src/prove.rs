@@ -13,6 +13,7 @@ use crate::run_state::LessonRun;
 use crate::server::RunningServer;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use test_support::procfs::Proc;
 
 /// Evaluates every assertion of a prove step; one check each.
 pub(crate) fn run(
@@ -426,7 +427,12 @@ fn threads(
     log: &StepLog<'_>,
     deadline: Instant,
 ) -> AssertionVerdict {
-    let tasks = format!("/proc/{}/task", server.pid());
+    let process = Proc::of(server.pid());
+    let threads = || {
+        process
+            .try_thread_count()
+            .map_err(|error| error.to_string())
+    };
     match bound {
         ThreadBound::WorkersPlusIo => {
             let gathered = budget::Budget::gather(
@@ -435,11 +441,13 @@ fn threads(
                 log.name,
                 log.lines,
             );
-            budget::evaluate(exact, gathered, |holds| poll_count(&tasks, holds, deadline))
+            budget::evaluate(exact, gathered, |holds| {
+                poll_count(threads, holds, deadline)
+            })
         }
         ThreadBound::Count(count) => {
             let holds = |n: usize| if exact { n == count } else { n <= count };
-            match poll_count(&tasks, holds, deadline) {
+            match poll_count(threads, holds, deadline) {
                 Ok(n) if holds(n) => pass(format!("{n} thread(s)")),
                 Ok(n) => fail(format!(
                     "the server has {n} threads; expected {} {count}",
@@ -453,7 +461,9 @@ fn threads(
 
 /// `fds at most N`.
 fn fds_at_most(pid: u32, bound: usize, deadline: Instant) -> AssertionVerdict {
-    match poll_count(&format!("/proc/{pid}/fd"), |n| n <= bound, deadline) {
+    let process = Proc::of(pid);
+    let fds = || process.try_fd_count().map_err(|error| error.to_string());
+    match poll_count(fds, |n| n <= bound, deadline) {
         Ok(n) if n <= bound => pass(format!("{n} open fd(s)")),
         Ok(n) => fail(format!(
             "the server still has {n} open fds, more than {bound}: a descriptor outlives its connection"
@@ -476,17 +486,16 @@ fn cpu_at_most(pid: u32, percent: f64, over: Duration) -> AssertionVerdict {
     }
 }
 
-/// Counts entries of a /proc folder until `holds` or the deadline; returns the last count.
+/// Counts (threads or open fds, by `count`) until `holds` or the deadline; returns the last
+/// count.
 fn poll_count(
-    dir: &str,
+    count: impl Fn() -> Result<usize, String>,
     holds: impl Fn(usize) -> bool,
     deadline: Instant,
 ) -> Result<usize, String> {
     // Bounded by the deadline; the process closes fds and ends threads asynchronously.
     loop {
-        let count = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot read {dir}: {e}"))?
-            .count();
+        let count = count()?;
         if holds(count) || Instant::now() >= deadline {
             return Ok(count);
         }
@@ -494,31 +503,14 @@ fn poll_count(
     }
 }
 
-/// User + system CPU ticks of a process.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
-    // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or("malformed stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .ok_or("malformed stat")
-    };
-    Ok(field(11)? + field(12)?)
-}
-
+/// The share of one CPU process `pid` used over `over`, in percent.
 fn cpu_percent(pid: u32, over: Duration) -> Result<f64, String> {
-    let before = cpu_ticks(pid)?;
+    let process = Proc::of(pid);
+    let ticks = || process.try_cpu_ticks().map_err(|error| error.to_string());
+    let before = ticks()?;
     let started = Instant::now();
     std::thread::sleep(over);
-    let after = cpu_ticks(pid)?;
+    let after = ticks()?;
     let seconds = (after - before) as f64 / crate::sys::clock_ticks_per_second() as f64;
     Ok(100.0 * seconds / started.elapsed().as_secs_f64())
 }

@@ -1,9 +1,9 @@
 //! The one result model every output is rendered from: text, JSON, JUnit, GitHub annotations.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The outcome of a check, a step or a lesson.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// It held.
@@ -57,7 +57,7 @@ impl Status {
 }
 
 /// One check inside a step (a command, a round of clients, an assertion).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     /// What was checked.
     pub name: String,
@@ -88,7 +88,7 @@ impl CheckResult {
 }
 
 /// One step of a lesson.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepResult {
     /// The step name.
     pub name: String,
@@ -109,7 +109,7 @@ pub struct StepResult {
 }
 
 /// One Done-when item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DoneResult {
     /// The item's text.
     pub text: String,
@@ -120,7 +120,7 @@ pub struct DoneResult {
 }
 
 /// One lesson run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LessonResult {
     /// Lesson id.
     pub id: String,

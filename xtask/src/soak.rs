@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use handoff_protocol::{Verb, execute};
+use test_support::procfs::Proc;
 
 use crate::process;
 
@@ -70,34 +71,22 @@ struct Sample {
 /// Answers checked so far, over every kind of client.
 static ANSWERS: AtomicU64 = AtomicU64::new(0);
 
+// The server's facts, through the workspace's one `/proc` reader. A server that is gone reads
+// as nothing open, no memory and no CPU: the sample after it shows the exit.
 fn proc_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+    Proc::of(pid).try_fd_count().unwrap_or(0)
 }
 
 fn proc_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    Proc::of(pid).try_rss_kib().unwrap_or(0)
 }
 
 fn proc_cpu(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    let Some(end) = stat.rfind(')') else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
-    let ticks =
-        |index: usize| -> u64 { fields.get(index).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    let per_second = crate::sys::clock_ticks_per_second();
-    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / per_second)
+    Proc::of(pid)
+        .try_cpu_ticks()
+        .map_or(Duration::ZERO, |ticks| {
+            Duration::from_millis(ticks * 1000 / crate::sys::clock_ticks_per_second())
+        })
 }
 
 /// The answer line the protocol gives `compute <text>`.
@@ -213,14 +202,10 @@ fn start_server(bin: &Path, seed: u64, rate: f64) -> anyhow::Result<(Child, Sock
         .stderr(Stdio::inherit());
     process::configure(&mut command, None);
     let mut child = process::spawn(&mut command).context("starting handoff_server")?;
-    let stdout = child.stdout.take().context("the server's stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|addr| addr.parse().ok())
-        .with_context(|| format!("the server's first line: {line:?}"))?;
+    // The rest of stdout is dropped: the server writes nothing more there.
+    let (addr, _) = test_support::read_listening_line(&mut child, Duration::from_secs(30))
+        .map_err(anyhow::Error::msg)
+        .context("starting handoff_server")?;
     Ok((child, addr))
 }
 

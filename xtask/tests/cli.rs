@@ -166,7 +166,8 @@ fn server_on_a_lesson_without_server_steps_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("w05-l01 has no server steps") && stderr.contains("w05-l04"),
+        stderr.contains("w05-l01 has nothing to grade another server on")
+            && stderr.contains("w05-l04"),
         "{stderr}"
     );
     assert!(output.stdout.is_empty(), "nothing ran, nothing is reported");

@@ -251,7 +251,8 @@ fn the_github_workflow_grades_with_classroom_points_and_wires_them_to_the_report
         .current_dir(&scratch)
         .envs(&env)
         .envs(service_vars(&scratch))
-        .env("SERVER", "./broken_server {port}")
+        // A planted bug: the grade fails, and the points still reach the reporter.
+        .env("SERVER", "./broken_server {port} --bug out-of-order")
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", &target)
         .env("COURSE_PROGRESS_FILE", scratch.join("progress"))
@@ -259,24 +260,21 @@ fn the_github_workflow_grades_with_classroom_points_and_wires_them_to_the_report
         .timeout(Duration::from_secs(300));
     let output = run.output().expect("run the grade step");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // W05 L07 needs `--loops`, which the test server lacks: the grade fails, and the step
-    // still succeeds, so the points reach the reporter.
+    // The planted bug fails the grade, and the step still succeeds, so the points reach the
+    // reporter.
     assert!(output.status.success(), "{stderr}");
     let written = std::fs::read_to_string(scratch.join("output")).expect("the step's outputs");
     let encoded = written
         .lines()
         .find_map(|line| line.strip_prefix("result="))
         .expect("a `result` output");
+    // Decoded by the same tool the workflow's reporter step would use, from a file.
+    let encoded_file = scratch.join("result.b64");
+    std::fs::write(&encoded_file, encoded).expect("write the encoded result");
     let decoded = Command::new("base64")
         .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
-            child.wait_with_output()
-        })
+        .arg(&encoded_file)
+        .output()
         .expect("base64 -d");
     let result: serde_json::Value =
         serde_json::from_slice(&decoded.stdout).expect("Classroom JSON");

@@ -49,6 +49,6 @@ fn a_lesson_without_a_server_step_has_nothing_to_grade_with_a_server() {
         .assert()
         .code(2)
         .stderr(contains(
-            "lesson w05-l01 has no server steps, so there is nothing to grade another server on",
+            "lesson w05-l01 has nothing to grade another server on: it has no server step",
         ));
 }

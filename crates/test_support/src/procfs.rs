@@ -5,6 +5,7 @@
 //! test process itself, [`Proc::of`] a server it started.
 
 use std::collections::BTreeSet;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,10 +33,25 @@ impl Proc {
     }
 
     /// The text of `/proc/<pid>/<name>` (`status`, `timerslack_ns`, `task/<tid>/comm`).
+    ///
+    /// # Panics
+    ///
+    /// When the file cannot be read: in a test, a process that is gone is a failure. Tooling that
+    /// watches a process that may exit uses the `try_` forms.
     pub fn read(&self, name: &str) -> String {
+        self.try_read(name)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The text of `/proc/<pid>/<name>`, or why it cannot be read (the error names the file).
+    pub fn try_read(&self, name: &str) -> io::Result<String> {
         let path = self.dir.join(name);
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+        std::fs::read_to_string(&path).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })
     }
 
     /// Whether `/proc/<pid>/<name>` exists (some files are missing on older kernels).
@@ -45,11 +61,33 @@ impl Proc {
 
     /// The numbers of the entries of folder `name` (`fd`, `task`).
     fn numbers(&self, name: &str) -> BTreeSet<u32> {
+        self.try_numbers(name)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The numbers of the entries of folder `name`, or why it cannot be read.
+    fn try_numbers(&self, name: &str) -> io::Result<BTreeSet<u32>> {
         let path = self.dir.join(name);
-        std::fs::read_dir(&path)
-            .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+        let entries = std::fs::read_dir(&path).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        Ok(entries
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .collect()
+            .collect())
+    }
+
+    /// How many file descriptors are open, or why `/proc/<pid>/fd` cannot be read (the process
+    /// is gone, say).
+    pub fn try_fd_count(&self) -> io::Result<usize> {
+        self.try_numbers("fd").map(|fds| fds.len())
+    }
+
+    /// How many threads the process has, or why `/proc/<pid>/task` cannot be read.
+    pub fn try_thread_count(&self) -> io::Result<usize> {
+        self.try_numbers("task").map(|tids| tids.len())
     }
 
     /// The open file descriptors (their numbers).
@@ -105,6 +143,18 @@ impl Proc {
         cpu_ticks(&self.read("stat"))
     }
 
+    /// The CPU time the process has used so far, in clock ticks, or why its `stat` cannot be
+    /// read or parsed.
+    pub fn try_cpu_ticks(&self) -> io::Result<u64> {
+        let stat = self.try_read("stat")?;
+        try_cpu_ticks(&stat).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed stat: {stat:?}"),
+            )
+        })
+    }
+
     /// The state letter of thread `tid` (`R` running, `S` sleeping, …; field 3 of its `stat`).
     pub fn thread_state(&self, tid: u32) -> char {
         let stat = self.read(&format!("task/{tid}/stat"));
@@ -113,11 +163,16 @@ impl Proc {
 
     /// The resident set size, in KiB (`VmRSS` of `status`).
     pub fn rss_kib(&self) -> u64 {
-        self.read("status")
+        self.try_rss_kib().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The resident set size, in KiB, or why it cannot be read.
+    pub fn try_rss_kib(&self) -> io::Result<u64> {
+        self.try_read("status")?
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in status"))
     }
 
     /// The CPU time used so far, user and system (`utime` + `stime` of `stat`).
@@ -128,8 +183,15 @@ impl Proc {
 
 /// `utime` + `stime` of a `stat` line: fields 14 and 15, the 12th and 13th after `state`.
 fn cpu_ticks(stat: &str) -> u64 {
-    let fields = stat_fields(stat);
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    try_cpu_ticks(stat).expect("utime and stime in a stat line")
+}
+
+/// `utime` + `stime` of a `stat` line, or `None` when it is malformed.
+fn try_cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some(field(11)? + field(12)?)
 }
 
 /// The fields of a `stat` line from field 3 (`state`) on: the command name (field 2) may
@@ -160,6 +222,23 @@ mod tests {
         let _ = this.cpu_time();
         assert!(this.threads_named(&this.thread_name(tid)).contains(&tid));
         let _ = this.thread_cpu_ticks(tid);
+    }
+
+    #[test]
+    fn the_try_forms_answer_for_a_live_process_and_fail_for_a_gone_one() {
+        let this = Proc::this();
+        assert_eq!(this.try_fd_count().unwrap(), this.fd_count());
+        assert!(this.try_thread_count().unwrap() >= 1);
+        assert!(this.try_rss_kib().unwrap() > 0);
+        let _ = this.try_cpu_ticks().unwrap();
+        // Pid numbers only go up to pid_max (at most 2^22), so this one names no process.
+        let gone = Proc::of(u32::MAX);
+        let error = gone.try_fd_count().unwrap_err();
+        assert!(error.to_string().contains("/proc/4294967295/fd"), "{error}");
+        assert!(gone.try_thread_count().is_err());
+        assert!(gone.try_rss_kib().is_err());
+        assert!(gone.try_cpu_ticks().is_err());
+        assert_eq!(try_cpu_ticks("42 (x) S 1"), None);
     }
 
     #[test]

@@ -117,8 +117,8 @@ fn apply(text: &str, mut edits: Vec<Edit>) -> String {
     out
 }
 
-/// The box under the lesson's title: its facts and the commands that start and check it. (There
-/// is no `watch` command to show: the runner has none.)
+/// The box under the lesson's title: its facts and the commands that start, check, watch it and
+/// give its hints.
 fn lesson_box(lesson: &Lesson) -> String {
     let front = &lesson.front;
     let week = front.week().trim_start_matches('w').trim_start_matches('0');
@@ -152,7 +152,9 @@ fn lesson_box(lesson: &Lesson) -> String {
         "<div class=\"xtask-lesson\">\n\
 <p class=\"xtask-facts\"><code>{id}</code> · {place} · {duration} · crate <code>{krate}</code>{starter} · {steps} steps{foreign}</p>\n\
 <pre class=\"xtask-commands\"><code>cargo xtask start {id}    # your copy, in student/{starter_dir}/\n\
-cargo xtask lesson {id}   # check it: this page's steps</code></pre>\n\
+cargo xtask lesson {id}   # check it: this page's steps\n\
+cargo xtask watch {id}    # check it again at every save\n\
+cargo xtask hint {id}     # stuck? the failed step's hint, then more</code></pre>\n\
 </div>\n",
         duration = escape(&front.duration),
         krate = escape(&front.krate),
@@ -422,7 +424,8 @@ mod tests {
         );
         assert!(page.contains("cargo xtask start w05-l04"), "{page}");
         assert!(page.contains("cargo xtask lesson w05-l04"), "{page}");
-        assert!(!page.contains("cargo xtask watch"));
+        assert!(page.contains("cargo xtask watch w05-l04"), "{page}");
+        assert!(page.contains("cargo xtask hint w05-l04"), "{page}");
         // The box comes right after the title.
         let title = page.find("# The IO-to-CPU handoff").unwrap();
         assert!(page[title..].find("xtask-lesson").unwrap() < 60, "{page}");

@@ -106,7 +106,7 @@ fn worktree(root: &Path, revision: &Revision, dir: &Path) -> anyhow::Result<()> 
         .arg(dir)
         .arg(&revision.commit)
         .stdout(Stdio::null());
-    let output = crate::process::output(&mut command).context("running git worktree add")?;
+    let output = xtask::process::output(&mut command).context("running git worktree add")?;
     anyhow::ensure!(output.status.success(), "git worktree add failed");
     Ok(())
 }

@@ -363,8 +363,8 @@ pub(super) fn start_and_wait_logged(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    crate::process::configure(&mut command);
-    let child = crate::process::spawn(&mut command).with_context(|| format!("starting {name}"))?;
+    xtask::process::configure(&mut command, None);
+    let child = xtask::process::spawn(&mut command).with_context(|| format!("starting {name}"))?;
     let mut server = RunningServer::new(child, addr);
     let deadline = Instant::now() + START_TIMEOUT;
     // Bounded by the deadline; the server's death ends it at once.
@@ -413,7 +413,7 @@ pub(super) fn find_or_install_redis() -> Result<PathBuf, String> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        match crate::process::output(&mut command) {
+        match xtask::process::output(&mut command) {
             Ok(output) if output.status.success() => {}
             Ok(output) => {
                 let stderr = String::from_utf8_lossy(&output.stderr);

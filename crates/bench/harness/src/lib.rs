@@ -32,11 +32,9 @@ mod chart;
 mod durable;
 mod kv;
 mod measure;
-mod process;
 mod report;
 mod scenario;
 mod server;
-mod sys;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,10 +43,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use self::process::install_interrupt_handler;
 use self::report::{LoadgenSummary, Run, SyscallRow};
 use self::scenario::Scenario;
 use self::server::{ContextSwitches, RunningServer, ServerBinary, ServerKind};
+pub use xtask::process::install_interrupt_handler;
 
 /// The markers around the generated part of `BENCHMARKS.md`.
 const RESULTS_START: &str = "<!-- bench:results:start (written by `cargo xtask bench`) -->";
@@ -409,7 +407,7 @@ fn build_packages_into(
         root.display()
     );
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let output = crate::process::output(&mut command).context("running cargo build")?;
+    let output = xtask::process::output(&mut command).context("running cargo build")?;
     anyhow::ensure!(output.status.success(), "cargo build --release failed");
     let mut executables = BTreeMap::new();
     for line in output.stdout.split(|&b| b == b'\n') {
@@ -495,7 +493,7 @@ impl LoadRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let output = crate::process::output(&mut command).context("running loadgen")?;
+        let output = xtask::process::output(&mut command).context("running loadgen")?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         let summary: LoadgenSummary = serde_json::from_slice(&output.stdout)
             .with_context(|| format!("loadgen printed no summary: {}", stderr.trim()))?;

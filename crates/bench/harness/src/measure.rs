@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::process;
+use xtask::process;
 
 /// How long a tool gets to attach before the load starts. Attaching is not observable from
 /// outside, so this is a fixed allowance; the counts cover the idle margin too, during which a
@@ -81,7 +81,7 @@ pub(crate) fn attach_perf(pid: u32, window: Duration, output: &Path) -> anyhow::
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    process::configure(&mut command);
+    process::configure(&mut command, None);
     let child = process::spawn(&mut command).context("starting perf stat")?;
     Ok(Attached {
         child,
@@ -102,7 +102,7 @@ pub(crate) fn attach_strace(pid: u32, output: &Path) -> anyhow::Result<Attached>
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    process::configure(&mut command);
+    process::configure(&mut command, None);
     let child = process::spawn(&mut command).context("starting strace")?;
     Ok(Attached {
         child,

@@ -120,8 +120,8 @@ impl ServerBinary {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        crate::process::configure(&mut command);
-        let mut child = crate::process::spawn(&mut command)
+        xtask::process::configure(&mut command, None);
+        let mut child = xtask::process::spawn(&mut command)
             .with_context(|| format!("starting {}", self.path.display()))?;
         let stdout = child.stdout.take().context("the server's stdout")?;
         let mut server = RunningServer { child, addr: None };
@@ -163,7 +163,7 @@ pub(crate) struct RunningServer {
 
 impl RunningServer {
     /// Takes charge of a spawned server process (in a group of the harness's,
-    /// `crate::process::spawn`) that listens on `addr`.
+    /// `xtask::process::spawn`) that listens on `addr`.
     pub(crate) fn new(child: Child, addr: SocketAddr) -> RunningServer {
         RunningServer {
             child,
@@ -189,7 +189,7 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        crate::process::stop_group(&mut self.child);
+        xtask::process::stop_group(&mut self.child);
     }
 }
 
@@ -317,11 +317,11 @@ mod tests {
         let server = binary.start(1).unwrap();
         let pid = server.pid();
         assert!(
-            crate::process::owns(pid),
+            xtask::process::owns(pid),
             "Ctrl-C stops only the groups the harness owns"
         );
         drop(server);
-        assert!(!crate::process::owns(pid));
+        assert!(!xtask::process::owns(pid));
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 

@@ -49,7 +49,8 @@ use eventloop::Dispatcher;
 use crate::admission::GateLimits;
 use crate::overload::Controls;
 use handoff_server::startup::{
-    ServeArgs, block_shutdown_signals, exit_code, positive, report_worker_panics_in_one_line,
+    Loops, ServeArgs, block_shutdown_signals, exit_code, positive,
+    report_worker_panics_in_one_line, worker_count,
 };
 
 use crate::server::{Config, WORKER_THREAD_NAME};
@@ -98,10 +99,12 @@ struct Cli {
     /// IO event loops. 1 runs the loop on the main thread (every W05 lesson). N > 1 runs N loops,
     /// each a thread with its own listener on the same port (SO_REUSEPORT) and its own
     /// connections, sharing the one worker pool; the main thread then only supervises (signals,
-    /// `stats` across loops). With --log each loop logs `loop <thread-id>` and `loop <thread-id>
-    /// accepted <peer>`.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
-    loops: usize,
+    /// `stats` across loops). `auto`: half of the CPUs the workers leave free, at least 1 and at
+    /// most 8 (so 1 whenever there are no more CPUs than workers); more loops pay only when each
+    /// gets a core of its own. With --log each loop logs `loop <thread-id>` and `loop
+    /// <thread-id> accepted <peer>`, and `auto` logs what it chose.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = Loops::parse)]
+    loops: Loops,
 
     /// Overload (W06 L01): worker requests accepted and not yet answered, across all
     /// connections, beyond which a new one is shed (answered `ERROR: overloaded, retry after
@@ -134,6 +137,23 @@ struct Cli {
     stats_interval_ms: Option<usize>,
 }
 
+/// The number of loops `--loops` asks for; `auto` never chooses more than `--max-inflight` or
+/// `--max-queue-depth`, since each loop takes an exact share of them.
+fn resolve_loops(cli: &Cli) -> anyhow::Result<usize> {
+    let workers = worker_count(cli.serve.workers).context("cannot count the workers")?;
+    let most = cli
+        .max_inflight
+        .into_iter()
+        .chain(cli.max_queue_depth)
+        .min()
+        .unwrap_or(usize::MAX);
+    let loops = cli.loops.resolve(workers, most);
+    if cli.log && cli.loops == Loops::Auto {
+        eprintln!("loops auto: {loops} (for {workers} workers)");
+    }
+    Ok(loops)
+}
+
 /// A whole number of milliseconds as a duration.
 fn millis(ms: usize) -> Duration {
     Duration::from_millis(ms as u64)
@@ -164,7 +184,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             max_retry_ratio: cli.max_retry_ratio,
             stats_interval: cli.stats_interval_ms.map(millis),
         },
-        loops: cli.loops,
+        loops: resolve_loops(cli)?,
     };
     if config.loops > 1 {
         return loops::run(&config);

@@ -56,7 +56,7 @@ use thread_pool::{TaskPanic, ThreadPool};
 use crate::admission::QueueGauge;
 use crate::batch::{Batch, MAX_BATCH, travels_alone};
 use crate::loop_link::{LoopLink, LoopTally};
-use crate::overload::{Admission, Controls, Overload};
+use crate::overload::{Admission, Controls, LoopTime, Now, Overload};
 use crate::session::{HandoffAnswer, HandoffHost, HandoffSession as _, Lines, Pending};
 use crate::telemetry::OverloadStats;
 
@@ -271,6 +271,7 @@ impl Service for Core {
             core: self,
             key,
             facts,
+            now: None,
         })
     }
 
@@ -287,6 +288,8 @@ impl Service for Core {
     fn finished(&mut self, mut batch: Batch, mut found: Option<Found<'_, Self>>, facts: Facts) {
         let skipped = batch.was_skipped();
         let timeout_reply = self.overload.timeout_reply();
+        // One reading of the clock settles every answer of the batch (see the `overload` module).
+        let now = found.is_some().then(|| self.overload.now());
         for (seq, outcome) in batch.take_replies() {
             let reply = self.finish(outcome);
             // A stale key (the client went away, its slot maybe reused) found nothing: the
@@ -298,6 +301,7 @@ impl Service for Core {
                 core: self,
                 key: found.key,
                 facts,
+                now,
             };
             match (skipped, timeout_reply) {
                 (true, Some(timeout)) => found.session.skipped_past_deadline(seq, timeout, host),
@@ -341,10 +345,23 @@ pub(crate) struct SessionHost<'a> {
     core: &'a mut Core,
     key: Key,
     facts: Facts,
+    /// The clock as read for the first request this host admitted or settled: every other
+    /// request of the same go of the loop (one receive, one finished batch) shares it.
+    now: Option<Now>,
 }
 
+impl SessionHost<'_> {
+    /// The clock for this go of the loop, read at the first call.
+    fn now(&mut self) -> Now {
+        *self.now.get_or_insert_with(|| self.core.overload.now())
+    }
+}
+
+// `try_submit` and `responded` run once per request: `#[inline]`, for the reason given on
+// `Lines` in the `session` module.
 impl HandoffHost for SessionHost<'_> {
     // starter: w05-l04 todo "try_submit"
+    #[inline]
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
         self.core.submit(self.key, seq, verb, args)
     }
@@ -355,21 +372,26 @@ impl HandoffHost for SessionHost<'_> {
     }
 
     // starter: w05-l04 todo "responded"
+    #[inline]
     fn responded(&mut self, is_error: bool) {
         self.core.completed += 1;
         self.core.errors += u64::from(is_error);
     }
 
+    #[inline]
     fn admit(&mut self, seq: u64, retry: bool) -> Admission {
-        let (admission, arm) = self.core.overload.admit(self.key, seq, retry);
+        let now = self.now();
+        let (admission, arm) = self.core.overload.admit(now, self.key, seq, retry);
         if let (Some(deadline), Some(timer)) = (arm, &self.core.deadline_timer) {
             timer.enable_at(deadline);
         }
         admission
     }
 
-    fn settled(&mut self, read_at: Instant, timed_out: bool) {
-        self.core.overload.settle(read_at, timed_out);
+    #[inline]
+    fn settled(&mut self, read_at: LoopTime, timed_out: bool) {
+        let now = self.now();
+        self.core.overload.settle(now, read_at, timed_out);
     }
 
     fn overload_stats(&self) -> Option<OverloadStats> {
@@ -534,6 +556,7 @@ pub(crate) fn complete_stats(
             core,
             key: found.key,
             facts,
+            now: None,
         };
         found
             .session
@@ -556,6 +579,7 @@ fn on_deadlines(server: &mut Server, dispatcher: &Dispatcher) {
                 core,
                 key: found.key,
                 facts,
+                now: None,
             };
             found.session.expire_with(seq, reply, host)
         });

@@ -141,6 +141,82 @@ pub fn exit_code<E: fmt::Display>(name: &str, result: Result<(), E>) -> ExitCode
     }
 }
 
+/// `--loops`: a number of event loops, or `auto` to let the machine decide ([`auto_loops`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loops {
+    /// Exactly this many loops (at least 1).
+    Count(usize),
+    /// As many as [`auto_loops`] chooses for this machine and the worker count.
+    Auto,
+}
+
+impl Loops {
+    /// Reads `auto` or a count of at least 1, for a command-line parser.
+    ///
+    /// ```
+    /// use handoff_server::startup::Loops;
+    /// assert_eq!(Loops::parse("auto"), Ok(Loops::Auto));
+    /// assert_eq!(Loops::parse("2"), Ok(Loops::Count(2)));
+    /// assert!(Loops::parse("0").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Loops, String> {
+        if text == "auto" {
+            return Ok(Loops::Auto);
+        }
+        positive(text)
+            .map(Loops::Count)
+            .map_err(|error| format!("{error} (or `auto`)"))
+    }
+
+    /// The number of loops to run with `workers` worker threads: the count given, or for `auto`
+    /// what [`auto_loops`] chooses for this machine's available parallelism, never more than
+    /// `most` (a limit every loop takes an exact share of, like `--max-inflight`).
+    pub fn resolve(self, workers: usize, most: usize) -> usize {
+        match self {
+            Loops::Count(count) => count,
+            Loops::Auto => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                auto_loops(cores, workers).min(most.max(1))
+            }
+        }
+    }
+}
+
+/// The most loops `--loops auto` ever chooses: beyond that, one listener's connections are spread
+/// so thin that a loop's batches shrink, and the per-request cost rises instead of falling.
+pub const MAX_AUTO_LOOPS: usize = 8;
+
+/// The loop count `--loops auto` chooses on a machine with `cores` CPUs for a pool of `workers`
+/// workers: half of the cores the workers leave free, at least 1 and at most
+/// [`MAX_AUTO_LOOPS`].
+///
+/// A second loop only pays when it gets a core of its own: a loop is busy the whole time the
+/// server is loaded, so two loops sharing a core with each other, with the workers or with the
+/// clients only add switches between them (measured: `--loops 2` on 2 cores with 2 workers and a
+/// local load generator was slower than one loop). The other half of the free cores is left to
+/// what runs beside the server under load: the clients (or, with remote clients, the kernel's
+/// network processing) and the main thread. So a machine with no more cores than workers, as
+/// every machine is with the default of one worker per CPU, gets one loop.
+///
+/// ```
+/// use handoff_server::startup::auto_loops;
+/// assert_eq!(auto_loops(2, 2), 1);
+/// assert_eq!(auto_loops(16, 4), 6);
+/// ```
+pub fn auto_loops(cores: usize, workers: usize) -> usize {
+    (cores.saturating_sub(workers) / 2).clamp(1, MAX_AUTO_LOOPS)
+}
+
+/// The worker count a pool started with `workers` (`--workers`, or `None` for the default) will
+/// have: the count given, else `THREAD_POOL_WORKERS`, else one per CPU.
+pub fn worker_count(workers: Option<usize>) -> Result<usize, BuildError> {
+    let mut builder = ThreadPool::builder();
+    if let Some(workers) = workers {
+        builder = builder.workers(workers);
+    }
+    builder.worker_count()
+}
+
 /// A count that must be at least 1, for a command-line parser.
 ///
 /// ```
@@ -154,5 +230,61 @@ pub fn positive(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
         Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_never_gives_a_loop_a_core_the_workers_or_clients_need() {
+        // Too few cores for loops + workers + clients: one loop, whatever the numbers.
+        for (cores, workers) in [
+            (1, 1),
+            (2, 1),
+            (2, 2),
+            (3, 2),
+            (4, 4),
+            (4, 8),
+            (8, 8),
+            (64, 64),
+        ] {
+            assert_eq!(
+                auto_loops(cores, workers),
+                1,
+                "{cores} cores, {workers} workers"
+            );
+        }
+        // Room to spare: half of what the workers leave, so every loop has a core and as many
+        // are left for the clients.
+        assert_eq!(auto_loops(4, 0), 2);
+        assert_eq!(auto_loops(6, 2), 2);
+        assert_eq!(auto_loops(8, 2), 3);
+        assert_eq!(auto_loops(16, 4), 6);
+        // Never more than the cap, however large the machine.
+        assert_eq!(auto_loops(256, 8), MAX_AUTO_LOOPS);
+        for cores in 1..300 {
+            for workers in 1..=cores {
+                let loops = auto_loops(cores, workers);
+                assert!((1..=MAX_AUTO_LOOPS).contains(&loops));
+                assert!(
+                    loops == 1 || 2 * loops + workers <= cores,
+                    "{cores} {workers}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn loops_resolve_to_the_count_given_or_to_the_choice_within_the_limit() {
+        assert_eq!(Loops::Count(3).resolve(2, usize::MAX), 3);
+        assert_eq!(Loops::Auto.resolve(usize::MAX, usize::MAX), 1);
+        assert!(Loops::Auto.resolve(1, usize::MAX) >= 1);
+        assert_eq!(Loops::Auto.resolve(0, 1), 1, "never above the limit");
+        assert_eq!(Loops::parse("auto"), Ok(Loops::Auto));
+        assert_eq!(Loops::parse("1"), Ok(Loops::Count(1)));
+        let error = Loops::parse("zero").unwrap_err();
+        assert!(error.contains("auto"), "{error}");
     }
 }

@@ -71,6 +71,12 @@ fn a_bad_flag_fails_with_a_clear_message() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("must be at least 1"));
+    assert_cmd::Command::cargo_bin("handoff_server")
+        .unwrap()
+        .args(["0", "--loops", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("must be at least 1 (or `auto`)"));
 }
 
 /// Starts the server on port 0 with one worker and returns it with the port its first line names.

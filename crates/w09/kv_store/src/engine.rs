@@ -271,7 +271,7 @@ impl KvEngine {
                 keys.sort_unstable();
                 Reply::Keys(keys)
             }
-            Command::Stats => Reply::Stats(self.stats()),
+            Command::Stats => Reply::Stats(Box::new(self.stats())),
         }
     }
 

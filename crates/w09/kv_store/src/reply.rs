@@ -29,8 +29,10 @@ pub enum Reply {
     Deleted,
     /// `KEYS`: the matching keys, sorted by their bytes.
     Keys(Vec<Vec<u8>>),
-    /// `STATS`.
-    Stats(StatsSnapshot),
+    /// `STATS`. Boxed: the snapshot is several times the size of every other reply, and a
+    /// reply is moved a few times on its way from the worker to the connection's output (the
+    /// batch's results, the session's queue of answers), each move a copy of the whole enum.
+    Stats(Box<StatsSnapshot>),
     /// The request failed; the connection stays open (except after
     /// [`ErrorReply::LineTooLong`]).
     Error(ErrorReply),
@@ -105,7 +107,7 @@ impl LatencySummary {
 ///
 /// let stats = StatsSnapshot { gets: 2, sets: 1, keys: 1, bytes: 6, ..Default::default() };
 /// let mut line = Vec::new();
-/// Reply::Stats(stats).write_to(&mut line);
+/// Reply::Stats(Box::new(stats)).write_to(&mut line);
 /// assert!(line.starts_with(b"gets=2 sets=1 dels=0 scans=0 errors=0 keys=1 bytes=6 expired=0 "));
 /// assert!(line.ends_with(b" del_p999_ns=0\n"));
 /// ```
@@ -146,7 +148,7 @@ pub struct StatsSnapshot {
 /// use kv_store::{LogFigures, Reply, StatsSnapshot};
 ///
 /// let log = LogFigures { records: 10, bytes: 300, fsyncs: 4, checkpoints: 1, last_checkpoint_ms: 7 };
-/// let line = Reply::Stats(StatsSnapshot { log: Some(log), ..Default::default() }).to_bytes();
+/// let line = Reply::Stats(Box::new(StatsSnapshot { log: Some(log), ..Default::default() })).to_bytes();
 /// let line = String::from_utf8(line).unwrap();
 /// assert!(line.ends_with(
 ///     " log_records=10 log_bytes=300 fsyncs=4 records_per_fsync=2.50 checkpoints=1 last_checkpoint_ms=7\n"

@@ -4,9 +4,8 @@
 //! their own so the course's starter code can declare them and run these very tests against a
 //! student's code.
 
-use std::time::Instant;
-
 use super::*;
+use crate::overload::LoopTime;
 use handoff_protocol::session::{Limits, Progress, Step};
 use handoff_protocol::{MAX_LINE_LEN, expected_response};
 
@@ -51,11 +50,11 @@ impl HandoffHost for FakeHost {
         match self.refuse {
             Some(reply) => Admission::Refused(reply),
             None => Admission::Admitted {
-                read_at: Instant::now(),
+                read_at: LoopTime::default(),
             },
         }
     }
-    fn settled(&mut self, _read_at: Instant, timed_out: bool) {
+    fn settled(&mut self, _read_at: LoopTime, timed_out: bool) {
         self.settled.push(timed_out);
     }
     fn overload_stats(&self) -> Option<OverloadStats> {

@@ -56,3 +56,49 @@ fn timeouts_are_counted_and_their_latency_recorded() {
     assert_eq!(telemetry.timeouts(), 1);
     assert!(telemetry.percentile_us(1.0) >= 300_000);
 }
+
+#[test]
+fn the_histogram_buckets_are_hdrhistograms_three_significant_digits() {
+    // Exact below 2048; above, each bucket is at most 1/1024 of its values wide, and the buckets
+    // follow each other without a gap or an overlap up to an hour.
+    for micros in [1, 2, 1000, 2047] {
+        assert_eq!(
+            LatencyHistogram::bounds(LatencyHistogram::index(micros)),
+            (micros, micros)
+        );
+    }
+    let mut previous_high = 2047;
+    for index in 2048..BUCKETS {
+        let (low, high) = LatencyHistogram::bounds(index);
+        assert_eq!(low, previous_high + 1, "bucket {index}");
+        assert!(
+            (high - low + 1) * 1024 <= low,
+            "bucket {index}: {low}..={high}"
+        );
+        assert_eq!(LatencyHistogram::index(low), index);
+        assert_eq!(LatencyHistogram::index(high), index);
+        previous_high = high;
+    }
+    assert!(previous_high >= MAX_LATENCY_US);
+    let mut histogram = LatencyHistogram::new();
+    assert!(histogram.is_empty());
+    histogram.record(0);
+    histogram.record(u64::MAX);
+    assert_eq!(histogram.value_at_quantile(0.0), 1, "clamped to 1 µs");
+    assert!(histogram.highest_equivalent(histogram.value_at_quantile(1.0)) >= MAX_LATENCY_US);
+    assert_eq!(histogram.highest_equivalent(1_000_000), 1_000_447);
+}
+
+#[test]
+fn added_histograms_answer_for_all_their_values() {
+    let mut a = Telemetry::new();
+    let mut b = Telemetry::new();
+    for micros in 1..=500 {
+        a.record(Duration::from_micros(micros), false);
+        b.record(Duration::from_micros(micros + 500), micros == 1);
+    }
+    a.add(&b);
+    assert_eq!(a.timeouts(), 1);
+    assert!((500..=501).contains(&a.percentile_us(0.5)));
+    assert!((990..=991).contains(&a.percentile_us(0.99)));
+}

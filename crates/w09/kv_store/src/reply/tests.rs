@@ -58,7 +58,7 @@ fn the_stats_line_has_every_field_in_order() {
         log: None,
     };
     assert_eq!(
-        String::from_utf8(Reply::Stats(stats).to_bytes()).unwrap(),
+        String::from_utf8(Reply::Stats(Box::new(stats)).to_bytes()).unwrap(),
         "gets=1 sets=2 dels=3 scans=4 errors=5 keys=6 bytes=7 expired=8 \
          get_p50_ns=64 get_p99_ns=128 get_p999_ns=256 \
          set_p50_ns=0 set_p99_ns=0 set_p999_ns=0 \
@@ -75,7 +75,7 @@ fn the_stats_line_has_every_field_in_order() {
         }),
         ..stats
     };
-    let line = String::from_utf8(Reply::Stats(durable).to_bytes()).unwrap();
+    let line = String::from_utf8(Reply::Stats(Box::new(durable)).to_bytes()).unwrap();
     assert!(
         line.ends_with(
             " del_p999_ns=4 log_records=7 log_bytes=210 fsyncs=3 records_per_fsync=2.33 \
