@@ -6,7 +6,7 @@
 //! `EVENTLOOP_FAULT_SEED` set and the faults a correct server hides from its clients (`EINTR`,
 //! `EAGAIN`, short counts; `eventloop::sys`'s `fault` module has the rules), so every answer must
 //! still be exact. The run is split over `--seeds` seeds, the server restarted for each. Each
-//! round of about 20 s (21 s measured on 2 cores in the 10-minute run of RELIABILITY.md) runs, at once:
+//! round of about 20 s (21 s in the 10-minute run RELIABILITY.md reports) runs, at once:
 //!
 //! - the load generator's mixed workload (90 % `compute`, 10 % `sleep 1`, pipelined), which
 //!   checks every byte of every answer;
