@@ -11,12 +11,6 @@ use crate::{assert_none, code_only, relative, rust_files};
 /// Where the harness lives.
 const HARNESS: &str = "crates/test_support/";
 
-/// The known exception, to be converted next: the benchmark harness (which starts its processes
-/// through the runner's `xtask::process`) still reads `/proc` for itself — the machine's facts
-/// for the report (`cpuinfo`, `loadavg`, `mounts`), a server's CPU time and context switches —
-/// and a server's first line, until `test_support`'s `Proc` grows those readers.
-const NOT_YET_CONVERTED: &[&str] = &["crates/bench/harness/"];
-
 /// Tests whose subject is the course runner itself, started as a student starts it, with the
 /// standard streams their check needs (a socketpair whose reader goes away, pipes read while
 /// Ctrl-C arrives, `watch` read line by line while its commands are typed): they start no server
@@ -42,7 +36,7 @@ fn servers_are_started_and_proc_is_read_only_in_test_support() {
     let mut violations = Vec::new();
     for path in rust_files() {
         let rel = relative(&path);
-        if rel.starts_with(HARNESS) || NOT_YET_CONVERTED.iter().any(|dir| rel.starts_with(dir)) {
+        if rel.starts_with(HARNESS) {
             continue;
         }
         let source = fs::read_to_string(&path).unwrap_or_default();

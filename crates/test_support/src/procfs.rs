@@ -85,6 +85,11 @@ impl Proc {
         self.try_numbers("fd").map(|fds| fds.len())
     }
 
+    /// The kernel thread ids of the process's threads, or why `/proc/<pid>/task` cannot be read.
+    pub fn try_thread_ids(&self) -> io::Result<BTreeSet<u32>> {
+        self.try_numbers("task")
+    }
+
     /// How many threads the process has, or why `/proc/<pid>/task` cannot be read.
     pub fn try_thread_count(&self) -> io::Result<usize> {
         self.try_numbers("task").map(|tids| tids.len())
@@ -181,6 +186,18 @@ impl Proc {
     }
 }
 
+/// The text of a file about the machine rather than a process, `/proc/<name>` (`cpuinfo`,
+/// `loadavg`, `sys/kernel/osrelease`), or why it cannot be read (the error names the file).
+pub fn read_machine_file(name: &str) -> io::Result<String> {
+    let path = PathBuf::from("/proc").join(name);
+    std::fs::read_to_string(&path).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot read {}: {error}", path.display()),
+        )
+    })
+}
+
 /// `utime` + `stime` of a `stat` line: fields 14 and 15, the 12th and 13th after `state`.
 fn cpu_ticks(stat: &str) -> u64 {
     try_cpu_ticks(stat).expect("utime and stime in a stat line")
@@ -207,7 +224,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_has_fds_a_thread_memory_and_cpu_time() {
+    fn this_process_has_fds_a_thread_memory_and_cpu_time_and_a_gone_one_has_none() {
         let this = Proc::this();
         let file = std::fs::File::open("/dev/null").unwrap();
         let before = this.fd_count();
@@ -222,11 +239,8 @@ mod tests {
         let _ = this.cpu_time();
         assert!(this.threads_named(&this.thread_name(tid)).contains(&tid));
         let _ = this.thread_cpu_ticks(tid);
-    }
-
-    #[test]
-    fn the_try_forms_answer_for_a_live_process_and_fail_for_a_gone_one() {
-        let this = Proc::this();
+        // The fallible forms, in the same test: reading files in a test of its own would race
+        // with the fd count above, which counts every fd of the test process.
         assert_eq!(this.try_fd_count().unwrap(), this.fd_count());
         assert!(this.try_thread_count().unwrap() >= 1);
         assert!(this.try_rss_kib().unwrap() > 0);
@@ -239,6 +253,12 @@ mod tests {
         assert!(gone.try_rss_kib().is_err());
         assert!(gone.try_cpu_ticks().is_err());
         assert_eq!(try_cpu_ticks("42 (x) S 1"), None);
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0";
+        assert_eq!(try_cpu_ticks(stat), Some(280));
+        assert!(!this.try_thread_ids().unwrap().is_empty());
+        assert!(read_machine_file("loadavg").unwrap().split(' ').count() >= 3);
+        let error = read_machine_file("no-such-file").unwrap_err();
+        assert!(error.to_string().contains("/proc/no-such-file"), "{error}");
     }
 
     #[test]

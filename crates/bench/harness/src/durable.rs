@@ -219,7 +219,8 @@ fn filesystem_of(path: &Path) -> String {
         .parent()
         .and_then(|dir| dir.canonicalize().ok())
         .unwrap_or_else(|| path.to_owned());
-    std::fs::read_to_string("/proc/self/mounts")
+    test_support::procfs::Proc::this()
+        .try_read("mounts")
         .ok()
         .and_then(|mounts| mount_of(&mounts, &path))
         .unwrap_or_else(|| "unknown file system".to_owned())

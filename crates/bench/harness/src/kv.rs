@@ -449,7 +449,8 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 /// Whether this process runs as root (the real uid in `/proc/self/status`).
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    test_support::procfs::Proc::this()
+        .try_read("status")
         .ok()
         .and_then(|status| {
             status

@@ -27,6 +27,8 @@
 //! Every run prints one progress line. A wrong response (loadgen checks every byte) or a server
 //! that dies ends the benchmark with an error: a fast wrong server measures nothing.
 
+use test_support::procfs::read_machine_file;
+
 mod baseline;
 mod chart;
 mod durable;
@@ -341,7 +343,7 @@ fn command_line() -> String {
 /// This process's nice value: field 19 of `/proc/self/stat`, counted after the parenthesised
 /// command name, where field 3 is the first.
 fn own_niceness() -> Option<i64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = test_support::procfs::Proc::this().try_read("stat").ok()?;
     stat.rsplit_once(')')?
         .1
         .split_whitespace()
@@ -679,7 +681,7 @@ struct Machine {
 
 impl Machine {
     fn read() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpuinfo = read_machine_file("cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
             .find_map(|line| {
@@ -690,8 +692,8 @@ impl Machine {
                 || "unknown".to_owned(),
                 |(_, model)| model.trim().to_owned(),
             );
-        let read = |path: &str| {
-            std::fs::read_to_string(path)
+        let read = |name: &str| {
+            read_machine_file(name)
                 .unwrap_or_default()
                 .trim()
                 .to_owned()
@@ -704,7 +706,7 @@ impl Machine {
         Machine {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
             cpu_model,
-            kernel: read("/proc/sys/kernel/osrelease"),
+            kernel: read("sys/kernel/osrelease"),
             load_average: load_average(),
             load_average_end: String::new(),
             date_utc,
@@ -714,7 +716,7 @@ impl Machine {
 
 /// The 1-, 5- and 15-minute load averages: how busy the shared machine was.
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
+    read_machine_file("loadavg")
         .unwrap_or_default()
         .split(' ')
         .take(3)

@@ -7,15 +7,15 @@
 //! Ctrl-C stops it too.
 
 use std::fmt;
-use std::io::{BufRead as _, BufReader};
+use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use test_support::procfs::Proc;
 
 /// How long a server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,32 +123,19 @@ impl ServerBinary {
         xtask::process::configure(&mut command, None);
         let mut child = xtask::process::spawn(&mut command)
             .with_context(|| format!("starting {}", self.path.display()))?;
-        let stdout = child.stdout.take().context("the server's stdout")?;
+        // The first line within a bound (a server that never prints cannot hang the harness),
+        // read by the workspace's one reader of it.
+        let (addr, mut reader) = test_support::read_listening_line(&mut child, START_TIMEOUT)
+            .map_err(|message| anyhow::anyhow!("{}: {message}", self.kind))?;
         let mut server = RunningServer { child, addr: None };
-        // Read the first line on a thread of its own so a server that never prints cannot hang us;
+        // Keep reading (and discarding) the rest so a chatty server never blocks on a full pipe;
         // the thread ends when the server's stdout closes, which dropping the server ensures.
-        let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = line_tx.send(reader.read_line(&mut line).map(|_| line));
-            // Keep reading (and discarding) so a chatty server never blocks on a full pipe.
             let mut sink = String::new();
             while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
                 sink.clear();
             }
         });
-        let line = line_rx
-            .recv_timeout(START_TIMEOUT)
-            .with_context(|| format!("{} printed no listening line", self.kind))?
-            .with_context(|| format!("reading {}'s stdout", self.kind))?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse::<SocketAddr>().ok())
-            .with_context(|| {
-                format!("{} printed {line:?}, not `listening on <addr>`", self.kind)
-            })?;
         server.addr = Some(addr);
         Ok(server)
     }
@@ -198,18 +185,8 @@ impl Drop for RunningServer {
 /// architecture the benchmark runs on, so over a run of seconds it is exact to about 1 %.
 pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     const USER_HZ: u64 = 100;
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_cpu_ticks(&stat)
-        .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
-        .with_context(|| format!("no CPU times in {path}: {stat:?}"))
-}
-
-/// utime + stime from a `stat` line: fields 14 and 15, counted after the parenthesised command
-/// name (which may contain spaces), where field 3 is the first.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    let ticks = Proc::of(pid).try_cpu_ticks()?;
+    Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
 }
 
 /// Context switches of every thread of a process so far: voluntary ones (the thread blocked)
@@ -226,13 +203,11 @@ impl ContextSwitches {
     /// Reads and sums `/proc/<pid>/task/*/status`. Threads that exited are no longer counted,
     /// so a difference of two readings can only under-count.
     pub(crate) fn of(pid: u32) -> anyhow::Result<ContextSwitches> {
-        let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+        let process = Proc::of(pid);
         let mut total = ContextSwitches::default();
-        for task in
-            std::fs::read_dir(&tasks).with_context(|| format!("reading {}", tasks.display()))?
-        {
+        for tid in process.try_thread_ids()? {
             // A thread may exit between listing and reading: skip it.
-            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            let Ok(status) = process.try_read(&format!("task/{tid}/status")) else {
                 continue;
             };
             total.add_status(&status);
@@ -297,11 +272,10 @@ mod tests {
     }
 
     #[test]
-    fn cpu_ticks_are_read_after_the_command_name() {
-        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(280));
-        assert_eq!(parse_cpu_ticks("garbage"), None);
+    fn cpu_time_is_read_for_a_live_process_and_refused_for_a_gone_one() {
         assert!(cpu_time(std::process::id()).is_ok());
+        // Pid numbers only go up to pid_max (at most 2^22), so this one names no process.
+        assert!(cpu_time(u32::MAX).is_err());
     }
 
     #[test]
