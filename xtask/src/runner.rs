@@ -46,13 +46,23 @@ pub struct RunOptions {
     pub student_paths: Option<StudentPaths>,
 }
 
-/// Where a graded student copy's files are, so reports name `student/<crate>/src/lib.rs` (the
-/// file the student edits) rather than the scratch workspace's copy of it, or the reference's
-/// path `crates/...`, whose line numbers belong to other code.
+/// Where a graded student's copies are, so reports name `student/<crate>/src/lib.rs` (the file
+/// the student edits) rather than the scratch workspace's copy of it, or the reference's path
+/// `crates/...`, whose line numbers belong to other code.
 #[derive(Debug, Clone)]
 pub struct StudentPaths {
-    /// The scratch workspace the copy is graded in.
+    /// The scratch workspace the copies are graded in.
     pub scratch: PathBuf,
+    /// Every crate whose files the student's copies replace in the scratch workspace: the graded
+    /// lesson's, then the student's copies of the crates it builds on.
+    pub copies: Vec<StudentCopy>,
+}
+
+/// One crate of the student's, laid over the reference's folder in the scratch workspace.
+#[derive(Debug, Clone)]
+pub struct StudentCopy {
+    /// The crate's package name (`task_queue`).
+    pub krate: String,
     /// The crate's folder relative to the workspace root (`crates/w05/task_queue`).
     pub crate_dir: PathBuf,
     /// The student's copy (`<root>/student/task_queue`).
@@ -62,19 +72,28 @@ pub struct StudentPaths {
 }
 
 impl StudentPaths {
-    /// Rewrites the paths in compiler errors, panic messages and test output: a file of the
-    /// crate that the student's copy holds is named by its path there, and the crate's folder by
-    /// the copy's; any other file keeps the workspace path it has in the reference (the scratch
+    /// Rewrites the paths in compiler errors, panic messages and test output: a file of a crate
+    /// that a student's copy holds is named by its path there, and the crate's folder by the
+    /// copy's; any other file keeps the workspace path it has in the reference (the scratch
     /// workspace's copy is identical).
     pub(crate) fn rewrite(&self, text: &str) -> String {
         let mut scratch = self.scratch.display().to_string();
         scratch.push('/');
         let text = text.replace(&scratch, "");
+        self.copies
+            .iter()
+            .fold(text, |text, copy| copy.rewrite(&text))
+    }
+}
+
+impl StudentCopy {
+    /// Names this crate's files by the copy's paths where the copy holds them.
+    fn rewrite(&self, text: &str) -> String {
         let crate_dir = self.crate_dir.display().to_string();
         let is_path_byte =
             |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-');
         let mut out = String::with_capacity(text.len());
-        let mut rest = text.as_str();
+        let mut rest = text;
         while let Some(at) = rest.find(&crate_dir) {
             let starts_a_path = at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
             let after = &rest[at + crate_dir.len()..];
@@ -1083,9 +1102,12 @@ mod tests {
         let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
         let paths = StudentPaths {
             scratch: scratch.clone(),
-            crate_dir: PathBuf::from("crates/w05/task_queue"),
-            student: student.clone(),
-            shown_as: "student/task_queue".to_owned(),
+            copies: vec![StudentCopy {
+                krate: "task_queue".to_owned(),
+                crate_dir: PathBuf::from("crates/w05/task_queue"),
+                student: student.clone(),
+                shown_as: "student/task_queue".to_owned(),
+            }],
         };
         let text = format!(
             "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\

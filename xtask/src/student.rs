@@ -7,7 +7,8 @@
 //! `student/.backup/`. Grading copies the workspace to `<target>/xtask/scratch/workspace/`
 //! (`<target>` is the cargo target folder) and lays the student's files over the crate's folder
 //! there, so the reference under `crates/` is never touched and every other crate builds against
-//! the student's code.
+//! the student's code; the student's copies of the crates below it go over theirs too
+//! ([`overlays`]), so a later lesson runs on what the student wrote earlier.
 
 use crate::lesson::Lesson;
 use crate::progress::Progress;
@@ -49,18 +50,77 @@ pub(crate) fn install_starter(
     Ok(student)
 }
 
-/// Builds (or refreshes) the scratch workspace with `overlay` laid over the crate's folder.
+/// One of the student's copies, laid over its crate's folder in the scratch workspace.
+#[derive(Debug, Clone)]
+pub(crate) struct Overlay {
+    /// The crate's package name.
+    pub(crate) krate: String,
+    /// The crate's folder, relative to the workspace root.
+    pub(crate) crate_dir: PathBuf,
+    /// The folder whose files replace the crate's (`student/<starter>/`, or a generated starter).
+    pub(crate) dir: PathBuf,
+}
+
+/// The copies a started lesson is graded with: the lesson's own (`student/<starter>/`) first,
+/// then, for every crate the lesson's crate builds on, the student's copy of it when a lesson
+/// on that crate is started and its copy is there (the last such lesson in course order), so a
+/// later lesson runs on the crates the student wrote earlier. A stopped lesson's copy is not
+/// used: `stop` means "grade the reference".
+pub(crate) fn overlays(root: &Path, lesson: &Lesson) -> anyhow::Result<Vec<Overlay>> {
+    let packages = crate::workspace::workspace_packages(root)?;
+    let dir_of = |krate: &str| {
+        packages
+            .iter()
+            .find(|(name, _)| name == krate)
+            .map(|(_, dir)| dir.clone())
+            .with_context(|| format!("no workspace package is named `{krate}`"))
+    };
+    let mut overlays = vec![Overlay {
+        krate: lesson.front.krate.clone(),
+        crate_dir: dir_of(&lesson.front.krate)?,
+        dir: student_dir(root, lesson),
+    }];
+    let below = crate::workspace::path_dependencies(root, &lesson.front.krate)?;
+    let progress = Progress::load(root);
+    // Course order, so a later lesson's copy of a crate replaces an earlier one's.
+    let mut chosen: Vec<(String, PathBuf)> = Vec::new();
+    for other in crate::lesson::discover(root)? {
+        let krate = &other.front.krate;
+        let dir = student_dir(root, &other);
+        if !below.contains(krate) || !progress.is_started(&other.front.id) || !dir.is_dir() {
+            continue;
+        }
+        chosen.retain(|(name, _)| name != krate);
+        chosen.push((krate.clone(), dir));
+    }
+    for (krate, dir) in chosen {
+        overlays.push(Overlay {
+            crate_dir: dir_of(&krate)?,
+            krate,
+            dir,
+        });
+    }
+    Ok(overlays)
+}
+
+/// What a student's copy never brings into the scratch workspace: build output, and the
+/// manifest and lock file generated for the student's own workspace (the scratch workspace
+/// builds every crate with the reference's manifest).
+const NOT_OVERLAID: [&str; 3] = ["target", "Cargo.toml", "Cargo.lock"];
+
+/// Builds (or refreshes) the scratch workspace: the workspace's files, with each overlay's files
+/// in place of its crate's (the crate's other files from the reference).
 ///
 /// Files are written only when their content changed, so cargo's fingerprints stay valid and a
 /// second run rebuilds only what the student edited.
-pub(crate) fn prepare_scratch(
-    root: &Path,
-    lesson: &Lesson,
-    overlay: &Path,
-) -> anyhow::Result<PathBuf> {
+pub(crate) fn prepare_scratch(root: &Path, overlays: &[Overlay]) -> anyhow::Result<PathBuf> {
     let scratch = scratch_root(root);
-    let crate_dir = crate::workspace::crate_dir(root, &lesson.front.krate)?;
-    // The crate's folder is rebuilt from the overlay alone plus the reference files it lacks.
+    prepare_scratch_in(root, &scratch, overlays)?;
+    Ok(scratch)
+}
+
+/// [`prepare_scratch`] into a given folder (a test's own, away from the cargo target folder).
+fn prepare_scratch_in(root: &Path, scratch: &Path, overlays: &[Overlay]) -> anyhow::Result<()> {
     // A target folder inside the workspace under another name (`CARGO_TARGET_DIR=build`) is
     // build output too, and is not copied.
     let target = crate::workspace::target_dir(root);
@@ -70,30 +130,53 @@ pub(crate) fn prepare_scratch(
         .and_then(|inside| inside.iter().next())
         .and_then(|name| name.to_str())
         .unwrap_or("target");
-    copy_tree(
-        root,
-        &scratch,
-        &["target", target_name, ".git", "student", ".course-progress"],
-    )?;
-    copy_tree(overlay, &scratch.join(&crate_dir), &["target"])?;
-    Ok(scratch)
+    let skipped_at_top = ["target", target_name, ".git", "student", ".course-progress"];
+    // The overlaid crates' folders are left out here and put together below, so no file of
+    // theirs is written twice (the reference's, then the student's) and made to look changed.
+    copy_tree(root, scratch, &|path| {
+        skipped_at_top.iter().any(|name| path == Path::new(name))
+            || overlays.iter().any(|overlay| path == overlay.crate_dir)
+    })?;
+    for overlay in overlays {
+        let to = scratch.join(&overlay.crate_dir);
+        copy_tree(&overlay.dir, &to, &|path| {
+            NOT_OVERLAID.iter().any(|name| path == Path::new(name))
+        })?;
+        copy_tree(&root.join(&overlay.crate_dir), &to, &|path| {
+            path == Path::new("target")
+                || (path != Path::new("Cargo.toml") && overlay.dir.join(path).is_file())
+        })?;
+    }
+    Ok(())
 }
 
-/// Copies `from` into `to` recursively, skipping top-level names in `skip`, writing a file only
-/// when its content differs.
-fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+/// Copies `from` into `to` recursively, leaving out every path (relative to `from`) that `skip`
+/// names, and writing a file only when its content differs.
+fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&Path) -> bool) -> anyhow::Result<()> {
+    copy_tree_under(from, to, Path::new(""), skip)
+}
+
+fn copy_tree_under(
+    from: &Path,
+    to: &Path,
+    relative: &Path,
+    skip: &dyn Fn(&Path) -> bool,
+) -> anyhow::Result<()> {
+    let (from_dir, to_dir) = (from.join(relative), to.join(relative));
+    std::fs::create_dir_all(&to_dir).with_context(|| format!("creating {}", to_dir.display()))?;
+    for entry in
+        std::fs::read_dir(&from_dir).with_context(|| format!("reading {}", from_dir.display()))?
+    {
         let entry = entry?;
-        let name = entry.file_name();
-        if skip.iter().any(|s| name == *s) {
+        let path = relative.join(entry.file_name());
+        if skip(&path) {
             continue;
         }
-        let (source, target) = (entry.path(), to.join(&name));
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_tree(&source, &target, &[])?;
+            copy_tree_under(from, to, &path, skip)?;
         } else if kind.is_file() {
+            let (source, target) = (entry.path(), to.join(&path));
             let bytes = std::fs::read(&source)?;
             if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
                 std::fs::write(&target, bytes)
@@ -184,7 +267,7 @@ mod tests {
         std::fs::create_dir_all(from.join("target")).unwrap();
         std::fs::write(from.join("src/lib.rs"), "//! x").unwrap();
         std::fs::write(from.join("target/junk"), "x").unwrap();
-        copy_tree(&from, &to, &["target"]).unwrap();
+        copy_tree(&from, &to, &|path| path == Path::new("target")).unwrap();
         assert_eq!(
             std::fs::read_to_string(to.join("src/lib.rs")).unwrap(),
             "//! x"
@@ -194,7 +277,7 @@ mod tests {
             .unwrap()
             .modified()
             .unwrap();
-        copy_tree(&from, &to, &["target"]).unwrap();
+        copy_tree(&from, &to, &|path| path == Path::new("target")).unwrap();
         let after = std::fs::metadata(to.join("src/lib.rs"))
             .unwrap()
             .modified()
@@ -296,5 +379,79 @@ mod tests {
         assert_ne!(second.unwrap(), backup);
         assert!(started(&root));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A lesson file like [`LESSON`] with its own id and crate, written under `root/course/w05/`.
+    fn write_lesson(root: &Path, id: &str, order: u32, krate: &str) -> Lesson {
+        let text = LESSON
+            .replace("id: w05-l01", &format!("id: {id}"))
+            .replace("order: 1", &format!("order: {order}"))
+            .replace("crate: queue", &format!("crate: {krate}"));
+        std::fs::write(root.join(format!("course/w05/0{order}.md")), text).unwrap();
+        crate::lesson::find(root, id).unwrap()
+    }
+
+    #[test]
+    fn a_later_lesson_is_graded_on_the_students_copies_of_the_crates_below_it() {
+        let root = std::env::temp_dir().join(format!("xtask-compose-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(root.with_extension("scratch"));
+        let queue_lesson = lesson_in(&root);
+        // A second crate, `server`, on top of `queue`, with a lesson of its own.
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"3\"\nmembers = [\"queue\", \"server\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("server/src")).unwrap();
+        std::fs::write(
+            root.join("server/Cargo.toml"),
+            "[package]\nname = \"server\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [dependencies]\nqueue = { path = \"../queue\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("server/src/lib.rs"),
+            "//! A server.\n\n// starter: w05-l04 todo\n/// Serves.\npub fn serve() -> u32 {\n    queue::answer()\n}\n",
+        )
+        .unwrap();
+        let server_lesson = write_lesson(&root, "w05-l04", 4, "server");
+        start(&root, &queue_lesson).unwrap();
+        start(&root, &server_lesson).unwrap();
+        let marker = "// the student's own queue\n";
+        std::fs::write(root.join("student/queue/src/lib.rs"), marker).unwrap();
+
+        // Outside the root: the scratch copy of the root must not contain itself.
+        let scratch = root.with_extension("scratch");
+        let krates = |overlays: &[Overlay]| -> Vec<String> {
+            overlays.iter().map(|o| o.krate.clone()).collect()
+        };
+        let overlays = overlays(&root, &server_lesson).unwrap();
+        assert_eq!(krates(&overlays), ["server", "queue"]);
+        prepare_scratch_in(&root, &scratch, &overlays).unwrap();
+        let scratch_queue = || std::fs::read_to_string(scratch.join("queue/src/lib.rs")).unwrap();
+        assert_eq!(scratch_queue(), marker);
+        let server = std::fs::read_to_string(scratch.join("server/src/lib.rs")).unwrap();
+        assert!(server.contains("todo!(\"W05 L04: serve\")"), "{server}");
+        // The scratch workspace builds with the reference's manifests, never the student's.
+        assert_eq!(
+            std::fs::read(scratch.join("server/Cargo.toml")).unwrap(),
+            std::fs::read(root.join("server/Cargo.toml")).unwrap()
+        );
+
+        // The crate below is not graded with the one above it.
+        assert_eq!(krates(&overlays_of(&root, &queue_lesson)), ["queue"]);
+        // A stopped lesson's copy is the reference's again.
+        stop(&root, &queue_lesson).unwrap();
+        let overlays = overlays_of(&root, &server_lesson);
+        assert_eq!(krates(&overlays), ["server"]);
+        prepare_scratch_in(&root, &scratch, &overlays).unwrap();
+        assert!(scratch_queue().contains("    42\n"), "{}", scratch_queue());
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    fn overlays_of(root: &Path, lesson: &Lesson) -> Vec<Overlay> {
+        overlays(root, lesson).unwrap()
     }
 }

@@ -638,9 +638,12 @@ fn a_student_panic_names_the_students_file() {
     std::fs::write(student.join("src/lib.rs"), "//! the student's code\n").unwrap();
     let paths = runner::StudentPaths {
         scratch: std::env::temp_dir().join("no-such-scratch"),
-        crate_dir: PathBuf::from("crates/w05/task_queue"),
-        student: student.clone(),
-        shown_as: "student/task_queue".to_owned(),
+        copies: vec![runner::StudentCopy {
+            krate: "task_queue".to_owned(),
+            crate_dir: PathBuf::from("crates/w05/task_queue"),
+            student: student.clone(),
+            shown_as: "student/task_queue".to_owned(),
+        }],
     };
     let result = run_local_lesson_as(PANIC_LESSON, false, Some(paths));
     std::fs::remove_dir_all(&student).unwrap();
