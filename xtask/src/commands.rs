@@ -352,6 +352,11 @@ pub fn start_command(id: &str) -> anyhow::Result<ExitCode> {
         shown(&root, &dir)
     ));
     report::outln(&format!(
+        "student/ is a Cargo workspace of your copies: open it in your editor; \
+         `cd student && cargo test -p {}` runs the crate's own tests on your copy",
+        lesson.front.krate
+    ));
+    report::outln(&format!(
         "read {} and run `cargo xtask lesson {}` to check your work (`cargo xtask stop {}` \
          leaves student mode)",
         lesson.path.display(),

@@ -103,7 +103,10 @@ impl StudentCopy {
             let students = match inside.strip_prefix('/') {
                 _ if !starts_a_path => false,
                 None => inside.is_empty(),
-                Some(file) => !file.is_empty() && self.student.join(file).is_file(),
+                Some(file) => {
+                    crate::student::graded_from_copy(Path::new(file))
+                        && self.student.join(file).is_file()
+                }
             };
             out.push_str(&rest[..at]);
             out.push_str(if students { &self.shown_as } else { &crate_dir });

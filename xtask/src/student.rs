@@ -10,6 +10,8 @@
 //! the student's code; the student's copies of the crates below it go over theirs too
 //! ([`overlays`]), so a later lesson runs on what the student wrote earlier.
 
+mod package;
+
 use crate::lesson::Lesson;
 use crate::progress::Progress;
 use anyhow::Context;
@@ -36,18 +38,44 @@ pub(crate) fn scratch_target(root: &Path) -> PathBuf {
 }
 
 /// Generates the lesson's starter into the student's folder; `overwrite` replaces the
-/// student's files (otherwise a folder already there is kept as it is).
+/// student's files (otherwise a folder already there is kept as it is). Either way the copy is
+/// then made a whole crate: every file of the reference crate the copy lacks is added, as given
+/// code (a starter holds only the files with something to write, and a package needs them all).
 pub(crate) fn install_starter(
     root: &Path,
     lesson: &Lesson,
     overwrite: bool,
 ) -> anyhow::Result<PathBuf> {
     let student = student_dir(root, lesson);
-    if student.exists() && !overwrite {
-        return Ok(student);
+    if overwrite || !student.exists() {
+        crate::starters::for_lesson(root, lesson)?.write_to(&student)?;
     }
-    crate::starters::for_lesson(root, lesson)?.write_to(&student)?;
+    let reference = root.join(crate::workspace::crate_dir(root, &lesson.front.krate)?);
+    copy_tree(&reference, &student, &|path| {
+        path == Path::new("target") || student.join(path).is_file()
+    })?;
     Ok(student)
+}
+
+/// Whether grading takes a file of a student's copy (`relative` to the copy's folder) from the
+/// copy: its sources, yes; its tests (`tests/`, a `tests.rs` module), benchmarks, build output
+/// and generated manifest come from the reference, so a lesson's checks are the course's own.
+pub(crate) fn graded_from_copy(relative: &Path) -> bool {
+    let reference_only = relative
+        .iter()
+        .any(|part| part == "tests" || part == "benches" || part == "target" || part == "tests.rs");
+    !reference_only && relative != Path::new("Cargo.toml") && relative != Path::new("Cargo.lock")
+}
+
+/// The student's copy of `krate` that grading and the student's workspace build on: the copy of
+/// the last lesson on `krate`, in course order, whose copy is there (two starters of one crate,
+/// W05's and W06's, have two copies; the later one holds the later work).
+pub(crate) fn copy_of(root: &Path, lessons: &[Lesson], krate: &str) -> Option<PathBuf> {
+    lessons
+        .iter()
+        .filter(|lesson| lesson.front.krate == krate)
+        .map(|lesson| student_dir(root, lesson))
+        .rfind(|dir| dir.is_dir())
 }
 
 /// One of the student's copies, laid over its crate's folder in the scratch workspace.
@@ -62,10 +90,9 @@ pub(crate) struct Overlay {
 }
 
 /// The copies a started lesson is graded with: the lesson's own (`student/<starter>/`) first,
-/// then, for every crate the lesson's crate builds on, the student's copy of it when a lesson
-/// on that crate is started and its copy is there (the last such lesson in course order), so a
-/// later lesson runs on the crates the student wrote earlier. A stopped lesson's copy is not
-/// used: `stop` means "grade the reference".
+/// then, for every crate the lesson's crate builds on, the student's copy of it where there is
+/// one ([`copy_of`]), so a later lesson runs on the crates the student wrote earlier, as the
+/// student's own workspace builds them.
 pub(crate) fn overlays(root: &Path, lesson: &Lesson) -> anyhow::Result<Vec<Overlay>> {
     let packages = crate::workspace::workspace_packages(root)?;
     let dir_of = |krate: &str| {
@@ -80,33 +107,18 @@ pub(crate) fn overlays(root: &Path, lesson: &Lesson) -> anyhow::Result<Vec<Overl
         crate_dir: dir_of(&lesson.front.krate)?,
         dir: student_dir(root, lesson),
     }];
-    let below = crate::workspace::path_dependencies(root, &lesson.front.krate)?;
-    let progress = Progress::load(root);
-    // Course order, so a later lesson's copy of a crate replaces an earlier one's.
-    let mut chosen: Vec<(String, PathBuf)> = Vec::new();
-    for other in crate::lesson::discover(root)? {
-        let krate = &other.front.krate;
-        let dir = student_dir(root, &other);
-        if !below.contains(krate) || !progress.is_started(&other.front.id) || !dir.is_dir() {
-            continue;
+    let lessons = crate::lesson::discover(root)?;
+    for krate in crate::workspace::path_dependencies(root, &lesson.front.krate)? {
+        if let Some(dir) = copy_of(root, &lessons, &krate) {
+            overlays.push(Overlay {
+                crate_dir: dir_of(&krate)?,
+                krate,
+                dir,
+            });
         }
-        chosen.retain(|(name, _)| name != krate);
-        chosen.push((krate.clone(), dir));
-    }
-    for (krate, dir) in chosen {
-        overlays.push(Overlay {
-            crate_dir: dir_of(&krate)?,
-            krate,
-            dir,
-        });
     }
     Ok(overlays)
 }
-
-/// What a student's copy never brings into the scratch workspace: build output, and the
-/// manifest and lock file generated for the student's own workspace (the scratch workspace
-/// builds every crate with the reference's manifest).
-const NOT_OVERLAID: [&str; 3] = ["target", "Cargo.toml", "Cargo.lock"];
 
 /// Builds (or refreshes) the scratch workspace: the workspace's files, with each overlay's files
 /// in place of its crate's (the crate's other files from the reference).
@@ -139,12 +151,10 @@ fn prepare_scratch_in(root: &Path, scratch: &Path, overlays: &[Overlay]) -> anyh
     })?;
     for overlay in overlays {
         let to = scratch.join(&overlay.crate_dir);
-        copy_tree(&overlay.dir, &to, &|path| {
-            NOT_OVERLAID.iter().any(|name| path == Path::new(name))
-        })?;
+        copy_tree(&overlay.dir, &to, &|path| !graded_from_copy(path))?;
         copy_tree(&root.join(&overlay.crate_dir), &to, &|path| {
             path == Path::new("target")
-                || (path != Path::new("Cargo.toml") && overlay.dir.join(path).is_file())
+                || (graded_from_copy(path) && overlay.dir.join(path).is_file())
         })?;
     }
     Ok(())
@@ -196,6 +206,7 @@ pub(crate) fn start(root: &Path, lesson: &Lesson) -> anyhow::Result<(PathBuf, bo
     Progress::update(root, |progress| {
         progress.set_started(&lesson.front.id, true)
     })?;
+    package::write_workspace(root, &crate::lesson::discover(root)?)?;
     Ok((dir, kept))
 }
 
@@ -223,7 +234,9 @@ pub(crate) fn reset(root: &Path, lesson: &Lesson) -> anyhow::Result<(PathBuf, Op
     } else {
         None
     };
-    Ok((install_starter(root, lesson, false)?, backup))
+    let dir = install_starter(root, lesson, false)?;
+    package::write_workspace(root, &crate::lesson::discover(root)?)?;
+    Ok((dir, backup))
 }
 
 fn ensure_started(root: &Path, lesson: &Lesson) -> anyhow::Result<()> {
@@ -441,8 +454,8 @@ mod tests {
 
         // The crate below is not graded with the one above it.
         assert_eq!(krates(&overlays_of(&root, &queue_lesson)), ["queue"]);
-        // A stopped lesson's copy is the reference's again.
-        stop(&root, &queue_lesson).unwrap();
+        // Without the student's copy of the queue, the scratch queue is the reference's again.
+        std::fs::remove_dir_all(root.join("student/queue")).unwrap();
         let overlays = overlays_of(&root, &server_lesson);
         assert_eq!(krates(&overlays), ["server"]);
         prepare_scratch_in(&root, &scratch, &overlays).unwrap();
@@ -453,5 +466,138 @@ mod tests {
 
     fn overlays_of(root: &Path, lesson: &Lesson) -> Vec<Overlay> {
         overlays(root, lesson).unwrap()
+    }
+
+    /// `cargo ARGS` in `dir`, building into `target` (never the workspace's own target folder).
+    fn cargo_in(dir: &Path, target: &Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::workspace::cargo())
+            .args(args)
+            .arg("--offline")
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", target)
+            .output()
+            .unwrap()
+    }
+
+    /// Each package `cargo metadata` finds in `dir`, with its manifest, relative to `root`.
+    fn packages_in(root: &Path, dir: &Path) -> Vec<(String, PathBuf)> {
+        let output = cargo_in(
+            dir,
+            &root.join("student/target"),
+            &["metadata", "--format-version", "1"],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let mut packages: Vec<(String, PathBuf)> = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|package| {
+                let manifest = Path::new(package["manifest_path"].as_str().unwrap());
+                let name = package["name"].as_str().unwrap().to_owned();
+                (name, manifest.strip_prefix(root).unwrap().to_path_buf())
+            })
+            .collect();
+        packages.sort();
+        packages
+    }
+
+    #[test]
+    fn the_students_copies_are_a_cargo_workspace_that_builds_on_their_own_crates() {
+        let root = std::env::temp_dir().join(format!("xtask-package-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let queue_lesson = lesson_in(&root);
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"3\"\nmembers = [\"queue\", \"server\"]\n\n\
+             [workspace.package]\nedition = \"2024\"\n\n\
+             [workspace.lints.rust]\nmissing_docs = \"warn\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("server/src")).unwrap();
+        std::fs::write(
+            root.join("server/Cargo.toml"),
+            "[package]\nname = \"server\"\nversion = \"0.1.0\"\nedition.workspace = true\n\n\
+             [lints]\nworkspace = true\n\n[dependencies]\nqueue = { path = \"../queue\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("server/src/lib.rs"),
+            "//! A server.\n\n// starter: w05-l04 todo\n/// Serves.\npub fn serve() -> u32 {\n    queue::answer()\n}\n",
+        )
+        .unwrap();
+        // A file with nothing to write is given with the copy, so the crate is whole.
+        std::fs::write(root.join("server/src/given.rs"), "//! Given.\n").unwrap();
+        let server_lesson = write_lesson(&root, "w05-l04", 4, "server");
+        let student = root.join("student");
+
+        // Started alone, the server's copy builds on the reference queue.
+        start(&root, &server_lesson).unwrap();
+        assert!(student.join("server/src/given.rs").is_file());
+        let manifest = std::fs::read_to_string(student.join("server/Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("queue = { path = \"../../queue\" }"),
+            "{manifest}"
+        );
+        assert!(manifest.contains("edition = \"2024\""), "{manifest}");
+        assert!(
+            manifest.contains("[lints.rust]\nmissing_docs = \"warn\""),
+            "{manifest}"
+        );
+        assert_eq!(
+            packages_in(&root, &student),
+            [
+                ("queue".to_owned(), PathBuf::from("queue/Cargo.toml")),
+                (
+                    "server".to_owned(),
+                    PathBuf::from("student/server/Cargo.toml")
+                ),
+            ]
+        );
+
+        // Once the queue's lesson is started, the server's copy builds on the student's queue,
+        // from the student's folder and from the crate's alike.
+        start(&root, &queue_lesson).unwrap();
+        let expected = [
+            (
+                "queue".to_owned(),
+                PathBuf::from("student/queue/Cargo.toml"),
+            ),
+            (
+                "server".to_owned(),
+                PathBuf::from("student/server/Cargo.toml"),
+            ),
+        ];
+        assert_eq!(packages_in(&root, &student), expected);
+        assert_eq!(packages_in(&root, &student.join("server")), expected);
+        let target = root.join("student/target");
+        let check = cargo_in(&student, &target, &["check", "--workspace"]);
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+
+        // A type error in the student's queue fails `cargo check` there.
+        let lib = student.join("queue/src/lib.rs");
+        let text = std::fs::read_to_string(&lib).unwrap();
+        std::fs::write(
+            &lib,
+            format!("{text}\n/// Wrong.\npub fn wrong() -> u32 {{ \"no\" }}\n"),
+        )
+        .unwrap();
+        let check = cargo_in(&student.join("queue"), &target, &["check"]);
+        assert!(!check.status.success());
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        assert!(
+            stderr.contains("mismatched types") && stderr.contains("src/lib.rs"),
+            "{stderr}"
+        );
+
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
