@@ -80,9 +80,62 @@ impl StudentPaths {
         let mut scratch = self.scratch.display().to_string();
         scratch.push('/');
         let text = text.replace(&scratch, "");
+        let text = self.rewrite_rerun_hints(&text);
         self.copies
             .iter()
             .fold(text, |text, copy| copy.rewrite(&text))
+    }
+
+    /// [`Self::rewrite`] for the output of `command`: a test binary of `cargo test -p CRATE`
+    /// runs in its crate's folder, so its backtrace frames name files relative to it
+    /// (`./src/server/tests.rs`); when CRATE is one of the student's, those are anchored to the
+    /// crate's folder first and then named like every other path.
+    pub(crate) fn rewrite_output(&self, command: &str, text: &str) -> String {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let tested = words
+            .windows(2)
+            .find(|pair| pair[0] == "-p" || pair[0] == "--package")
+            .and_then(|pair| self.copies.iter().find(|copy| copy.krate == pair[1]));
+        match tested {
+            Some(copy) if command.contains("cargo test") => {
+                let anchored = format!("at ./{}/", copy.crate_dir.display());
+                let text = text
+                    .replace("at ./src/", &format!("{anchored}src/"))
+                    .replace("at ./tests/", &format!("{anchored}tests/"));
+                self.rewrite(&text)
+            }
+            _ => self.rewrite(text),
+        }
+    }
+
+    /// Cargo's "to rerun pass `-p CRATE ...`" names arguments for the workspace it ran in, the
+    /// scratch copy; for one of the student's crates it becomes the command that reruns the
+    /// tests on the student's copy.
+    fn rewrite_rerun_hints(&self, text: &str) -> String {
+        const HINT: &str = "to rerun pass `";
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(HINT) {
+            let after = &rest[at + HINT.len()..];
+            let Some(end) = after.find('`') else { break };
+            let args = &after[..end];
+            let copy = self.copies.iter().find(|copy| {
+                args.strip_prefix("-p ")
+                    .and_then(|args| args.strip_prefix(copy.krate.as_str()))
+                    .is_some_and(|tail| tail.is_empty() || tail.starts_with(' '))
+            });
+            out.push_str(&rest[..at]);
+            match copy {
+                Some(copy) => out.push_str(&format!(
+                    "to rerun on your copy: `cd {} && cargo test {args}`",
+                    copy.shown_as
+                )),
+                None => out.push_str(&rest[at..at + HINT.len() + end + 1]),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -95,7 +148,11 @@ impl StudentCopy {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(at) = rest.find(&crate_dir) {
-            let starts_a_path = at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
+            // A path starts after a byte no path has, or after `./` that does (a backtrace
+            // frame's `./crates/...`, relative to the folder the program ran in).
+            let starts_after = |at: usize| at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
+            let starts_a_path =
+                starts_after(at) || (rest[..at].ends_with("./") && starts_after(at - 2));
             let after = &rest[at + crate_dir.len()..];
             let path_len = after.bytes().take_while(|&b| is_path_byte(b)).count();
             // `""` for the folder itself, `/src/lib.rs` for a file in it.
@@ -150,6 +207,7 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
 
     let log_dir = options.log_dir.join(&lesson.front.id);
     let _ = std::fs::create_dir_all(&log_dir);
+    clear_logs(&log_dir);
     let mut lesson_run = LessonRun::default();
     lesson_run.data_dir = fresh_data_dir(&log_dir);
     for step in &lesson.steps {
@@ -192,8 +250,28 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
         steps,
         done_when,
     };
-    printer.lesson_footer(&result, &log_dir);
+    printer.lesson_footer(&result, holds_logs(&log_dir).then_some(log_dir.as_path()));
     result
+}
+
+/// Removes the logs and traces an earlier run of the lesson left (the files at the top of its
+/// folder), so the folder the report names holds this run's and no other.
+fn clear_logs(log_dir: &Path) {
+    for entry in std::fs::read_dir(log_dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the run wrote a log or a trace: a lesson without servers or traces writes none, and
+/// its report names no folder.
+fn holds_logs(log_dir: &Path) -> bool {
+    std::fs::read_dir(log_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
 }
 
 /// The results of a lesson's steps so far, each printed as it is added, and whether one has
@@ -359,8 +437,13 @@ fn waited_for(client: &StepResult) -> Outcome {
 /// A step's result with every file path in its text named as the student sees it.
 fn student_view(mut result: StepResult, paths: &StudentPaths) -> StepResult {
     for check in &mut result.checks {
+        // A check of a command is named `$ COMMAND`, and its detail is the command's output.
+        let command = check.name.strip_prefix("$ ").unwrap_or("").to_owned();
         check.name = paths.rewrite(&check.name);
-        check.detail = check.detail.as_deref().map(|text| paths.rewrite(text));
+        check.detail = check
+            .detail
+            .as_deref()
+            .map(|text| paths.rewrite_output(&command, text));
     }
     result.message = result.message.as_deref().map(|text| paths.rewrite(text));
     result
@@ -1129,6 +1212,53 @@ mod tests {
              and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
              and crates/w05/task_queue_extra/src/lib.rs"
         );
+    }
+
+    #[test]
+    fn rerun_hints_and_backtrace_frames_name_the_students_copy() {
+        let student =
+            std::env::temp_dir().join(format!("xtask-student-frames-{}", std::process::id()));
+        std::fs::create_dir_all(student.join("src/server")).unwrap();
+        std::fs::write(student.join("src/server.rs"), "").unwrap();
+        std::fs::write(student.join("src/server/tests.rs"), "").unwrap();
+        let paths = StudentPaths {
+            scratch: PathBuf::from("/tmp/target/xtask/scratch/workspace"),
+            copies: vec![StudentCopy {
+                krate: "handoff_server".to_owned(),
+                crate_dir: PathBuf::from("crates/w05/handoff_server"),
+                student: student.clone(),
+                shown_as: "student/handoff_server".to_owned(),
+            }],
+        };
+        let output = "   4: handoff_server::server::tests::capped\n             at ./src/server/tests.rs:62:5\n\
+                      \x20  5: handoff_server::server::Core::submit\n             at ./src/server.rs:196:9\n\
+                      error: test failed, to rerun pass `-p handoff_server --bin handoff_server`\n\
+                      error: test failed, to rerun pass `-p eventloop --lib`\n";
+        let command = "cargo test -p handoff_server --bin handoff_server -- server::";
+        let rewritten = paths.rewrite_output(command, output);
+        // A server run from the workspace's root names its frames from there.
+        let frame = paths.rewrite("at ./crates/w05/handoff_server/src/server.rs:10:1");
+        std::fs::remove_dir_all(&student).unwrap();
+        // The tests are the course's own, from the reference; the code is the student's.
+        assert!(
+            rewritten.contains("at ./crates/w05/handoff_server/src/server/tests.rs:62:5"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains("at ./student/handoff_server/src/server.rs:196:9"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains(
+                "to rerun on your copy: `cd student/handoff_server && cargo test -p handoff_server --bin handoff_server`"
+            ),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains("to rerun pass `-p eventloop --lib`"),
+            "{rewritten}"
+        );
+        assert_eq!(frame, "at ./student/handoff_server/src/server.rs:10:1");
     }
 
     #[test]
