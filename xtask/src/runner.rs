@@ -175,6 +175,106 @@ impl StudentCopy {
     }
 }
 
+impl StudentPaths {
+    /// Whether `location` (a compiler message's `--> FILE:LINE:COL`, already rewritten) is in
+    /// one of the student's copies.
+    fn is_students(&self, location: &str) -> bool {
+        let location = location.strip_prefix("./").unwrap_or(location);
+        self.copies.iter().any(|copy| {
+            location
+                .strip_prefix(copy.shown_as.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// `text` (rewritten) with the compiler warnings of files the student does not own left
+    /// out, and a line that says how many were.
+    pub(crate) fn own_warnings_only(&self, text: &str) -> String {
+        let mut own = OwnWarnings::default();
+        let mut lines: Vec<String> = text.lines().flat_map(|line| own.line(self, line)).collect();
+        lines.extend(own.finish(self));
+        lines.extend(own.note());
+        let mut out = lines.join("\n");
+        if text.ends_with('\n') {
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Keeps a graded copy's compiler warnings to the student's own files: a warning located in a
+/// file the student does not own (a reference crate's, a test's) is the course's business, not
+/// the student's, and is left out and counted, as is cargo's summary line for a crate that is
+/// not the student's. Lines come one at a time, already named by the student's paths.
+#[derive(Debug, Default)]
+struct OwnWarnings {
+    /// The lines of the warning being read, until its end shows where it is.
+    block: Vec<String>,
+    /// Warnings left out so far.
+    left_out: usize,
+}
+
+impl OwnWarnings {
+    /// Takes one line and returns the lines to show now.
+    fn line(&mut self, paths: &StudentPaths, line: &str) -> Vec<String> {
+        // A diagnostic's lines after its first are indented or numbered source lines, or its
+        // `help:` and `note:`; cargo's status lines (`   Compiling x`) are indented too, but
+        // start with a capital.
+        let trimmed = line.trim_start();
+        let status =
+            trimmed.len() < line.len() && trimmed.starts_with(|c: char| c.is_ascii_uppercase());
+        let continues = !status
+            && (line.is_empty()
+                || line.starts_with(|c: char| c == ' ' || c.is_ascii_digit())
+                || line.starts_with("help:")
+                || line.starts_with("note:"));
+        if !self.block.is_empty() && continues {
+            self.block.push(line.to_owned());
+            return Vec::new();
+        }
+        let mut shown = self.finish(paths);
+        match line.strip_prefix("warning: `") {
+            // `warning: `eventloop` (lib) generated 2 warnings`: shown for the student's crates.
+            Some(summary) if summary.contains(" generated ") => {
+                let krate = summary.split('`').next().unwrap_or_default();
+                if paths.copies.iter().any(|copy| copy.krate == krate) {
+                    shown.push(line.to_owned());
+                }
+            }
+            _ if line.starts_with("warning:") => self.block.push(line.to_owned()),
+            _ => shown.push(line.to_owned()),
+        }
+        shown
+    }
+
+    /// Ends the warning being read: its lines if it is the student's (or says nowhere where it
+    /// is), else nothing.
+    fn finish(&mut self, paths: &StudentPaths) -> Vec<String> {
+        let block = std::mem::take(&mut self.block);
+        let location = block
+            .iter()
+            .find_map(|line| line.trim_start().strip_prefix("--> "));
+        match location {
+            Some(location) if !paths.is_students(location) => {
+                self.left_out += 1;
+                Vec::new()
+            }
+            _ => block,
+        }
+    }
+
+    /// The line that says how many warnings were left out, if any were.
+    fn note(&self) -> Option<String> {
+        (self.left_out > 0).then(|| {
+            format!(
+                "({} compiler warning(s) in files that are not yours left out: the reference's \
+                 code and the course's tests)",
+                self.left_out
+            )
+        })
+    }
+}
+
 /// `PATH` with the release target folder first.
 fn path_env(options: &RunOptions) -> OsString {
     let mut paths = vec![options.target_dir.join("release")];
@@ -443,7 +543,7 @@ fn student_view(mut result: StepResult, paths: &StudentPaths) -> StepResult {
         check.detail = check
             .detail
             .as_deref()
-            .map(|text| paths.rewrite_output(&command, text));
+            .map(|text| paths.own_warnings_only(&paths.rewrite_output(&command, text)));
     }
     result.message = result.message.as_deref().map(|text| paths.rewrite(text));
     result
@@ -1076,8 +1176,16 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
     let mut checks = Vec::new();
     // Cargo's own lines (`Compiling task_queue ...`) are shown as they come, so a long first
     // build is visibly at work.
+    // A student sees the warnings of their own files only (see `OwnWarnings`).
+    let own_warnings = std::sync::Mutex::new(OwnWarnings::default());
     let show_line = |line: &str| match &options.student_paths {
-        Some(paths) => printer.build_output(&paths.rewrite(line)),
+        Some(paths) => {
+            let shown = own_warnings
+                .lock()
+                .map(|mut own| own.line(paths, &paths.rewrite(line)))
+                .unwrap_or_default();
+            shown.iter().for_each(|line| printer.build_output(line));
+        }
         None => printer.build_output(line),
     };
     let relay: Option<Relay<'_>> = printer.prints().then_some(&show_line);
@@ -1106,6 +1214,11 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
         checks.push(check);
         if failed {
             break;
+        }
+    }
+    if let (Some(paths), Ok(mut own)) = (&options.student_paths, own_warnings.lock()) {
+        for line in own.finish(paths).iter().chain(own.note().iter()) {
+            printer.build_output(line);
         }
     }
     let outcome = Outcome::from_checks(checks);
@@ -1259,6 +1372,39 @@ mod tests {
             "{rewritten}"
         );
         assert_eq!(frame, "at ./student/handoff_server/src/server.rs:10:1");
+    }
+
+    #[test]
+    fn only_the_students_own_files_warnings_are_shown() {
+        let paths = StudentPaths {
+            scratch: PathBuf::from("/tmp/scratch"),
+            copies: vec![StudentCopy {
+                krate: "task_queue".to_owned(),
+                crate_dir: PathBuf::from("crates/w05/task_queue"),
+                student: PathBuf::from("/nowhere"),
+                shown_as: "student/task_queue".to_owned(),
+            }],
+        };
+        let build = "   Compiling eventloop v0.1.0\n\
+                     warning: function `helper` is never used\n  --> crates/w04/eventloop/src/sys.rs:9:4\n   |\n\
+                     9 | fn helper() {}\n   |    ^^^^^^\n\
+                     help: remove it\n\n\
+                     \x20  Compiling task_queue v0.1.0\n\
+                     warning: `eventloop` (lib) generated 1 warning\n\
+                     warning: unused variable: `x`\n  --> student/task_queue/src/lib.rs:3:9\n   |\n\
+                     warning: `task_queue` (lib) generated 1 warning\n\
+                     \x20   Finished `dev` profile\n";
+        let shown = paths.own_warnings_only(build);
+        assert_eq!(
+            shown,
+            "   Compiling eventloop v0.1.0\n\
+             \x20  Compiling task_queue v0.1.0\n\
+             warning: unused variable: `x`\n  --> student/task_queue/src/lib.rs:3:9\n   |\n\
+             warning: `task_queue` (lib) generated 1 warning\n\
+             \x20   Finished `dev` profile\n\
+             (1 compiler warning(s) in files that are not yours left out: the reference's code and \
+             the course's tests)\n"
+        );
     }
 
     #[test]
