@@ -116,12 +116,20 @@ pub(crate) fn options_for(
             overlay.display(),
             lesson.front.id
         );
-        let scratch = student::prepare_scratch(root, lesson, &overlay)?;
+        let overlays = student::overlays(root, lesson)?;
+        let scratch = student::prepare_scratch(root, &overlays)?;
+        let copies = overlays
+            .into_iter()
+            .map(|overlay| runner::StudentCopy {
+                shown_as: shown(root, &overlay.dir),
+                krate: overlay.krate,
+                crate_dir: overlay.crate_dir,
+                student: overlay.dir,
+            })
+            .collect();
         let paths = runner::StudentPaths {
             scratch: scratch.clone(),
-            crate_dir: crate::workspace::crate_dir(root, &lesson.front.krate)?,
-            shown_as: shown(root, &overlay),
-            student: overlay,
+            copies,
         };
         (scratch, student::scratch_target(root), Some(paths))
     } else {
@@ -139,6 +147,20 @@ pub(crate) fn options_for(
         build: true,
         student_paths,
     })
+}
+
+/// Which crates of a graded run are the student's: "your crates: task_queue, handoff_server;
+/// the rest is the reference".
+pub(crate) fn your_crates(paths: &runner::StudentPaths) -> String {
+    let names: Vec<&str> = paths
+        .copies
+        .iter()
+        .map(|copy| copy.krate.as_str())
+        .collect();
+    format!(
+        "your crates: {}; the rest is the reference",
+        names.join(", ")
+    )
 }
 
 /// The lesson a command without an id means: the one started lesson. None started, or several,
@@ -222,10 +244,11 @@ pub fn lesson_command(id: &str, run: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let graded_student = grades_student_copy(&root, &lesson, run);
     let options = options_for(&root, &lesson, run, graded_student)?;
-    if graded_student {
+    if let Some(paths) = options.student_paths.as_ref().filter(|_| graded_student) {
         eprintln!(
-            "grading your code in student/{} (use --reference for the reference)",
-            lesson.front.starter
+            "grading your code in student/{} (use --reference for the reference); {}",
+            lesson.front.starter,
+            your_crates(paths)
         );
     } else if run.server.is_none() {
         // Without this line a student who forgot `start` reads the reference's PASS as theirs.
@@ -386,6 +409,11 @@ pub fn start_command(id: &str) -> anyhow::Result<ExitCode> {
         "{} {verb}: your code is in {}",
         lesson.front.id,
         shown(&root, &dir)
+    ));
+    report::outln(&format!(
+        "student/ is a Cargo workspace of your copies: open it in your editor; \
+         `cd student && cargo test -p {}` runs the crate's own tests on your copy",
+        lesson.front.krate
     ));
     report::outln(&format!(
         "read {} and run `cargo xtask lesson {}` to check your work (`cargo xtask stop {}` \

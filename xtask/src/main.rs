@@ -78,6 +78,8 @@ enum Command {
         run: commands::RunArgs,
     },
     /// Starts a lesson: copies its starter to `student/<crate>/`, where you write your code.
+    /// `student/` is a Cargo workspace of your copies: open it in your editor, and run
+    /// `cargo test -p <crate>` there to test your copy.
     Start {
         /// The lesson id.
         id: String,

@@ -106,7 +106,14 @@ pub fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Resu
         };
         let starter = student::generated_dir(&root).join(&generated.name);
         generated.write_to(&starter)?;
-        let scratch = student::prepare_scratch(&root, &lesson, &starter)?;
+        // The starter alone over its crate: the check is about this starter, not about the
+        // student's copies of the crates below it.
+        let overlay = student::Overlay {
+            krate: lesson.front.krate.clone(),
+            crate_dir: crate::workspace::crate_dir(&root, &lesson.front.krate)?,
+            dir: starter,
+        };
+        let scratch = student::prepare_scratch(&root, &[overlay])?;
         // A starter that does not compile would also "fail its lesson", for the wrong reason:
         // the point is that it compiles against the reference's tests and then fails them.
         if let Err(error) = starter_compiles(

@@ -212,8 +212,9 @@ impl Printer {
         }
     }
 
-    /// The Done-when items and the lesson's verdict.
-    pub(crate) fn lesson_footer(&self, result: &LessonResult, log_dir: &Path) {
+    /// The Done-when items and the lesson's verdict, with the folder of the run's logs when it
+    /// wrote any.
+    pub(crate) fn lesson_footer(&self, result: &LessonResult, log_dir: Option<&Path>) {
         if !self.enabled() || crate::process::interrupted() {
             return;
         }
@@ -246,14 +247,14 @@ impl Printer {
         } else {
             String::new()
         };
+        let logs = log_dir.map_or_else(String::new, |dir| format!(" (logs: {})", dir.display()));
         self.line(&format!(
-            "  {} {}: {}/{} steps passed in {:.1}s{build} (logs: {})",
+            "  {} {}: {}/{} steps passed in {:.1}s{build}{logs}",
             self.paint(result.status, result.status.word()),
             result.id,
             result.points,
             result.max_points,
             result.duration_ms.saturating_sub(build_ms) as f64 / 1000.0,
-            log_dir.display()
         ));
     }
 }

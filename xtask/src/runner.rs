@@ -48,13 +48,23 @@ pub struct RunOptions {
     pub student_paths: Option<StudentPaths>,
 }
 
-/// Where a graded student copy's files are, so reports name `student/<crate>/src/lib.rs` (the
-/// file the student edits) rather than the scratch workspace's copy of it, or the reference's
-/// path `crates/...`, whose line numbers belong to other code.
+/// Where a graded student's copies are, so reports name `student/<crate>/src/lib.rs` (the file
+/// the student edits) rather than the scratch workspace's copy of it, or the reference's path
+/// `crates/...`, whose line numbers belong to other code.
 #[derive(Debug, Clone)]
 pub struct StudentPaths {
-    /// The scratch workspace the copy is graded in.
+    /// The scratch workspace the copies are graded in.
     pub scratch: PathBuf,
+    /// Every crate whose files the student's copies replace in the scratch workspace: the graded
+    /// lesson's, then the student's copies of the crates it builds on.
+    pub copies: Vec<StudentCopy>,
+}
+
+/// One crate of the student's, laid over the reference's folder in the scratch workspace.
+#[derive(Debug, Clone)]
+pub struct StudentCopy {
+    /// The crate's package name (`task_queue`).
+    pub krate: String,
     /// The crate's folder relative to the workspace root (`crates/w05/task_queue`).
     pub crate_dir: PathBuf,
     /// The student's copy (`<root>/student/task_queue`).
@@ -64,21 +74,87 @@ pub struct StudentPaths {
 }
 
 impl StudentPaths {
-    /// Rewrites the paths in compiler errors, panic messages and test output: a file of the
-    /// crate that the student's copy holds is named by its path there, and the crate's folder by
-    /// the copy's; any other file keeps the workspace path it has in the reference (the scratch
+    /// Rewrites the paths in compiler errors, panic messages and test output: a file of a crate
+    /// that a student's copy holds is named by its path there, and the crate's folder by the
+    /// copy's; any other file keeps the workspace path it has in the reference (the scratch
     /// workspace's copy is identical).
     pub(crate) fn rewrite(&self, text: &str) -> String {
         let mut scratch = self.scratch.display().to_string();
         scratch.push('/');
         let text = text.replace(&scratch, "");
+        let text = self.rewrite_rerun_hints(&text);
+        self.copies
+            .iter()
+            .fold(text, |text, copy| copy.rewrite(&text))
+    }
+
+    /// [`Self::rewrite`] for the output of `command`: a test binary of `cargo test -p CRATE`
+    /// runs in its crate's folder, so its backtrace frames name files relative to it
+    /// (`./src/server/tests.rs`); when CRATE is one of the student's, those are anchored to the
+    /// crate's folder first and then named like every other path.
+    pub(crate) fn rewrite_output(&self, command: &str, text: &str) -> String {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let tested = words
+            .windows(2)
+            .find(|pair| pair[0] == "-p" || pair[0] == "--package")
+            .and_then(|pair| self.copies.iter().find(|copy| copy.krate == pair[1]));
+        match tested {
+            Some(copy) if command.contains("cargo test") => {
+                let anchored = format!("at ./{}/", copy.crate_dir.display());
+                let text = text
+                    .replace("at ./src/", &format!("{anchored}src/"))
+                    .replace("at ./tests/", &format!("{anchored}tests/"));
+                self.rewrite(&text)
+            }
+            _ => self.rewrite(text),
+        }
+    }
+
+    /// Cargo's "to rerun pass `-p CRATE ...`" names arguments for the workspace it ran in, the
+    /// scratch copy; for one of the student's crates it becomes the command that reruns the
+    /// tests on the student's copy.
+    fn rewrite_rerun_hints(&self, text: &str) -> String {
+        const HINT: &str = "to rerun pass `";
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(HINT) {
+            let after = &rest[at + HINT.len()..];
+            let Some(end) = after.find('`') else { break };
+            let args = &after[..end];
+            let copy = self.copies.iter().find(|copy| {
+                args.strip_prefix("-p ")
+                    .and_then(|args| args.strip_prefix(copy.krate.as_str()))
+                    .is_some_and(|tail| tail.is_empty() || tail.starts_with(' '))
+            });
+            out.push_str(&rest[..at]);
+            match copy {
+                Some(copy) => out.push_str(&format!(
+                    "to rerun on your copy: `cd {} && cargo test {args}`",
+                    copy.shown_as
+                )),
+                None => out.push_str(&rest[at..at + HINT.len() + end + 1]),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+impl StudentCopy {
+    /// Names this crate's files by the copy's paths where the copy holds them.
+    fn rewrite(&self, text: &str) -> String {
         let crate_dir = self.crate_dir.display().to_string();
         let is_path_byte =
             |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-');
         let mut out = String::with_capacity(text.len());
-        let mut rest = text.as_str();
+        let mut rest = text;
         while let Some(at) = rest.find(&crate_dir) {
-            let starts_a_path = at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
+            // A path starts after a byte no path has, or after `./` that does (a backtrace
+            // frame's `./crates/...`, relative to the folder the program ran in).
+            let starts_after = |at: usize| at == 0 || !is_path_byte(rest.as_bytes()[at - 1]);
+            let starts_a_path =
+                starts_after(at) || (rest[..at].ends_with("./") && starts_after(at - 2));
             let after = &rest[at + crate_dir.len()..];
             let path_len = after.bytes().take_while(|&b| is_path_byte(b)).count();
             // `""` for the folder itself, `/src/lib.rs` for a file in it.
@@ -86,7 +162,10 @@ impl StudentPaths {
             let students = match inside.strip_prefix('/') {
                 _ if !starts_a_path => false,
                 None => inside.is_empty(),
-                Some(file) => !file.is_empty() && self.student.join(file).is_file(),
+                Some(file) => {
+                    crate::student::graded_from_copy(Path::new(file))
+                        && self.student.join(file).is_file()
+                }
             };
             out.push_str(&rest[..at]);
             out.push_str(if students { &self.shown_as } else { &crate_dir });
@@ -95,6 +174,106 @@ impl StudentPaths {
         }
         out.push_str(rest);
         out
+    }
+}
+
+impl StudentPaths {
+    /// Whether `location` (a compiler message's `--> FILE:LINE:COL`, already rewritten) is in
+    /// one of the student's copies.
+    fn is_students(&self, location: &str) -> bool {
+        let location = location.strip_prefix("./").unwrap_or(location);
+        self.copies.iter().any(|copy| {
+            location
+                .strip_prefix(copy.shown_as.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// `text` (rewritten) with the compiler warnings of files the student does not own left
+    /// out, and a line that says how many were.
+    pub(crate) fn own_warnings_only(&self, text: &str) -> String {
+        let mut own = OwnWarnings::default();
+        let mut lines: Vec<String> = text.lines().flat_map(|line| own.line(self, line)).collect();
+        lines.extend(own.finish(self));
+        lines.extend(own.note());
+        let mut out = lines.join("\n");
+        if text.ends_with('\n') {
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Keeps a graded copy's compiler warnings to the student's own files: a warning located in a
+/// file the student does not own (a reference crate's, a test's) is the course's business, not
+/// the student's, and is left out and counted, as is cargo's summary line for a crate that is
+/// not the student's. Lines come one at a time, already named by the student's paths.
+#[derive(Debug, Default)]
+struct OwnWarnings {
+    /// The lines of the warning being read, until its end shows where it is.
+    block: Vec<String>,
+    /// Warnings left out so far.
+    left_out: usize,
+}
+
+impl OwnWarnings {
+    /// Takes one line and returns the lines to show now.
+    fn line(&mut self, paths: &StudentPaths, line: &str) -> Vec<String> {
+        // A diagnostic's lines after its first are indented or numbered source lines, or its
+        // `help:` and `note:`; cargo's status lines (`   Compiling x`) are indented too, but
+        // start with a capital.
+        let trimmed = line.trim_start();
+        let status =
+            trimmed.len() < line.len() && trimmed.starts_with(|c: char| c.is_ascii_uppercase());
+        let continues = !status
+            && (line.is_empty()
+                || line.starts_with(|c: char| c == ' ' || c.is_ascii_digit())
+                || line.starts_with("help:")
+                || line.starts_with("note:"));
+        if !self.block.is_empty() && continues {
+            self.block.push(line.to_owned());
+            return Vec::new();
+        }
+        let mut shown = self.finish(paths);
+        match line.strip_prefix("warning: `") {
+            // `warning: `eventloop` (lib) generated 2 warnings`: shown for the student's crates.
+            Some(summary) if summary.contains(" generated ") => {
+                let krate = summary.split('`').next().unwrap_or_default();
+                if paths.copies.iter().any(|copy| copy.krate == krate) {
+                    shown.push(line.to_owned());
+                }
+            }
+            _ if line.starts_with("warning:") => self.block.push(line.to_owned()),
+            _ => shown.push(line.to_owned()),
+        }
+        shown
+    }
+
+    /// Ends the warning being read: its lines if it is the student's (or says nowhere where it
+    /// is), else nothing.
+    fn finish(&mut self, paths: &StudentPaths) -> Vec<String> {
+        let block = std::mem::take(&mut self.block);
+        let location = block
+            .iter()
+            .find_map(|line| line.trim_start().strip_prefix("--> "));
+        match location {
+            Some(location) if !paths.is_students(location) => {
+                self.left_out += 1;
+                Vec::new()
+            }
+            _ => block,
+        }
+    }
+
+    /// The line that says how many warnings were left out, if any were.
+    fn note(&self) -> Option<String> {
+        (self.left_out > 0).then(|| {
+            format!(
+                "({} compiler warning(s) in files that are not yours left out: the reference's \
+                 code and the course's tests)",
+                self.left_out
+            )
+        })
     }
 }
 
@@ -130,6 +309,7 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
 
     let log_dir = options.log_dir.join(&lesson.front.id);
     let _ = std::fs::create_dir_all(&log_dir);
+    clear_logs(&log_dir);
     let mut lesson_run = LessonRun::default();
     lesson_run.data_dir = fresh_data_dir(&log_dir);
     for step in &lesson.steps {
@@ -172,8 +352,28 @@ pub fn run_lesson(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> L
         steps,
         done_when,
     };
-    printer.lesson_footer(&result, &log_dir);
+    printer.lesson_footer(&result, holds_logs(&log_dir).then_some(log_dir.as_path()));
     result
+}
+
+/// Removes the logs and traces an earlier run of the lesson left (the files at the top of its
+/// folder), so the folder the report names holds this run's and no other.
+fn clear_logs(log_dir: &Path) {
+    for entry in std::fs::read_dir(log_dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the run wrote a log or a trace: a lesson without servers or traces writes none, and
+/// its report names no folder.
+fn holds_logs(log_dir: &Path) -> bool {
+    std::fs::read_dir(log_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
 }
 
 /// The results of a lesson's steps so far, each printed as it is added, and whether one has
@@ -339,8 +539,13 @@ fn waited_for(client: &StepResult) -> Outcome {
 /// A step's result with every file path in its text named as the student sees it.
 fn student_view(mut result: StepResult, paths: &StudentPaths) -> StepResult {
     for check in &mut result.checks {
+        // A check of a command is named `$ COMMAND`, and its detail is the command's output.
+        let command = check.name.strip_prefix("$ ").unwrap_or("").to_owned();
         check.name = paths.rewrite(&check.name);
-        check.detail = check.detail.as_deref().map(|text| paths.rewrite(text));
+        check.detail = check
+            .detail
+            .as_deref()
+            .map(|text| paths.own_warnings_only(&paths.rewrite_output(&command, text)));
     }
     result.message = result.message.as_deref().map(|text| paths.rewrite(text));
     result
@@ -976,8 +1181,16 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
     let mut checks = Vec::new();
     // Cargo's own lines (`Compiling task_queue ...`) are shown as they come, so a long first
     // build is visibly at work.
+    // A student sees the warnings of their own files only (see `OwnWarnings`).
+    let own_warnings = std::sync::Mutex::new(OwnWarnings::default());
     let show_line = |line: &str| match &options.student_paths {
-        Some(paths) => printer.build_output(&paths.rewrite(line)),
+        Some(paths) => {
+            let shown = own_warnings
+                .lock()
+                .map(|mut own| own.line(paths, &paths.rewrite(line)))
+                .unwrap_or_default();
+            shown.iter().for_each(|line| printer.build_output(line));
+        }
         None => printer.build_output(line),
     };
     let relay: Option<Relay<'_>> = printer.prints().then_some(&show_line);
@@ -1006,6 +1219,11 @@ fn build(lesson: &Lesson, options: &RunOptions, printer: &Printer) -> StepResult
         checks.push(check);
         if failed {
             break;
+        }
+    }
+    if let (Some(paths), Ok(mut own)) = (&options.student_paths, own_warnings.lock()) {
+        for line in own.finish(paths).iter().chain(own.note().iter()) {
+            printer.build_output(line);
         }
     }
     let outcome = Outcome::from_checks(checks);
@@ -1101,9 +1319,12 @@ mod tests {
         let scratch = PathBuf::from("/tmp/target/xtask/scratch/workspace");
         let paths = StudentPaths {
             scratch: scratch.clone(),
-            crate_dir: PathBuf::from("crates/w05/task_queue"),
-            student: student.clone(),
-            shown_as: "student/task_queue".to_owned(),
+            copies: vec![StudentCopy {
+                krate: "task_queue".to_owned(),
+                crate_dir: PathBuf::from("crates/w05/task_queue"),
+                student: student.clone(),
+                shown_as: "student/task_queue".to_owned(),
+            }],
         };
         let text = format!(
             "Compiling task_queue v0.1.0 ({}/crates/w05/task_queue)\n\
@@ -1121,6 +1342,86 @@ mod tests {
              error[E0308]: x\n --> student/task_queue/src/lib.rs:7:5\n at crates/w05/task_queue/src/main.rs:1 \
              and notcrates/w05/task_queue/src/lib.rs and crates/w04/eventloop/src/lib.rs:2 \
              and crates/w05/task_queue_extra/src/lib.rs"
+        );
+    }
+
+    #[test]
+    fn rerun_hints_and_backtrace_frames_name_the_students_copy() {
+        let student =
+            std::env::temp_dir().join(format!("xtask-student-frames-{}", std::process::id()));
+        std::fs::create_dir_all(student.join("src/server")).unwrap();
+        std::fs::write(student.join("src/server.rs"), "").unwrap();
+        std::fs::write(student.join("src/server/tests.rs"), "").unwrap();
+        let paths = StudentPaths {
+            scratch: PathBuf::from("/tmp/target/xtask/scratch/workspace"),
+            copies: vec![StudentCopy {
+                krate: "handoff_server".to_owned(),
+                crate_dir: PathBuf::from("crates/w05/handoff_server"),
+                student: student.clone(),
+                shown_as: "student/handoff_server".to_owned(),
+            }],
+        };
+        let output = "   4: handoff_server::server::tests::capped\n             at ./src/server/tests.rs:62:5\n\
+                      \x20  5: handoff_server::server::Core::submit\n             at ./src/server.rs:196:9\n\
+                      error: test failed, to rerun pass `-p handoff_server --bin handoff_server`\n\
+                      error: test failed, to rerun pass `-p eventloop --lib`\n";
+        let command = "cargo test -p handoff_server --bin handoff_server -- server::";
+        let rewritten = paths.rewrite_output(command, output);
+        // A server run from the workspace's root names its frames from there.
+        let frame = paths.rewrite("at ./crates/w05/handoff_server/src/server.rs:10:1");
+        std::fs::remove_dir_all(&student).unwrap();
+        // The tests are the course's own, from the reference; the code is the student's.
+        assert!(
+            rewritten.contains("at ./crates/w05/handoff_server/src/server/tests.rs:62:5"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains("at ./student/handoff_server/src/server.rs:196:9"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains(
+                "to rerun on your copy: `cd student/handoff_server && cargo test -p handoff_server --bin handoff_server`"
+            ),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains("to rerun pass `-p eventloop --lib`"),
+            "{rewritten}"
+        );
+        assert_eq!(frame, "at ./student/handoff_server/src/server.rs:10:1");
+    }
+
+    #[test]
+    fn only_the_students_own_files_warnings_are_shown() {
+        let paths = StudentPaths {
+            scratch: PathBuf::from("/tmp/scratch"),
+            copies: vec![StudentCopy {
+                krate: "task_queue".to_owned(),
+                crate_dir: PathBuf::from("crates/w05/task_queue"),
+                student: PathBuf::from("/nowhere"),
+                shown_as: "student/task_queue".to_owned(),
+            }],
+        };
+        let build = "   Compiling eventloop v0.1.0\n\
+                     warning: function `helper` is never used\n  --> crates/w04/eventloop/src/sys.rs:9:4\n   |\n\
+                     9 | fn helper() {}\n   |    ^^^^^^\n\
+                     help: remove it\n\n\
+                     \x20  Compiling task_queue v0.1.0\n\
+                     warning: `eventloop` (lib) generated 1 warning\n\
+                     warning: unused variable: `x`\n  --> student/task_queue/src/lib.rs:3:9\n   |\n\
+                     warning: `task_queue` (lib) generated 1 warning\n\
+                     \x20   Finished `dev` profile\n";
+        let shown = paths.own_warnings_only(build);
+        assert_eq!(
+            shown,
+            "   Compiling eventloop v0.1.0\n\
+             \x20  Compiling task_queue v0.1.0\n\
+             warning: unused variable: `x`\n  --> student/task_queue/src/lib.rs:3:9\n   |\n\
+             warning: `task_queue` (lib) generated 1 warning\n\
+             \x20   Finished `dev` profile\n\
+             (1 compiler warning(s) in files that are not yours left out: the reference's code and \
+             the course's tests)\n"
         );
     }
 

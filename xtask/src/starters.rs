@@ -583,6 +583,9 @@ pub(crate) fn for_lesson(root: &Path, lesson: &Lesson) -> anyhow::Result<Starter
 }
 
 #[cfg(test)]
+mod unit_test_coverage;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

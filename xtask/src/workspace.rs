@@ -105,3 +105,35 @@ pub fn crate_dir(root: &Path, krate: &str) -> anyhow::Result<PathBuf> {
         .map(|(_, dir)| dir)
         .with_context(|| format!("no workspace package is named `{krate}`"))
 }
+
+/// The workspace packages `krate` builds on, directly or through others (normal, build and
+/// dev-dependencies alike), by name; `krate` itself is not among them.
+pub fn path_dependencies(root: &Path, krate: &str) -> anyhow::Result<Vec<String>> {
+    let metadata = cargo_metadata(root)?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let direct = |name: &str| -> Vec<String> {
+        packages
+            .iter()
+            .filter(|package| package["name"].as_str() == Some(name))
+            .flat_map(|package| {
+                package["dependencies"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|dependency| dependency["path"].is_string())
+            .filter_map(|dependency| dependency["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut found: Vec<String> = Vec::new();
+    let mut to_visit = direct(krate);
+    // Bounded by the number of packages: each is visited once.
+    while let Some(name) = to_visit.pop() {
+        if name == krate || found.contains(&name) {
+            continue;
+        }
+        to_visit.extend(direct(&name));
+        found.push(name);
+    }
+    Ok(found)
+}

@@ -552,6 +552,35 @@ fn run_local_lesson_as(
 }
 
 #[test]
+fn a_run_that_writes_no_log_names_no_logs_folder_and_keeps_no_earlier_ones() {
+    let lesson = xtask::lesson::parse::parse_lesson(RUN_STEPS_LESSON, Path::new("run.md")).unwrap();
+    let scratch = std::env::temp_dir().join(format!("xtask-no-logs-{}", std::process::id()));
+    let logs = scratch.join("logs");
+    // A log an earlier run left is not this run's.
+    std::fs::create_dir_all(logs.join("w09-l01")).unwrap();
+    std::fs::write(logs.join("w09-l01/main.log"), "an earlier run").unwrap();
+    let options = RunOptions {
+        root: scratch.clone(),
+        target_dir: scratch.join("target"),
+        log_dir: logs.clone(),
+        server: None,
+        invocation_dir: scratch.clone(),
+        keep_going: true,
+        verbose: false,
+        build: true,
+        student_paths: None,
+    };
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    runner::run_lesson(&lesson, &options, &Printer::to_buffer(printed.clone()));
+    let stale = logs.join("w09-l01/main.log").exists();
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let printed = printed.lock().unwrap().clone();
+    assert!(printed.contains("w09-l01: 3/4 steps passed"), "{printed}");
+    assert!(!printed.contains("(logs:"), "{printed}");
+    assert!(!stale, "the earlier run's log is removed");
+}
+
+#[test]
 fn keep_going_runs_the_steps_after_a_failure() {
     let result = run_local_lesson(RUN_STEPS_LESSON, true);
     let never = result.steps.iter().find(|s| s.name == "never").unwrap();
@@ -643,9 +672,12 @@ fn a_student_panic_names_the_students_file() {
     std::fs::write(student.join("src/lib.rs"), "//! the student's code\n").unwrap();
     let paths = runner::StudentPaths {
         scratch: std::env::temp_dir().join("no-such-scratch"),
-        crate_dir: PathBuf::from("crates/w05/task_queue"),
-        student: student.clone(),
-        shown_as: "student/task_queue".to_owned(),
+        copies: vec![runner::StudentCopy {
+            krate: "task_queue".to_owned(),
+            crate_dir: PathBuf::from("crates/w05/task_queue"),
+            student: student.clone(),
+            shown_as: "student/task_queue".to_owned(),
+        }],
     };
     let result = run_local_lesson_as(PANIC_LESSON, false, Some(paths));
     std::fs::remove_dir_all(&student).unwrap();

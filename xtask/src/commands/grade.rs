@@ -1,7 +1,9 @@
 //! `cargo xtask grade`: every lesson (or one week) graded, with a results file and a report in
 //! the format asked for.
 
-use super::{RunArgs, check_week, exit_code, foreign_skip_reason, options_for, usage_error};
+use super::{
+    RunArgs, check_week, exit_code, foreign_skip_reason, options_for, usage_error, your_crates,
+};
 use crate::lesson::{self, Lesson};
 use crate::progress::Progress;
 use crate::quiz;
@@ -124,17 +126,19 @@ fn grade_lessons(
             ));
             continue;
         }
-        if student {
-            eprintln!(
-                "{}: grading your code in student/{}",
-                lesson.front.id, lesson.front.starter
-            );
-        }
         for round in 1..=repeat {
             if repeat > 1 {
                 eprintln!("\n{}: run {round} of {repeat}", lesson.front.id);
             }
             let options = options_for(root, lesson, run, student)?;
+            if let Some(paths) = options.student_paths.as_ref().filter(|_| round == 1) {
+                eprintln!(
+                    "{}: grading your code in student/{}; {}",
+                    lesson.front.id,
+                    lesson.front.starter,
+                    your_crates(paths)
+                );
+            }
             let result = runner::run_lesson(lesson, &options, printer);
             let passed = matches!(result.status, Status::Pass | Status::Skipped);
             if !passed || round == repeat {
