@@ -566,6 +566,7 @@ fn a_run_that_writes_no_log_names_no_logs_folder_and_keeps_no_earlier_ones() {
         server: None,
         invocation_dir: scratch.clone(),
         keep_going: true,
+        quick: true,
         verbose: false,
         build: true,
         student_paths: None,
