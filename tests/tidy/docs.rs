@@ -152,13 +152,15 @@ fn as_path<'a>(span: &'a str, prefixes: &[&str]) -> Option<&'a str> {
     Some(path.trim_end_matches('/'))
 }
 
-/// The package names a command span names with `-p NAME` or `--package NAME`.
+/// The package names a command span names with `-p NAME` or `--package NAME`; a placeholder
+/// (`-p <crate>`) names no package in particular.
 fn packages_in(span: &str) -> Vec<&str> {
     let words: Vec<&str> = span.split_whitespace().collect();
     words
         .windows(2)
         .filter(|pair| pair[0] == "-p" || pair[0] == "--package")
         .map(|pair| pair[1])
+        .filter(|name| !name.starts_with('<'))
         .collect()
 }
 
