@@ -35,15 +35,7 @@ fn fixture() -> PathBuf {
 
 /// An example of this package, built by `cargo test`.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile folder")
-        .join("examples")
-        .join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    test_support::example_path(name)
 }
 
 #[test]

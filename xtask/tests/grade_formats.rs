@@ -10,7 +10,7 @@
 use assert_cmd::Command;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,15 +22,7 @@ static RUNS: Mutex<()> = Mutex::new(());
 
 /// An example of this package, built by `cargo test`.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile folder")
-        .join("examples")
-        .join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    test_support::example_path(name)
 }
 
 /// What one grading run left: its stdout parsed, and its `grade.json`.

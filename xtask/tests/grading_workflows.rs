@@ -31,12 +31,7 @@ fn xtask() -> PathBuf {
 
 /// An example of this package, built by `cargo test`.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("profile folder")
-        .join("examples")
-        .join(name)
+    test_support::example_path(name)
 }
 
 /// A YAML mapping's string values (a job's `env:` or `variables:`).

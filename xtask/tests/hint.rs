@@ -9,7 +9,7 @@
 //! folder too; the reference run uses the built workspace, and only writes that lesson's result.
 
 use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A hang guard for one runner invocation; none of these takes more than a few seconds.
@@ -69,15 +69,7 @@ fn hint(scratch: &Scratch, args: &[&str]) -> String {
 
 /// An example of this package, built by `cargo test`.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile folder")
-        .join("examples")
-        .join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    test_support::example_path(name)
 }
 
 /// Words of stage 1 (the failed step and its row), of stage 2 (a row no failed step names) and

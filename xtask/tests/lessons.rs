@@ -33,15 +33,9 @@ fn fixture() -> PathBuf {
     example("broken_server")
 }
 
-/// An example of this package (`cargo test` builds them all).
+/// An example of this package, built by `cargo test`.
 fn example(name: &str) -> PathBuf {
-    let path = profile_dir().join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: cargo test builds it",
-        path.display()
-    );
-    path
+    test_support::example_path(name)
 }
 
 /// The real server, built once (debug, sharing this test build's dependencies).

@@ -9,7 +9,7 @@
 //! a temporary `CARGO_TARGET_DIR` and `COURSE_PROGRESS_FILE`.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -37,15 +37,7 @@ impl Drop for Scratch {
 
 /// An example of this package, built by `cargo test`.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile folder")
-        .join("examples")
-        .join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    test_support::example_path(name)
 }
 
 /// The server pid a step line names (`... is ready (0.01s) — pid 123, port 456`).

@@ -125,6 +125,25 @@ pub fn binary_path(name: &str) -> PathBuf {
     path
 }
 
+/// The path of an example of the package under test (`<target>/<profile>/examples/<name>`),
+/// which `cargo test` builds beside the test executables: the foreign-server fixtures a grader's
+/// tests start, for instance.
+pub fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the profile folder above the test executable's")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "the `{name}` example is missing at {}: `cargo test` builds the package's examples",
+        path.display()
+    );
+    path
+}
+
 /// Raises this test process's soft `RLIMIT_NOFILE` to its hard limit, once.
 ///
 /// Tests that open thousands of sockets need it, and servers started afterwards inherit it.
