@@ -296,36 +296,9 @@ fn show(value: &Result<f64, String>) -> String {
     }
 }
 
-/// The workspace root: three levels above this package (`crates/bench/harness`).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(3)
-        .map_or_else(|| PathBuf::from("."), Path::to_owned)
-}
-
-/// The cargo target folder, where the builds and results go: the workspace's
-/// `target_directory` as `cargo metadata` reports it (so `CARGO_TARGET_DIR` and `build.target-dir`
-/// in a cargo config are honoured), else `target/` under the workspace root.
-fn target_dir(root: &Path) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(root)
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .and_then(|output| serde_json::from_slice::<serde_json::Value>(&output.stdout).ok())
-        .and_then(|metadata| metadata["target_directory"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| root.join("target"))
-}
+// Where the workspace is and where its builds go, as the course runner finds them (its
+// `workspace` module honours `CARGO_TARGET_DIR` and `build.target-dir` through `cargo metadata`).
+use xtask::{target_dir, workspace_root};
 
 /// `cargo xtask bench` and the arguments it was given, for the report, prefixed by `nice -n N`
 /// when the benchmark runs at a changed priority (every server and loadgen inherit it).
