@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::{assert_none, relative, workspace_root};
+use crate::{assert_none, relative, workspace_files, workspace_root};
 
 /// The top folders a backticked repository path starts with.
 const TOP: &[&str] = &["crates/", "xtask/", "course/", "tests/", "fuzz/"];
@@ -22,28 +22,8 @@ const IN_CRATE: &[&str] = &["src/", "tests/", "benches/", "examples/"];
 /// ARCHITECTURE.md and every README.md of the workspace (the student's copy and build output
 /// left out).
 fn documents() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if path.is_dir() {
-                let skipped = matches!(name.as_ref(), "target" | ".git" | "student")
-                    || path.join("CACHEDIR.TAG").is_file();
-                if !skipped {
-                    walk(&path, out);
-                }
-            } else if name == "README.md" {
-                out.push(path);
-            }
-        }
-    }
-    let root = workspace_root();
-    let mut files = vec![root.join("ARCHITECTURE.md")];
-    walk(&root, &mut files);
+    let mut files = vec![workspace_root().join("ARCHITECTURE.md")];
+    files.extend(workspace_files(&[], |name| name == "README.md"));
     files.sort();
     files
 }

@@ -32,11 +32,11 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `.rs` file of the workspace that is compiled as part of it (`target/` is build output, as
-/// is any cargo target folder under another name, `CARGO_TARGET_DIR=build`: cargo marks each with
-/// a `CACHEDIR.TAG` file).
-fn rust_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file under the workspace root whose name `wanted` accepts, build output (`target/` and
+/// any folder cargo marked with `CACHEDIR.TAG`), `.git`, the student's copy and the folders named
+/// in `skipped` left out.
+fn workspace_files(skipped: &[&str], wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    fn walk(dir: &Path, skipped: &[&str], wanted: &dyn Fn(&str) -> bool, out: &mut Vec<PathBuf>) {
         let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
@@ -45,18 +45,27 @@ fn rust_files() -> Vec<PathBuf> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if path.is_dir() {
-                let skipped = matches!(name.as_ref(), "target" | ".git" | "course" | "student")
+                let left_out = matches!(name.as_ref(), "target" | ".git" | "student")
+                    || skipped.contains(&name.as_ref())
                     || path.join("CACHEDIR.TAG").is_file();
-                if !skipped {
-                    walk(&path, out);
+                if !left_out {
+                    walk(&path, skipped, wanted, out);
                 }
-            } else if name.ends_with(".rs") {
+            } else if wanted(&name) {
                 out.push(path);
             }
         }
     }
     let mut files = Vec::new();
-    walk(&workspace_root(), &mut files);
+    walk(&workspace_root(), skipped, &wanted, &mut files);
+    files
+}
+
+/// Every `.rs` file of the workspace that is compiled as part of it (`target/` is build output, as
+/// is any cargo target folder under another name, `CARGO_TARGET_DIR=build`: cargo marks each with
+/// a `CACHEDIR.TAG` file).
+fn rust_files() -> Vec<PathBuf> {
+    let mut files = workspace_files(&["course"], |name| name.ends_with(".rs"));
     files.sort();
     assert!(
         files.len() > 10,
