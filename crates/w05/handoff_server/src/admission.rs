@@ -30,7 +30,8 @@ pub(crate) struct GateLimits {
     pub(crate) max_queue_depth: Option<usize>,
 }
 
-/// The answers the overload controls give in a request's place (W06 L02–L04).
+/// The answers the overload controls give in a request's place: shedding (W06 L01–L02), the
+/// timeout (L03) and the retry budget (L04).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OverloadReply {
     /// `ERROR: overloaded, retry after <ms> ms`: shed by the gate.
