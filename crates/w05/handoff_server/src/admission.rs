@@ -217,6 +217,8 @@ impl DrainRate {
     }
 
     // starter: w06-l02 todo "Do 1: start a new window once this one is DRAIN_WINDOW old, a stale one counting as empty"
+    /// Moves on to a new window once the current one is [`DRAIN_WINDOW`] old: lazily, when a
+    /// result comes or an estimate is asked for, so the rate needs no timer.
     fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= DRAIN_WINDOW {
