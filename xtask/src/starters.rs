@@ -884,6 +884,37 @@ fn given() -> u8 {
     }
 
     #[test]
+    fn a_staged_starter_asks_only_for_the_later_lessons_bodies() {
+        let root = crate::workspace::workspace_root();
+        let lessons = crate::lesson::discover(&root).unwrap();
+        let find = |id: &str| lessons.iter().find(|l| l.front.id == id).unwrap();
+        // W10 L01 shares the `wal` starter with L02, L03 and L05: its staged starter has their
+        // bodies to write and its own written.
+        let staged = staged_for(&root, &lessons, find("w10-l01"))
+            .unwrap()
+            .unwrap();
+        let text: String = staged.files.values().cloned().collect();
+        assert!(
+            text.contains("todo!(\"W10 L02: "),
+            "L02's bodies are still to write"
+        );
+        assert!(!text.contains("W10 L01: "), "L01's own bodies are written");
+        let writer = &staged.files[Path::new("src/writer.rs")];
+        assert!(writer.contains("todo!(\"W10 L02: "));
+        // The last lesson with bodies in its starter, and a starter of one lesson, have none.
+        assert!(
+            staged_for(&root, &lessons, find("w10-l05"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            staged_for(&root, &lessons, find("w05-l01"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn every_starter_of_the_course_generates_without_tests() {
         let root = crate::workspace::workspace_root();
         let lessons = crate::lesson::discover(&root).unwrap();
