@@ -860,11 +860,11 @@ fn given() -> u8 {
         let starter = for_lesson(&root, &lesson).unwrap();
         assert_eq!(starter.files.len(), 1, "{:?}", starter.files.keys());
         let lib = &starter.files[Path::new("src/lib.rs")];
-        assert!(lib.contains("todo!(\"W05 L01: set `closed` under the lock"));
+        assert!(lib.contains("todo!(\"W05 L01: Do 8: set closed under the lock"));
         assert!(!lib.contains("W05 L03"), "close is graded in W05 L01");
         assert!(
-            !lib.contains("fn push_with"),
-            "the private helpers are left out"
+            lib.contains("todo!(\"W05 L01: Do 4: lock, wait on not_full"),
+            "the one push behind the three forms is the student's"
         );
         assert!(lib.contains("pub fn try_push(&self, item: T)"));
         assert!(lib.contains(ALLOWANCE));
