@@ -440,7 +440,9 @@ fn starter_text(text: &str, own: &dyn Fn(&str) -> bool) -> Result<Option<String>
         "".to_owned(),
         "// Starter code: the `todo!()` bodies are yours to write. Until they are, most of this"
             .to_owned(),
-        "// file is unused; remove this allowance once your bodies are written.".to_owned(),
+        "// file is unused; remove this allowance once every body in it, a later lesson's too, is"
+            .to_owned(),
+        "// written.".to_owned(),
         ALLOWANCE.to_owned(),
     ];
     let skip = usize::from(docs_end == 0);
@@ -694,7 +696,8 @@ fn given() -> u8 {
 //! More docs.
 
 // Starter code: the `todo!()` bodies are yours to write. Until they are, most of this
-// file is unused; remove this allowance once your bodies are written.
+// file is unused; remove this allowance once every body in it, a later lesson's too, is
+// written.
 #![allow(dead_code, unused_variables, unused_imports, unused_mut, unreachable_code)]
 
 use std::time::Instant;
@@ -860,11 +863,11 @@ fn given() -> u8 {
         let starter = for_lesson(&root, &lesson).unwrap();
         assert_eq!(starter.files.len(), 1, "{:?}", starter.files.keys());
         let lib = &starter.files[Path::new("src/lib.rs")];
-        assert!(lib.contains("todo!(\"W05 L01: set `closed` under the lock"));
+        assert!(lib.contains("todo!(\"W05 L01: Do 8: set closed under the lock"));
         assert!(!lib.contains("W05 L03"), "close is graded in W05 L01");
         assert!(
-            !lib.contains("fn push_with"),
-            "the private helpers are left out"
+            lib.contains("todo!(\"W05 L01: Do 4: lock, wait on not_full"),
+            "the one push behind the three forms is the student's"
         );
         assert!(lib.contains("pub fn try_push(&self, item: T)"));
         assert!(lib.contains(ALLOWANCE));
