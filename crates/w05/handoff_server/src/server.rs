@@ -213,9 +213,9 @@ impl Core {
         let results = Arc::clone(&self.results);
         let log = self.log;
         let check = self.worker_check();
-        // The closure owns the batch, the results queue and two plain values: no socket, no fd,
-        // nothing of the loop's. Panics are caught per request inside `run`, so the task itself
-        // never panics and its batch always comes back.
+        // The closure owns the batch, the results queue, the log flag and the W06 check: no
+        // socket, no fd, nothing of the loop's. Panics are caught per request inside `run`, so
+        // the task itself never panics and its batch always comes back.
         let task = move || {
             if check.lets_run(&mut batch) {
                 batch.run(log);
