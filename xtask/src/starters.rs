@@ -482,6 +482,45 @@ fn lesson_error(lessons: &[Lesson], package: &str, lesson: &str) -> Option<Strin
 /// (xtask's own sources, which document the markers, aside). Malformed markers fail the whole
 /// generation, each reported as `file:line: reason`.
 pub(crate) fn generate_all(root: &Path, lessons: &[Lesson]) -> anyhow::Result<Vec<Starter>> {
+    generate(root, lessons, &|starter, id| {
+        lessons
+            .iter()
+            .any(|l| l.front.id == id && l.front.starter == starter)
+    })
+}
+
+/// The starter of `lesson` as a student has it when they reach the lesson: the bodies of the
+/// lessons before it and its own written (the reference's), those of the later lessons of its
+/// starter still `todo!()`. `None` when no later lesson of the starter asks for a body, so the
+/// staged starter would be the reference itself. Grading `lesson` on it must pass: an earlier
+/// lesson may not need a later lesson's body.
+pub(crate) fn staged_for(
+    root: &Path,
+    lessons: &[Lesson],
+    lesson: &Lesson,
+) -> anyhow::Result<Option<Starter>> {
+    let position = |id: &str| lessons.iter().position(|l| l.front.id == id);
+    let Some(at) = position(&lesson.front.id) else {
+        return Ok(None);
+    };
+    let later = |starter: &str, id: &str| {
+        lessons
+            .iter()
+            .any(|l| l.front.id == id && l.front.starter == starter)
+            && position(id).is_some_and(|p| p > at)
+    };
+    Ok(generate(root, lessons, &later)?
+        .into_iter()
+        .find(|starter| starter.name == lesson.front.starter && !starter.files.is_empty()))
+}
+
+/// Generates every starter with the markers of the lessons `own(starter, lesson)` names applied
+/// (the others' marker lines dropped), checking every marker of the workspace's packages.
+fn generate(
+    root: &Path,
+    lessons: &[Lesson],
+    own: &dyn Fn(&str, &str) -> bool,
+) -> anyhow::Result<Vec<Starter>> {
     let packages = crate::workspace::workspace_packages(root)?;
     let mut errors = Vec::new();
     let mut starters: BTreeMap<String, Starter> = BTreeMap::new();
@@ -535,11 +574,7 @@ pub(crate) fn generate_all(root: &Path, lessons: &[Lesson]) -> anyhow::Result<Ve
                 continue;
             }
             for starter in starters.values_mut().filter(|s| &s.krate == package) {
-                let own = |id: &str| {
-                    lessons
-                        .iter()
-                        .any(|l| l.front.id == id && l.front.starter == starter.name)
-                };
+                let own = |id: &str| own(&starter.name, id);
                 match starter_text(&text, &own) {
                     Ok(Some(generated)) => {
                         let relative = file.strip_prefix(root.join(dir)).unwrap_or(&file);
@@ -582,6 +617,8 @@ pub(crate) fn for_lesson(root: &Path, lesson: &Lesson) -> anyhow::Result<Starter
     Ok(starter)
 }
 
+#[cfg(test)]
+mod lesson_teaches_its_todos;
 #[cfg(test)]
 mod unit_test_coverage;
 
@@ -823,11 +860,11 @@ fn given() -> u8 {
         let starter = for_lesson(&root, &lesson).unwrap();
         assert_eq!(starter.files.len(), 1, "{:?}", starter.files.keys());
         let lib = &starter.files[Path::new("src/lib.rs")];
-        assert!(lib.contains("todo!(\"W05 L01: set `closed` under the lock"));
+        assert!(lib.contains("todo!(\"W05 L01: Do 8: set closed under the lock"));
         assert!(!lib.contains("W05 L03"), "close is graded in W05 L01");
         assert!(
-            !lib.contains("fn push_with"),
-            "the private helpers are left out"
+            lib.contains("todo!(\"W05 L01: Do 4: lock, wait on not_full"),
+            "the one push behind the three forms is the student's"
         );
         assert!(lib.contains("pub fn try_push(&self, item: T)"));
         assert!(lib.contains(ALLOWANCE));
@@ -844,6 +881,37 @@ fn given() -> u8 {
         );
         let unknown = lesson_error(&lessons, "task_queue", "w05-l09").unwrap();
         assert!(unknown.contains("no lesson is `w05-l09`"), "{unknown}");
+    }
+
+    #[test]
+    fn a_staged_starter_asks_only_for_the_later_lessons_bodies() {
+        let root = crate::workspace::workspace_root();
+        let lessons = crate::lesson::discover(&root).unwrap();
+        let find = |id: &str| lessons.iter().find(|l| l.front.id == id).unwrap();
+        // W10 L01 shares the `wal` starter with L02, L03 and L05: its staged starter has their
+        // bodies to write and its own written.
+        let staged = staged_for(&root, &lessons, find("w10-l01"))
+            .unwrap()
+            .unwrap();
+        let text: String = staged.files.values().cloned().collect();
+        assert!(
+            text.contains("todo!(\"W10 L02: "),
+            "L02's bodies are still to write"
+        );
+        assert!(!text.contains("W10 L01: "), "L01's own bodies are written");
+        let writer = &staged.files[Path::new("src/writer.rs")];
+        assert!(writer.contains("todo!(\"W10 L02: "));
+        // The last lesson with bodies in its starter, and a starter of one lesson, have none.
+        assert!(
+            staged_for(&root, &lessons, find("w10-l05"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            staged_for(&root, &lessons, find("w05-l01"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

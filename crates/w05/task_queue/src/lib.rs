@@ -80,7 +80,6 @@ pub use error::{
 };
 use sync::{Condvar, Mutex, MutexGuard};
 
-// starter: w05-l01 remove
 /// The most item slots the queue reserves up front. A queue with a larger capacity grows its buffer
 /// on demand instead, so `TaskQueue::new(usize::MAX)` is a valid "practically unbounded" queue
 /// rather than an allocation failure.
@@ -125,7 +124,6 @@ struct State<T> {
     waiting_producers: usize,
 }
 
-// starter: w05-l01 remove
 /// How long an operation is willing to wait for its predicate.
 #[derive(Clone, Copy)]
 enum Patience {
@@ -137,7 +135,6 @@ enum Patience {
     Forever,
 }
 
-// starter: w05-l01 remove
 /// How long one condvar wait may last.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -147,8 +144,8 @@ enum Wait {
     For(Duration),
 }
 
-// starter: w05-l01 remove
 impl Patience {
+    // starter: w05-l01 todo "Do 3: Instant::now() plus timeout as an Until deadline, or Forever when checked_add overflows"
     /// Turns a timeout into a deadline; a timeout too large to represent waits forever.
     fn from_timeout(timeout: Duration) -> Self {
         Instant::now()
@@ -156,6 +153,7 @@ impl Patience {
             .map_or(Self::Forever, Self::Until)
     }
 
+    // starter: w05-l01 todo "Do 3: None gives up, Forever waits forever, Until waits the time left or gives up at zero"
     /// How long the caller may wait now, or `None` when it must give up.
     fn time_left(self) -> Option<Wait> {
         match self {
@@ -169,7 +167,6 @@ impl Patience {
     }
 }
 
-// starter: w05-l01 remove
 /// Why an internal push or pop attempt came back without doing its job.
 enum Refusal {
     /// The predicate (room, or an item) did not become true in time.
@@ -179,7 +176,7 @@ enum Refusal {
 }
 
 impl<T> TaskQueue<T> {
-    // starter: w05-l01 todo "reject 0, then build the state, the two condvars and the capacity"
+    // starter: w05-l01 todo "Do 1: reject 0, then build the state, the two condvars and the capacity"
     /// Creates an empty, open queue holding at most `capacity` items.
     ///
     /// # Errors
@@ -209,7 +206,7 @@ impl<T> TaskQueue<T> {
         })
     }
 
-    // starter: w05-l01 todo "wait on `not_full` in a while loop, push, notify `not_empty` if a consumer waits"
+    // starter: w05-l01 todo "Do 6: push_with with Patience::Forever, the item back in PushError"
     /// Appends `item`, blocking while the queue is full.
     ///
     /// Returns the queue length right after the push: `1` means the queue went from empty to
@@ -225,7 +222,7 @@ impl<T> TaskQueue<T> {
             .map_err(|(_, item)| PushError(item))
     }
 
-    // starter: w05-l01 todo "push without waiting"
+    // starter: w05-l01 todo "Do 6: push_with with Patience::None, each refusal mapped to its TryPushError"
     /// Appends `item` if there is room right now; never blocks.
     ///
     /// Returns the queue length right after the push, as [`push`](Self::push) does.
@@ -241,7 +238,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
-    // starter: w05-l01 todo "push, waiting until a deadline at most"
+    // starter: w05-l01 todo "Do 6: push_with with Patience::from_timeout, each refusal mapped to its PushTimeoutError"
     /// Appends `item`, waiting at most `timeout` for room.
     ///
     /// Returns the queue length right after the push, as [`push`](Self::push) does.
@@ -258,7 +255,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
-    // starter: w05-l01 todo "wait on `not_empty` in a while loop, pop, notify `not_full` if a producer waits"
+    // starter: w05-l01 todo "Do 6: pop_with with Patience::Forever, any refusal is Closed"
     /// Removes the oldest item, blocking while the queue is empty and open.
     ///
     /// # Errors
@@ -268,7 +265,7 @@ impl<T> TaskQueue<T> {
         self.pop_with(Patience::Forever).map_err(|_| Closed)
     }
 
-    // starter: w05-l01 todo "pop without waiting"
+    // starter: w05-l01 todo "Do 6: pop_with with Patience::None, each refusal mapped to its TryPopError"
     /// Removes the oldest item if there is one right now; never blocks.
     ///
     /// # Errors
@@ -283,7 +280,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
-    // starter: w05-l01 todo "pop, waiting until a deadline at most"
+    // starter: w05-l01 todo "Do 6: pop_with with Patience::from_timeout, each refusal mapped to its PopTimeoutError"
     /// Removes the oldest item, waiting at most `timeout` for one.
     ///
     /// # Errors
@@ -298,7 +295,7 @@ impl<T> TaskQueue<T> {
             })
     }
 
-    // starter: w05-l01 todo "move every item under one lock, then wake the producers that wait for room"
+    // starter: w05-l01 todo "Do 7: move every item out under one lock, then notify_all not_full if producers wait"
     /// Moves every queued item, oldest first, to the end of `out` under one lock acquisition, and
     /// returns how many it moved. Never blocks on an empty queue; works after `close` too.
     ///
@@ -328,7 +325,7 @@ impl<T> TaskQueue<T> {
         moved
     }
 
-    // starter: w05-l01 todo "drain into a new Vec"
+    // starter: w05-l01 todo "Do 7: drain_into a new Vec and return it"
     /// Takes every queued item, oldest first, under one lock acquisition.
     pub fn drain(&self) -> Vec<T> {
         let mut out = Vec::new();
@@ -336,7 +333,7 @@ impl<T> TaskQueue<T> {
         out
     }
 
-    // starter: w05-l01 todo "set `closed` under the lock, then notify_all on both condvars"
+    // starter: w05-l01 todo "Do 8: set closed under the lock, then notify_all each condvar that has waiters"
     /// Closes the queue and wakes every blocked producer and consumer.
     ///
     /// Afterwards pushes hand their items back and pops return the remaining items, then
@@ -374,37 +371,33 @@ impl<T> TaskQueue<T> {
         was_open
     }
 
-    // starter: w05-l01 todo
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
 
-    // starter: w05-l01 todo
     /// The number of queued items at the moment of the call.
     pub fn len(&self) -> usize {
         self.lock().items.len()
     }
 
-    // starter: w05-l01 todo
     /// Whether the queue held no item at the moment of the call.
     pub fn is_empty(&self) -> bool {
         self.lock().items.is_empty()
     }
 
-    // starter: w05-l01 todo
     /// The most items the queue holds at once.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    // starter: w05-l01 todo "lock `state`, applying your poisoning policy"
+    // starter: w05-l01 todo "Do 2: lock state, taking the guard out of a PoisonError"
     /// Locks the state, ignoring poisoning (see the crate docs for why that is sound here).
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    // starter: w05-l01 remove
+    // starter: w05-l01 todo "Do 2: Condvar::wait for Wait::Forever, wait_timeout for Wait::For, guard out of a PoisonError"
     /// Waits on `condvar` (one of ours) with `state` locked, for at most `wait`, and returns the
     /// re-acquired guard. The caller re-checks its predicate afterwards: a wake-up may be spurious,
     /// may have timed out, or may have been beaten to the item (or slot) by another thread.
@@ -425,7 +418,7 @@ impl<T> TaskQueue<T> {
         }
     }
 
-    // starter: w05-l01 remove
+    // starter: w05-l01 todo "Do 4: lock, wait on not_full while full and open, refuse if closed, push, notify_one not_empty if a consumer waits"
     /// The one push implementation behind `push`, `try_push` and `push_timeout`.
     fn push_with(&self, item: T, patience: Patience) -> Result<usize, (Refusal, T)> {
         let mut state = self.lock();
@@ -456,7 +449,7 @@ impl<T> TaskQueue<T> {
         Ok(len)
     }
 
-    // starter: w05-l01 remove
+    // starter: w05-l01 todo "Do 5: lock, wait on not_empty while empty and open, pop the front or refuse Closed, notify_one not_full if a producer waits"
     /// The one pop implementation behind `pop`, `try_pop` and `pop_timeout`.
     fn pop_with(&self, patience: Patience) -> Result<T, Refusal> {
         let mut state = self.lock();

@@ -150,7 +150,7 @@ pub struct TaskPanic {
 const NON_STRING_PAYLOAD: &str = "task panicked with a non-string payload";
 
 impl TaskPanic {
-    // starter: w05-l02 todo "from_payload"
+    // starter: w05-l02 todo "Do 5: downcast to a str or a String for the message, then drop_payload"
     /// Turns a payload caught by `catch_unwind` into a report, dropping the payload safely.
     pub(crate) fn from_payload(payload: Box<dyn Any + Send>) -> Self {
         let message = if let Some(text) = payload.downcast_ref::<&'static str>() {
@@ -164,7 +164,6 @@ impl TaskPanic {
         Self { message }
     }
 
-    // starter: w05-l02 todo "catch"
     /// Runs `f`, catching a panic the way the pool catches a task's: `Ok` with its value, or
     /// `Err` with the panic's message (the payload is dropped safely).
     ///
@@ -206,7 +205,6 @@ impl fmt::Display for TaskPanic {
 
 impl Error for TaskPanic {}
 
-// starter: w05-l02 todo "drop_payload"
 /// Drops a panic payload without letting a panicking `Drop` of the payload unwind into the worker.
 /// If the drop panics, the second payload is leaked rather than dropped, since dropping it could
 /// panic again without end.

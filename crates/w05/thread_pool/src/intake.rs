@@ -74,18 +74,15 @@ pub(crate) struct Intake {
     room: Condvar,
 }
 
-// starter: w05-l02 todo "pending"
 fn pending(state: u64) -> u64 {
     state & PENDING_MASK
 }
 
-// starter: w05-l02 todo "waiters"
 fn waiters(state: u64) -> u64 {
     (state & WAITER_MASK) >> WAITER_SHIFT
 }
 
 impl Intake {
-    // starter: w05-l02 todo "new"
     /// An open intake admitting up to `capacity` pending tasks.
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
@@ -97,7 +94,6 @@ impl Intake {
         }
     }
 
-    // starter: w05-l02 todo "try_reserve"
     /// Reserves a slot for one task without blocking.
     ///
     /// The common case is a single `fetch_add`: the submit path is the pool's hottest, and the
@@ -123,7 +119,6 @@ impl Intake {
         Err(Refusal { reason, drained })
     }
 
-    // starter: w05-l02 todo "reserve_over_capacity"
     /// Reserves a slot for one task even when the pool is at capacity; refuses only after shutdown.
     /// Used for spawns from the pool's own workers, which must never wait for room: the waiting
     /// worker would be one of the threads that makes room.
@@ -147,7 +142,6 @@ impl Intake {
         }
     }
 
-    // starter: w05-l02 todo "reserve"
     /// Reserves a slot for one task, blocking while the pool is at capacity.
     pub(crate) fn reserve(&self) -> Result<(), Refusal> {
         match self.try_reserve() {
@@ -216,7 +210,6 @@ impl Intake {
         }
     }
 
-    // starter: w05-l03 todo "task_taken"
     /// Records that a worker took one pending task off a deque. Returns `true` when that was the
     /// last pending task of a pool that is shutting down, so the caller must wake every sleeping
     /// worker to let it exit.
@@ -234,32 +227,38 @@ impl Intake {
         before & SHUTDOWN != 0 && pending(before) == 1
     }
 
-    // starter: w05-l03 todo "shut_down"
     /// Stops admission. Returns `true` for the call that did it. Wakes every producer blocked for
     /// room so it can take its task back.
     pub(crate) fn shut_down(&self) -> bool {
         let before = self.state.fetch_or(SHUTDOWN, Ordering::AcqRel);
         if waiters(before) > 0 {
-            drop(sync::lock(&self.room_lock));
-            self.room.notify_all();
+            self.release_blocked_producers();
         }
         before & SHUTDOWN == 0
     }
 
-    // starter: w05-l03 todo "is_drained"
+    // starter: w05-l03 todo "Do 3: take and drop room_lock, then notify_all on room"
+    /// Wakes every producer blocked in [`reserve`](Self::reserve) after the `SHUTDOWN` bit is set,
+    /// so each sees the bit, unregisters, and takes its task back.
+    fn release_blocked_producers(&self) {
+        // Taking the lock orders this notification after the waiter's wait (see `reserve`): a
+        // producer registers itself while holding `room_lock` and releases it only by waiting.
+        drop(sync::lock(&self.room_lock));
+        self.room.notify_all();
+    }
+
     /// Whether the pool is shut down and every accepted task has been taken by a worker: nothing
     /// will ever be pending again, so an idle worker may exit.
     pub(crate) fn is_drained(&self) -> bool {
         self.state.load(Ordering::Acquire) & (SHUTDOWN | PENDING_MASK) == SHUTDOWN
     }
 
-    // starter: w05-l03 todo "is_shut_down"
+    // starter: w05-l03 todo "Do 2: load state and test the SHUTDOWN bit"
     /// Whether shutdown has begun.
     pub(crate) fn is_shut_down(&self) -> bool {
         self.state.load(Ordering::Relaxed) & SHUTDOWN != 0
     }
 
-    // starter: w05-l02 todo "pending"
     /// The number of tasks accepted and not yet taken by a worker.
     pub(crate) fn pending(&self) -> usize {
         pending(self.state.load(Ordering::Relaxed)) as usize
@@ -272,7 +271,6 @@ impl Intake {
     }
 }
 
-// starter: w05-l02 todo "yield_now"
 /// Gives up the processor; loom's version lets the model checker run another thread.
 fn yield_now() {
     #[cfg(loom)]

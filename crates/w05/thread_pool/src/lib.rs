@@ -110,7 +110,6 @@ pub struct ThreadPoolBuilder {
 }
 
 impl Default for ThreadPoolBuilder {
-    // starter: w05-l02 todo "default"
     fn default() -> Self {
         Self {
             workers: None,
@@ -121,7 +120,6 @@ impl Default for ThreadPoolBuilder {
 }
 
 impl ThreadPoolBuilder {
-    // starter: w05-l02 todo "workers"
     /// Sets the number of worker threads. Without this call the count comes from the
     /// [`WORKERS_ENV`] environment variable if it is set, else from
     /// [`std::thread::available_parallelism`].
@@ -130,7 +128,6 @@ impl ThreadPoolBuilder {
         self
     }
 
-    // starter: w05-l02 todo "capacity"
     /// Sets the most tasks that may be pending (accepted, not yet started) at once; the default is
     /// [`DEFAULT_CAPACITY`].
     pub fn capacity(mut self, capacity: usize) -> Self {
@@ -138,14 +135,13 @@ impl ThreadPoolBuilder {
         self
     }
 
-    // starter: w05-l02 todo "thread_name"
     /// Sets the worker thread-name prefix; workers are named `<prefix>-<index>`.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = prefix.into();
         self
     }
 
-    // starter: w05-l02 todo "build"
+    // starter: w05-l02 todo "Do 2: check the settings, make the deques and Shared, spawn named threads running worker::run, wait for every ready"
     /// Starts the workers and returns once every one of them is running.
     ///
     /// # Errors
@@ -200,12 +196,14 @@ impl ThreadPoolBuilder {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(error) => {
-                    // Dropping the partial pool shuts down and joins the workers started so far.
-                    drop(ThreadPool {
+                    // Shut the partial pool down, which joins the workers started so far (their
+                    // "ready" messages go unread, which is harmless).
+                    ThreadPool {
                         shared,
                         threads: Mutex::new(threads),
                         workers,
-                    });
+                    }
+                    .shutdown();
                     return Err(BuildError::Spawn(error));
                 }
             }
@@ -225,7 +223,6 @@ impl ThreadPoolBuilder {
         })
     }
 
-    // starter: w05-l02 todo "worker_count"
     /// The number of workers [`build`](Self::build) would start: the explicit setting, else
     /// [`WORKERS_ENV`], else the available parallelism. Lets a caller size things that depend on
     /// the worker count (such as the capacity) before building.
@@ -243,13 +240,11 @@ impl ThreadPoolBuilder {
         self.resolve_workers()
     }
 
-    // starter: w05-l02 todo "resolve_workers"
     fn resolve_workers(&self) -> Result<usize, BuildError> {
         resolve_workers(self.workers, std::env::var_os(WORKERS_ENV))
     }
 }
 
-// starter: w05-l02 todo "resolve_workers"
 /// The worker count: the explicit setting if there is one, else the [`WORKERS_ENV`] value
 /// (`env_value`) if set, else the available parallelism.
 fn resolve_workers(
@@ -289,14 +284,12 @@ pub struct ThreadPool {
 }
 
 impl ThreadPool {
-    // starter: w05-l02 todo "builder"
     /// A builder with the defaults: [`WORKERS_ENV`] or all available cores, [`DEFAULT_CAPACITY`],
     /// threads named `thread-pool-<index>`.
     pub fn builder() -> ThreadPoolBuilder {
         ThreadPoolBuilder::default()
     }
 
-    // starter: w05-l02 todo "spawn"
     /// Submits `task`, blocking while `capacity` tasks are pending.
     ///
     /// Called from inside one of this pool's tasks, the task goes to the running worker's local
@@ -322,7 +315,6 @@ impl ThreadPool {
         }
     }
 
-    // starter: w05-l02 todo "try_spawn"
     /// Submits `task` if a slot is free right now; never blocks.
     ///
     /// # Errors
@@ -368,7 +360,6 @@ impl ThreadPool {
         }
     }
 
-    // starter: w05-l02 todo "spawn_with"
     /// Submits `task`, blocking while the pool is full, and arranges for `on_done` to receive its
     /// outcome: `Ok(value)`, or `Err(TaskPanic)` if the task panicked. `on_done` runs on the worker
     /// thread right after the task; keep it short (hand the result to whoever needs it).
@@ -405,7 +396,6 @@ impl ThreadPool {
         }
     }
 
-    // starter: w05-l02 todo "try_spawn_with"
     /// [`spawn_with`](Self::spawn_with) that never blocks.
     ///
     /// # Errors
@@ -427,7 +417,7 @@ impl ThreadPool {
         }
     }
 
-    // starter: w05-l03 todo "shutdown"
+    // starter: w05-l02 todo "Do 9: intake.shut_down, sleep.wake_all, return if a worker of this pool, else join every handle"
     /// Stops intake, runs every accepted task, and joins every worker thread; returns once they
     /// have all exited. Calling it again (or concurrently) is harmless and also returns only after
     /// the workers are joined. `Drop` calls it.
@@ -452,7 +442,6 @@ impl ThreadPool {
         }
     }
 
-    // starter: w05-l02 todo "stats"
     /// A snapshot of the pool's counters.
     pub fn stats(&self) -> PoolStats {
         let mut stats = PoolStats {
@@ -469,19 +458,17 @@ impl ThreadPool {
         stats
     }
 
-    // starter: w05-l02 todo "worker_count"
     /// The number of worker threads.
     pub fn worker_count(&self) -> usize {
         self.workers
     }
 
-    // starter: w05-l03 todo "is_shut_down"
+    // starter: w05-l03 todo "Do 4: ask the intake"
     /// Whether [`shutdown`](Self::shutdown) has begun (spawns are refused from then on).
     pub fn is_shut_down(&self) -> bool {
         self.shared.intake.is_shut_down()
     }
 
-    // starter: w05-l02 todo "reserve_slot"
     /// Takes a pending slot. `block` asks to wait for room, which a worker of this pool never
     /// does (see `spawn`).
     fn reserve_slot(&self, block: bool) -> Result<(), Refused> {
@@ -506,7 +493,7 @@ impl ThreadPool {
         })
     }
 
-    // starter: w05-l02 todo "publish"
+    // starter: w05-l02 todo "Do 8: push_local or else the injector, then sleep.wake_one"
     /// Makes a job whose slot is reserved visible to the workers, and wakes one if any sleeps.
     fn publish(&self, job: Job) {
         if let Err(job) = worker::push_local(&self.shared, job) {
@@ -516,7 +503,7 @@ impl ThreadPool {
     }
 }
 
-// starter: w05-l02 todo "completion_job"
+// starter: w05-l02 todo "Do 5: box a job that runs task under catch_unwind and hands Ok or Err TaskPanic to on_done"
 /// Wraps a task and its completion callback into one job: the task runs under `catch_unwind`,
 /// and `on_done` receives its value or the panic.
 fn completion_job<T, R, D>(task: T, on_done: D) -> Job
@@ -540,7 +527,7 @@ where
 }
 
 impl Drop for ThreadPool {
-    // starter: w05-l03 empty "dropping the pool shuts it down (stop intake, run what was accepted, join)"
+    // starter: w05-l03 empty "Do 5: dropping the pool shuts it down"
     fn drop(&mut self) {
         self.shutdown();
     }

@@ -80,7 +80,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    // starter: w05-l02 todo "work_visible"
+    // starter: w05-l02 todo "Do 4: whether the injector or any stealer is not empty"
     /// Whether any deque visibly holds a task. Used as the re-check after a worker announced that
     /// it is going to sleep.
     fn work_visible(&self) -> bool {
@@ -102,7 +102,7 @@ thread_local! {
     static CURRENT: RefCell<Option<Rc<WorkerContext>>> = const { RefCell::new(None) };
 }
 
-// starter: w05-l02 todo "push_local"
+// starter: w05-l02 todo "Do 3: push to CURRENT local deque if it belongs to this pool, else hand the job back"
 /// Pushes `job` onto the calling worker's local deque if the caller is a worker of `shared`'s
 /// pool; otherwise hands it back.
 pub(crate) fn push_local(shared: &Arc<Shared>, job: Job) -> Result<(), Job> {
@@ -115,7 +115,6 @@ pub(crate) fn push_local(shared: &Arc<Shared>, job: Job) -> Result<(), Job> {
     })
 }
 
-// starter: w05-l02 todo "is_worker_of"
 /// Whether the calling thread is one of the workers of `shared`'s pool.
 pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
     CURRENT.with(|current| {
@@ -132,13 +131,11 @@ pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
 struct XorShift(u64);
 
 impl XorShift {
-    // starter: w05-l02 todo "new"
     fn new(seed: usize) -> Self {
         // An odd constant mixed in keeps the state non-zero for every seed.
         Self((seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    // starter: w05-l02 todo "next_below"
     fn next_below(&mut self, bound: usize) -> usize {
         let mut x = self.0;
         x ^= x << 13;
@@ -157,7 +154,7 @@ struct WorkerThread {
     rng: XorShift,
 }
 
-// starter: w05-l02 todo "run"
+// starter: w05-l02 todo "Do 3: install the WorkerContext in CURRENT, call ready, run main_loop, clear CURRENT"
 /// The body of worker thread `index`: runs tasks until the pool is shut down and drained.
 /// `ready` is called once the worker is running, before it looks for work.
 pub(crate) fn run(shared: Arc<Shared>, local: Worker<Job>, index: usize, ready: impl FnOnce()) {
@@ -174,12 +171,11 @@ pub(crate) fn run(shared: Arc<Shared>, local: Worker<Job>, index: usize, ready: 
 }
 
 impl WorkerThread {
-    // starter: w05-l02 todo "shared"
     fn shared(&self) -> &Shared {
         &self.context.shared
     }
 
-    // starter: w05-l02 todo "main_loop"
+    // starter: w05-l02 todo "Do 7: search, find_job or spin_for_job, run it; exit when drained; else sleep_unless"
     fn main_loop(&mut self) {
         let context = Rc::clone(&self.context);
         let shared = &context.shared;
@@ -216,7 +212,7 @@ impl WorkerThread {
         }
     }
 
-    // starter: w05-l02 todo "find_job"
+    // starter: w05-l02 todo "Do 4: pop local, else steal_batch_and_pop from the injector and the others, again while any Retry"
     /// Looks once through every source, in order, looping only on `Steal::Retry`.
     fn find_job(&mut self) -> Option<Job> {
         let shared = &self.context.shared;
@@ -250,7 +246,7 @@ impl WorkerThread {
         }
     }
 
-    // starter: w05-l02 todo "spin_for_job"
+    // starter: w05-l02 todo "Do 7: Backoff spin for PURE_SPIN then snooze, find_job each round, give up after SPIN_BUDGET"
     /// The bounded spin before sleeping: busy-waiting with exponential backoff for [`PURE_SPIN`],
     /// then yielding between looks, for at most [`SPIN_BUDGET`] in all.
     fn spin_for_job(&mut self) -> Option<Job> {
@@ -277,7 +273,7 @@ impl WorkerThread {
         None
     }
 
-    // starter: w05-l02 todo "run_job"
+    // starter: w05-l02 todo "Do 5: task_taken, busy flag, catch_unwind the job, count completed or panicked"
     /// Runs one job taken off a deque, keeping the books.
     fn run_job(&self, job: Job) {
         let shared = self.shared();

@@ -89,7 +89,7 @@ impl Batch {
         self.requests.is_empty()
     }
 
-    // starter: w10-l06 todo "Do, step 2: one record per SET (SetUntil with its absolute deadline when EX) and DEL, in request order; return the count"
+    // starter: w10-l06 todo "Do 2: one record per SET (SetUntil with its absolute deadline when EX) and DEL, in request order; return the count"
     /// Appends one write-ahead-log record per write of the batch to `out`, in request order,
     /// and returns how many: `SET` (a `SetUntil` with its absolute deadline, `now_unix_ms` plus
     /// its `EX` seconds, when it has one) and `DEL`. Reads and lines that do not parse write

@@ -221,7 +221,7 @@ pub(crate) fn recover(dir: &Path, engine: &KvEngine) -> std::io::Result<(Wal, Re
     Wal::open(dir, |record| apply_record(engine, record, now, now_ms))
 }
 
-// starter: w10-l06 todo "Do, step 3: Set restores, Del forgets, SetUntil restores with the time left or forgets"
+// starter: w10-l06 todo "Do 3: Set restores, Del forgets, SetUntil restores with the time left or forgets"
 /// Applies one replayed record to the engine. A `SetUntil` whose deadline has passed removes
 /// the key (it replaced an older value before it expired); the others keep the time they have
 /// left, measured from `now_ms` on the wall clock and `now` on the monotonic one.
@@ -270,7 +270,7 @@ impl Durable {
         }
     }
 
-    // starter: w10-quest todo "Do, step 2: reads at once; writes into the commit queue; the first finder of an idle queue flushes round after round"
+    // starter: w10-quest todo "Do 2: reads at once; writes into the commit queue; the first finder of an idle queue flushes round after round"
     /// Runs one connection's batch on this worker: at once when it only reads, else through
     /// the commit queue (see the [module docs](self)). Either way the batch reaches the loop's
     /// results exactly once.
@@ -309,7 +309,7 @@ impl Durable {
         }
     }
 
-    // starter: w10-quest todo "Do, step 3: append, fsync (or one per record), count, then apply and deliver in order, all under the log's lock"
+    // starter: w10-quest todo "Do 3: append, fsync (or one per record), count, then apply and deliver in order, all under the log's lock"
     /// Writes and fsyncs one group of records, then applies and delivers its batches, in log
     /// order, all under the log's lock. Returns the emptied buffers for reuse.
     fn flush(&self, group: Vec<u8>, count: u64, mut batches: Vec<Batch>) -> (Vec<u8>, Vec<Batch>) {
@@ -389,7 +389,7 @@ impl Durable {
         }
     }
 
-    // starter: w10-quest todo "Do, step 4: not while one runs, not without new bytes; due on size or on time"
+    // starter: w10-quest todo "Do 4: not while one runs, not without new bytes; due on size or on time"
     /// Whether a checkpoint is due: checked by the loop on its sweep tick (a few atomic loads, a
     /// clock read and an uncontended lock; the loop does no IO for it).
     pub(crate) fn checkpoint_due(&self) -> bool {
@@ -431,7 +431,7 @@ impl Durable {
         self.checkpointing.store(false, Ordering::Release);
     }
 
-    // starter: w10-quest todo "Do, step 5: rotate and copy under the log's lock; write the checkpoint and remove the covered segments without it"
+    // starter: w10-quest todo "Do 5: rotate and copy under the log's lock; write the checkpoint and remove the covered segments without it"
     /// The checkpoint's steps; its caller reports a failure and marks the checkpoint done.
     fn checkpoint_inner(&self) -> std::io::Result<()> {
         let now = Instant::now();

@@ -85,7 +85,7 @@ pub struct CheckpointInfo {
     pub bytes: u64,
 }
 
-// starter: w10-l05 todo "header with a record count patched in after encoding each record, trailing crc32; write checkpoint.tmp, sync_all, rename, sync_dir; on_step after each"
+// starter: w10-l05 todo "Do 1: header with a record count patched in after encoding each record, trailing crc32; write checkpoint.tmp, sync_all, rename, sync_dir; on_step after each"
 /// Writes a checkpoint of `records` covering the log up to `position` into `dir` as
 /// `checkpoint`, through `checkpoint.tmp`, a file fsync, a rename and a directory fsync,
 /// calling `on_step` after each step.
@@ -145,7 +145,7 @@ fn damaged(path: &Path, why: impl std::fmt::Display) -> io::Error {
     )
 }
 
-// starter: w10-l05 todo "NotFound is None; check length, crc32 trailer, magic, version; decode every record into a Vec and check the count; only then apply them"
+// starter: w10-l05 todo "Do 3: NotFound is None; check length, crc32 trailer, magic, version; decode every record into a Vec and check the count; only then apply them"
 /// Reads the checkpoint in `dir` and passes its records to `apply`: `None` when there is none.
 ///
 /// The whole file is verified before the first record is applied: the trailing CRC-32, the

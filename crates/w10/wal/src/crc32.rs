@@ -19,7 +19,7 @@
 /// The CRC-32 polynomial 0x04C1_1DB7, bit-reversed: the reflected form processes bit 0 first.
 const POLY: u32 = 0xEDB8_8320;
 
-// starter: w10-l01 todo "entry n = n put through 8 steps: shift right one bit, xor POLY when the bit shifted out was 1"
+// starter: w10-l01 todo "Do 1: entry n = n put through 8 steps: shift right one bit, xor POLY when the bit shifted out was 1"
 /// The lookup table: entry `n` is the register after feeding the byte `n` through eight
 /// one-bit steps of the reflected algorithm.
 const fn make_table() -> [u32; 256] {
@@ -42,7 +42,7 @@ const fn make_table() -> [u32; 256] {
     table
 }
 
-// starter: w10-l01 todo "Crc32::new, update with the bytes, finish"
+// starter: w10-l01 todo "Do 2: Crc32::new, update with the bytes, finish"
 /// The CRC-32 of `bytes`, in one call.
 ///
 /// ```
@@ -63,13 +63,13 @@ pub struct Crc32 {
 }
 
 impl Crc32 {
-    // starter: w10-l01 todo "the register starts at 0xFFFF_FFFF"
+    // starter: w10-l01 todo "Do 2: the register starts at 0xFFFF_FFFF"
     /// A checksum over no bytes yet.
     pub fn new() -> Self {
         Crc32 { state: 0xFFFF_FFFF }
     }
 
-    // starter: w10-l01 todo "per byte: TABLE[(state ^ byte) & 0xFF] ^ (state >> 8), TABLE a static built by make_table()"
+    // starter: w10-l01 todo "Do 2: per byte: TABLE[(state ^ byte) & 0xFF] ^ (state >> 8), TABLE a static built by make_table()"
     /// Feeds `bytes` into the checksum.
     pub fn update(&mut self, bytes: &[u8]) {
         // A `static` inside the fn: evaluated at compile time, and only where it is used.
@@ -81,7 +81,7 @@ impl Crc32 {
         self.state = state;
     }
 
-    // starter: w10-l01 todo "the register, inverted"
+    // starter: w10-l01 todo "Do 2: the register, inverted"
     /// The checksum of every byte fed so far. It does not consume the state: more bytes may
     /// follow.
     pub fn finish(&self) -> u32 {

@@ -155,13 +155,13 @@ fn value_len(record: &Record<'_>) -> usize {
     }
 }
 
-// starter: w10-l01 todo "8 + 1 + 4 + key.len() + 4 + the value bytes (8 more for the deadline)"
+// starter: w10-l01 todo "Do 3: 8 + 1 + 4 + key.len() + 4 + the value bytes (8 more for the deadline)"
 /// The number of bytes [`encode`] appends for `record`.
 pub fn encoded_len(record: &Record<'_>) -> usize {
     HEADER_LEN + MIN_BODY_LEN as usize + record.key().len() + value_len(record)
 }
 
-// starter: w10-l01 todo "push a CRC placeholder and the fields (all LE), then write crc32 of out[start + 4..] into it"
+// starter: w10-l01 todo "Do 4: push a CRC placeholder and the fields (all LE), then write crc32 of out[start + 4..] into it"
 /// Appends `record`, framed, to `out`.
 ///
 /// # Panics
@@ -211,7 +211,7 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-// starter: w10-l01 todo "Short before the header; BadLength; Short before 8 + length; the CRC; then op, key_len, value_len"
+// starter: w10-l01 todo "Do 5: Short before the header; BadLength; Short before 8 + length; the CRC; then op, key_len, value_len"
 /// Looks at the record at the start of `bytes`: a whole verified record and its length,
 /// [`Decoded::Short`] when the bytes end before the record does, or [`Decoded::Corrupt`].
 ///

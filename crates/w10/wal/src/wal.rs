@@ -142,7 +142,7 @@ impl Recovered {
     }
 }
 
-// starter: w10-l03 todo "set_len(valid_len) on the damaged segment and sync_all it; remove every later segment, then sync_dir; return the bytes they held"
+// starter: w10-l03 todo "Do 3: set_len(valid_len) on the damaged segment and sync_all it; remove every later segment, then sync_dir; return the bytes they held"
 /// Cuts the log after its last good record: truncates segment `segment` to `valid_len` (synced,
 /// so the cut survives a crash) and deletes every segment in `later` (then fsyncs the
 /// directory). Returns the bytes the deleted segments held.

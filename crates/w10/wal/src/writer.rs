@@ -31,7 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::path::Path;
 
-// starter: w10-l02 todo "loop: write the rest; Ok(0) is WriteZero, Interrupted goes round again, any other error returns"
+// starter: w10-l02 todo "Do 1: loop: write the rest; Ok(0) is WriteZero, Interrupted goes round again, any other error returns"
 /// Writes every byte of `bytes` to `out`: loops over short writes and over
 /// [`ErrorKind::Interrupted`], and fails with [`ErrorKind::WriteZero`] when a write accepts no
 /// byte at all (else the loop would spin forever).
@@ -53,7 +53,7 @@ pub fn write_all_retrying<W: Write>(out: &mut W, bytes: &[u8]) -> io::Result<()>
     Ok(())
 }
 
-// starter: w10-l02 todo "File::open(dir), then sync_all"
+// starter: w10-l02 todo "Do 2: File::open(dir), then sync_all"
 /// Fsyncs the directory `dir`, which makes the names created, renamed or removed in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -80,7 +80,7 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    // starter: w10-l02 todo "create_new + append first; on AlreadyExists open with append (never truncate); sync_dir(parent_dir(path)) only when created; len from metadata"
+    // starter: w10-l02 todo "Do 3: create_new + append first; on AlreadyExists open with append (never truncate); sync_dir(parent_dir(path)) only when created; len from metadata"
     /// Opens the log file at `path` for appending, creating it if missing. An existing file
     /// keeps every byte; a file that was created has its directory fsynced, so its name
     /// survives a crash.
@@ -129,7 +129,7 @@ impl LogWriter {
         }
     }
 
-    // starter: w10-l02 todo "refuse when poisoned; write_all_retrying; add to len; poison on error"
+    // starter: w10-l02 todo "Do 4: refuse when poisoned; write_all_retrying; add to len; poison on error"
     /// Appends `bytes` at the end of the file (into the page cache: durable after
     /// [`sync`](LogWriter::sync)). After an error, the writer refuses every later call.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -146,7 +146,7 @@ impl LogWriter {
         }
     }
 
-    // starter: w10-l02 todo "refuse when poisoned; sync_data; poison on error, never retry"
+    // starter: w10-l02 todo "Do 5: refuse when poisoned; sync_data; poison on error, never retry"
     /// Makes every appended byte durable (`fdatasync`). A failure is never retried: it poisons
     /// the writer (see the module docs on fsyncgate).
     pub fn sync(&mut self) -> io::Result<()> {

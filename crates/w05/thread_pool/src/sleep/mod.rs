@@ -22,12 +22,10 @@ const SEARCHER_ONE: usize = 1 << SEARCHER_SHIFT;
 /// The bits holding the sleeper count.
 const SLEEPER_MASK: usize = SEARCHER_ONE - 1;
 
-// starter: w05-l02 todo "sleepers"
 fn sleepers(counts: usize) -> usize {
     counts & SLEEPER_MASK
 }
 
-// starter: w05-l02 todo "searchers"
 fn searchers(counts: usize) -> usize {
     counts >> SEARCHER_SHIFT
 }
@@ -58,7 +56,6 @@ pub(crate) enum Slept {
 }
 
 impl Sleep {
-    // starter: w05-l02 todo "new"
     /// A `Sleep` with nobody searching or asleep.
     pub(crate) fn new() -> Self {
         Self {
@@ -68,7 +65,6 @@ impl Sleep {
         }
     }
 
-    // starter: w05-l02 todo "try_start_searching"
     /// The calling worker found nothing and asks to start its bounded spin. Refused (returns
     /// `false`) when `max_searchers` workers already search: on a machine with few cores, more
     /// spinners than that only steal processor time from the threads doing work and from the
@@ -91,7 +87,6 @@ impl Sleep {
         false
     }
 
-    // starter: w05-l02 todo "stop_searching"
     /// The calling worker stops searching because it found a task (or the pool is exiting). If it
     /// was the last searcher and `more_work` reports work still visible, it wakes a sleeper: a
     /// producer may have skipped its wake-up counting on this searcher, whose found task may be a
@@ -109,7 +104,7 @@ impl Sleep {
         }
     }
 
-    // starter: w05-l02 todo "sleep_unless"
+    // starter: w05-l02 todo "Do 6: lock, announce as sleeper, SeqCst fence, re-check, then wait; count yourself out"
     /// Moves the calling worker to sleep, unless `stay_awake`, evaluated after the announcement,
     /// reports work (or a reason to exit). `searching` says whether the caller is counted as a
     /// searcher; either way it is counted as neither searching nor sleeping when this returns.
@@ -142,7 +137,7 @@ impl Sleep {
         Slept::Woken
     }
 
-    // starter: w05-l02 todo "wake_one"
+    // starter: w05-l02 todo "Do 6: SeqCst fence, then notify_one only if nobody searches and somebody sleeps"
     /// Called by a producer right after it published a task: wakes one sleeping worker if nobody
     /// is searching. With a searcher about, or nobody asleep, this is a fence and a load.
     pub(crate) fn wake_one(&self) {
@@ -159,7 +154,7 @@ impl Sleep {
         self.wakeup.notify_one();
     }
 
-    // starter: w05-l02 todo "wake_all"
+    // starter: w05-l02 todo "Do 6: SeqCst fence, then notify_all if somebody sleeps"
     /// Called after a change every worker must see (shutdown, or the last pending task of a pool
     /// that is shutting down was taken): wakes every sleeping worker.
     pub(crate) fn wake_all(&self) {
