@@ -440,7 +440,9 @@ fn starter_text(text: &str, own: &dyn Fn(&str) -> bool) -> Result<Option<String>
         "".to_owned(),
         "// Starter code: the `todo!()` bodies are yours to write. Until they are, most of this"
             .to_owned(),
-        "// file is unused; remove this allowance once your bodies are written.".to_owned(),
+        "// file is unused; remove this allowance once every body in it, a later lesson's too, is"
+            .to_owned(),
+        "// written.".to_owned(),
         ALLOWANCE.to_owned(),
     ];
     let skip = usize::from(docs_end == 0);
@@ -694,7 +696,8 @@ fn given() -> u8 {
 //! More docs.
 
 // Starter code: the `todo!()` bodies are yours to write. Until they are, most of this
-// file is unused; remove this allowance once your bodies are written.
+// file is unused; remove this allowance once every body in it, a later lesson's too, is
+// written.
 #![allow(dead_code, unused_variables, unused_imports, unused_mut, unreachable_code)]
 
 use std::time::Instant;

@@ -507,6 +507,73 @@ mod tests {
     }
 
     #[test]
+    fn a_reference_crate_built_on_a_copied_crate_is_built_on_the_copy() {
+        let root = std::env::temp_dir().join(format!("xtask-stand-in-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let queue_lesson = lesson_in(&root);
+        // `support` is built on `queue`, and `queue`'s tests use `support`: with a copy of
+        // `queue`, the reference `support` would bring the reference `queue` in beside it.
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"3\"\nmembers = [\"queue\", \"support\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("support/src")).unwrap();
+        std::fs::write(
+            root.join("support/Cargo.toml"),
+            "[package]\nname = \"support\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [dependencies]\nqueue = { path = \"../queue\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("support/src/lib.rs"),
+            "//! Test helpers.\n\n/// The queue's answer, doubled.\npub fn twice() -> u32 {\n    2 * queue::answer()\n}\n",
+        )
+        .unwrap();
+        let manifest = std::fs::read_to_string(root.join("queue/Cargo.toml")).unwrap();
+        std::fs::write(
+            root.join("queue/Cargo.toml"),
+            format!("{manifest}\n[dev-dependencies]\nsupport = {{ path = \"../support\" }}\n"),
+        )
+        .unwrap();
+        let student = root.join("student");
+        start(&root, &queue_lesson).unwrap();
+        assert_eq!(
+            packages_in(&root, &student),
+            [
+                (
+                    "queue".to_owned(),
+                    PathBuf::from("student/queue/Cargo.toml")
+                ),
+                (
+                    "support".to_owned(),
+                    PathBuf::from("student/.given/support/Cargo.toml")
+                ),
+            ]
+        );
+        let stand_in = std::fs::read_to_string(student.join(".given/support/Cargo.toml")).unwrap();
+        assert!(
+            stand_in.contains("path = \"../../../support/src/lib.rs\""),
+            "{stand_in}"
+        );
+        assert!(
+            stand_in.contains("queue = { path = \"../../queue\" }"),
+            "{stand_in}"
+        );
+        let check = cargo_in(
+            &student,
+            &root.join("student/target"),
+            &["check", "--workspace", "--all-targets"],
+        );
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn the_students_copies_are_a_cargo_workspace_that_builds_on_their_own_crates() {
         let root = std::env::temp_dir().join(format!("xtask-package-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);

@@ -14,7 +14,7 @@
 
 use crate::lesson::Lesson;
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +46,12 @@ pub(crate) fn write_workspace(root: &Path, lessons: &[Lesson]) -> anyhow::Result
             members.insert(copy.krate.clone(), copy.folder.clone());
         }
     }
-    let mut excluded = vec![".backup".to_owned(), "target".to_owned()];
+    let stand_ins = stand_ins(&packages, &members);
+    let mut excluded = vec![
+        ".backup".to_owned(),
+        "target".to_owned(),
+        STAND_INS.to_owned(),
+    ];
     excluded.extend(
         copies
             .iter()
@@ -54,25 +59,30 @@ pub(crate) fn write_workspace(root: &Path, lessons: &[Lesson]) -> anyhow::Result
             .map(|copy| copy.folder.clone()),
     );
     let lints = root_lints(root)?;
+    // A path dependency seen from a folder `up` levels below `student/`: the student's copy,
+    // a stand-in, or the reference crate.
+    let path_of = |dependency: &str, up: &str| -> String {
+        if let Some(dir) = super::copy_of(root, lessons, dependency) {
+            format!("{up}{}", dir.file_name().unwrap_or_default().display())
+        } else if stand_ins.contains(dependency) {
+            format!("{up}{STAND_INS}/{dependency}")
+        } else {
+            format!(
+                "{up}../{}",
+                reference_dir(root, &packages, dependency).display()
+            )
+        }
+    };
     // Every copy gets its manifest, a member or not: cargo run in a copy left out of the
     // workspace builds it as a package of its own.
     for Copy { krate, folder } in &copies {
-        let package = packages
-            .iter()
-            .find(|package| package["name"].as_str() == Some(krate))
-            .with_context(|| format!("no workspace package is named `{krate}`"))?;
-        let path_of = |dependency: &str| -> String {
-            match super::copy_of(root, lessons, dependency) {
-                Some(dir) => format!("../{}", dir.file_name().unwrap_or_default().display()),
-                None => format!(
-                    "../../{}",
-                    reference_dir(root, &packages, dependency).display()
-                ),
-            }
-        };
-        let manifest = crate_manifest(package, &lints, &path_of)?;
+        let package = find_package(&packages, krate)?;
+        let manifest = crate_manifest(package, &lints, &|name| path_of(name, "../"))?;
         write_if_changed(&student.join(folder).join("Cargo.toml"), &manifest)?;
     }
+    write_stand_ins(root, &student, &packages, &stand_ins, &|name| {
+        path_of(name, "../../")
+    })?;
     let list = |names: Vec<&String>| {
         names
             .iter()
@@ -109,6 +119,158 @@ pub(crate) fn write_workspace(root: &Path, lessons: &[Lesson]) -> anyhow::Result
     }
     Ok(())
 }
+
+/// The folder under `student/` that holds the stand-ins (see [`stand_ins`]); left out of the
+/// workspace, so its packages are dependencies only.
+const STAND_INS: &str = ".given";
+
+/// The package named `krate` in `cargo metadata`'s packages.
+fn find_package<'a>(
+    packages: &'a [serde_json::Value],
+    krate: &str,
+) -> anyhow::Result<&'a serde_json::Value> {
+    packages
+        .iter()
+        .find(|package| package["name"].as_str() == Some(krate))
+        .with_context(|| format!("no workspace package is named `{krate}`"))
+}
+
+/// The path dependencies of `package` a build of it as a dependency needs (not its
+/// dev-dependencies, which only its own tests use).
+fn build_dependencies(package: &serde_json::Value) -> impl Iterator<Item = &str> {
+    package["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|dependency| {
+            dependency["path"].is_string() && dependency["kind"].as_str() != Some("dev")
+        })
+        .filter_map(|dependency| dependency["name"].as_str())
+}
+
+/// The reference crates the student's workspace needs a stand-in for: a library the copies
+/// depend on (through any chain of path dependencies) that itself depends, directly or through
+/// another such library, on a crate the student has a copy of. Without a stand-in the reference
+/// library would bring the reference crate in beside the student's copy of it, and cargo
+/// refuses two packages of one name ("package collision in the lockfile"): `test_support`,
+/// every crate's dev-dependency, is built on `eventloop`, so a copy of `eventloop` needs a
+/// `test_support` built on that copy. A stand-in is a manifest in `student/.given/<crate>/`
+/// whose library is the reference crate's source, with its path dependencies pointed at the
+/// student's copies.
+fn stand_ins(
+    packages: &[serde_json::Value],
+    members: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    // The reference crates the copies reach: every path dependency of a copy (its tests'
+    // included), then the build dependencies of those.
+    let mut reached: BTreeSet<String> = BTreeSet::new();
+    let mut queue: Vec<String> = Vec::new();
+    for krate in members.keys() {
+        let Ok(package) = find_package(packages, krate) else {
+            continue;
+        };
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            if let (true, Some(name)) =
+                (dependency["path"].is_string(), dependency["name"].as_str())
+            {
+                queue.push(name.to_owned());
+            }
+        }
+    }
+    while let Some(name) = queue.pop() {
+        if members.contains_key(&name) || !reached.insert(name.clone()) {
+            continue;
+        }
+        if let Ok(package) = find_package(packages, &name) {
+            queue.extend(build_dependencies(package).map(str::to_owned));
+        }
+    }
+    // Of those, the ones built on a copy or on another stand-in.
+    let mut stand_ins = BTreeSet::new();
+    loop {
+        let before = stand_ins.len();
+        for name in &reached {
+            let Ok(package) = find_package(packages, name) else {
+                continue;
+            };
+            if build_dependencies(package).any(|dependency| {
+                members.contains_key(dependency) || stand_ins.contains(dependency)
+            }) {
+                stand_ins.insert(name.clone());
+            }
+        }
+        if stand_ins.len() == before {
+            return stand_ins;
+        }
+    }
+}
+
+/// Writes each stand-in's manifest (see [`stand_ins`]) and removes the stand-ins no longer
+/// needed. A stand-in is only a library: the reference crate's `src` through `[lib] path`, its
+/// dependencies as the reference has them (but the path ones at `path_of(name)`), no tests.
+fn write_stand_ins(
+    root: &Path,
+    student: &Path,
+    packages: &[serde_json::Value],
+    stand_ins: &BTreeSet<String>,
+    path_of: &dyn Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let dir = student.join(STAND_INS);
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if !stand_ins.contains(entry.file_name().to_string_lossy().as_ref()) {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
+    for name in stand_ins {
+        let package = find_package(packages, name)?;
+        let lib = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|target| {
+                target["kind"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|kind| kind == "lib"))
+            })
+            .with_context(|| format!("`{name}` has no library to stand in for"))?;
+        let source = Path::new(
+            lib["src_path"]
+                .as_str()
+                .context("a target without a source")?,
+        );
+        let source = source.strip_prefix(root).unwrap_or(source);
+        let mut out = format!(
+            "{STAND_IN_NOTE}\n[package]\nname = {}\nversion = {}\nedition = {}\npublish = false\n\n\
+             [lib]\nname = {}\npath = {}\n",
+            toml_string(name),
+            toml_string(package["version"].as_str().unwrap_or("0.1.0")),
+            toml_string(package["edition"].as_str().unwrap_or("2024")),
+            toml_string(lib["name"].as_str().unwrap_or(name)),
+            toml_string(&format!("../../../{}", source.display())),
+        );
+        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            if dependency["kind"].as_str() == Some("dev") {
+                continue;
+            }
+            let (header, line) = dependency_line(dependency, path_of)?;
+            tables.entry(header).or_default().push(line);
+        }
+        for (header, lines) in tables {
+            let _ = write!(out, "\n{header}\n{}\n", lines.join("\n"));
+        }
+        write_if_changed(&dir.join(name).join("Cargo.toml"), &out)?;
+    }
+    Ok(())
+}
+
+/// The first line of a stand-in's manifest.
+const STAND_IN_NOTE: &str = "# Generated by `cargo xtask start`: the reference crate's library, \
+built on your copies of the crates below it; edit nothing here.";
 
 /// Every copy in `student/`, once per folder, in course order.
 fn copies(root: &Path, lessons: &[Lesson]) -> Vec<Copy> {

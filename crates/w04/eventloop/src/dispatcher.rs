@@ -100,12 +100,10 @@ pub const EXIT_DRAIN_ROUNDS: usize = 8;
 pub struct FdKey(slab::Key);
 
 impl FdKey {
-    // starter: w04-l05 todo "token"
     fn token(self) -> u64 {
         self.0.to_u64()
     }
 
-    // starter: w04-l05 todo "from_token"
     fn from_token(token: u64) -> FdKey {
         FdKey(slab::Key::from_u64(token))
     }
@@ -140,7 +138,6 @@ struct PostQueue {
 }
 
 impl Shared {
-    // starter: w04-l05 todo "posts"
     /// The post queue; a callback that panicked elsewhere does not poison the queue itself (the
     /// lock guards only the push and the swap, which cannot leave it half-updated).
     fn posts(&self) -> MutexGuard<'_, PostQueue> {
@@ -149,7 +146,6 @@ impl Shared {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    // starter: w04-l05 todo "post"
     fn post(&self, callback: Post) {
         let mut queue = self.posts();
         if queue.closed {
@@ -167,7 +163,6 @@ impl Shared {
         }
     }
 
-    // starter: w04-l05 todo "exit"
     fn exit(&self) {
         // Release pairs with the loop's Acquire swap, so whatever the caller did before exit()
         // is visible to the loop when it sees the request.
@@ -175,7 +170,6 @@ impl Shared {
         self.post_waker.wake();
     }
 
-    // starter: w04-l05 todo "take_posts"
     fn take_posts(&self) -> VecDeque<Post> {
         std::mem::take(&mut self.posts().callbacks)
     }
@@ -231,7 +225,6 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    // starter: w04-l05 todo "new"
     /// Creates a dispatcher named `name` (the name is for logs and thread names).
     pub fn new(name: impl Into<String>) -> io::Result<Dispatcher> {
         let poller = Poller::new()?;
@@ -257,13 +250,11 @@ impl Dispatcher {
         })
     }
 
-    // starter: w04-l05 todo "name"
     /// The dispatcher's name.
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
-    // starter: w04-l05 todo "handle"
     /// A handle for other threads: [`post`](DispatcherHandle::post) and
     /// [`exit`](DispatcherHandle::exit).
     pub fn handle(&self) -> DispatcherHandle {
@@ -272,13 +263,11 @@ impl Dispatcher {
         }
     }
 
-    // starter: w04-l05 todo "is_dispatcher_thread"
     /// Whether the calling thread is this dispatcher's thread (the one that created it).
     pub fn is_dispatcher_thread(&self) -> bool {
         thread::current().id() == self.shared.thread
     }
 
-    // starter: w04-l05 todo "run"
     /// Runs the loop until [`exit`](Self::exit) is called, then runs the posts still queued for
     /// at most [`EXIT_DRAIN_ROUNDS`] rounds (see the module docs) and returns.
     ///
@@ -304,7 +293,7 @@ impl Dispatcher {
         result
     }
 
-    // starter: w04-l05 todo "run_until_exit"
+    // starter: w04-l05 todo "Do 7: until exit is requested: sync the timerfd, wait on the poller, dispatch every event"
     fn run_until_exit(&self) -> io::Result<()> {
         loop {
             // Acquire pairs with the Release in `Shared::exit`.
@@ -331,7 +320,6 @@ impl Dispatcher {
         }
     }
 
-    // starter: w04-l05 todo "dispatch"
     fn dispatch(&self, token: u64, readiness: Readiness) {
         match token {
             POST_TOKEN => {
@@ -345,7 +333,7 @@ impl Dispatcher {
         }
     }
 
-    // starter: w04-l05 todo "dispatch_fd"
+    // starter: w04-l05 todo "Do 7: take the callback out of the live entry, run it, put it back unless the entry is gone"
     fn dispatch_fd(&self, key: FdKey, readiness: Readiness) {
         // A stale key (the fd was removed earlier in this batch, or its slot reused) finds
         // nothing, so its event is dropped.
@@ -369,7 +357,6 @@ impl Dispatcher {
         }
     }
 
-    // starter: w04-l05 todo "run_posts"
     /// Runs the posts queued now, in FIFO order; posts they make wait for the next turn.
     fn run_posts(&self) {
         for post in self.shared.take_posts() {
@@ -377,7 +364,6 @@ impl Dispatcher {
         }
     }
 
-    // starter: w04-l05 todo "drain_posts_at_exit"
     /// Runs the posts queued at exit, and those they post, for at most `EXIT_DRAIN_ROUNDS`
     /// rounds; drops (and counts) what is left.
     fn drain_posts_at_exit(&self) {
@@ -397,33 +383,28 @@ impl Dispatcher {
         drop(left);
     }
 
-    // starter: w04-l05 todo "posts_dropped_at_exit"
     /// How many posted callbacks the bounded drain at the end of [`run`](Self::run) has dropped
     /// unrun, over every `run` so far (see [`EXIT_DRAIN_ROUNDS`]).
     pub fn posts_dropped_at_exit(&self) -> u64 {
         self.dropped_at_exit.get()
     }
 
-    // starter: w04-l05 todo "exit"
     /// Asks [`run`](Self::run) to return after the current batch of events.
     pub fn exit(&self) {
         self.shared.exit();
     }
 
-    // starter: w04-l05 todo "post"
     /// Queues `callback` to run on the loop thread, after the events being handled now.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
         self.shared.post(Box::new(move |_: &Dispatcher| callback()));
     }
 
-    // starter: w04-l05 todo "post_with"
     /// Like [`post`](Self::post), but `callback` gets the dispatcher it runs on, so it can add
     /// fds and timers there.
     pub fn post_with(&self, callback: impl FnOnce(&Dispatcher) + Send + 'static) {
         self.shared.post(Box::new(callback));
     }
 
-    // starter: w04-l05 todo "add_fd"
     /// Registers `fd` with `interest`; `callback` runs on the loop whenever it is ready.
     ///
     /// The dispatcher does not own `fd`: call [`remove_fd`](Self::remove_fd) before closing it.
@@ -436,7 +417,7 @@ impl Dispatcher {
         self.add_fd_boxed(fd, interest, Box::new(callback))
     }
 
-    // starter: w04-l05 todo "add_fd_boxed"
+    // starter: w04-l05 todo "Do 6: insert an FdEntry into the fd table, then poller.add with the key as token; undo the insert on error"
     fn add_fd_boxed(
         &self,
         fd: BorrowedFd<'_>,
@@ -455,7 +436,7 @@ impl Dispatcher {
         Ok(key)
     }
 
-    // starter: w04-l05 todo "modify_fd"
+    // starter: w04-l05 todo "Do 6: look up the key in the fd table, NotFound if stale, then EPOLL_CTL_MOD on its fd"
     /// Changes the interest of a registered fd (also re-arms a one-shot registration).
     ///
     /// A stale key gives a `NotFound` error.
@@ -475,7 +456,7 @@ impl Dispatcher {
         )
     }
 
-    // starter: w04-l05 todo "remove_fd"
+    // starter: w04-l05 todo "Do 6: remove the entry from the fd table first, NotFound if stale, then EPOLL_CTL_DEL on its fd"
     /// Unregisters an fd; its callback will not run again, not even for an event already in the
     /// current batch. Call it before closing the fd.
     ///
@@ -489,19 +470,16 @@ impl Dispatcher {
         result
     }
 
-    // starter: w04-l05 todo "fd_count"
     /// How many fds are registered (internal ones not counted).
     pub fn fd_count(&self) -> usize {
         self.fds.borrow().len()
     }
 
-    // starter: w04-l05 todo "create_timer"
     /// Creates a disabled timer whose `callback` runs on the loop when it fires.
     pub fn create_timer(&self, callback: impl FnMut(&Dispatcher) + 'static) -> Timer {
         Timer::new(&self.timers, Box::new(callback))
     }
 
-    // starter: w04-l05 todo "add_waker"
     /// Creates a [`Waker`] for this loop: any thread may call [`Waker::wake`], and `callback`
     /// then runs on the loop — once for any number of wakes that arrive before it runs.
     ///
@@ -519,7 +497,6 @@ impl Dispatcher {
         Ok(waker)
     }
 
-    // starter: w04-l05 todo "add_signals"
     /// Delivers `signals` through a signalfd: `callback` runs on the loop with each signal
     /// number. The caller must have blocked the signals in every thread first (see
     /// [`sys::block_signals`]).
@@ -547,13 +524,11 @@ impl Dispatcher {
 struct RunningGuard<'a>(&'a Cell<bool>);
 
 impl Drop for RunningGuard<'_> {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         self.0.set(false);
     }
 }
 
-// starter: w04-l05 todo "stale_key"
 fn stale_key() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -562,7 +537,6 @@ fn stale_key() -> io::Error {
 }
 
 impl Drop for Dispatcher {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         // Close the queue first, so posts racing with the drop are dropped by their senders.
         let posts = {
@@ -601,14 +575,12 @@ pub struct DispatcherHandle {
 }
 
 impl DispatcherHandle {
-    // starter: w04-l05 todo "post"
     /// Queues `callback` to run on the dispatcher's thread; wakes the loop if the queue was
     /// empty.
     pub fn post(&self, callback: impl FnOnce() + Send + 'static) {
         self.shared.post(Box::new(move |_: &Dispatcher| callback()));
     }
 
-    // starter: w04-l05 todo "post_with"
     /// Like [`post`](Self::post), but `callback` gets the dispatcher it runs on — the way for
     /// another thread to make a loop own an fd, a timer or a listener.
     ///
@@ -632,20 +604,17 @@ impl DispatcherHandle {
         self.shared.post(Box::new(callback));
     }
 
-    // starter: w04-l05 todo "exit"
     /// Asks the dispatcher's `run` to return (after the posts queued before it have run, within
     /// the bound of [`EXIT_DRAIN_ROUNDS`]).
     pub fn exit(&self) {
         self.shared.exit();
     }
 
-    // starter: w04-l05 todo "name"
     /// The dispatcher's name.
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
-    // starter: w04-l05 todo "is_dispatcher_thread"
     /// Whether the calling thread is the dispatcher's thread.
     pub fn is_dispatcher_thread(&self) -> bool {
         thread::current().id() == self.shared.thread

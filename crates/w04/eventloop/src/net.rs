@@ -88,14 +88,12 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    // starter: w04-l05 todo "bind"
     /// Binds a non-blocking listener to `addr` (port 0 picks a free port) with `SO_REUSEADDR`,
     /// listening with `backlog` (use [`DEFAULT_BACKLOG`] for `SOMAXCONN`).
     pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
         TcpListener::bind_with(addr, backlog, false)
     }
 
-    // starter: w04-l05 todo "bind_reuse_port"
     /// Like [`bind`](Self::bind), with `SO_REUSEPORT` as well: several listeners (one per event
     /// loop) may then bind the same address, each with its own accept queue, and the kernel
     /// spreads incoming connections over them by a hash of the connection's addresses. Each
@@ -117,7 +115,6 @@ impl TcpListener {
         TcpListener::bind_with(addr, backlog, true)
     }
 
-    // starter: w04-l05 todo "bind_with"
     fn bind_with(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpListener> {
         let fd = bound_socket(addr, reuse_port)?;
         sys::listen(fd.as_fd(), backlog)?;
@@ -129,13 +126,12 @@ impl TcpListener {
         })
     }
 
-    // starter: w04-l05 todo "local_addr"
     /// The address the listener is bound to (with the real port when bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         sys::local_addr(self.fd.as_fd())
     }
 
-    // starter: w04-l05 todo "accept"
+    // starter: w04-l05 todo "Do 5: accept until one succeeds: WouldBlock is Ok(None), EMFILE spends the spare, skip aborted ones"
     /// Accepts one pending connection: `Ok(None)` when there is none (`WouldBlock`).
     ///
     /// When the process is out of fds (`EMFILE`/`ENFILE`), the pending connection is accepted
@@ -169,13 +165,11 @@ impl TcpListener {
         Ok(None)
     }
 
-    // starter: w04-l05 todo "rejected"
     /// How many connections the EMFILE policy accepted and closed at once.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    // starter: w04-l05 todo "reject_one"
     /// Spends the process's spare fd to accept and close one pending connection. Returns false
     /// if there was no spare to spend.
     fn reject_one(&self) -> io::Result<bool> {
@@ -205,20 +199,17 @@ impl TcpListener {
 }
 
 impl AsFd for TcpListener {
-    // starter: w04-l05 todo "as_fd"
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
 impl AsRawFd for TcpListener {
-    // starter: w04-l05 todo "as_raw_fd"
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 }
 
-// starter: w04-l05 todo "has_spare_fd"
 /// Whether the process's spare fd is held: false before the first listener is bound, and while
 /// the process is out of fds after a listener spent the spare (it is re-opened by the next
 /// `accept` of any listener once an fd is free). Every listener of the process shares this one
@@ -227,19 +218,16 @@ pub fn has_spare_fd() -> bool {
     spare_shared().is_some()
 }
 
-// starter: w04-l05 todo "spare_shared"
 /// The spare, locked shared (for an accept, or to look at it).
 fn spare_shared() -> RwLockReadGuard<'static, Option<OwnedFd>> {
     SPARE.read().unwrap_or_else(|poison| poison.into_inner())
 }
 
-// starter: w04-l05 todo "spare_exclusive"
 /// The spare, locked exclusively (to open or spend it).
 fn spare_exclusive() -> RwLockWriteGuard<'static, Option<OwnedFd>> {
     SPARE.write().unwrap_or_else(|poison| poison.into_inner())
 }
 
-// starter: w04-l05 todo "reserve_spare"
 /// Opens the process's spare fd unless it is held already; a listener is bound only if the spare
 /// is there for it.
 fn reserve_spare() -> io::Result<()> {
@@ -250,7 +238,6 @@ fn reserve_spare() -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "restore_spare"
 /// Re-opens the spare fd if it was spent and fds are available again.
 fn restore_spare() {
     // Looked at shared first: the spare is nearly always held, and then accepts of every
@@ -265,7 +252,6 @@ fn restore_spare() {
     }
 }
 
-// starter: w04-l05 todo "bound_socket"
 /// A TCP socket bound to `addr` (not listening yet), with `SO_REUSEADDR` and, if asked,
 /// `SO_REUSEPORT`.
 fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
@@ -324,12 +310,10 @@ impl ReservedPort {
     }
 }
 
-// starter: w04-l05 todo "is_out_of_fds"
 fn is_out_of_fds(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-// starter: w04-l05 todo "is_connection_specific"
 /// Errors of `accept` that concern only the connection being accepted (Linux passes pending
 /// network errors of the new socket on to accept).
 fn is_connection_specific(error: &io::Error) -> bool {
@@ -360,7 +344,6 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    // starter: w04-l05 todo "connect"
     /// Starts a non-blocking connection to `addr`. The connection may still be in progress when
     /// this returns: wait until the socket is writable before sending.
     pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -373,31 +356,26 @@ impl TcpStream {
         Ok(TcpStream { fd })
     }
 
-    // starter: w04-l05 todo "recv"
     /// Receives into `buf`; `Ok(0)` means the peer shut down its write side (end of input).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         sys::recv(self.fd.as_fd(), buf)
     }
 
-    // starter: w04-l05 todo "send"
     /// Sends from `buf` with `MSG_NOSIGNAL`; returns how many bytes the kernel took.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         sys::send(self.fd.as_fd(), buf)
     }
 
-    // starter: w04-l05 todo "send_vectored"
     /// Sends several buffers in one system call (`sendmsg`), with `MSG_NOSIGNAL`.
     pub fn send_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         sys::send_vectored(self.fd.as_fd(), bufs)
     }
 
-    // starter: w04-l05 todo "shutdown_write"
     /// Shuts down the write side: the peer reads end of input after the bytes already sent.
     pub fn shutdown_write(&self) -> io::Result<()> {
         sys::shutdown(self.fd.as_fd(), libc::SHUT_WR)
     }
 
-    // starter: w04-l05 todo "set_nodelay"
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm), so small responses leave at once.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         sys::setsockopt_int(
@@ -408,13 +386,11 @@ impl TcpStream {
         )
     }
 
-    // starter: w04-l05 todo "local_addr"
     /// The local address of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         sys::local_addr(self.fd.as_fd())
     }
 
-    // starter: w04-l05 todo "peer_addr"
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         sys::peer_addr(self.fd.as_fd())
@@ -422,21 +398,18 @@ impl TcpStream {
 }
 
 impl AsFd for TcpStream {
-    // starter: w04-l05 todo "as_fd"
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
 impl AsRawFd for TcpStream {
-    // starter: w04-l05 todo "as_raw_fd"
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 }
 
 impl From<TcpStream> for OwnedFd {
-    // starter: w04-l05 todo "from"
     fn from(stream: TcpStream) -> OwnedFd {
         stream.fd
     }

@@ -84,14 +84,12 @@ impl Interest {
         ..Interest::NONE
     };
 
-    // starter: w04-l05 todo "edge"
     /// The same interest, edge-triggered (`EPOLLET`).
     #[must_use]
     pub const fn edge(self) -> Interest {
         Interest { edge: true, ..self }
     }
 
-    // starter: w04-l05 todo "oneshot"
     /// The same interest, one-shot (`EPOLLONESHOT`): disabled after one event until re-armed.
     #[must_use]
     pub const fn oneshot(self) -> Interest {
@@ -101,7 +99,6 @@ impl Interest {
         }
     }
 
-    // starter: w04-l05 todo "with_readable"
     /// The same interest with readable set to `on`.
     #[must_use]
     pub const fn with_readable(self, on: bool) -> Interest {
@@ -111,7 +108,6 @@ impl Interest {
         }
     }
 
-    // starter: w04-l05 todo "with_writable"
     /// The same interest with writable set to `on`.
     #[must_use]
     pub const fn with_writable(self, on: bool) -> Interest {
@@ -121,31 +117,27 @@ impl Interest {
         }
     }
 
-    // starter: w04-l05 todo "is_readable"
     /// Whether readability is of interest.
     pub const fn is_readable(self) -> bool {
         self.readable
     }
 
-    // starter: w04-l05 todo "is_writable"
     /// Whether writability is of interest.
     pub const fn is_writable(self) -> bool {
         self.writable
     }
 
-    // starter: w04-l05 todo "is_edge"
     /// Whether the interest is edge-triggered.
     pub const fn is_edge(self) -> bool {
         self.edge
     }
 
-    // starter: w04-l05 todo "is_oneshot"
     /// Whether the interest is one-shot.
     pub const fn is_oneshot(self) -> bool {
         self.oneshot
     }
 
-    // starter: w04-l05 todo "to_epoll"
+    // starter: w04-l05 todo "Do 3: readable is EPOLLIN and EPOLLRDHUP, writable EPOLLOUT, edge EPOLLET, oneshot EPOLLONESHOT"
     /// The `epoll_event.events` bits for this interest.
     pub(crate) fn to_epoll(self) -> u32 {
         let mut bits = 0;
@@ -168,7 +160,6 @@ impl Interest {
 impl std::ops::BitOr for Interest {
     type Output = Interest;
 
-    // starter: w04-l05 todo "bitor"
     fn bitor(self, other: Interest) -> Interest {
         Interest {
             readable: self.readable || other.readable,
@@ -206,43 +197,36 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    // starter: w04-l05 todo "from_epoll"
     /// Builds a readiness from raw `epoll_event.events` bits.
     pub const fn from_epoll(bits: u32) -> Readiness {
         Readiness { bits }
     }
 
-    // starter: w04-l05 todo "bits"
     /// The raw `epoll_event.events` bits.
     pub const fn bits(self) -> u32 {
         self.bits
     }
 
-    // starter: w04-l05 todo "is_readable"
     /// Data can be read (or end-of-input / an error can be read): `EPOLLIN`.
     pub const fn is_readable(self) -> bool {
         self.bits & libc::EPOLLIN as u32 != 0
     }
 
-    // starter: w04-l05 todo "is_writable"
     /// Data can be written: `EPOLLOUT`.
     pub const fn is_writable(self) -> bool {
         self.bits & libc::EPOLLOUT as u32 != 0
     }
 
-    // starter: w04-l05 todo "is_read_closed"
     /// The peer shut down its write side (half-close): `EPOLLRDHUP`.
     pub const fn is_read_closed(self) -> bool {
         self.bits & libc::EPOLLRDHUP as u32 != 0
     }
 
-    // starter: w04-l05 todo "is_hang_up"
     /// Both directions are finished (for example after a reset): `EPOLLHUP`.
     pub const fn is_hang_up(self) -> bool {
         self.bits & libc::EPOLLHUP as u32 != 0
     }
 
-    // starter: w04-l05 todo "is_error"
     /// An error is pending on the fd: `EPOLLERR`.
     pub const fn is_error(self) -> bool {
         self.bits & libc::EPOLLERR as u32 != 0
@@ -279,7 +263,6 @@ pub struct Events {
 }
 
 impl Events {
-    // starter: w04-l05 todo "with_capacity"
     /// A buffer that receives up to `capacity` events per wait (at least 1).
     pub fn with_capacity(capacity: usize) -> Events {
         let mut buf = Vec::with_capacity(capacity.max(1));
@@ -287,19 +270,16 @@ impl Events {
         Events { buf, len: 0 }
     }
 
-    // starter: w04-l05 todo "len"
     /// How many events the last wait returned.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    // starter: w04-l05 todo "is_empty"
     /// Whether the last wait returned no events (a timeout).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    // starter: w04-l05 todo "get"
     /// The `index`-th event of the last wait.
     pub fn get(&self, index: usize) -> Option<Event> {
         if index >= self.len {
@@ -313,7 +293,6 @@ impl Events {
         })
     }
 
-    // starter: w04-l05 todo "iter"
     /// The events of the last wait.
     pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         (0..self.len).filter_map(|index| self.get(index))
@@ -351,7 +330,7 @@ pub struct Poller {
 }
 
 impl Poller {
-    // starter: w04-l05 todo "new"
+    // starter: w04-l05 todo "Do 3: a Poller around sys::epoll_create"
     /// Creates an epoll instance (close-on-exec).
     pub fn new() -> io::Result<Poller> {
         Ok(Poller {
@@ -359,7 +338,7 @@ impl Poller {
         })
     }
 
-    // starter: w04-l05 todo "add"
+    // starter: w04-l05 todo "Do 3: sys::epoll_ctl with EPOLL_CTL_ADD, the interest as epoll bits and the token"
     /// Registers `fd` with `interest`; its events will carry `token`.
     ///
     /// The registration lives as long as the *open file* does, not the fd number: remove it
@@ -374,7 +353,7 @@ impl Poller {
         )
     }
 
-    // starter: w04-l05 todo "modify"
+    // starter: w04-l05 todo "Do 3: sys::epoll_ctl with EPOLL_CTL_MOD, the interest as epoll bits and the token"
     /// Changes a registered fd's interest and token (also re-arms a one-shot fd).
     pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         sys::epoll_ctl(
@@ -386,13 +365,13 @@ impl Poller {
         )
     }
 
-    // starter: w04-l05 todo "delete"
+    // starter: w04-l05 todo "Do 3: sys::epoll_ctl with EPOLL_CTL_DEL and no events"
     /// Removes a registered fd.
     pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         sys::epoll_ctl(self.epoll.as_fd(), libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
-    // starter: w04-l05 todo "wait"
+    // starter: w04-l05 todo "Do 4: epoll_wait with the remaining time rounded up, retry EINTR, record the count in events.len"
     /// Waits until at least one registered fd is ready or `timeout` passes (`None`: forever),
     /// filling `events`; returns the number of events.
     ///
@@ -421,13 +400,12 @@ impl Poller {
 }
 
 impl AsFd for Poller {
-    // starter: w04-l05 todo "as_fd"
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.epoll.as_fd()
     }
 }
 
-// starter: w04-l05 todo "round_up_to_ms"
+// starter: w04-l05 todo "Do 4: whole milliseconds rounded up, clamped to c_int::MAX"
 /// Milliseconds for `epoll_wait`, rounded up and clamped to `c_int`.
 fn round_up_to_ms(duration: Duration) -> libc::c_int {
     let ms = duration.as_nanos().div_ceil(1_000_000);

@@ -38,25 +38,21 @@ pub struct Key {
 }
 
 impl Key {
-    // starter: w04-l05 todo "index"
     /// The place in the slab (reused by later values once this one is removed).
     pub fn index(self) -> usize {
         self.index as usize
     }
 
-    // starter: w04-l05 todo "generation"
     /// The generation of the place when this key was handed out.
     pub fn generation(self) -> u32 {
         self.generation
     }
 
-    // starter: w04-l05 todo "to_u64"
     /// The key packed into a `u64` (generation in the high half), for an epoll token.
     pub(crate) fn to_u64(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
     }
 
-    // starter: w04-l05 todo "from_u64"
     /// The key [`to_u64`](Self::to_u64) packed.
     pub(crate) fn from_u64(packed: u64) -> Key {
         Key {
@@ -93,19 +89,16 @@ impl<T> Slab<T> {
         }
     }
 
-    // starter: w04-l05 todo "len"
     /// How many values are stored.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    // starter: w04-l05 todo "is_empty"
     /// Whether no value is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    // starter: w04-l05 todo "insert"
     /// Stores `value` and returns its key.
     ///
     /// # Panics
@@ -118,7 +111,6 @@ impl<T> Slab<T> {
         }
     }
 
-    // starter: w04-l05 todo "insert_with"
     /// Stores the value `make` builds from its own key, and returns that key; if `make` fails,
     /// nothing is stored and its error is returned.
     ///
@@ -154,7 +146,6 @@ impl<T> Slab<T> {
         Ok(key)
     }
 
-    // starter: w04-l05 todo "get"
     /// The value `key` names, if it is still stored.
     pub fn get(&self, key: Key) -> Option<&T> {
         match self.entries.get(key.index as usize)? {
@@ -163,7 +154,6 @@ impl<T> Slab<T> {
         }
     }
 
-    // starter: w04-l05 todo "get_mut"
     /// The value `key` names, if it is still stored, mutably.
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         match self.entries.get_mut(key.index as usize)? {
@@ -172,13 +162,11 @@ impl<T> Slab<T> {
         }
     }
 
-    // starter: w04-l05 todo "contains"
     /// Whether `key` still names a stored value.
     pub fn contains(&self, key: Key) -> bool {
         self.get(key).is_some()
     }
 
-    // starter: w04-l05 todo "remove"
     /// Removes and returns the value `key` names; `None` if it was already gone (or `key` is
     /// stale: the place holds a newer value, which is left alone).
     pub fn remove(&mut self, key: Key) -> Option<T> {
@@ -197,7 +185,6 @@ impl<T> Slab<T> {
         Some(value)
     }
 
-    // starter: w04-l05 todo "keys"
     /// The keys of every stored value, in index order (collected, so the caller may remove
     /// values while it walks them).
     pub fn keys(&self) -> Vec<Key> {
@@ -217,7 +204,6 @@ impl<T> Slab<T> {
             .collect()
     }
 
-    // starter: w04-l05 todo "take_all"
     /// Removes every value and returns them in index order; every key handed out so far becomes
     /// stale.
     ///
@@ -233,7 +219,6 @@ impl<T> Slab<T> {
 }
 
 impl<T> Default for Slab<T> {
-    // starter: w04-l05 todo "default"
     /// An empty slab, as [`Slab::new`].
     fn default() -> Slab<T> {
         Slab::new()

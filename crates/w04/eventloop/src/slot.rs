@@ -92,7 +92,6 @@ struct Value {
 struct Values(RefCell<Vec<Option<Value>>>);
 
 impl Drop for Values {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     /// Runs at thread exit for values nobody tore down: drops them in reverse slot order. The
     /// table is being destroyed meanwhile, so a `get` from one of these drops returns `None`.
     fn drop(&mut self) {
@@ -114,14 +113,12 @@ static INDICES: Mutex<Slab<()>> = Mutex::new(Slab::new());
 /// Unique ids for slots and instances.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-// starter: w04-l05 todo "indices"
 /// The index table cannot be left inconsistent by a panic while it is locked (its operations do
 /// not call out), so a poisoned lock is simply taken over.
 fn indices() -> MutexGuard<'static, Slab<()>> {
     INDICES.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-// starter: w04-l05 todo "teardown_thread"
 /// Drops every value of the calling thread, last slot first, each outside the table's borrow (a
 /// value's drop may read other slots: the earlier ones are still there).
 ///
@@ -147,13 +144,11 @@ pub(crate) fn teardown_thread() {
     }
 }
 
-// starter: w04-l05 todo "unique_id"
 fn unique_id() -> u64 {
     // Relaxed: only uniqueness matters, which the atomic increment gives on its own.
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-// starter: w04-l05 todo "install"
 fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
     let previous = VALUES.try_with(|values| {
         let mut values = values.0.borrow_mut();
@@ -171,7 +166,6 @@ fn install(index: usize, slot_id: u64, instance_id: u64, value: Rc<dyn Any>) {
     drop(previous);
 }
 
-// starter: w04-l05 todo "clear"
 /// Removes this thread's value of slot `slot_id` at `index`, if it is that slot's.
 fn clear(index: usize, slot_id: u64) {
     let removed = VALUES.try_with(|values| {
@@ -187,7 +181,6 @@ fn clear(index: usize, slot_id: u64) {
     drop(removed);
 }
 
-// starter: w04-l05 todo "clear_instance"
 /// Drops the calling thread's values of instance `instance_id`'s slots, last slot first.
 fn clear_instance(instance_id: u64) {
     let removed: Result<Vec<Value>, _> = VALUES.try_with(|values| {
@@ -218,14 +211,12 @@ struct Instance {
 }
 
 impl Instance {
-    // starter: w04-l05 todo "registered"
     fn registered(&self) -> MutexGuard<'_, Vec<DispatcherHandle>> {
         self.registered
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    // starter: w04-l05 todo "check_main_thread"
     fn check_main_thread(&self) -> Result<(), SlotError> {
         if thread::current().id() == self.main_thread {
             Ok(())
@@ -234,7 +225,6 @@ impl Instance {
         }
     }
 
-    // starter: w04-l05 todo "is_shut_down"
     fn is_shut_down(&self) -> bool {
         // Acquire pairs with the Release in `shutdown_global`.
         self.shut_down.load(Ordering::Acquire)
@@ -274,7 +264,6 @@ pub struct ThreadLocal {
 }
 
 impl ThreadLocal {
-    // starter: w04-l05 todo "new"
     /// Creates the instance; the calling thread becomes its main thread.
     pub fn new() -> ThreadLocal {
         ThreadLocal {
@@ -288,7 +277,6 @@ impl ThreadLocal {
         }
     }
 
-    // starter: w04-l05 todo "register_thread"
     /// Registers a dispatcher thread: every slot's value will be built on it. Main thread only,
     /// and only before the first slot is allocated.
     pub fn register_thread(&self, dispatcher: DispatcherHandle) -> Result<(), SlotError> {
@@ -303,7 +291,6 @@ impl ThreadLocal {
         Ok(())
     }
 
-    // starter: w04-l05 todo "allocate_slot"
     /// Allocates a slot for values of type `T`. Main thread only.
     pub fn allocate_slot<T: 'static>(&self) -> Result<Slot<T>, SlotError> {
         self.instance.check_main_thread()?;
@@ -325,7 +312,6 @@ impl ThreadLocal {
         })
     }
 
-    // starter: w04-l05 todo "shutdown_global"
     /// Stops all further `set`s, posts to every registered thread a callback that drops that
     /// thread's values of this instance's slots (Envoy's `shutdownThread`), and drops the main
     /// thread's. Main thread only; afterwards `set` and `allocate_slot` return
@@ -347,7 +333,6 @@ impl ThreadLocal {
 }
 
 impl Default for ThreadLocal {
-    // starter: w04-l05 todo "default"
     /// The same as [`ThreadLocal::new`]: the calling thread becomes the main thread.
     fn default() -> ThreadLocal {
         ThreadLocal::new()
@@ -380,7 +365,6 @@ pub struct Slot<T> {
 }
 
 impl<T: 'static> Slot<T> {
-    // starter: w04-l05 todo "set"
     /// Sets the slot: `init` runs on every registered dispatcher thread (posted, so each builds
     /// its own value between callbacks) and, right now, on the main thread. Main thread only.
     ///
@@ -427,7 +411,6 @@ impl<T: 'static> Slot<T> {
         Ok(())
     }
 
-    // starter: w04-l05 todo "get"
     /// The calling thread's value, if this slot has set one on this thread. Lock-free: a
     /// `thread_local!` lookup and a reference-count increment.
     ///
@@ -446,7 +429,6 @@ impl<T: 'static> Slot<T> {
         value.downcast::<T>().ok()
     }
 
-    // starter: w04-l05 todo "failed_initialisations"
     /// How many times `init` has panicked on a dispatcher thread (over every `set`).
     pub fn failed_initialisations(&self) -> u64 {
         self.shared.failed_initialisations.load(Ordering::Relaxed)
@@ -454,7 +436,6 @@ impl<T: 'static> Slot<T> {
 }
 
 impl<T> Drop for Slot<T> {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         let shared = &self.shared;
         // Release pairs with the Acquire in the posted initialisers.

@@ -138,7 +138,6 @@ fn check_errno(error: c_int) -> io::Result<()> {
     }
 }
 
-// starter: w04-l05 todo "owned"
 /// Wraps a freshly created raw fd.
 ///
 /// # Safety
@@ -149,14 +148,12 @@ unsafe fn owned(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-// starter: w04-l05 todo "gettid"
 /// The kernel thread id of the calling thread (what `top -H` and `/proc/<pid>/task` show).
 pub fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments; it cannot fail, so the `-1` check never fires.
     syscall!(gettid()).expect("gettid cannot fail")
 }
 
-// starter: w04-l05 todo "signal_set"
 fn signal_set(signals: &[c_int]) -> io::Result<libc::sigset_t> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `set` points to writable memory of the right type; sigemptyset initialises it.
@@ -170,7 +167,6 @@ fn signal_set(signals: &[c_int]) -> io::Result<libc::sigset_t> {
     Ok(unsafe { set.assume_init() })
 }
 
-// starter: w04-l05 todo "block_signals"
 /// Blocks `signals` in the calling thread, so they are delivered only through a signalfd.
 ///
 /// Call it on the main thread before spawning any thread: threads inherit the mask of their
@@ -181,7 +177,6 @@ pub fn block_signals(signals: &[c_int]) -> io::Result<()> {
     syscall!(errno pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))
 }
 
-// starter: w04-l05 todo "raise_signal"
 /// Sends `signal` to the calling thread (`raise`). With the signal blocked it stays pending on
 /// this thread, where a signalfd read on this thread picks it up; tests use it that way.
 pub fn raise_signal(signal: c_int) -> io::Result<()> {
@@ -190,7 +185,6 @@ pub fn raise_signal(signal: c_int) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "kill"
 /// Sends `signal` to process `pid` (a negative `pid` signals the process group `-pid`, as
 /// `kill(2)` does; `pid` 0 and -1 are refused, because they would signal our own group or every
 /// process we may signal).
@@ -203,7 +197,6 @@ pub fn kill(pid: i32, signal: c_int) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "signalfd"
 /// Creates a signalfd that reports `signals` (which the caller has blocked).
 pub(crate) fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
     let set = signal_set(signals)?;
@@ -214,7 +207,6 @@ pub(crate) fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-// starter: w04-l05 todo "read_signal"
 /// Reads one pending signal number from a signalfd; `None` when none is pending.
 pub(crate) fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<c_int>> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
@@ -235,7 +227,7 @@ pub(crate) fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<c_int>> {
     }
 }
 
-// starter: w04-l05 todo "epoll_create"
+// starter: w04-l05 todo "Do 1: epoll_create1 with EPOLL_CLOEXEC through syscall!, then wrap the fd with owned on the next line"
 /// Creates an epoll instance.
 pub fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: epoll_create1 takes only flags.
@@ -245,7 +237,7 @@ pub fn epoll_create() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-// starter: w04-l05 todo "epoll_ctl"
+// starter: w04-l05 todo "Do 1: build an epoll_event from events and token and pass it to epoll_ctl with op on both raw fds"
 /// `epoll_ctl`: adds, modifies (`op`) or deletes `fd` in `epoll` with `events` and `token`.
 pub(crate) fn epoll_ctl(
     epoll: BorrowedFd<'_>,
@@ -267,7 +259,6 @@ pub(crate) fn epoll_ctl(
     Ok(())
 }
 
-// starter: w04-l05 todo "epoll_ctl_raw"
 /// `epoll_ctl` on an fd given by its number, for a table that records registrations without
 /// borrowing their fds (the dispatcher's). No memory safety is at stake: a closed fd number gives
 /// `EBADF`, and a reused one affects only that fd's registration in this epoll set.
@@ -284,7 +275,7 @@ pub(crate) fn epoll_ctl_raw(
     Ok(())
 }
 
-// starter: w04-l05 todo "epoll_wait"
+// starter: w04-l05 todo "Do 1: epoll_wait into the events buffer, at most its length, and return the count the kernel filled"
 /// `epoll_wait` into `events`; returns how many entries the kernel filled.
 ///
 /// `timeout_ms` is -1 for "forever". EINTR is returned to the caller, which knows how much of
@@ -313,7 +304,6 @@ pub fn epoll_wait(
     Ok(n as usize)
 }
 
-// starter: w04-l05 todo "eventfd"
 /// Creates a non-blocking eventfd with a zero counter.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes an initial value and flags.
@@ -323,7 +313,6 @@ pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-// starter: w04-l05 todo "eventfd_write"
 /// Adds `value` to an eventfd's counter (`WouldBlock` if the counter would overflow).
 pub(crate) fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
     let bytes = value.to_ne_bytes();
@@ -332,7 +321,6 @@ pub(crate) fn eventfd_write(fd: BorrowedFd<'_>, value: u64) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "eventfd_read"
 /// Reads and resets an eventfd's counter; `Ok(0)` when it was already zero.
 pub(crate) fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut bytes = [0u8; 8];
@@ -344,7 +332,6 @@ pub(crate) fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     }
 }
 
-// starter: w04-l05 todo "timerfd"
 /// Creates a non-blocking timerfd on the monotonic clock, disarmed.
 pub(crate) fn timerfd() -> io::Result<OwnedFd> {
     // SAFETY: timerfd_create takes a clock id and flags.
@@ -357,7 +344,6 @@ pub(crate) fn timerfd() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-// starter: w04-l05 todo "timerfd_set"
 /// Arms a timerfd to expire once after `after` (relative), or disarms it with `None`.
 ///
 /// A zero duration would disarm the timer, so it is raised to one nanosecond: "already due"
@@ -393,14 +379,12 @@ pub(crate) fn timerfd_set(fd: BorrowedFd<'_>, after: Option<Duration>) -> io::Re
     Ok(())
 }
 
-// starter: w04-l05 todo "timerfd_read"
 /// Reads (and resets) a timerfd's expiry count; `Ok(0)` when it has not expired.
 pub(crate) fn timerfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // A timerfd read has the same shape as an eventfd read: one 8-byte counter.
     eventfd_read(fd)
 }
 
-// starter: w04-l05 todo "open_dev_null"
 /// Opens `/dev/null` read-only: the spare fd the process keeps for the listeners' EMFILE policy.
 pub(crate) fn open_dev_null() -> io::Result<OwnedFd> {
     let path = c"/dev/null";
@@ -411,7 +395,6 @@ pub(crate) fn open_dev_null() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-// starter: w04-l05 todo "socketpair"
 /// A connected pair of non-blocking Unix stream sockets (handy for tests of readiness).
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as RawFd; 2];
@@ -423,7 +406,6 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(pair)
 }
 
-// starter: w04-l05 todo "read"
 /// `read` into `buf`; EINTR is retried. `WouldBlock` comes back as an error.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -437,7 +419,6 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-// starter: w04-l05 todo "write"
 /// `write` from `buf`; EINTR is retried. `WouldBlock` comes back as an error.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
@@ -458,7 +439,6 @@ struct RawAddr {
 }
 
 impl RawAddr {
-    // starter: w04-l05 todo "empty"
     fn empty() -> RawAddr {
         // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid (unspecified) value.
         let storage = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
@@ -468,7 +448,6 @@ impl RawAddr {
         }
     }
 
-    // starter: w04-l05 todo "from_std"
     fn from_std(addr: SocketAddr) -> RawAddr {
         let mut raw = RawAddr::empty();
         match addr {
@@ -503,7 +482,6 @@ impl RawAddr {
         raw
     }
 
-    // starter: w04-l05 todo "to_std"
     fn to_std(&self) -> io::Result<SocketAddr> {
         match c_int::from(self.storage.ss_family) {
             libc::AF_INET => {
@@ -536,7 +514,6 @@ impl RawAddr {
     }
 }
 
-// starter: w04-l05 todo "tcp_socket"
 /// Creates a non-blocking TCP socket for `addr`'s family.
 pub fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
@@ -552,7 +529,6 @@ pub fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-// starter: w04-l05 todo "setsockopt_int"
 /// Sets an integer socket option.
 pub fn setsockopt_int(
     fd: BorrowedFd<'_>,
@@ -571,7 +547,6 @@ pub fn setsockopt_int(
     Ok(())
 }
 
-// starter: w04-l05 todo "bind"
 /// Binds a socket to `addr`.
 pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_std(addr);
@@ -584,7 +559,6 @@ pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "connect"
 /// Starts a connection to `addr`; a non-blocking socket reports `EINPROGRESS` as an error.
 pub(crate) fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_std(addr);
@@ -597,7 +571,6 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "listen"
 /// Marks a bound socket as listening with the given backlog.
 pub fn listen(fd: BorrowedFd<'_>, backlog: c_int) -> io::Result<()> {
     // SAFETY: listen takes an open fd and an integer.
@@ -605,7 +578,6 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: c_int) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "local_addr"
 /// The address a socket is bound to.
 pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
@@ -618,7 +590,6 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     raw.to_std()
 }
 
-// starter: w04-l05 todo "peer_addr"
 /// The address of a connected socket's peer.
 pub(crate) fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
@@ -631,7 +602,7 @@ pub(crate) fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     raw.to_std()
 }
 
-// starter: w04-l05 todo "accept"
+// starter: w04-l05 todo "Do 2: accept4 with SOCK_CLOEXEC and SOCK_NONBLOCK into a RawAddr, own the new fd, retry EINTR"
 /// Accepts one connection as a non-blocking, close-on-exec socket; EINTR is retried.
 pub fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     loop {
@@ -661,7 +632,7 @@ pub fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     }
 }
 
-// starter: w04-l05 todo "recv"
+// starter: w04-l05 todo "Do 2: recv into buf with no flags, retry EINTR, return WouldBlock and other errors as they are"
 /// `recv` into `buf`; EINTR is retried; `Ok(0)` means the peer shut down its write side.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -675,7 +646,7 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-// starter: w04-l05 todo "send"
+// starter: w04-l05 todo "Do 2: send from buf with MSG_NOSIGNAL, retry EINTR, return WouldBlock and other errors as they are"
 /// `send` with `MSG_NOSIGNAL`, so a peer that has gone away gives `EPIPE` instead of killing the
 /// process with SIGPIPE; EINTR is retried.
 pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
@@ -695,7 +666,6 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-// starter: w04-l05 todo "send_vectored"
 /// `sendmsg` of several buffers at once with `MSG_NOSIGNAL`; EINTR is retried.
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     loop {
@@ -724,7 +694,6 @@ pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result
     }
 }
 
-// starter: w04-l05 todo "shutdown"
 /// Shuts down one or both directions of a socket (`libc::SHUT_WR`, …).
 pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
     // SAFETY: shutdown takes an open fd and an integer.
@@ -732,7 +701,6 @@ pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: c_int) -> io::Result<()> {
     Ok(())
 }
 
-// starter: w04-l05 todo "fd_limit"
 /// The fds this process may have open, `RLIMIT_NOFILE` as `(soft, hard)`: the soft limit is
 /// the one `EMFILE` enforces, the hard one the ceiling the soft one may be raised to.
 pub fn fd_limit() -> io::Result<(u64, u64)> {
@@ -745,7 +713,6 @@ pub fn fd_limit() -> io::Result<(u64, u64)> {
     Ok((limit.rlim_cur, limit.rlim_max))
 }
 
-// starter: w04-l05 todo "set_fd_limit"
 /// Sets the soft (and hard) fd limit of this process; tests use it to provoke EMFILE.
 pub fn set_fd_limit(soft: u64, hard: u64) -> io::Result<()> {
     let limit = libc::rlimit {

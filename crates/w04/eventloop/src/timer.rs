@@ -67,7 +67,6 @@ pub(crate) struct TimerQueue {
 }
 
 impl TimerQueue {
-    // starter: w04-l05 todo "new"
     pub(crate) fn new() -> io::Result<TimerQueue> {
         Ok(TimerQueue {
             fd: sys::timerfd()?,
@@ -79,12 +78,10 @@ impl TimerQueue {
         })
     }
 
-    // starter: w04-l05 todo "fd"
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
-    // starter: w04-l05 todo "insert"
     /// Adds a disabled timer; returns its key.
     fn insert(&mut self, callback: TimerCallback) -> Key {
         self.timers.insert(TimerState {
@@ -95,7 +92,6 @@ impl TimerQueue {
         })
     }
 
-    // starter: w04-l05 todo "remove"
     /// Removes a timer; returns its callback so the caller drops it with no borrow held.
     fn remove(&mut self, key: Key) -> Option<TimerCallback> {
         let state = self.timers.remove(key)?;
@@ -105,7 +101,6 @@ impl TimerQueue {
         state.callback
     }
 
-    // starter: w04-l05 todo "arm"
     fn arm(&mut self, key: Key, deadline: Instant, period: Option<Duration>) {
         let sequence = self.next_sequence;
         let Some(state) = self.timers.get_mut(key) else {
@@ -126,7 +121,6 @@ impl TimerQueue {
         self.compact_if_mostly_stale();
     }
 
-    // starter: w04-l05 todo "disarm"
     fn disarm(&mut self, key: Key) {
         if let Some(state) = self.timers.get_mut(key)
             && state.armed.take().is_some()
@@ -135,21 +129,18 @@ impl TimerQueue {
         }
     }
 
-    // starter: w04-l05 todo "is_armed"
     fn is_armed(&self, key: Key) -> bool {
         self.timers
             .get(key)
             .is_some_and(|state| state.armed.is_some())
     }
 
-    // starter: w04-l05 todo "is_live"
     fn is_live(&self, entry: &Armed) -> bool {
         self.timers
             .get(entry.key)
             .is_some_and(|state| state.armed == Some(entry.sequence))
     }
 
-    // starter: w04-l05 todo "compact_if_mostly_stale"
     fn compact_if_mostly_stale(&mut self) {
         if self.heap.len() > 64 && self.heap.len() > 2 * self.armed_count {
             let heap = std::mem::take(&mut self.heap);
@@ -160,7 +151,6 @@ impl TimerQueue {
         }
     }
 
-    // starter: w04-l05 todo "earliest"
     /// The earliest live deadline, dropping stale entries from the top of the heap.
     fn earliest(&mut self) -> Option<Instant> {
         while let Some(Reverse(top)) = self.heap.peek().copied() {
@@ -172,7 +162,6 @@ impl TimerQueue {
         None
     }
 
-    // starter: w04-l05 todo "sync_timerfd"
     /// Arms the timerfd for the earliest deadline, if that changed since it was last armed.
     pub(crate) fn sync_timerfd(&mut self) -> io::Result<()> {
         let earliest = self.earliest();
@@ -184,7 +173,6 @@ impl TimerQueue {
         Ok(())
     }
 
-    // starter: w04-l05 todo "take_due"
     /// Drains the timerfd and pops every live entry due at `now`, in deadline order.
     fn take_due(&mut self, now: Instant) -> Vec<Armed> {
         // The expiry count does not matter: the heap says what is due.
@@ -203,7 +191,6 @@ impl TimerQueue {
         due
     }
 
-    // starter: w04-l05 todo "begin_fire"
     /// Starts firing `entry` if it is still armed with the same sequence: a one-shot timer is
     /// disarmed, a repeating one re-armed for its next period; returns the callback to run.
     fn begin_fire(&mut self, entry: Armed, now: Instant) -> Option<TimerCallback> {
@@ -228,7 +215,6 @@ impl TimerQueue {
         Some(callback)
     }
 
-    // starter: w04-l05 todo "end_fire"
     /// Puts a callback back after it ran; returns it instead if its timer was dropped meanwhile.
     fn end_fire(&mut self, key: Key, callback: TimerCallback) -> Option<TimerCallback> {
         match self.timers.get_mut(key) {
@@ -240,7 +226,6 @@ impl TimerQueue {
         }
     }
 
-    // starter: w04-l05 todo "take_all"
     /// Takes every callback out of the table, for the dispatcher's drop.
     pub(crate) fn take_all(&mut self) -> Vec<TimerCallback> {
         self.heap.clear();
@@ -253,7 +238,6 @@ impl TimerQueue {
     }
 }
 
-// starter: w04-l05 todo "fire_due"
 /// Runs every timer that is due, in deadline order; called when the timerfd is readable.
 pub(crate) fn fire_due(dispatcher: &Dispatcher, queue: &RefCell<TimerQueue>) {
     let now = Instant::now();
@@ -293,7 +277,6 @@ pub struct Timer {
 }
 
 impl Timer {
-    // starter: w04-l05 todo "new"
     pub(crate) fn new(queue: &Rc<RefCell<TimerQueue>>, callback: TimerCallback) -> Timer {
         let key = queue.borrow_mut().insert(callback);
         Timer {
@@ -302,13 +285,11 @@ impl Timer {
         }
     }
 
-    // starter: w04-l05 todo "enable"
     /// Arms the timer to fire once, `after` from now (replacing any earlier arming).
     pub fn enable(&self, after: Duration) {
         self.arm(after, None);
     }
 
-    // starter: w04-l05 todo "enable_at"
     /// Arms the timer to fire once at `deadline` (at once if it has passed).
     ///
     /// Timers with the same deadline fire in the order they were armed.
@@ -318,7 +299,6 @@ impl Timer {
         }
     }
 
-    // starter: w04-l05 todo "enable_repeating"
     /// Arms the timer to fire every `period`, the first time `period` from now.
     ///
     /// A zero period is raised to one millisecond, so a repeating timer cannot starve the loop.
@@ -327,7 +307,6 @@ impl Timer {
         self.arm(period, Some(period));
     }
 
-    // starter: w04-l05 todo "disable"
     /// Disarms the timer; it will not fire until enabled again.
     pub fn disable(&self) {
         if let Some(queue) = self.queue.upgrade() {
@@ -335,7 +314,6 @@ impl Timer {
         }
     }
 
-    // starter: w04-l05 todo "is_enabled"
     /// Whether the timer is armed.
     pub fn is_enabled(&self) -> bool {
         self.queue
@@ -343,7 +321,6 @@ impl Timer {
             .is_some_and(|queue| queue.borrow().is_armed(self.key))
     }
 
-    // starter: w04-l05 todo "arm"
     fn arm(&self, after: Duration, period: Option<Duration>) {
         if let Some(queue) = self.queue.upgrade() {
             // A duration too large for the clock is as good as "never": park it a century out.
@@ -357,7 +334,6 @@ impl Timer {
 }
 
 impl Drop for Timer {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         if let Some(queue) = self.queue.upgrade() {
             let callback = queue.borrow_mut().remove(self.key);

@@ -32,7 +32,6 @@ pub struct Waker {
 }
 
 impl Waker {
-    // starter: w04-l05 todo "new"
     /// Creates a waker with a fresh eventfd (not registered with any loop yet).
     pub(crate) fn new() -> io::Result<Waker> {
         Ok(Waker {
@@ -40,7 +39,6 @@ impl Waker {
         })
     }
 
-    // starter: w04-l05 todo "wake"
     /// Wakes the loop. Many wakes before the loop runs coalesce into one callback.
     pub fn wake(&self) {
         match sys::eventfd_write(self.fd.as_fd(), 1) {
@@ -53,7 +51,6 @@ impl Waker {
         }
     }
 
-    // starter: w04-l05 todo "drain"
     /// Reads and resets the counter; returns how many wakes were coalesced (0: none pending).
     pub(crate) fn drain(&self) -> u64 {
         sys::eventfd_read(self.fd.as_fd()).unwrap_or(0)
@@ -61,7 +58,6 @@ impl Waker {
 }
 
 impl AsFd for Waker {
-    // starter: w04-l05 todo "as_fd"
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

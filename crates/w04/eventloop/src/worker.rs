@@ -111,7 +111,6 @@ struct Starting {
 struct AliveGuard(Arc<AtomicBool>);
 
 impl Drop for AliveGuard {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         // Release pairs with the Acquire in `Worker::live`.
         self.0.store(false, Ordering::Release);
@@ -147,7 +146,6 @@ pub struct Worker {
 }
 
 impl Worker {
-    // starter: w04-l05 todo "new"
     /// A worker named `name` (also its thread's name and its dispatcher's), not started.
     fn new(name: impl Into<String>) -> Worker {
         Worker {
@@ -156,7 +154,6 @@ impl Worker {
         }
     }
 
-    // starter: w04-l05 todo "spawn"
     fn spawn(&self) -> Result<Starting, WorkerError> {
         if self.running.is_some() {
             return Err(WorkerError::AlreadyStarted);
@@ -217,7 +214,6 @@ impl Worker {
         })
     }
 
-    // starter: w04-l05 todo "finish_start"
     fn finish_start(&mut self, starting: Starting) -> Result<(), WorkerError> {
         match starting.ready.recv() {
             Ok(Ok((handle, tid))) => {
@@ -240,13 +236,11 @@ impl Worker {
         }
     }
 
-    // starter: w04-l05 todo "is_running"
     /// Whether the worker has been started, has not been stopped, and its thread is alive.
     pub fn is_running(&self) -> bool {
         self.live().is_ok()
     }
 
-    // starter: w04-l05 todo "live"
     /// The running state, if the worker runs; `NotRunning` or `Died` if not.
     fn live(&self) -> Result<&Running, WorkerError> {
         let running = self.running.as_ref().ok_or(WorkerError::NotRunning)?;
@@ -260,13 +254,11 @@ impl Worker {
         }
     }
 
-    // starter: w04-l05 todo "thread_id"
     /// The kernel thread id of the worker thread, while it runs.
     pub fn thread_id(&self) -> Option<i32> {
         self.running.as_ref().map(|running| running.tid)
     }
 
-    // starter: w04-l05 todo "dispatcher"
     /// A handle to the worker's dispatcher, while it runs (for registering thread-local slots,
     /// or posting to it from elsewhere).
     ///
@@ -277,7 +269,6 @@ impl Worker {
         self.live().ok().map(|running| &running.handle)
     }
 
-    // starter: w04-l05 todo "post_with"
     /// Posts `work` to the worker's dispatcher; it gets the worker's dispatcher, so it can add
     /// fds, timers or a listener to the worker's loop.
     ///
@@ -291,7 +282,6 @@ impl Worker {
         self.post_caught(move |dispatcher| run_caught(work, dispatcher))
     }
 
-    // starter: w04-l05 todo "post_caught"
     /// Posts `work` as it is (the caller catches its panics).
     fn post_caught(
         &self,
@@ -301,14 +291,12 @@ impl Worker {
         Ok(())
     }
 
-    // starter: w04-l05 todo "request_exit"
     fn request_exit(&self) {
         if let Some(running) = &self.running {
             running.handle.exit();
         }
     }
 
-    // starter: w04-l05 todo "join"
     fn join(&mut self) {
         if let Some(running) = self.running.take()
             && running.thread.join().is_err()
@@ -319,7 +307,6 @@ impl Worker {
 }
 
 impl Drop for Worker {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     /// Stops the worker if its pool has not: asks its dispatcher to exit, then joins the thread.
     fn drop(&mut self) {
         self.request_exit();
@@ -327,7 +314,6 @@ impl Drop for Worker {
     }
 }
 
-// starter: w04-l05 todo "run_caught"
 /// Runs posted `work` on the worker, catching a panic so the worker's loop survives it.
 fn run_caught(work: impl FnOnce(&Dispatcher), dispatcher: &Dispatcher) {
     if panic::catch_unwind(AssertUnwindSafe(|| work(dispatcher))).is_err() {
@@ -342,7 +328,6 @@ struct Completion {
 }
 
 impl Drop for Completion {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         let on_complete = self
             .on_complete
@@ -386,7 +371,6 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    // starter: w04-l05 todo "new"
     /// A pool of `count` workers (at least one), named `worker_0`, `worker_1`, …, not started.
     pub fn new(count: usize) -> WorkerPool {
         let workers = (0..count.max(1))
@@ -395,19 +379,16 @@ impl WorkerPool {
         WorkerPool { workers }
     }
 
-    // starter: w04-l05 todo "worker_count"
     /// How many workers the pool has.
     pub fn worker_count(&self) -> usize {
         self.workers.len()
     }
 
-    // starter: w04-l05 todo "workers"
     /// The workers.
     pub fn workers(&self) -> &[Worker] {
         &self.workers
     }
 
-    // starter: w04-l05 todo "start"
     /// Starts every worker and returns once all of them are running. If one fails, the ones
     /// already started are stopped again and the error is returned.
     pub fn start(&mut self) -> Result<(), WorkerError> {
@@ -442,7 +423,6 @@ impl WorkerPool {
         }
     }
 
-    // starter: w04-l05 todo "worker"
     /// Worker `index`, or `NoSuchWorker`.
     fn worker(&self, index: usize) -> Result<&Worker, WorkerError> {
         let count = self.workers.len();
@@ -451,7 +431,6 @@ impl WorkerPool {
             .ok_or(WorkerError::NoSuchWorker { index, count })
     }
 
-    // starter: w04-l05 todo "post_to_with"
     /// Posts `work` to worker `index`, handing it the worker's dispatcher; a panic in it is
     /// caught on the worker (see [`Worker::post_with`]). Returns
     /// [`WorkerError::NoSuchWorker`] for an index the pool does not have.
@@ -463,7 +442,6 @@ impl WorkerPool {
         self.worker(index)?.post_with(work)
     }
 
-    // starter: w04-l05 todo "run_on_all_workers"
     /// Runs `callback` on every worker's loop with its dispatcher, then `on_complete` once
     /// (Envoy's `runOnAllThreads`).
     ///
@@ -536,7 +514,6 @@ impl WorkerPool {
         Ok(())
     }
 
-    // starter: w04-l05 todo "dispatchers"
     /// Handles to every running worker's dispatcher, in worker order.
     pub fn dispatchers(&self) -> Vec<DispatcherHandle> {
         self.workers
@@ -546,7 +523,6 @@ impl WorkerPool {
             .collect()
     }
 
-    // starter: w04-l05 todo "stop"
     /// Stops every worker: all are asked to exit first, then all are joined. Work posted before
     /// has run when it returns (see the module docs for the bound on posts made by posts). Does
     /// nothing for a worker that is not running.
@@ -561,7 +537,6 @@ impl WorkerPool {
 }
 
 impl Drop for WorkerPool {
-    // starter: w04-l05 empty "nothing to release until your type owns something that needs it."
     fn drop(&mut self) {
         self.stop();
     }

@@ -30,7 +30,8 @@ pub(crate) struct GateLimits {
     pub(crate) max_queue_depth: Option<usize>,
 }
 
-/// The answers the overload controls give in a request's place (W06 L02–L04).
+/// The answers the overload controls give in a request's place: shedding (W06 L01–L02), the
+/// timeout (L03) and the retry budget (L04).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OverloadReply {
     /// `ERROR: overloaded, retry after <ms> ms`: shed by the gate.
@@ -48,7 +49,7 @@ pub(crate) enum OverloadReply {
 }
 
 impl OverloadReply {
-    // starter: w06-l02 todo "write_to"
+    // starter: w06-l01 todo "Do 3: write the line of each of the three answers, ending in a newline"
     /// Appends the response line, `\n` included: for example
     /// `ERROR: overloaded, retry after 12 ms\n`.
     pub(crate) fn write_to(self, out: &mut Vec<u8>) {
@@ -75,7 +76,7 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    // starter: w06-l01 todo "new"
+    // starter: w06-l01 todo "Do 1: a gate with these limits and every count at zero"
     /// A gate with nothing in flight.
     pub(crate) fn new(limits: GateLimits) -> Self {
         Gate {
@@ -86,7 +87,7 @@ impl Gate {
         }
     }
 
-    // starter: w06-l01 todo "has_room"
+    // starter: w06-l01 todo "Do 1: true when each limit is None or its count is below it"
     /// Whether one more request may be admitted while `queue_depth` requests wait for a worker.
     pub(crate) fn has_room(&self, queue_depth: usize) -> bool {
         let inflight_ok = self
@@ -100,39 +101,39 @@ impl Gate {
         inflight_ok && queue_ok
     }
 
-    // starter: w06-l01 todo "admit"
+    // starter: w06-l01 todo "Do 1: count one more in flight and keep the peak"
     /// Counts an admitted request as in flight.
     pub(crate) fn admit(&mut self) {
         self.inflight += 1;
         self.peak = self.peak.max(self.inflight);
     }
 
-    // starter: w06-l01 todo "shed"
+    // starter: w06-l01 todo "Do 1: count one more shed request"
     /// Counts a refused request as shed: its `ERROR: overloaded` answer is in its place now.
     pub(crate) fn shed(&mut self) {
         self.shed += 1;
     }
 
-    // starter: w06-l01 todo "settle"
+    // starter: w06-l01 todo "Do 1: take count requests off the in-flight count"
     /// `count` admitted requests are answered (or their connection is gone).
     pub(crate) fn settle(&mut self, count: usize) {
         debug_assert!(count <= self.inflight, "settling more than is in flight");
         self.inflight = self.inflight.saturating_sub(count);
     }
 
-    // starter: w06-l01 todo "inflight"
+    // starter: w06-l01 todo "Do 1: return the in-flight count"
     /// Worker requests in flight now.
     pub(crate) fn inflight(&self) -> usize {
         self.inflight
     }
 
-    // starter: w06-l01 todo "peak"
+    // starter: w06-l01 todo "Do 1: return the peak"
     /// The most requests that were ever in flight at once.
     pub(crate) fn peak(&self) -> usize {
         self.peak
     }
 
-    // starter: w06-l01 todo "shed_count"
+    // starter: w06-l01 todo "Do 1: return the shed count"
     /// Requests shed so far.
     pub(crate) fn shed_count(&self) -> u64 {
         self.shed
@@ -153,26 +154,26 @@ pub(crate) struct QueueGauge {
 }
 
 impl QueueGauge {
-    // starter: w06-l01 todo "handed_out"
+    // starter: w06-l01 todo "Do 2: add count to the requests handed out"
     /// Counts `count` requests handed to the pool (on the loop).
     pub(crate) fn handed_out(&mut self, count: usize) {
         self.handed_out += count as u64;
     }
 
-    // starter: w06-l01 todo "started_counter"
+    // starter: w06-l01 todo "Do 2: a clone of the Arc of the started counter"
     /// The counter a task bumps when a worker starts it.
     pub(crate) fn started_counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.started)
     }
 
-    // starter: w06-l01 todo "mark_started"
+    // starter: w06-l01 todo "Do 2: add count to the counter with one relaxed fetch_add"
     /// Counts `count` requests started (on a worker).
     pub(crate) fn mark_started(counter: &AtomicU64, count: usize) {
         // Relaxed: the counter is a gauge; nothing else is published through it.
         counter.fetch_add(count as u64, Ordering::Relaxed);
     }
 
-    // starter: w06-l01 todo "depth"
+    // starter: w06-l01 todo "Do 2: handed out minus started, never below zero"
     /// Requests handed out and not yet started.
     pub(crate) fn depth(&self) -> usize {
         let started = self.started.load(Ordering::Relaxed);
@@ -198,7 +199,6 @@ pub(crate) struct DrainRate {
 }
 
 impl DrainRate {
-    // starter: w06-l01 todo "new"
     /// A rate with nothing measured yet, starting at `now`.
     pub(crate) fn new(now: Instant) -> Self {
         DrainRate {
@@ -209,14 +209,16 @@ impl DrainRate {
         }
     }
 
-    // starter: w06-l02 todo "record"
+    // starter: w06-l02 empty "Do 1: roll the windows to now, then count one in the current window"
     /// A worker's result reached the loop at `now`.
     pub(crate) fn record(&mut self, now: Instant) {
         self.roll(now);
         self.in_window += 1;
     }
 
-    // starter: w06-l02 todo "roll"
+    // starter: w06-l02 todo "Do 1: start a new window once this one is DRAIN_WINDOW old, a stale one counting as empty"
+    /// Moves on to a new window once the current one is [`DRAIN_WINDOW`] old: lazily, when a
+    /// result comes or an estimate is asked for, so the rate needs no timer.
     fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= DRAIN_WINDOW {
@@ -229,7 +231,7 @@ impl DrainRate {
         }
     }
 
-    // starter: w06-l02 todo "per_second"
+    // starter: w06-l02 todo "Do 2: roll, then both windows' count over the time they span; None when nothing counted"
     /// Requests finished per second, recently; `None` before anything finished.
     pub(crate) fn per_second(&mut self, now: Instant) -> Option<f64> {
         self.roll(now);
@@ -238,20 +240,28 @@ impl DrainRate {
         (count > 0 && !span.is_zero()).then(|| count as f64 / span.as_secs_f64())
     }
 
-    // starter: w06-l02 todo "retry_after_ms"
     /// The `<ms>` of `ERROR: overloaded, retry after <ms> ms`: the time the workers need, at
-    /// the recent drain rate, to finish the `backlog` requests ahead, rounded up to whole
-    /// milliseconds and kept within 1..=[`MAX_RETRY_AFTER_MS`]. Before any request has finished
-    /// (nothing to measure) it is [`DEFAULT_RETRY_AFTER_MS`].
+    /// the recent drain rate, to finish the `backlog` requests ahead (see [`ms_to_drain`]).
+    /// Before any request has finished (nothing to measure) it is [`DEFAULT_RETRY_AFTER_MS`].
     pub(crate) fn retry_after_ms(&mut self, backlog: usize, now: Instant) -> u64 {
+        // Both windows empty: no result was recorded lately, and rolling cannot change that.
+        if self.in_window == 0 && self.previous == 0 {
+            return DEFAULT_RETRY_AFTER_MS;
+        }
         match self.per_second(now) {
             None => DEFAULT_RETRY_AFTER_MS,
-            Some(rate) => {
-                let ms = (backlog.max(1) as f64 * 1000.0 / rate).ceil();
-                (ms as u64).clamp(1, MAX_RETRY_AFTER_MS)
-            }
+            Some(rate) => ms_to_drain(backlog, rate),
         }
     }
+}
+
+// starter: w06-l02 todo "Do 3: backlog, at least 1, over the rate in ms, rounded up, within 1..=MAX_RETRY_AFTER_MS"
+/// The time, in whole milliseconds, that `backlog` requests take to finish at `per_second`
+/// (a positive rate): rounded up, and kept within 1..=[`MAX_RETRY_AFTER_MS`]. An empty backlog
+/// counts as one request, so a client never hears "retry after 0 ms".
+fn ms_to_drain(backlog: usize, per_second: f64) -> u64 {
+    let ms = (backlog.max(1) as f64 * 1000.0 / per_second).ceil();
+    (ms as u64).clamp(1, MAX_RETRY_AFTER_MS)
 }
 
 #[cfg(test)]

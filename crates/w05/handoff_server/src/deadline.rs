@@ -27,7 +27,6 @@ pub(crate) struct Deadlines<K> {
 }
 
 impl<K: Copy> Deadlines<K> {
-    // starter: w06-l03 todo "new"
     /// Deadlines `timeout` after a request is read; `None` never times a request out.
     pub(crate) fn new(timeout: Option<Duration>) -> Self {
         Deadlines {
@@ -36,20 +35,19 @@ impl<K: Copy> Deadlines<K> {
         }
     }
 
-    // starter: w06-l03 todo "timeout"
     /// The timeout, if requests have one.
     pub(crate) fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
-    // starter: w06-l03 todo "timeout_ms"
+    // starter: w06-l03 todo "Do 1: the timeout in whole milliseconds, None without one"
     /// The timeout in whole milliseconds, for the `ERROR: timeout after <ms> ms` line.
     pub(crate) fn timeout_ms(&self) -> Option<u64> {
         self.timeout
             .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
     }
 
-    // starter: w06-l03 todo "push"
+    // starter: w06-l03 todo "Do 1: append read_at + timeout; Some of it only if the queue was empty"
     /// Records the deadline of request `seq` of connection `key`, read at `read_at`. Returns the
     /// deadline when the loop's timer must be armed for it (the queue was empty, so the timer is
     /// idle); otherwise the timer is already armed for an earlier deadline.
@@ -63,7 +61,7 @@ impl<K: Copy> Deadlines<K> {
         was_empty.then_some(deadline)
     }
 
-    // starter: w06-l03 todo "pop_due"
+    // starter: w06-l03 todo "Do 2: pop the front entry if its deadline is at or before now"
     /// Takes the oldest entry if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(K, u64)> {
         match self.due.front() {
@@ -75,13 +73,13 @@ impl<K: Copy> Deadlines<K> {
         }
     }
 
-    // starter: w06-l03 todo "next_deadline"
+    // starter: w06-l03 todo "Do 2: the deadline of the front entry"
     /// The deadline the timer must be armed for next, if any entry is left.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.due.front().map(|&(deadline, _, _)| deadline)
     }
 
-    // starter: w06-l03 todo "len"
+    // starter: w06-l03 todo "Do 2: the number of entries queued"
     /// Entries still queued (answered requests included, until their deadline passes).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -19,6 +19,11 @@
 //! than the request really took, and longer by at most the loop's time for one receive or one
 //! batch. With every control off, `admit` only counts the request into the gate and `settle`
 //! only counts it out and records its latency for `stats`.
+//!
+//! A control that is off is not asked at all: no deadline is queued without a timeout, no retry
+//! budget exists without a ratio, and the drain rate is fed only when the gate can shed. That
+//! keeps the cost of an unused control at a branch, and it is what lets the course's W06 starter
+//! run each lesson with the later lessons' controls still unwritten.
 
 use std::time::{Duration, Instant};
 
@@ -85,12 +90,15 @@ pub(crate) struct Overload<K> {
     pub(crate) queue: QueueGauge,
     /// Deadlines of the admitted requests, for the loop's timeout timer.
     pub(crate) deadlines: Deadlines<K>,
-    retry: RetryBudget,
+    /// The retry budget, with `--max-retry-ratio`; without one every retry is admitted.
+    retry: Option<RetryBudget>,
     telemetry: Telemetry,
     drain: DrainRate,
     /// Whether the gate may shed (`--max-inflight` or `--max-queue-depth`): only then is the
     /// drain rate, which words a shed request's answer, worth measuring.
     sheds: bool,
+    /// Whether requests time out (`--request-timeout-ms`): only then do they get a deadline.
+    times_out: bool,
     /// Whether any control may refuse or time out a request (the gate's limits, a timeout, a
     /// retry budget). Without one, [`admit`](Self::admit) only counts the request in.
     controlled: bool,
@@ -106,10 +114,11 @@ impl<K: Copy> Overload<K> {
             gate: Gate::new(controls.gate),
             queue: QueueGauge::default(),
             deadlines: Deadlines::new(controls.request_timeout),
-            retry: RetryBudget::new(controls.max_retry_ratio),
+            retry: controls.max_retry_ratio.map(RetryBudget::new),
             telemetry: Telemetry::new(),
             drain: DrainRate::new(epoch),
             sheds: controls.gate != GateLimits::default(),
+            times_out: controls.request_timeout.is_some(),
             controlled: controls.gate != GateLimits::default()
                 || controls.request_timeout.is_some()
                 || controls.max_retry_ratio.is_some(),
@@ -160,15 +169,15 @@ impl<K: Copy> Overload<K> {
         seq: u64,
         retry: bool,
     ) -> (Admission, Option<Instant>) {
-        if retry {
-            if !self.retry.admit_retry() {
+        if let Some(budget) = &mut self.retry {
+            if !retry {
+                budget.first_try();
+            } else if !budget.admit_retry() {
                 return (
                     Admission::Refused(OverloadReply::RetryBudgetExhausted),
                     None,
                 );
             }
-        } else {
-            self.retry.first_try();
         }
         if !self.gate.has_room(self.queue.depth()) {
             self.gate.shed();
@@ -179,7 +188,11 @@ impl<K: Copy> Overload<K> {
             );
         }
         self.gate.admit();
-        let arm = self.deadlines.push(now.instant, key, seq);
+        let arm = if self.times_out {
+            self.deadlines.push(now.instant, key, seq)
+        } else {
+            None
+        };
         (Admission::Admitted { read_at: now.at }, arm)
     }
 
@@ -205,9 +218,17 @@ impl<K: Copy> Overload<K> {
 
     /// The `timeout after <ms>` of this server, if it times requests out.
     pub(crate) fn timeout_reply(&self) -> Option<OverloadReply> {
+        if !self.times_out {
+            return None;
+        }
         self.deadlines
             .timeout_ms()
             .map(|after_ms| OverloadReply::Timeout { after_ms })
+    }
+
+    /// Retries rejected by the budget so far (none without a budget).
+    fn retry_rejects(&self) -> u64 {
+        self.retry.as_ref().map_or(0, RetryBudget::rejects)
     }
 
     /// The overload keys for a `stats` line.
@@ -217,7 +238,7 @@ impl<K: Copy> Overload<K> {
                 self.gate.inflight() as u64,
                 self.gate.peak() as u64,
                 self.gate.shed_count(),
-                self.retry.rejects(),
+                self.retry_rejects(),
             ],
             &self.telemetry,
         )
@@ -231,7 +252,7 @@ impl<K: Copy> Overload<K> {
             inflight: self.gate.inflight() as u64,
             inflight_peak: self.gate.peak() as u64,
             shed: self.gate.shed_count(),
-            retry_rejects: self.retry.rejects(),
+            retry_rejects: self.retry_rejects(),
             telemetry,
         }
     }

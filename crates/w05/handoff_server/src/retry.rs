@@ -24,9 +24,25 @@ pub(crate) const RECENT_FIRST_TRIES: u64 = 1000;
 /// One token, in thousandths.
 const TOKEN: u64 = 1000;
 
-// starter: w06-l04 todo "strip_retry"
 /// Splits off the `retry ` mark: `(true, rest)` for a retry, `(false, line)` otherwise.
+///
+/// Every line the loop reads comes through here, and almost every one is a first try whose
+/// verb is not `retry`: it is told apart by its first bytes, and only a line that starts with
+/// the word goes on to [`split_mark`].
+#[inline]
 pub(crate) fn strip_retry(line: &[u8]) -> (bool, &[u8]) {
+    if line.starts_with(b"retry") {
+        split_mark(line)
+    } else {
+        (false, line)
+    }
+}
+
+// starter: w06-l04 todo "Do 1: strip the prefix retry with its space: true and the rest, else false and the line"
+/// A line that starts with `retry`: `(true, rest)` when it is the mark `retry ` (with its
+/// space) followed by the request, `(false, line)` for a bare `retry` or a word like
+/// `retrying` (an ordinary, unknown, request).
+fn split_mark(line: &[u8]) -> (bool, &[u8]) {
     match line.strip_prefix(b"retry ") {
         Some(rest) => (true, rest),
         None => (false, line),
@@ -47,43 +63,41 @@ pub(crate) fn parse_ratio(text: &str) -> Result<f64, String> {
     Ok(ratio)
 }
 
-/// The server-wide retry budget (see the module docs).
+/// The server-wide retry budget (see the module docs). A server without `--max-retry-ratio` has
+/// none, and admits every retry (see `Overload::admit`).
 #[derive(Debug)]
 pub(crate) struct RetryBudget {
-    /// R in thousandths; `None` is no budget (every retry is admitted).
-    ratio_milli: Option<u64>,
+    /// R in thousandths.
+    ratio_milli: u64,
+    /// The tokens in the bucket, in thousandths: at most `ratio_milli` × [`RECENT_FIRST_TRIES`].
     tokens_milli: u64,
+    /// Retries rejected so far.
     rejects: u64,
 }
 
 impl RetryBudget {
-    // starter: w06-l04 todo "new"
-    /// A budget of `ratio` retries per recent first try; `None` for no budget. It starts empty:
-    /// a retry before any first try has nothing to be a retry of.
-    pub(crate) fn new(ratio: Option<f64>) -> Self {
+    // starter: w06-l04 todo "Do 2: ratio in thousandths, rounded; an empty bucket, no rejects"
+    /// A budget of `ratio` retries per recent first try. It starts empty: a retry before any
+    /// first try has nothing to be a retry of.
+    pub(crate) fn new(ratio: f64) -> Self {
         RetryBudget {
-            ratio_milli: ratio.map(|ratio| (ratio * TOKEN as f64).round() as u64),
+            ratio_milli: (ratio * TOKEN as f64).round() as u64,
             tokens_milli: 0,
             rejects: 0,
         }
     }
 
-    // starter: w06-l04 todo "first_try"
+    // starter: w06-l04 todo "Do 2: add R in thousandths, capped at R times RECENT_FIRST_TRIES"
     /// A first try of a worker verb was read: it earns R tokens.
     pub(crate) fn first_try(&mut self) {
-        if let Some(ratio) = self.ratio_milli {
-            let cap = ratio * RECENT_FIRST_TRIES;
-            self.tokens_milli = (self.tokens_milli + ratio).min(cap);
-        }
+        let cap = self.ratio_milli * RECENT_FIRST_TRIES;
+        self.tokens_milli = (self.tokens_milli + self.ratio_milli).min(cap);
     }
 
-    // starter: w06-l04 todo "admit_retry"
+    // starter: w06-l04 todo "Do 2: take one TOKEN if there is one, else count a reject and refuse"
     /// A retry of a worker verb was read: `true` if the budget admits it (a token is spent),
     /// `false` if it is rejected (counted in [`rejects`](Self::rejects)).
     pub(crate) fn admit_retry(&mut self) -> bool {
-        let Some(_) = self.ratio_milli else {
-            return true;
-        };
         if self.tokens_milli >= TOKEN {
             self.tokens_milli -= TOKEN;
             true
@@ -93,7 +107,7 @@ impl RetryBudget {
         }
     }
 
-    // starter: w06-l04 todo "rejects"
+    // starter: w06-l04 todo "Do 2: return the rejects counted"
     /// Retries rejected so far.
     pub(crate) fn rejects(&self) -> u64 {
         self.rejects

@@ -1,5 +1,5 @@
-//! Overload telemetry (W06 L05): what the controls did, counted exactly, and how long requests
-//! took.
+//! Overload telemetry (W06 L05; its `stats` line is W06 L01's): what the controls did, counted
+//! exactly, and how long requests took.
 //!
 //! `stats` keeps the protocol's keys and gains, after them:
 //!
@@ -50,7 +50,7 @@ pub(crate) struct OverloadStats {
 }
 
 impl OverloadStats {
-    // starter: w06-l05 todo "write_line"
+    // starter: w06-l01 todo "Do 4: the protocol line from base without its newline, then the seven keys, then a newline"
     /// Appends the whole `stats` line: the protocol's keys from `base`, then these, then `\n`.
     pub(crate) fn write_line(&self, base: &Stats, out: &mut Vec<u8>) {
         base.write_to(out);
@@ -110,6 +110,7 @@ impl LatencyHistogram {
         }
     }
 
+    // starter: w06-l05 todo "Do 1: below SUB_BUCKETS the value itself, else the shift and the leading SUB_BITS + 1 bits"
     /// The bucket of `micros` (at most [`MAX_LATENCY_US`]).
     fn index(micros: u64) -> usize {
         if micros < SUB_BUCKETS {
@@ -120,6 +121,7 @@ impl LatencyHistogram {
         ((u64::from(shift) << SUB_BITS) + (micros >> shift)) as usize
     }
 
+    // starter: w06-l05 todo "Do 1: the inverse of index: the lowest and highest value of the bucket"
     /// The lowest and the highest value counted in bucket `index`.
     fn bounds(index: usize) -> (u64, u64) {
         let index = index as u64;
@@ -131,6 +133,7 @@ impl LatencyHistogram {
         (leading << shift, ((leading + 1) << shift) - 1)
     }
 
+    // starter: w06-l05 empty "Do 2: clamp to 1..=MAX_LATENCY_US, count one in its bucket and in total"
     /// Counts one latency of `micros`, clamped to 1 ..= [`MAX_LATENCY_US`].
     pub(crate) fn record(&mut self, micros: u64) {
         self.counts[Self::index(micros.clamp(1, MAX_LATENCY_US))] += 1;
@@ -142,6 +145,7 @@ impl LatencyHistogram {
         self.total == 0
     }
 
+    // starter: w06-l05 todo "Do 3: the rank, at least 1, then walk the buckets until that many are seen"
     /// The lowest value of the bucket holding the value at `quantile` (0.5 for the median), as
     /// HdrHistogram's `value_at_quantile`; 0 when empty.
     pub(crate) fn value_at_quantile(&self, quantile: f64) -> u64 {
@@ -156,12 +160,14 @@ impl LatencyHistogram {
         0
     }
 
+    // starter: w06-l05 todo "Do 3: the high bound of the bucket of micros, capped at MAX_LATENCY_US"
     /// The highest value counted in the same bucket as `micros`, as HdrHistogram's
     /// `highest_equivalent`.
     pub(crate) fn highest_equivalent(&self, micros: u64) -> u64 {
         Self::bounds(Self::index(micros.min(MAX_LATENCY_US))).1
     }
 
+    // starter: w06-l05 todo "Do 4: add other's counts bucket by bucket, and its total"
     /// Adds `other`'s counts to these.
     pub(crate) fn add(&mut self, other: &LatencyHistogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
@@ -179,7 +185,6 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    // starter: w06-l05 todo "new"
     /// Empty counters.
     pub(crate) fn new() -> Self {
         Telemetry {
@@ -188,7 +193,6 @@ impl Telemetry {
         }
     }
 
-    // starter: w06-l05 todo "record"
     /// A worker request's answer was committed `latency` after the request was read;
     /// `timed_out` when that answer is the timeout.
     pub(crate) fn record(&mut self, latency: Duration, timed_out: bool) {
@@ -197,7 +201,6 @@ impl Telemetry {
         self.timeouts += u64::from(timed_out);
     }
 
-    // starter: w06-l05 todo "add"
     /// Adds `other`'s latencies and timeouts to these (another loop's, for a `stats` of every
     /// loop): the percentiles of the sum are those of all the requests together.
     pub(crate) fn add(&mut self, other: &Telemetry) {
@@ -205,13 +208,11 @@ impl Telemetry {
         self.timeouts += other.timeouts;
     }
 
-    // starter: w06-l05 todo "timeouts"
     /// Requests answered with a timeout so far.
     pub(crate) fn timeouts(&self) -> u64 {
         self.timeouts
     }
 
-    // starter: w06-l05 todo "percentile_us"
     /// The latency at `quantile` (0.5 for the median) in microseconds, as the highest value of
     /// its bucket; 0 before anything was recorded.
     pub(crate) fn percentile_us(&self, quantile: f64) -> u64 {

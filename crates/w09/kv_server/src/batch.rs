@@ -50,7 +50,7 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    // starter: w09-l04 todo "clear the recycled batch for connection `key`"
+    // starter: w09-l04 todo "Do 2: set the key, clear requests, lines and replies, trim lines past MAX_KEPT_LINES"
     /// Readies a recycled (or new) batch for the requests of connection `key`.
     pub(crate) fn start(&mut self, key: Key) {
         self.key = Some(key);
@@ -67,7 +67,7 @@ impl Batch {
         self.key
     }
 
-    // starter: w09-l04 todo "copy the line; record its seq, task id and range"
+    // starter: w09-l04 todo "Do 2: append the line to lines and a Request with its seq, task id and byte range"
     /// Adds a request, copying its line.
     pub(crate) fn push(&mut self, seq: u64, task_id: u64, line: &[u8]) {
         let start = self.lines.len();
@@ -121,7 +121,7 @@ impl Batch {
         count
     }
 
-    // starter: w09-l04 todo "execute_line per request, a panic caught per request"
+    // starter: w09-l04 todo "Do 3: per request, log if asked, then push TaskPanic::catch of execute_line"
     /// Runs every request on `engine`, on a worker. A panic is caught per request. With `log`,
     /// prints `worker <tid> task <id> <verb>` per request. With a durable store, `log_figures`
     /// are its log's counters, added to every `STATS` answer.
@@ -148,7 +148,7 @@ impl Batch {
         }
     }
 
-    // starter: w09-l05 todo "one (seq, reply) per request, in order; None where no reply came"
+    // starter: w09-l04 todo "Do 3: drain requests and replies together; (seq, the reply or None)"
     /// Takes the replies out, each with its request's sequence number, in request order. A
     /// request without a reply (the batch never ran) counts as a panicked one, so that every
     /// request still gets exactly one answer.

@@ -87,7 +87,7 @@ pub(crate) enum KvAnswer {
 }
 
 impl Response for KvAnswer {
-    // starter: w09-l06 todo "the store's reply, or `ERROR task panicked`"
+    // starter: w09-l04 todo "Do 7: the store reply through Reply::write_to, or the task panicked error line"
     fn write_to(&self, out: &mut Vec<u8>) {
         match self {
             KvAnswer::Reply(reply) => reply.write_to(out),
@@ -95,12 +95,11 @@ impl Response for KvAnswer {
         }
     }
 
-    // starter: w09-l06 todo "which answers are errors"
     fn is_error(&self) -> bool {
         matches!(self, KvAnswer::Reply(Reply::Error(_)) | KvAnswer::Panicked)
     }
 
-    // starter: w09-l06 todo "the KV protocol's `ERROR line too long`"
+    // starter: w09-l06 todo "Do 1: the KV protocol answer to a line over the limit"
     fn line_too_long() -> Self {
         KvAnswer::Reply(Reply::Error(ErrorReply::LineTooLong))
     }
@@ -140,7 +139,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    // starter: w09-l04 todo "budget and batch-size check, then into the pending batch"
+    // starter: w09-l04 todo "Do 4: false when the budget is spent or the batch full; else start it if empty, push, count"
     /// Takes one request line into the connection's next batch, `pending`; `false` if the
     /// budget is spent or that batch is full (the session then holds the line and offers it
     /// again later).
@@ -157,7 +156,7 @@ impl Core {
         true
     }
 
-    // starter: w09-l04 todo "spawn the batch: run it on the engine, deliver it to the loop's results"
+    // starter: w09-l04 todo "Do 5: swap in a spare batch, spawn a task that runs it and delivers it to results"
     /// Hands a connection's batch to the pool as one task.
     ///
     /// The pool's capacity is the whole request budget plus one slot for the sweep, and every
@@ -182,7 +181,7 @@ impl Core {
         }
     }
 
-    // starter: w09-l05 todo "at most one bounded sweep in the pool, with try_spawn"
+    // starter: w09-l05 empty "Do 2: one bounded engine sweep in the pool at a time: the sweeping flag, then try_spawn"
     /// Hands one bounded expiry sweep to the pool, unless one is still running.
     fn sweep(&mut self) {
         if self.sweeping.swap(true, Ordering::AcqRel) {
@@ -246,7 +245,7 @@ impl Service for Core {
         }
     }
 
-    // starter: w09-l04 todo "launch the next batch unless one of this connection is running"
+    // starter: w09-l04 todo "Do 6: launch the pending batch unless it is empty or one of this connection is running"
     /// A connection's next batch leaves only while none of its batches is in the pool, so its
     /// commands run in the order it sent them.
     fn hand_over(&mut self, _key: Key, state: Option<&mut KvConnection>) {
@@ -263,7 +262,7 @@ impl Service for Core {
         batch.key()
     }
 
-    // starter: w09-l05 todo "free the budget, complete each answer in its slot, let the next batch leave"
+    // starter: w09-l04 todo "Do 7: each reply leaves the budget and completes its slot; then the connection is not running"
     /// Every reply of a finished batch leaves the budget and, if its connection is still there,
     /// takes its request's place in the session; then that connection's next batch may leave
     /// (the loop serves it next, and [`hand_over`](Service::hand_over) launches it).
@@ -290,7 +289,7 @@ impl Service for Core {
         self.in_flight < self.max_in_flight
     }
 
-    // starter: w09-l06 todo "the lines that never left leave the budget"
+    // starter: w09-l06 empty "Do 3: the lines of the pending batch, which never left, leave the budget"
     fn closed(&mut self, _session: &Session<KvAnswer, ()>, state: KvConnection) {
         // Its lines that never left will never run: they leave the budget now. Its batch still
         // in the pool finishes, and its replies are dropped when they arrive (the key is stale).
@@ -324,7 +323,7 @@ impl Host for SessionHost<'_> {
         self.core.submit(self.pending, self.key, seq, line)
     }
 
-    // starter: w09-l06 todo "count the errors the engine never sees"
+    // starter: w09-l06 empty "Do 2: count line too long and a panicked task with KvEngine::error"
     fn responded(&mut self, answer: &KvAnswer) {
         // The engine counts every command and its errors itself; the two errors it never sees
         // are counted here, so `errors` in STATS counts every `ERROR` line.

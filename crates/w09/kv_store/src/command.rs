@@ -95,7 +95,7 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    // starter: w09-l02 todo "the exact text after `ERROR ` for each variant"
+    // starter: w09-l02 todo "Do 2: match each variant to its exact reason text"
     /// The reply's text after `ERROR `.
     pub fn reason(self) -> &'static str {
         match self {
@@ -112,7 +112,6 @@ impl ParseError {
 }
 
 impl fmt::Display for ParseError {
-    // starter: w09-l02 todo "write the reason"
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.reason())
     }
@@ -120,7 +119,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-// starter: w09-l02 todo "empty line, verb up to the first space, then each verb's arguments"
+// starter: w09-l02 todo "Do 3: Empty for an empty line, split off the verb, then each verb's arguments"
 /// Parses one request line (without its `\n`) into a [`Command`].
 ///
 /// ```
@@ -165,7 +164,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
     }
 }
 
-// starter: w09-l02 todo "the bytes before the first space, and after it (None without a space)"
+// starter: w09-l02 todo "Do 3: the bytes before the first space, and Some of the bytes after it, None without a space"
 /// Splits at the first space: the bytes before it, and the bytes after it (`None` when the
 /// line has no space at all, which is different from an empty remainder).
 fn split_at_space(bytes: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -175,7 +174,7 @@ fn split_at_space(bytes: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-// starter: w09-l02 todo "a non-empty key of at most MAX_KEY_LEN bytes, and what follows it"
+// starter: w09-l02 todo "Do 4: split the key off rest; MissingKey when absent or empty, KeyTooLong past MAX_KEY_LEN"
 /// The key at the start of `rest` and whatever follows it.
 fn leading_key(rest: Option<&[u8]>) -> Result<(&[u8], Option<&[u8]>), ParseError> {
     let (key, after) = split_at_space(rest.ok_or(ParseError::MissingKey)?);
@@ -188,7 +187,7 @@ fn leading_key(rest: Option<&[u8]>) -> Result<(&[u8], Option<&[u8]>), ParseError
     Ok((key, after))
 }
 
-// starter: w09-l02 todo "exactly one key, nothing after it"
+// starter: w09-l02 todo "Do 4: leading_key, then TooManyArguments if anything follows it"
 /// `rest` must be exactly one key.
 fn only_key(rest: Option<&[u8]>) -> Result<&[u8], ParseError> {
     match leading_key(rest)? {
@@ -197,7 +196,7 @@ fn only_key(rest: Option<&[u8]>) -> Result<&[u8], ParseError> {
     }
 }
 
-// starter: w09-l02 todo "key, then value; a trailing ` EX <digits>` is the expiry"
+// starter: w09-l02 todo "Do 5: key, MissingValue without a space, split_expiry, then the value length check"
 fn parse_set(rest: Option<&[u8]>) -> Result<Command<'_>, ParseError> {
     let (key, value) = leading_key(rest)?;
     let value = value.ok_or(ParseError::MissingValue)?;
@@ -215,7 +214,7 @@ fn parse_set(rest: Option<&[u8]>) -> Result<Command<'_>, ParseError> {
     })
 }
 
-// starter: w09-l02 todo "the value before a trailing ` EX <digits>`, and the digits"
+// starter: w09-l02 todo "Do 5: the trailing ASCII digits, and the value before them only if it ends in the EX suffix"
 /// If `value` ends with ` EX <digits>`, the bytes before that suffix and the digits.
 fn split_expiry(value: &[u8]) -> Option<(&[u8], &[u8])> {
     let digits_start = value
@@ -230,7 +229,7 @@ fn split_expiry(value: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((before, digits))
 }
 
-// starter: w09-l02 todo "digits as 1..=MAX_EXPIRY_SECS, overflow out of range"
+// starter: w09-l02 todo "Do 5: checked_mul and checked_add per digit, capped at MAX_EXPIRY_SECS, 0 out of range"
 /// ASCII digits as seconds in 1..=MAX_EXPIRY_SECS; overflow is out of range too.
 fn expiry_secs(digits: &[u8]) -> Result<u64, ParseError> {
     let mut secs: u64 = 0;
@@ -248,7 +247,7 @@ fn expiry_secs(digits: &[u8]) -> Result<u64, ParseError> {
 }
 
 impl Command<'_> {
-    // starter: w09-l02 todo "the canonical request line, its newline included"
+    // starter: w09-l02 todo "Do 6: the canonical line for each variant, then a newline"
     /// Appends the request line for this command, `\n` included, in the form [`parse`] reads:
     /// parsing the line without its `\n` gives back this command, for every command that
     /// [`parse`] produced. (A hand-made `Set` whose value ends in ` EX <digits>` and has no
@@ -297,7 +296,6 @@ impl Command<'_> {
         out.push(b'\n');
     }
 
-    // starter: w09-l02 todo "write_to into a new Vec"
     /// The request line for this command, `\n` included (see [`write_to`](Self::write_to)).
     pub fn to_owned_line(&self) -> Vec<u8> {
         let mut line = Vec::new();

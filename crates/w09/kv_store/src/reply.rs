@@ -52,7 +52,7 @@ pub enum ErrorReply {
 }
 
 impl ErrorReply {
-    // starter: w09-l02 todo "the exact text after `ERROR `"
+    // starter: w09-l02 todo "Do 2: a parse error's own reason, or the text of the other two"
     /// The text after `ERROR `.
     pub fn reason(self) -> &'static str {
         match self {
@@ -64,7 +64,6 @@ impl ErrorReply {
 }
 
 impl From<ParseError> for ErrorReply {
-    // starter: w09-l02 todo "wrap the parse error"
     fn from(error: ParseError) -> Self {
         ErrorReply::Parse(error)
     }
@@ -83,7 +82,6 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    // starter: w09-l02 todo "p50, p99 and p999 of the counts"
     /// The three percentiles of `counts`.
     pub fn of(counts: &BucketCounts) -> Self {
         Self {
@@ -181,7 +179,7 @@ impl LogFigures {
 }
 
 impl Reply {
-    // starter: w09-l02 todo "the reply's bytes, its newline included"
+    // starter: w09-l02 todo "Do 7: the reply's line for each variant, then a newline"
     /// Appends the reply's bytes, `\n` included.
     ///
     /// ```
@@ -218,7 +216,6 @@ impl Reply {
         out.push(b'\n');
     }
 
-    // starter: w09-l02 todo "write_to into a new Vec"
     /// The reply's bytes, `\n` included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -228,7 +225,7 @@ impl Reply {
 }
 
 impl StatsSnapshot {
-    // starter: w09-l02 todo "every field as key=value, in the documented order"
+    // starter: w09-l02 todo "Do 7: every field as key=value in the documented order, the log fields only when present"
     /// The `STATS` line without its `\n`.
     fn line(&self) -> String {
         let mut line = format!(

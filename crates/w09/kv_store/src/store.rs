@@ -31,7 +31,7 @@ struct Entry {
 }
 
 impl Entry {
-    // starter: w09-l01 todo "true when the deadline is at or before now"
+    // starter: w09-l01 todo "Do 8: true when there is a deadline and it is at or before now"
     fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|deadline| deadline <= now)
     }
@@ -91,31 +91,27 @@ pub struct Store {
 }
 
 impl Store {
-    // starter: w09-l01 todo "an empty store"
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
-    // starter: w09-l01 todo "entries held"
     /// Entries held, expired ones not yet removed included.
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
-    // starter: w09-l01 todo "no entry held"
     /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
-    // starter: w09-l01 todo "the running sum of key and value lengths"
     /// Key plus value bytes over every held entry (the table's own overhead not counted).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    // starter: w09-l01 todo "Missing, Expired (deadline passed) or Found(value)"
+    // starter: w09-l01 todo "Do 8: Missing, Expired when the deadline has passed, else Found with the value"
     /// Looks `key` up at instant `now`. Needs only `&self`, so readers can share a lock.
     pub fn get(&self, key: &[u8], now: Instant) -> Lookup<'_> {
         match self.table.get(key) {
@@ -125,7 +121,7 @@ impl Store {
         }
     }
 
-    // starter: w09-l01 todo "insert or replace the entry and keep bytes exact"
+    // starter: w09-l01 todo "Do 8: insert the entry; bytes gains the value, loses a replaced value, gains a new key"
     /// Stores `value` for `key` until `expires_at` (`None`: forever), replacing any entry and
     /// its deadline.
     pub fn set(&mut self, key: &[u8], value: &[u8], expires_at: Option<Instant>) {
@@ -140,7 +136,7 @@ impl Store {
         }
     }
 
-    // starter: w09-l01 todo "remove the entry; Live, Expired or Missing; keep bytes exact"
+    // starter: w09-l01 todo "Do 8: remove the key; bytes loses key and value; Live, Expired or Missing"
     /// Removes `key` and says what was there: an expired entry is removed too, but reported
     /// as [`Removed::Expired`], because to a client it was already gone.
     pub fn del(&mut self, key: &[u8], now: Instant) -> Removed {
@@ -157,7 +153,7 @@ impl Store {
         }
     }
 
-    // starter: w09-l01 todo "check again under the write lock, remove only if still expired"
+    // starter: w09-l01 todo "Do 9: check again that the entry has expired, then remove it and its bytes"
     /// Removes `key` if its entry has expired at `now`; returns whether it did. A `GET` that
     /// saw [`Lookup::Expired`] under a read lock calls this under the write lock: the entry
     /// may have been replaced in between, which is why it checks again.
@@ -174,7 +170,7 @@ impl Store {
         true
     }
 
-    // starter: w09-l01 todo "live keys with the prefix, at most limit, else TooManyKeys"
+    // starter: w09-l01 todo "Do 9: every live key with the prefix into out, TooManyKeys once out would pass limit"
     /// Appends every key that starts with `prefix` and is live at `now` to `out`, in no
     /// particular order, unless that would make `out` longer than `limit`: then it returns
     /// [`TooManyKeys`] (with `out` holding some of them). One pass over the table: O(capacity).
@@ -208,7 +204,7 @@ impl Store {
         })
     }
 
-    // starter: w09-l01 todo
+    // starter: w09-l01 todo "Do 10: remove_where from the cursor with budget; remove expired entries, fix bytes, count them"
     /// Removes the expired entries among the next `budget` slots of the table (wrapping at the
     /// end), resuming where the previous sweep stopped; returns how many it removed. A budget of
     /// [`sweep_all`](Self::sweep_all)'s size, or any budget at least the table's capacity,
@@ -229,7 +225,6 @@ impl Store {
         removed
     }
 
-    // starter: w09-l01 todo "a sweep whose budget is the whole table"
     /// Removes every expired entry; returns how many.
     pub fn sweep_all(&mut self, now: Instant) -> usize {
         let capacity = self.table.capacity();
@@ -237,7 +232,6 @@ impl Store {
     }
 }
 
-// starter: w09-l01 todo "now plus secs seconds, None on overflow"
 /// The deadline of an entry set at `now` to expire after `secs` seconds.
 ///
 /// `Instant` arithmetic can overflow only for deadlines far past any real clock; such a

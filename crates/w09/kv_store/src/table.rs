@@ -72,14 +72,12 @@ pub struct HashTable<V> {
 }
 
 impl<V> Default for HashTable<V> {
-    // starter: w09-l01 todo "the same as new()"
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl<V> HashTable<V> {
-    // starter: w09-l01 todo "an empty table with no slots allocated yet"
     /// Creates an empty table; it allocates on the first insert.
     pub fn new() -> Self {
         Self {
@@ -89,7 +87,6 @@ impl<V> HashTable<V> {
         }
     }
 
-    // starter: w09-l01 todo "allocate capacity_for(entries) slots up front (0 entries: none)"
     /// Creates an empty table that holds `entries` keys before it first grows.
     pub fn with_capacity(entries: usize) -> Self {
         let mut table = Self::new();
@@ -99,31 +96,27 @@ impl<V> HashTable<V> {
         table
     }
 
-    // starter: w09-l01 todo "how many slots are full"
     /// How many keys the table holds.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    // starter: w09-l01 todo "no full slot"
     /// Whether the table holds no key.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    // starter: w09-l01 todo "the number of slots"
     /// How many slots the table has allocated (0 before the first insert).
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
 
-    // starter: w09-l01 todo "how many slots are tombstones"
     /// How many slots hold tombstones of removed keys.
     pub fn tombstones(&self) -> usize {
         self.tombstones
     }
 
-    // starter: w09-l01 todo "hash the key, find its full slot, return the value"
+    // starter: w09-l01 todo "Do 3: find the key by its hash, return the full slot's value"
     /// The value stored for `key`.
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         let index = self.find(hash_key(key), key)?;
@@ -133,7 +126,7 @@ impl<V> HashTable<V> {
         }
     }
 
-    // starter: w09-l01 todo "like get, mutably"
+    // starter: w09-l01 todo "Do 3: like get, with a mutable borrow of the value"
     /// The value stored for `key`, mutably.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
         let index = self.find(hash_key(key), key)?;
@@ -143,7 +136,7 @@ impl<V> HashTable<V> {
         }
     }
 
-    // starter: w09-l01 todo
+    // starter: w09-l01 todo "Do 5: replace an existing value in place; else reserve_one, take free_slot_for, count a reused tombstone"
     /// Stores `value` for `key`, returning the value it replaces. The key's bytes are copied
     /// only when the key is new.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
@@ -168,14 +161,13 @@ impl<V> HashTable<V> {
         None
     }
 
-    // starter: w09-l01 todo "find the key and turn its slot into a tombstone"
+    // starter: w09-l01 todo "Do 6: find the key, then remove_at its slot"
     /// Removes `key`, returning its value; its slot becomes a tombstone.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
         let index = self.find(hash_key(key), key)?;
         Some(self.remove_at(index))
     }
 
-    // starter: w09-l01 todo "every full slot as (key, value)"
     /// Every key and value, in slot order (which is no order a caller should rely on).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.slots.iter().filter_map(|slot| match slot {
@@ -184,7 +176,7 @@ impl<V> HashTable<V> {
         })
     }
 
-    // starter: w09-l01 todo
+    // starter: w09-l01 todo "Do 7: visit count slots from start, wrapping; remove_at the ones the predicate picks; return the next cursor"
     /// Visits `count` slots starting at slot `start` (wrapping around the end), removes every
     /// entry for which `remove` returns true, and returns the slot where the next visit should
     /// start. This is the incremental sweep: a caller bounds the work of one call by `count`
@@ -214,7 +206,7 @@ impl<V> HashTable<V> {
         index
     }
 
-    // starter: w09-l01 todo
+    // starter: w09-l01 todo "Do 6: swap the full slot for a tombstone, update both counts, return the value"
     /// Turns the full slot at `index` into a tombstone and returns its value.
     fn remove_at(&mut self, index: usize) -> V {
         let Slot::Full(bucket) = std::mem::replace(&mut self.slots[index], Slot::Tombstone) else {
@@ -225,7 +217,7 @@ impl<V> HashTable<V> {
         bucket.value
     }
 
-    // starter: w09-l01 todo
+    // starter: w09-l01 todo "Do 2: probe from hash & mask with steps 1, 2, 3, ...; stop at an empty slot, skip tombstones"
     /// The index of the full slot holding `key`, if any.
     fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let mask = self.slots.len().checked_sub(1)?;
@@ -245,7 +237,7 @@ impl<V> HashTable<V> {
         None
     }
 
-    // starter: w09-l01 todo "the first non-full slot of the probe sequence"
+    // starter: w09-l01 todo "Do 4: the first tombstone or empty slot of the probe sequence"
     /// The slot a new key with `hash` goes to: the first tombstone or empty slot of its probe.
     /// The caller has checked that the key is absent and made room with
     /// [`reserve_one`](Self::reserve_one).
@@ -261,7 +253,7 @@ impl<V> HashTable<V> {
         unreachable!("reserve_one keeps free slots in every table");
     }
 
-    // starter: w09-l01 todo
+    // starter: w09-l01 todo "Do 4: allocate MIN_CAPACITY, or rebuild past 3/4 occupied: double if over half live, else same size"
     /// Makes sure one more key fits without taking the occupied slots past 3/4.
     fn reserve_one(&mut self) {
         let capacity = self.slots.len();
@@ -279,7 +271,7 @@ impl<V> HashTable<V> {
         }
     }
 
-    // starter: w09-l01 todo "move every entry into a fresh array of capacity slots, dropping tombstones"
+    // starter: w09-l01 todo "Do 4: move every full slot into a fresh array of capacity empty slots, tombstones dropped"
     /// Moves every entry into a fresh slot array of `capacity` slots, dropping the tombstones.
     fn rebuild(&mut self, capacity: usize) {
         debug_assert!(capacity.is_power_of_two() && capacity >= MIN_CAPACITY);
@@ -295,7 +287,6 @@ impl<V> HashTable<V> {
     }
 }
 
-// starter: w09-l01 todo
 /// The smallest power-of-two capacity that holds `entries` keys under the 3/4 load limit.
 fn capacity_for(entries: usize) -> usize {
     (entries.saturating_mul(4) / 3 + 1)

@@ -27,17 +27,8 @@ fn the_ratio_must_be_a_finite_non_negative_number() {
 }
 
 #[test]
-fn without_a_budget_every_retry_is_admitted() {
-    let mut budget = RetryBudget::new(None);
-    for _ in 0..100 {
-        assert!(budget.admit_retry());
-    }
-    assert_eq!(budget.rejects(), 0);
-}
-
-#[test]
 fn retries_are_at_most_the_ratio_of_first_tries() {
-    let mut budget = RetryBudget::new(Some(0.5));
+    let mut budget = RetryBudget::new(0.5);
     assert!(!budget.admit_retry(), "no first try yet: nothing to retry");
     for _ in 0..4 {
         budget.first_try();
@@ -57,7 +48,7 @@ fn retries_are_at_most_the_ratio_of_first_tries() {
 
 #[test]
 fn a_zero_ratio_rejects_every_retry() {
-    let mut budget = RetryBudget::new(Some(0.0));
+    let mut budget = RetryBudget::new(0.0);
     for _ in 0..10 {
         budget.first_try();
     }
@@ -67,7 +58,7 @@ fn a_zero_ratio_rejects_every_retry() {
 
 #[test]
 fn only_the_recent_first_tries_count() {
-    let mut budget = RetryBudget::new(Some(0.1));
+    let mut budget = RetryBudget::new(0.1);
     for _ in 0..10 * RECENT_FIRST_TRIES {
         budget.first_try();
     }

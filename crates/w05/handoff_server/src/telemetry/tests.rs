@@ -35,7 +35,7 @@ fn the_overload_keys_follow_the_protocol_keys_on_one_line() {
 }
 
 #[test]
-fn percentiles_are_never_below_what_was_measured() {
+fn histogram_percentiles_are_never_below_what_was_measured() {
     let mut telemetry = Telemetry::new();
     assert_eq!(telemetry.percentile_us(0.99), 0, "nothing recorded yet");
     for micros in 1..=1000 {
@@ -49,7 +49,7 @@ fn percentiles_are_never_below_what_was_measured() {
 }
 
 #[test]
-fn timeouts_are_counted_and_their_latency_recorded() {
+fn histogram_records_the_latency_of_a_timeout_and_telemetry_counts_it() {
     let mut telemetry = Telemetry::new();
     telemetry.record(Duration::from_millis(300), true);
     telemetry.record(Duration::from_millis(1), false);
