@@ -34,7 +34,7 @@ use eventloop::slab::Key;
 /// pipeline.
 pub(crate) const MAX_BATCH: usize = 16;
 
-// starter: w05-l04 todo "travels_alone"
+// starter: w05-l04 todo "Do 3: true for a sleep only"
 /// Whether a request gets a task of its own instead of joining its connection's batch: `sleep`
 /// blocks a worker for milliseconds without using it, so it must not hold up other requests, and
 /// several of them must run on several workers at once.
@@ -73,7 +73,6 @@ pub(crate) struct Batch {
 const MAX_KEPT_ARGS: usize = 16 * 1024;
 
 impl Batch {
-    // starter: w05-l04 todo "start"
     /// Readies a recycled (or new) batch for the requests of connection `key`.
     pub(crate) fn start(&mut self, key: Key) {
         self.key = Some(key);
@@ -86,13 +85,12 @@ impl Batch {
         }
     }
 
-    // starter: w05-l04 todo "key"
     /// The connection the batch belongs to.
     pub(crate) fn key(&self) -> Option<Key> {
         self.key
     }
 
-    // starter: w05-l04 todo "push"
+    // starter: w05-l04 todo "Do 3: append the argument bytes to args and a Request with their range to requests"
     /// Adds a request, copying its argument bytes.
     pub(crate) fn push(&mut self, seq: u64, verb: Verb, task_id: u64, args: &[u8]) {
         let start = self.args.len();
@@ -105,19 +103,17 @@ impl Batch {
         });
     }
 
-    // starter: w05-l04 todo "len"
     /// How many requests the batch holds.
     pub(crate) fn len(&self) -> usize {
         self.requests.len()
     }
 
-    // starter: w05-l04 todo "is_empty"
     /// Whether the batch holds no request.
     pub(crate) fn is_empty(&self) -> bool {
         self.requests.is_empty()
     }
 
-    // starter: w05-l05 todo "run"
+    // starter: w05-l04 todo "Do 3: clear replies; per request log if asked, then push TaskPanic::catch of execute"
     /// Runs every request, on a worker. A panic is caught per request, so it becomes that
     /// request's outcome only. With `log`, prints `worker <tid> task <id> <verb>` per request.
     pub(crate) fn run(&mut self, log: bool) {
@@ -150,7 +146,7 @@ impl Batch {
         self.skipped
     }
 
-    // starter: w05-l05 todo "take_replies"
+    // starter: w05-l04 todo "Do 3: drain requests and replies together into seq and outcome pairs, a missing reply a Failed error"
     /// Takes the replies out, each with its request's sequence number, in request order. A
     /// request without a reply (the batch never ran) is answered as a failed task, so that every
     /// request still gets exactly one answer.

@@ -194,7 +194,7 @@ impl<D> Results<D> {
         self.queue.drain_into(into);
     }
 
-    // starter: w05-l04 todo "deliver"
+    // starter: w05-l04 todo "Do 6: push the result; wake the waker only when push returned Ok(1)"
     /// Called on a worker: queues a finished task's result and wakes the loop if the queue was
     /// empty.
     pub fn deliver(&self, done: D) {
@@ -283,7 +283,6 @@ impl<S: Service> fmt::Debug for IoLoop<S> {
 }
 
 impl<S: Service> IoLoop<S> {
-    // starter: w05-l04 todo "start"
     /// Builds a loop on `dispatcher` around `listener`: registers the listener and the results
     /// waker, and makes the service with `make_service`, which gets the [`Results`] its pool
     /// tasks deliver to. The caller runs the dispatcher.
@@ -354,7 +353,6 @@ impl<S: Service> IoLoop<S> {
         Ok(io)
     }
 
-    // starter: w05-l04 todo "drain_on_shutdown_signals"
     /// Registers SIGINT and SIGTERM on `dispatcher` (the caller blocked them before any thread
     /// started): the first starts the drain, a second closes everything
     /// ([`on_shutdown_signal`](Self::on_shutdown_signal)). For a loop that owns the process's
@@ -401,7 +399,6 @@ impl<S: Service> IoLoop<S> {
         self.signals.is_draining()
     }
 
-    // starter: w05-l04 todo "close_results"
     /// Closes the results queue, after the pool has shut down: a task of a client that went
     /// away finds it closed and its result is dropped.
     pub fn close_results(&self) {
@@ -441,7 +438,6 @@ impl<S: Service> IoLoop<S> {
         self.check_shutdown_done(dispatcher);
     }
 
-    // starter: w05-l04 todo "on_listener_ready"
     fn on_listener_ready(&mut self, dispatcher: &Dispatcher) {
         for _ in 0..ACCEPTS_PER_EVENT {
             let Some((listener, _)) = &self.listener else {
@@ -466,7 +462,6 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    // starter: w05-l04 todo "pause_accepting"
     fn pause_accepting(&mut self, dispatcher: &Dispatcher) {
         if let Some((_, key)) = &self.listener {
             let _ = dispatcher.modify_fd(*key, Interest::NONE);
@@ -476,14 +471,12 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    // starter: w05-l04 todo "resume_accepting"
     fn resume_accepting(&mut self, dispatcher: &Dispatcher) {
         if let Some((_, key)) = &self.listener {
             let _ = dispatcher.modify_fd(*key, Interest::READABLE);
         }
     }
 
-    // starter: w05-l04 todo "add_connection"
     fn add_connection(&mut self, dispatcher: &Dispatcher, stream: TcpStream) {
         // Responses are small and already batched per turn; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
@@ -516,7 +509,6 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    // starter: w05-l04 todo "on_connection_ready"
     fn on_connection_ready(&mut self, dispatcher: &Dispatcher, key: Key, readiness: Readiness) {
         let facts = self.facts();
         let Some(connection) = self.connections.get_mut(key) else {
@@ -553,33 +545,15 @@ impl<S: Service> IoLoop<S> {
         self.serve(dispatcher, key);
     }
 
-    // starter: w05-l04 todo "on_results"
+    // starter: w05-l04 todo "Do 8: drain the whole queue into the reused buffer, hand_back each result, then offer room and send"
     /// Drains every finished task, gives each to the service to settle (its answers reach
     /// their connection, or are dropped if the key is stale), frees pool budget for held
     /// requests, then sends once per connection that got something.
     fn on_results(&mut self, dispatcher: &Dispatcher) {
-        let facts = self.facts();
         let mut drained = std::mem::take(&mut self.drained);
         self.results.drain_into(&mut drained);
         for done in drained.drain(..) {
-            // A stale key (the client went away, its slot maybe reused) finds nothing, and the
-            // answers are dropped: they never reach another client.
-            let key = S::owner(&done);
-            match key.and_then(|key| Some(key).zip(self.connections.get_mut(key))) {
-                Some((key, connection)) => {
-                    let found = Found {
-                        key,
-                        session: &mut connection.session,
-                        state: &mut connection.state,
-                    };
-                    self.service.finished(done, Some(found), facts);
-                    if !connection.touched {
-                        connection.touched = true;
-                        self.touched.push(key);
-                    }
-                }
-                None => self.service.finished(done, None, facts),
-            }
+            self.hand_back(done);
         }
         self.drained = drained;
         // The oldest waiting connections get the freed budget first. A connection whose own
@@ -588,6 +562,31 @@ impl<S: Service> IoLoop<S> {
         // offered once more after them.
         self.offer_room_to_waiting(dispatcher);
         self.send_answers(dispatcher);
+    }
+
+    // starter: w05-l04 todo "Do 8: find the owner connection; with it, give the service Found and mark it touched once, else None"
+    /// Gives one finished task to the service to settle: its answers go to the session of the
+    /// connection it belongs to, which is then served once at the end of the wake-up; if the key
+    /// is stale (the client went away, its slot maybe reused), the service gets no connection and
+    /// drops the answers, so they never reach another client.
+    fn hand_back(&mut self, done: S::Done) {
+        let facts = self.facts();
+        let owner = S::owner(&done).and_then(|key| Some((key, self.connections.get_mut(key)?)));
+        match owner {
+            Some((key, connection)) => {
+                let found = Found {
+                    key,
+                    session: &mut connection.session,
+                    state: &mut connection.state,
+                };
+                self.service.finished(done, Some(found), facts);
+                if !connection.touched {
+                    connection.touched = true;
+                    self.touched.push(key);
+                }
+            }
+            None => self.service.finished(done, None, facts),
+        }
     }
 
     /// Services (sends, closes, re-registers) every connection in `touched`, once each.
@@ -603,7 +602,6 @@ impl<S: Service> IoLoop<S> {
         self.touched.clear();
     }
 
-    // starter: w05-l04 todo "offer_room_to_waiting"
     /// Gives freed pool budget to connections holding a request, oldest first.
     fn offer_room_to_waiting(&mut self, dispatcher: &Dispatcher) {
         let facts = self.facts();
@@ -629,7 +627,7 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    // starter: w05-l04 todo "serve"
+    // starter: w05-l04 todo "Do 7: advance the connection, then hand_over its work with its state if it is still open"
     /// The one place a connection moves forward: handle buffered lines, send once, close it if
     /// it is done, register the interest its state calls for; then the service hands the work
     /// its lines produced to the pool.
@@ -642,7 +640,6 @@ impl<S: Service> IoLoop<S> {
         self.service.hand_over(key, state);
     }
 
-    // starter: w05-l04 todo "advance"
     /// [`serve`](Self::serve) before the work is handed over.
     fn advance(&mut self, dispatcher: &Dispatcher, key: Key) {
         let facts = self.facts();
@@ -682,7 +679,6 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    // starter: w05-l04 todo "linger"
     /// Closes a connection whose client may still be sending (after `line too long`) gently:
     /// shuts the write side down, then discards what the client still sends until it closes
     /// too, for at most [`LINGER_TIMEOUT`] (the rule and its reason are the shared session's,
@@ -712,7 +708,6 @@ impl<S: Service> IoLoop<S> {
         self.discard_input(dispatcher, key);
     }
 
-    // starter: w05-l04 todo "discard_input"
     /// Reads and drops what a lingering connection sends; closes it at EOF, on an error, or once
     /// it has sent too much.
     fn discard_input(&mut self, dispatcher: &Dispatcher, key: Key) {
@@ -728,7 +723,6 @@ impl<S: Service> IoLoop<S> {
         }
     }
 
-    // starter: w05-l04 todo "close"
     /// Unregisters and closes a connection. Its tasks still in the pool finish, and their
     /// results are dropped when they arrive.
     fn close(&mut self, dispatcher: &Dispatcher, key: Key) {
@@ -742,7 +736,6 @@ impl<S: Service> IoLoop<S> {
         self.check_shutdown_done(dispatcher);
     }
 
-    // starter: w05-l04 todo "on_shutdown_signal"
     /// SIGINT or SIGTERM: stop accepting, stop reading, answer what was read, then end the
     /// loop. A second signal closes everything at once (the rule of `eventloop::shutdown`).
     pub fn on_shutdown_signal(&mut self, dispatcher: &Dispatcher) {
@@ -774,7 +767,6 @@ impl<S: Service> IoLoop<S> {
         self.check_shutdown_done(dispatcher);
     }
 
-    // starter: w05-l04 todo "close_all"
     /// Closes every connection at once (a second signal, or the drain took too long), then
     /// ends the loop.
     pub fn close_all(&mut self, dispatcher: &Dispatcher) {
@@ -786,7 +778,6 @@ impl<S: Service> IoLoop<S> {
         self.report_drained(dispatcher);
     }
 
-    // starter: w05-l04 todo "check_shutdown_done"
     /// During a shutdown, ends the loop once every connection has been answered and closed.
     fn check_shutdown_done(&mut self, dispatcher: &Dispatcher) {
         if self.signals.is_draining() && self.connections.is_empty() {

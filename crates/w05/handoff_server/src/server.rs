@@ -42,6 +42,7 @@ use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -126,7 +127,6 @@ pub(crate) struct Core {
 const SPARE_BATCHES: usize = 1024;
 
 impl Core {
-    // starter: w05-l04 todo "new"
     /// The books of a fresh loop: nothing in flight, the overload controls off.
     fn new(
         pool: Arc<ThreadPool>,
@@ -154,7 +154,6 @@ impl Core {
         }
     }
 
-    // starter: w05-l04 todo "stats"
     /// The protocol's counters: this loop's own, the pool's, and what the loop knows (`facts`).
     fn stats(&self, facts: Facts) -> Stats {
         let pool = self.pool.stats();
@@ -170,7 +169,7 @@ impl Core {
         }
     }
 
-    // starter: w05-l04 todo "submit"
+    // starter: w05-l04 todo "Do 4: refuse past the budget; flush for another connection or a sleep; start, push, count; flush when full or a sleep"
     /// Takes one worker verb of connection `key` into this turn's batch; `false` if the
     /// budget is spent (the session then holds the request and offers it again later).
     ///
@@ -191,7 +190,6 @@ impl Core {
         }
         self.open_batch.push(seq, verb, self.next_task_id, args);
         self.in_flight += 1;
-        self.overload.queue.handed_out(1);
         self.next_task_id += self.task_id_step;
         if travels_alone(verb) || self.open_batch.len() >= MAX_BATCH {
             self.flush();
@@ -199,7 +197,7 @@ impl Core {
         true
     }
 
-    // starter: w05-l04 todo "flush"
+    // starter: w05-l04 todo "Do 5: swap out the open batch; spawn a task that runs it unless the W06 check skips it, then delivers it"
     /// Hands the open batch, if it holds any request, to the pool as one task.
     ///
     /// The pool's capacity is the whole request budget and every queued task holds at least one
@@ -213,22 +211,13 @@ impl Core {
             self.spare_batches.pop().unwrap_or_default(),
         );
         let results = Arc::clone(&self.results);
-        let started = self.overload.queue.started_counter();
         let log = self.log;
-        // Every request of the batch was read by now, so by `skip_at` each is past its deadline
-        // (W06 L03): a worker that only gets to the batch then has nobody to compute for.
-        let skip_at = self
-            .overload
-            .deadlines
-            .timeout()
-            .map(|timeout| Instant::now() + timeout);
-        // Panics are caught per request inside `run`, so the task itself never panics and its
-        // batch always comes back.
+        let check = self.worker_check();
+        // The closure owns the batch, the results queue, the log flag and the W06 check: no
+        // socket, no fd, nothing of the loop's. Panics are caught per request inside `run`, so
+        // the task itself never panics and its batch always comes back.
         let task = move || {
-            QueueGauge::mark_started(&started, batch.len());
-            if skip_at.is_some_and(|skip_at| Instant::now() >= skip_at) {
-                batch.skip();
-            } else {
+            if check.lets_run(&mut batch) {
                 batch.run(log);
             }
             results.deliver(batch);
@@ -240,22 +229,69 @@ impl Core {
         }
     }
 
-    // starter: w05-l05 todo "finish"
+    /// What a pool task checks on the worker before it runs its batch, for the W06 controls:
+    /// their queue gauge's started counter, and the instant by which every request of the batch
+    /// is past its deadline (with `--request-timeout-ms`).
+    fn worker_check(&self) -> WorkerCheck {
+        WorkerCheck {
+            started: self.overload.queue.started_counter(),
+            // Every request of the batch was read by now, so by `skip_at` each is past its
+            // deadline (W06 L03): a worker that only gets to the batch then has nobody to
+            // compute for.
+            skip_at: self
+                .overload
+                .deadlines
+                .timeout()
+                .map(|timeout| Instant::now() + timeout),
+        }
+    }
+
+    // starter: w05-l04 todo "Do 8: take the request off in_flight; an Ok outcome is the reply, an Err goes to panicked"
     /// Takes a finished request off the books and returns its reply.
     fn finish(&mut self, outcome: Result<Reply, TaskPanic>) -> Reply {
         self.in_flight -= 1;
-        outcome.unwrap_or_else(|panic| {
-            self.panics += 1;
-            Reply::Error(ErrorReply::Panicked(panic.message().to_owned()))
-        })
+        outcome.unwrap_or_else(|panic| self.panicked(panic))
     }
 
-    // starter: w05-l04 todo "recycle"
+    // starter: w05-l05 todo "Do 3: count the panic and answer ErrorReply::Panicked with its message"
+    /// A request's task panicked on its worker (caught there, per request): counts the panic for
+    /// `stats` and makes it the request's answer, `ERROR: task panicked: <message>`.
+    fn panicked(&mut self, panic: TaskPanic) -> Reply {
+        self.panics += 1;
+        Reply::Error(ErrorReply::Panicked(panic.message().to_owned()))
+    }
+
     /// Keeps an emptied batch for reuse.
     fn recycle(&mut self, batch: Batch) {
         if self.spare_batches.len() < SPARE_BATCHES {
             self.spare_batches.push(batch);
         }
+    }
+}
+
+/// The W06 overload controls' part of a pool task, which it takes along to the worker (see
+/// [`Core::worker_check`]).
+#[derive(Debug)]
+struct WorkerCheck {
+    /// The queue gauge's counter of started requests (W06 L01).
+    started: Arc<AtomicU64>,
+    /// When set, a batch a worker takes at or after this instant is skipped (W06 L03).
+    skip_at: Option<Instant>,
+}
+
+impl WorkerCheck {
+    /// On the worker, before the batch runs: counts its requests as started, and skips the
+    /// batch, returning `false`, when every request in it is past its deadline.
+    fn lets_run(&self, batch: &mut Batch) -> bool {
+        QueueGauge::mark_started(&self.started, batch.len());
+        if self
+            .skip_at
+            .is_some_and(|skip_at| Instant::now() >= skip_at)
+        {
+            batch.skip();
+            return false;
+        }
+        true
     }
 }
 
@@ -284,7 +320,6 @@ impl Service for Core {
         batch.key()
     }
 
-    // starter: w05-l04 todo "finished"
     fn finished(&mut self, mut batch: Batch, mut found: Option<Found<'_, Self>>, facts: Facts) {
         let skipped = batch.was_skipped();
         let timeout_reply = self.overload.timeout_reply();
@@ -360,18 +395,21 @@ impl SessionHost<'_> {
 // `try_submit` and `responded` run once per request: `#[inline]`, for the reason given on
 // `Lines` in the `session` module.
 impl HandoffHost for SessionHost<'_> {
-    // starter: w05-l04 todo "try_submit"
     #[inline]
     fn try_submit(&mut self, seq: u64, verb: Verb, args: &[u8]) -> bool {
-        self.core.submit(self.key, seq, verb, args)
+        let submitted = self.core.submit(self.key, seq, verb, args);
+        if submitted {
+            // The W06 queue gauge counts it on the loop; the worker that starts it counts it
+            // there (`WorkerCheck`). Both happen before the loop next reads the gauge.
+            self.core.overload.queue.handed_out(1);
+        }
+        submitted
     }
 
-    // starter: w05-l04 todo "stats"
     fn stats(&self) -> Stats {
         self.core.stats(self.facts)
     }
 
-    // starter: w05-l04 todo "responded"
     #[inline]
     fn responded(&mut self, is_error: bool) {
         self.core.completed += 1;
@@ -411,7 +449,6 @@ impl HandoffHost for SessionHost<'_> {
     }
 }
 
-// starter: w05-l04 todo "start"
 /// Builds the server on `dispatcher` and prints the listening line; the caller runs the loop.
 ///
 /// The caller must have blocked SIGINT and SIGTERM on this thread before any thread exists
@@ -458,7 +495,7 @@ pub(crate) fn build_pool(config: &Config) -> anyhow::Result<(ThreadPool, usize)>
     .context("cannot start the worker threads")
 }
 
-// starter: w05-l07 todo "start_loop"
+// starter: w05-l07 todo "Do 2: bind a reuse-port listener, build, number task ids by loop, keep the link, log the loop"
 /// Builds one loop of `--loops` N > 1 on its own `dispatcher` (on the loop's thread): binds the
 /// loop's own `SO_REUSEPORT` listener on `config.serve.addr`, and hands pool work out within `budget`,
 /// this loop's share of the process's request budget. Signals and the stats line belong to the
@@ -521,7 +558,6 @@ fn build(
     Ok(server)
 }
 
-// starter: w05-l04 todo "shut_down_pool"
 /// Stops the pool after the loop has returned: runs any task still accepted (from clients that
 /// went away) and joins every worker; then closes the results queue.
 pub(crate) fn shut_down_pool(server: &Server) {
@@ -529,7 +565,7 @@ pub(crate) fn shut_down_pool(server: &Server) {
     server.close_results();
 }
 
-// starter: w05-l07 todo "tally"
+// starter: w05-l07 todo "Do 3: this loop stats and overload tally"
 /// This loop's counters, for a `stats` answer that adds up every loop's (`--loops` N > 1).
 pub(crate) fn tally(server: &Server) -> LoopTally {
     let core = server.service();
@@ -539,7 +575,7 @@ pub(crate) fn tally(server: &Server) -> LoopTally {
     }
 }
 
-// starter: w05-l07 todo "complete_stats"
+// starter: w05-l07 todo "Do 3: answer stats request seq of connection key with complete_stats, then send_answers"
 /// The counters of every loop, added up, arrived for `stats` request `seq` of connection `key`
 /// (asked by [`HandoffHost::gather_stats`]): the answer takes its place, and goes out in turn. A
 /// connection gone meanwhile finds nothing, and the answer is dropped.

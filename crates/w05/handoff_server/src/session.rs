@@ -94,7 +94,6 @@ pub(crate) enum HandoffAnswer {
 }
 
 impl Response for HandoffAnswer {
-    // starter: w05-l04 todo "write_to"
     fn write_to(&self, out: &mut Vec<u8>) {
         match self {
             HandoffAnswer::Reply(reply) => reply.write_to(out),
@@ -106,7 +105,6 @@ impl Response for HandoffAnswer {
         }
     }
 
-    // starter: w05-l04 todo "is_error"
     fn is_error(&self) -> bool {
         match self {
             HandoffAnswer::Reply(reply) => reply.is_error(),
@@ -115,7 +113,6 @@ impl Response for HandoffAnswer {
         }
     }
 
-    // starter: w05-l04 todo "line_too_long"
     fn line_too_long() -> Self {
         HandoffAnswer::Reply(Reply::Error(ErrorReply::LineTooLong))
     }
@@ -160,38 +157,29 @@ impl<H: HandoffHost> shared::Host for Lines<H> {
     type Response = HandoffAnswer;
     type Pending = Pending;
 
-    // starter: w05-l04 todo "handle"
     #[inline]
     fn handle(&mut self, seq: u64, line: &[u8]) -> Handled<HandoffAnswer, Pending> {
-        let host = &mut self.0;
+        // W06 L04: a `retry ` mark only tells the retry budget; the request is what follows it.
         let (retry, line) = strip_retry(line);
         let (verb, args) = split_request(line);
         if verb.runs_on_worker() {
-            let read_at = match host.admit(seq, retry) {
-                Admission::Admitted { read_at } => read_at,
-                Admission::Refused(reply) => {
-                    return Handled::Answered(HandoffAnswer::Overload(reply));
-                }
-            };
-            if host.try_submit(seq, verb, args) {
-                Handled::Pending(Pending::Work(read_at))
-            } else {
-                Handled::Held(Pending::Work(read_at))
+            // W06: the overload controls are asked first, and a refusal is answered at once.
+            match self.0.admit(seq, retry) {
+                Admission::Admitted { read_at } => self.hand_off(seq, verb, args, read_at),
+                Admission::Refused(reply) => Handled::Answered(HandoffAnswer::Overload(reply)),
             }
+        } else if verb == Verb::Stats && self.0.gather_stats(seq) {
+            // Several loops (W05 L07): the answer comes once every loop has told its counters.
+            Handled::Pending(Pending::Stats)
         } else if verb == Verb::Stats {
-            if host.gather_stats(seq) {
-                // Several loops: the answer comes once every loop has told its counters.
-                return Handled::Pending(Pending::Stats);
-            }
-            let overload = host.overload_stats();
-            Handled::Answered(HandoffAnswer::Stats(Box::new((host.stats(), overload))))
+            let overload = self.0.overload_stats();
+            Handled::Answered(HandoffAnswer::Stats(Box::new((self.0.stats(), overload))))
         } else {
             // `ping`, empty lines and unknown verbs: no work, answered on the loop.
             Handled::Answered(HandoffAnswer::Reply(execute(verb, args)))
         }
     }
 
-    // starter: w05-l04 todo "resubmit"
     fn resubmit(&mut self, seq: u64, line: &[u8]) -> bool {
         // Admitted when it was read; only the hand-off is tried again.
         let (_, line) = strip_retry(line);
@@ -199,7 +187,6 @@ impl<H: HandoffHost> shared::Host for Lines<H> {
         self.0.try_submit(seq, verb, args)
     }
 
-    // starter: w05-l04 todo "responded"
     #[inline]
     fn responded(&mut self, answer: &HandoffAnswer) {
         self.0.responded(answer.is_error());
@@ -210,6 +197,27 @@ impl<H: HandoffHost> shared::Host for Lines<H> {
         // Only admitted worker requests are on the overload controls' books.
         if let Pending::Work(read_at) = pending {
             self.0.settled(read_at, timed_out);
+        }
+    }
+}
+
+impl<H: HandoffHost> Lines<H> {
+    // starter: w05-l04 todo "Do 2: offer the request to the host with try_submit; Pending if it took it, else Held"
+    /// Hands worker request `seq`, admitted at `read_at`, to the pool through the host: the
+    /// request is then pending until its result comes back, or, when the pool has no room, held
+    /// by the session, which reads nothing more and offers it again later (`resubmit`).
+    #[inline]
+    fn hand_off(
+        &mut self,
+        seq: u64,
+        verb: Verb,
+        args: &[u8],
+        read_at: LoopTime,
+    ) -> Handled<HandoffAnswer, Pending> {
+        if self.0.try_submit(seq, verb, args) {
+            Handled::Pending(Pending::Work(read_at))
+        } else {
+            Handled::Held(Pending::Work(read_at))
         }
     }
 }

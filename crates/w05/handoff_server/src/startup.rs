@@ -73,7 +73,6 @@ pub struct Serve {
     pub limits: Limits,
 }
 
-// starter: w05-l04 todo "block_shutdown_signals"
 /// Blocks SIGINT and SIGTERM on this thread. Call it before any thread exists: every thread
 /// started afterwards (the pool's workers, other loops) inherits the mask, so the signals can
 /// only ever be read from a loop's signalfd and never kill the process the default way.
@@ -97,7 +96,7 @@ pub fn report_worker_panics_in_one_line(worker_name_prefix: &'static str, print:
     });
 }
 
-// starter: w05-l04 todo "start_pool"
+// starter: w05-l04 todo "Do 1: builder with thread_name and workers; budget is queue plus worker_count; capacity budget plus extra"
 /// Starts the CPU pool with workers named `thread_name-<i>` (`workers`, or one per CPU when
 /// `None`), and returns it with the request budget: `queue` plus one request per worker.
 ///
@@ -120,7 +119,6 @@ pub fn start_pool(
     Ok((pool, budget))
 }
 
-// starter: w05-l04 todo "print_listening"
 /// Prints the protocol's first stdout line, `listening on <addr>`, flushed: a grader waits for it.
 pub fn print_listening(addr: SocketAddr) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
