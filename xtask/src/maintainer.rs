@@ -131,7 +131,6 @@ pub fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Resu
             continue;
         };
         let what = "with the bodies up to this lesson written and the later lessons' still todo!()";
-        let known = STAGED_BEING_RESHAPED.contains(&id.as_str());
         match grade_starter(&root, lesson, &staged, "-staged")? {
             Ok(result) if result.status == Status::Pass => eprintln!(
                 "{id}: the starter {what} passes, as it must ({}/{} steps pass)",
@@ -147,18 +146,10 @@ pub fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Resu
                 });
                 eprintln!(
                     "{id}: the starter {what} DOES NOT PASS ({}/{} steps pass): the lesson needs a \
-                     later lesson's body{failed}{}",
-                    result.points,
-                    result.max_points,
-                    if known {
-                        " (known: its starter is being reshaped)"
-                    } else {
-                        ""
-                    }
+                     later lesson's body{failed}",
+                    result.points, result.max_points
                 );
-                if !known {
-                    wrong.push(id.clone());
-                }
+                wrong.push(id.clone());
             }
             Err(error) => {
                 eprintln!("{id}: the starter {what} DOES NOT COMPILE: {error:#}");
@@ -173,10 +164,6 @@ pub fn starters_command(week: Option<&str>, allow_missing: bool) -> anyhow::Resu
         Ok(ExitCode::FAILURE)
     }
 }
-
-/// Lessons whose starters are being reshaped so that they pass with only their own and earlier
-/// lessons' bodies: the staged check reports them without failing. The list only shrinks.
-const STAGED_BEING_RESHAPED: &[&str] = &["w05-l04"];
 
 /// Lays `starter` alone over its crate in the scratch workspace (the check is about this starter,
 /// not about the student's copies of the crates below it) and grades `lesson` on it, quickly.
