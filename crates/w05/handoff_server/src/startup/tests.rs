@@ -52,3 +52,41 @@ fn loops_resolve_to_the_count_given_or_to_the_choice_within_the_limit() {
     let error = Loops::parse("zero").unwrap_err();
     assert!(error.contains("auto"), "{error}");
 }
+
+#[test]
+fn the_pool_holds_the_whole_budget_plus_the_extra_slots_and_the_budget_is_queue_plus_workers() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let (pool, budget) = start_pool("start-pool-test", Some(2), 5, 3).unwrap();
+    assert_eq!(
+        budget, 7,
+        "the budget is the queue plus one request per worker"
+    );
+    assert_eq!(pool.worker_count(), 2);
+    // Both workers busy, so every later task stays pending: the pool takes budget + extra of
+    // them, and refuses the next.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+    for _ in 0..2 {
+        let started = started_tx.clone();
+        let release = std::sync::Arc::clone(&release_rx);
+        pool.spawn(move || {
+            started.send(()).unwrap();
+            let _ = release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
+        })
+        .unwrap();
+    }
+    for _ in 0..2 {
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    for index in 0..budget + 3 {
+        assert!(pool.try_spawn(|| {}).is_ok(), "task {index} of 10 refused");
+    }
+    assert!(pool.try_spawn(|| {}).unwrap_err().is_full());
+    drop(release_tx);
+    pool.shutdown();
+}
