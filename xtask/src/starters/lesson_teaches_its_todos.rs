@@ -12,7 +12,7 @@
 use super::{Action, fn_name, item_line, markers, rust_files};
 use crate::lesson::Lesson;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The numbered steps of a lesson's `## Do` section, each with its continuation lines, and the
 /// section's other paragraphs. Steps are keyed by their number.
@@ -190,4 +190,52 @@ fn the_do_section_is_read_step_by_step() {
     assert_eq!(hint_step("Do 12: lock, then push"), Some(12));
     assert_eq!(hint_step("push"), None);
     assert_eq!(hint_step("Do two: push"), None);
+}
+
+#[test]
+fn a_hint_without_its_step_a_step_that_does_not_name_the_fn_and_an_early_reference_are_reported() {
+    use crate::lesson::FrontMatter;
+    let root = std::env::temp_dir().join(format!("xtask-do-steps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("q/src")).unwrap();
+    std::fs::write(
+        root.join("q/src/lib.rs"),
+        "//! Q.\n\n// starter: w05-l01 todo \"Do 1: lock, then push\"\n/// Push.\npub fn push() {}\n\n\
+         // starter: w05-l01 todo \"Do 2: pop\"\n/// Pop.\npub fn pop() {}\n\n\
+         // starter: w05-l01 todo \"close it\"\n/// Close.\npub fn close() {}\n\n\
+         // starter: w05-l01 todo \"Do 9: drain\"\n/// Drain.\npub fn drain() {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("lesson.md"),
+        "# L\n\n## Do\n\n1. Write `TaskQueue::push(item)` in `student/q/src/lib.rs`.\n\
+         2. Write the other end, then read `crates/q/src/lib.rs`.\n\n## Test\n",
+    )
+    .unwrap();
+    let lesson = Lesson {
+        path: PathBuf::from("lesson.md"),
+        front: FrontMatter {
+            id: "w05-l01".into(),
+            title: "t".into(),
+            order: 1,
+            krate: "q".into(),
+            duration: "1 min".into(),
+            starter: "q".into(),
+        },
+        steps: Vec::new(),
+        done_when: Vec::new(),
+        mistakes: Vec::new(),
+    };
+    let found = problems(&root, Path::new("q"), &lesson);
+    std::fs::remove_dir_all(&root).unwrap();
+    let expect = [
+        "names the reference under `crates/`",
+        "`pop`: Do step 2 of lesson.md does not name `pop`",
+        "`close`: the hint does not start with `Do N: `",
+        "`drain`: the hint names Do step 9, which lesson.md does not have",
+    ];
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+    for (message, expected) in found.iter().zip(expect) {
+        assert!(message.contains(expected), "{message} lacks {expected}");
+    }
 }
