@@ -133,8 +133,10 @@ enum Command {
     },
     /// Generates every starter from the `// starter:` markers in the reference crates (see
     /// course/FORMAT.md, section 5) and checks that each lesson's untouched starter compiles and
-    /// fails its lesson (the reference passing is `grade`'s job). A malformed marker is an
-    /// error naming its file and line.
+    /// fails its lesson (the reference passing is `grade`'s job), and that each lesson passes on
+    /// its starter as a student has it on reaching the lesson: the bodies of the earlier lessons
+    /// and its own written, the later lessons' still `todo!()`. A malformed marker is an error
+    /// naming its file and line.
     Starters {
         /// Only this week, for example `w05`.
         #[arg(long)]
