@@ -1,7 +1,9 @@
 //! The course authors' commands, kept apart from the learner's (as rustlings keeps `dev`):
 //! `starters` generates every starter from the reference crates' markers and checks that each
-//! untouched starter compiles and fails its lesson, `starters --write` only writes them out to be
-//! read, and `lesson --check-format` checks that a lesson file follows `course/FORMAT.md`.
+//! untouched starter compiles and fails its lesson, and that each lesson passes on the staged
+//! starter (its own and the earlier lessons' bodies written, the later ones' still `todo!()`);
+//! `starters --write` only writes them out to be read, and `lesson --check-format` checks that a
+//! lesson file follows `course/FORMAT.md`.
 
 use crate::commands::{check_week, usage_error};
 use crate::lesson;
