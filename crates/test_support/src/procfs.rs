@@ -143,6 +143,27 @@ impl Proc {
         cpu_ticks(&self.read(&format!("task/{tid}/stat")))
     }
 
+    /// The CPU time thread `tid` has used so far, split into user and system (kernel) ticks,
+    /// or why its `stat` cannot be read or parsed (the thread exited, say).
+    pub fn try_thread_cpu_split(&self, tid: u32) -> io::Result<CpuSplit> {
+        let stat = self.try_read(&format!("task/{tid}/stat"))?;
+        try_cpu_split(&stat).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed stat of thread {tid}: {stat:?}"),
+            )
+        })
+    }
+
+    /// The name of thread `tid` (`task/<tid>/comm`, without its newline), or why it cannot be
+    /// read.
+    pub fn try_thread_name(&self, tid: u32) -> io::Result<String> {
+        Ok(self
+            .try_read(&format!("task/{tid}/comm"))?
+            .trim_end()
+            .to_owned())
+    }
+
     /// The CPU time the process has used so far, user and system, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         cpu_ticks(&self.read("stat"))
@@ -198,6 +219,27 @@ pub fn read_machine_file(name: &str) -> io::Result<String> {
     })
 }
 
+/// CPU time split into user and system (kernel) time, in clock ticks
+/// ([`sys::clock_ticks_per_second`] of them make a second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSplit {
+    /// `utime`: ticks spent in user space.
+    pub user: u64,
+    /// `stime`: ticks spent in the kernel on the thread's behalf (system calls, page faults).
+    pub system: u64,
+}
+
+/// `utime` and `stime` of a `stat` line, or `None` when it is malformed.
+fn try_cpu_split(stat: &str) -> Option<CpuSplit> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some(CpuSplit {
+        user: field(11)?,
+        system: field(12)?,
+    })
+}
+
 /// `utime` + `stime` of a `stat` line: fields 14 and 15, the 12th and 13th after `state`.
 fn cpu_ticks(stat: &str) -> u64 {
     try_cpu_ticks(stat).expect("utime and stime in a stat line")
@@ -205,10 +247,7 @@ fn cpu_ticks(stat: &str) -> u64 {
 
 /// `utime` + `stime` of a `stat` line, or `None` when it is malformed.
 fn try_cpu_ticks(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
-    Some(field(11)? + field(12)?)
+    try_cpu_split(stat).map(|split| split.user + split.system)
 }
 
 /// The fields of a `stat` line from field 3 (`state`) on: the command name (field 2) may
@@ -255,6 +294,18 @@ mod tests {
         assert_eq!(try_cpu_ticks("42 (x) S 1"), None);
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0";
         assert_eq!(try_cpu_ticks(stat), Some(280));
+        assert_eq!(
+            try_cpu_split(stat),
+            Some(CpuSplit {
+                user: 250,
+                system: 30
+            })
+        );
+        assert_eq!(this.try_thread_name(tid).unwrap(), this.thread_name(tid));
+        let split = this.try_thread_cpu_split(tid).unwrap();
+        assert!(split.user + split.system <= this.try_cpu_ticks().unwrap());
+        assert!(gone.try_thread_cpu_split(1).is_err());
+        assert!(gone.try_thread_name(1).is_err());
         assert!(!this.try_thread_ids().unwrap().is_empty());
         assert!(read_machine_file("loadavg").unwrap().split(' ').count() >= 3);
         let error = read_machine_file("no-such-file").unwrap_err();

@@ -187,6 +187,13 @@ mod tests {
             vs_tokio: None,
             p99_vs_tokio: None,
             cpu_vs_tokio: None,
+            threads: Vec::new(),
+            cpus_busy: 0.0,
+            bound: crate::threads::Bound::Cpus {
+                busy: 2.0,
+                cpus: 2,
+                busiest: None,
+            },
         }
     }
 

@@ -14,9 +14,11 @@
 //! `--appendonly no`), 127.0.0.1 only.
 //!
 //! Each server is started fresh for every run; within a round the order of the servers rotates
-//! so slow drift of the shared machine lands on both alike. The results go into `BENCHMARKS.md`
-//! between markers of their own, the chart into `target/bench/kv.svg` and every run into
-//! `target/bench/kv.json`.
+//! so slow drift of the shared machine lands on both alike. Besides the medians, the command
+//! gives kv_server's verdicts against its targets ([`TARGETS`]) and where each server's CPU went,
+//! thread by thread, with what bounded the run (the `threads` module): a missed target names its
+//! bound. The results go into `BENCHMARKS.md` between markers of their own, the chart into
+//! `target/bench/kv.svg` and every run into `target/bench/kv.json`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,9 +27,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use std::fmt::Write as _;
+
 use super::chart::Series;
 use super::report::{LoadgenSummary, median};
 use super::server::RunningServer;
+use super::threads::{self, Bound, GroupProfile, RunCpu, ThreadGroup, ThreadTimes};
 use super::{BenchArgs, LoadRunner, Machine};
 use plotters::style::RGBColor;
 
@@ -60,6 +65,10 @@ impl KvServer {
     }
 }
 
+/// kv_server's targets against redis-server: the throughput ratio to reach at each depth of
+/// [`DEPTHS`].
+const TARGETS: [(usize, f64); 2] = [(1, 1.0), (16, 1.5)];
+
 /// One measured run.
 #[derive(Debug, serde::Serialize)]
 struct KvRun {
@@ -68,15 +77,25 @@ struct KvRun {
     server: KvServer,
     load: LoadgenSummary,
     server_cpu_s: f64,
+    /// The server's CPU time thread group by thread group.
+    threads: Vec<ThreadGroup>,
+    /// Wall time of the run, the window of the CPU readings, seconds.
+    wall_s: f64,
 }
 
 /// The medians of one server at one depth.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 struct KvRow {
     throughput_rps: f64,
     p50_us: f64,
     p99_us: f64,
     server_cpu_us_per_request: f64,
+    /// Where the server's CPU went, thread group by thread group.
+    threads: Vec<GroupProfile>,
+    /// CPUs' worth the server and the load generator kept busy together.
+    cpus_busy: f64,
+    /// What bounded the server's throughput; `None` without runs.
+    bound: Option<Bound>,
 }
 
 /// Builds `loadgen` and `kv_server` in release mode: the load generator, run with
@@ -128,6 +147,8 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
                     KvServer::Redis => start_redis(redis.as_ref().expect("listed only if found"))?,
                 };
                 let cpu_before = super::server::cpu_time(running.pid())?;
+                let threads_before = ThreadTimes::of(running.pid())?;
+                let started = Instant::now();
                 let replies = match server {
                     KvServer::Kv => "text",
                     KvServer::Redis => "redis",
@@ -141,6 +162,8 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
                         args.duration,
                     )
                     .with_context(|| format!("depth {depth} against {}", server.name()))?;
+                let wall_s = started.elapsed().as_secs_f64();
+                let threads_after = ThreadTimes::of(running.pid())?;
                 let cpu_after = super::server::cpu_time(running.pid())?;
                 anyhow::ensure!(
                     running.is_running(),
@@ -161,6 +184,8 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
                     server,
                     load,
                     server_cpu_s: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
+                    threads: threads_after.since(&threads_before),
+                    wall_s,
                 });
             }
         }
@@ -172,9 +197,9 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
         .map(|&depth| {
             (
                 depth,
-                medians(&runs, depth, KvServer::Kv),
+                medians(&runs, depth, KvServer::Kv, machine.cpus),
                 (servers.contains(&KvServer::Redis))
-                    .then(|| medians(&runs, depth, KvServer::Redis)),
+                    .then(|| medians(&runs, depth, KvServer::Redis, machine.cpus)),
             )
         })
         .collect();
@@ -213,7 +238,7 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
             colour: RGBColor(0xc0, 0x39, 0x2b),
             values: rows
                 .iter()
-                .map(|(_, _, redis)| redis.map(|r| r.throughput_rps))
+                .map(|(_, _, redis)| redis.as_ref().map(|r| r.throughput_rps))
                 .collect(),
         });
     }
@@ -258,17 +283,29 @@ pub(crate) fn run(args: &BenchArgs, root: &Path, out_dir: &Path) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// The medians of `server`'s runs at `depth`.
-fn medians(runs: &[KvRun], depth: usize, server: KvServer) -> KvRow {
-    let of = |value: &dyn Fn(&KvRun) -> f64| {
-        median(
-            runs.iter()
-                .filter(|run| run.depth == depth && run.server == server)
-                .map(value)
-                .collect(),
-        )
-    };
+/// The medians of `server`'s runs at `depth`, on a machine of `cpus`.
+fn medians(runs: &[KvRun], depth: usize, server: KvServer, cpus: usize) -> KvRow {
+    let mine: Vec<&KvRun> = runs
+        .iter()
+        .filter(|run| run.depth == depth && run.server == server)
+        .collect();
+    let of = |value: &dyn Fn(&KvRun) -> f64| median(mine.iter().map(|run| value(run)).collect());
+    let cpu: Vec<RunCpu<'_>> = mine
+        .iter()
+        .map(|run| RunCpu {
+            groups: &run.threads,
+            requests: run.load.completed,
+            wall_s: run.wall_s,
+            total_cpu_s: run.server_cpu_s
+                + run.load.loadgen_cpu_us_per_request * run.load.completed as f64 / 1e6,
+        })
+        .collect();
+    let (threads, cpus_busy) = threads::profile(&cpu);
+    let bound = (!mine.is_empty()).then(|| Bound::of(&threads, cpus_busy, cpus));
     KvRow {
+        threads,
+        cpus_busy,
+        bound,
         throughput_rps: of(&|run| run.load.throughput_rps),
         p50_us: of(&|run| run.load.latency.p50_us),
         p99_us: of(&|run| run.load.latency.p99_us),
@@ -286,6 +323,7 @@ fn markdown(rows: &[(usize, KvRow, Option<KvRow>)], skipped: Option<&String>) ->
     );
     for (depth, kv, redis) in rows {
         let ratio = redis
+            .as_ref()
             .filter(|redis| redis.throughput_rps > 0.0)
             .map_or_else(
                 || "—".to_owned(),
@@ -298,6 +336,51 @@ fn markdown(rows: &[(usize, KvRow, Option<KvRow>)], skipped: Option<&String>) ->
                 "| {depth} | redis-server | skipped: {} | | | | |\n",
                 skipped.map_or("not run", String::as_str)
             )),
+        }
+    }
+    table.push_str(
+        "\n| depth | target (kv_server / redis-server) | measured | met |\n|---|---|---|---|\n",
+    );
+    for (depth, kv, redis) in rows {
+        let Some(&(_, target)) = TARGETS.iter().find(|(d, _)| d == depth) else {
+            continue;
+        };
+        let (measured, met) = match redis.as_ref().filter(|redis| redis.throughput_rps > 0.0) {
+            Some(redis) => {
+                let ratio = kv.throughput_rps / redis.throughput_rps;
+                let mut measured = format!(
+                    "{ratio:.2}× (server CPU per request {:.2}×)",
+                    kv.server_cpu_us_per_request
+                        / redis.server_cpu_us_per_request.max(f64::EPSILON)
+                );
+                if let (false, Some(bound)) = (ratio >= target, &kv.bound) {
+                    let _ = write!(measured, "; bound by {bound}");
+                }
+                (measured, if ratio >= target { "yes" } else { "**no**" })
+            }
+            None => ("redis-server not run".to_owned(), "–"),
+        };
+        let _ = writeln!(table, "| {depth} | ≥ {target:.1}× | {measured} | {met} |");
+    }
+    table.push_str(
+        "\nWhere each server's CPU went (medians; per thread group, its CPU time per request, \
+         the share of it in the kernel, and its busiest thread's CPU time as a share of the run; \
+         what bounded the run, as in `cargo xtask bench`):\n\n\
+         | depth | server | threads | CPUs busy | bound by |\n|---|---|---|---:|---|\n",
+    );
+    for (depth, kv, redis) in rows {
+        let servers =
+            std::iter::once(("kv_server", kv)).chain(redis.iter().map(|r| ("redis-server", r)));
+        for (name, row) in servers {
+            let _ = writeln!(
+                table,
+                "| {depth} | {name} | {} | {:.2} | {} |",
+                threads::cell(&row.threads),
+                row.cpus_busy,
+                row.bound
+                    .as_ref()
+                    .map_or_else(|| "–".to_owned(), ToString::to_string)
+            );
         }
     }
     table
@@ -489,11 +572,106 @@ mod tests {
             throughput_rps: 200.0,
             ..KvRow::default()
         };
-        let table = markdown(&[(16, kv, Some(redis))], None);
+        let table = markdown(&[(16, kv.clone(), Some(redis.clone()))], None);
         assert!(table.contains("| 16 | kv_server | 300 |"), "{table}");
         assert!(table.contains("| 1.50 |"), "{table}");
+        assert!(table.contains("| 16 | ≥ 1.5× | 1.50× "), "{table}");
+        assert!(table.contains("| yes |"), "{table}");
         let reason = "not installed".to_owned();
-        let table = markdown(&[(1, kv, None)], Some(&reason));
+        let table = markdown(&[(1, kv.clone(), None)], Some(&reason));
         assert!(table.contains("skipped: not installed"), "{table}");
+        assert!(
+            table.contains("| 1 | ≥ 1.0× | redis-server not run | – |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_missed_target_says_what_bounded_kv_server() {
+        let kv = KvRow {
+            throughput_rps: 95.0,
+            server_cpu_us_per_request: 7.5,
+            bound: Some(Bound::Cpus {
+                busy: 1.9,
+                cpus: 2,
+                busiest: None,
+            }),
+            ..KvRow::default()
+        };
+        let redis = KvRow {
+            throughput_rps: 100.0,
+            server_cpu_us_per_request: 7.0,
+            ..KvRow::default()
+        };
+        let table = markdown(&[(1, kv, Some(redis))], None);
+        assert!(
+            table.contains(
+                "| 1 | ≥ 1.0× | 0.95× (server CPU per request 1.07×); bound by the machine's 2 CPUs, \
+                 1.90 of them busy with the server and the load generator | **no** |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 1 | kv_server | – | 0.00 | the machine's 2 CPUs"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn medians_profile_the_runs_of_one_server_at_one_depth() {
+        let load = |completed: u64| LoadgenSummary {
+            completed,
+            mismatches: 0,
+            connection_errors: 0,
+            elapsed_s: 1.0,
+            throughput_rps: completed as f64,
+            latency: super::super::report::LoadgenLatency {
+                p50_us: 1.0,
+                p99_us: 2.0,
+                p999_us: 3.0,
+                max_us: 4.0,
+            },
+            first_error: None,
+            loadgen_cpu_us_per_request: 5.0,
+            by_verb: Default::default(),
+        };
+        let loop_thread = ThreadGroup {
+            name: "kv_server".to_owned(),
+            threads: 1,
+            user_s: 0.1,
+            system_s: 0.85,
+            busiest_s: 0.95,
+        };
+        let runs = [
+            KvRun {
+                round: 1,
+                depth: 1,
+                server: KvServer::Kv,
+                load: load(100_000),
+                server_cpu_s: 0.95,
+                threads: vec![loop_thread.clone()],
+                wall_s: 1.0,
+            },
+            KvRun {
+                round: 1,
+                depth: 16,
+                server: KvServer::Kv,
+                load: load(1_000_000),
+                server_cpu_s: 0.5,
+                threads: vec![ThreadGroup {
+                    busiest_s: 0.5,
+                    ..loop_thread
+                }],
+                wall_s: 1.0,
+            },
+        ];
+        let row = medians(&runs, 1, KvServer::Kv, 2);
+        assert_eq!(row.throughput_rps, 100_000.0);
+        assert!((row.cpus_busy - 1.45).abs() < 1e-9, "{row:?}");
+        assert!(
+            matches!(&row.bound, Some(Bound::Thread { name, .. }) if name == "kv_server"),
+            "{row:?}"
+        );
+        assert!(medians(&runs, 1, KvServer::Redis, 2).bound.is_none());
     }
 }

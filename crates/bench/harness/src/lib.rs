@@ -12,9 +12,11 @@
 //!    started server with the same `--workers`, for `--rounds` rounds; within a round the order
 //!    of the servers rotates, so slow drift of the shared machine (another build starting, CPU
 //!    frequency) lands on each server alike and the medians cancel it;
+//!    every run also reads each server thread's user and kernel CPU time (`threads.rs`);
 //! 3. counts the servers' system calls and context switches per request at depth 16 (`measure.rs`);
-//! 4. prints the table of medians and ratios to the Tokio server, with the targets' verdicts,
-//!    writes `target/bench/bench.json` and `target/bench/throughput.svg`, and refreshes the
+//! 4. times 200 sleeps of 1 ms, which the sleep-bound scenario's verdict needs (`report.rs`);
+//! 5. prints the table of medians and ratios to the Tokio server, the targets' verdicts (a missed
+//!    one names what bounded the run) and where each server's CPU went, thread by thread, writes `target/bench/bench.json` and `target/bench/throughput.svg`, and refreshes the
 //!    results section of `BENCHMARKS.md` between its markers (the prose around it is kept).
 //!
 //! `--baseline <git-rev>` runs the working tree's servers against that revision's instead, side by
@@ -34,9 +36,11 @@ mod chart;
 mod durable;
 mod kv;
 mod measure;
+mod median;
 mod report;
 mod scenario;
 mod server;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -249,8 +253,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     machine.load_average_end = load_average();
-    let rows = report::rows(&scenarios, &servers, &runs);
-    let verdicts = report::verdicts(&scenarios, &rows, args.workers);
+    let rows = report::rows(&scenarios, &servers, &runs, machine.cpus);
+    let sleep = report::SleepCheck::measure();
+    eprintln!("bench: {sleep}");
+    let verdicts = report::verdicts(&scenarios, &rows, args.workers, &sleep);
     let table = report::markdown(&scenarios, &rows, &verdicts, &syscalls);
     println!("{table}");
 
@@ -492,6 +498,8 @@ fn measure_run(
     let mut server = binary.start(args.workers)?;
     let before = ContextSwitches::of(server.pid())?;
     let cpu_before = server::cpu_time(server.pid())?;
+    let threads_before = threads::ThreadTimes::of(server.pid())?;
+    let started = std::time::Instant::now();
     let summary = load
         .run(&server, scenario, args.duration)
         .with_context(|| {
@@ -502,6 +510,8 @@ fn measure_run(
                 binary.kind
             )
         })?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let threads_after = threads::ThreadTimes::of(server.pid())?;
     let after = ContextSwitches::of(server.pid())?;
     let cpu_after = server::cpu_time(server.pid())?;
     anyhow::ensure!(
@@ -517,6 +527,8 @@ fn measure_run(
         load: summary,
         context_switches: after.since(before),
         server_cpu_s: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
+        threads: threads_after.since(&threads_before),
+        wall_s,
     })
 }
 

@@ -5,11 +5,15 @@
 //! moves nothing. Ratios are taken against the Tokio server's medians of the same scenario.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+
+use test_support::procfs::Proc;
 
 use crate::measure::SyscallCount;
+pub(crate) use crate::median::median;
 use crate::scenario::{Scenario, Target};
 use crate::server::{ContextSwitches, ServerKind};
+use crate::threads::{self, Bound, GroupProfile, RunCpu, ThreadGroup};
 
 /// The part of `loadgen --json` the benchmark reads.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -82,6 +86,10 @@ pub(crate) struct Run {
     pub(crate) context_switches: ContextSwitches,
     /// The server's CPU time (all threads, user + system) during the run, seconds.
     pub(crate) server_cpu_s: f64,
+    /// The same time thread group by thread group, user and kernel apart.
+    pub(crate) threads: Vec<ThreadGroup>,
+    /// Wall time of the run as the benchmark timed it (the window of the CPU readings), seconds.
+    pub(crate) wall_s: f64,
 }
 
 impl Run {
@@ -89,7 +97,79 @@ impl Run {
     pub(crate) fn server_cpu_us_per_request(&self) -> f64 {
         self.server_cpu_s * 1e6 / self.load.completed.max(1) as f64
     }
+
+    /// The run's CPU figures, for [`threads::profile`].
+    fn cpu(&self) -> RunCpu<'_> {
+        let loadgen_cpu_s = self.load.loadgen_cpu_us_per_request * self.load.completed as f64 / 1e6;
+        RunCpu {
+            groups: &self.threads,
+            requests: self.load.completed,
+            wall_s: self.wall_s,
+            total_cpu_s: self.server_cpu_s + loadgen_cpu_s,
+        }
+    }
 }
+
+/// How long a 1 ms sleep really takes on this machine: the sleep-bound scenario's ceiling
+/// assumes exactly 1 ms, and the kernel's timer slack (50 µs by default) and the wake-up make
+/// every sleep longer, which no server can help.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub(crate) struct SleepCheck {
+    /// The median length of a `std::thread::sleep` of 1 ms, µs.
+    pub(crate) median_us: f64,
+    /// How many sleeps the median is over.
+    pub(crate) samples: usize,
+    /// This process's timer slack, µs (`/proc/self/timerslack_ns`), when readable.
+    pub(crate) timer_slack_us: Option<f64>,
+}
+
+impl SleepCheck {
+    /// Sleeps 1 ms [`SLEEP_SAMPLES`] times (a fifth of a second) and keeps the median length.
+    pub(crate) fn measure() -> SleepCheck {
+        let lengths = (0..SLEEP_SAMPLES)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                started.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        SleepCheck {
+            median_us: median(lengths),
+            samples: SLEEP_SAMPLES,
+            timer_slack_us: Proc::this()
+                .try_read("timerslack_ns")
+                .ok()
+                .and_then(|text| text.trim().parse::<f64>().ok())
+                .map(|ns| ns / 1000.0),
+        }
+    }
+
+    /// The share of a nominal sleep-bound ceiling that sleeps of this length leave reachable.
+    pub(crate) fn reachable_share(&self) -> f64 {
+        if self.median_us > 0.0 {
+            (1000.0 / self.median_us).min(1.0)
+        } else {
+            1.0
+        }
+    }
+}
+
+impl fmt::Display for SleepCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a 1 ms sleep takes {:.0} µs here (median of {}",
+            self.median_us, self.samples
+        )?;
+        if let Some(slack) = self.timer_slack_us {
+            write!(f, ", timer slack {slack:.0} µs")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// How many 1 ms sleeps [`SleepCheck::measure`] times.
+const SLEEP_SAMPLES: usize = 200;
 
 /// Medians of one (scenario, server) pair over the rounds.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -123,6 +203,12 @@ pub(crate) struct Row {
     /// Server CPU time per request divided by the Tokio server's: what the throughput ratio
     /// would be the inverse of if CPU were the only limit.
     pub(crate) cpu_vs_tokio: Option<f64>,
+    /// Where the server's CPU went, thread group by thread group (medians).
+    pub(crate) threads: Vec<GroupProfile>,
+    /// CPUs' worth the server and the load generator kept busy together (median).
+    pub(crate) cpus_busy: f64,
+    /// What bounded the server's throughput (see the `threads` module).
+    pub(crate) bound: Bound,
 }
 
 /// Whether the handoff server met a scenario's target.
@@ -161,22 +247,14 @@ pub(crate) struct SyscallRow {
     pub(crate) strace_requests: u64,
 }
 
-/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
-pub(crate) fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
 /// Medians per (scenario, server), in scenario then server order, with ratios to Tokio.
-pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run]) -> Vec<Row> {
+/// `cpus` is the machine's CPU count, against which the CPUs kept busy are judged.
+pub(crate) fn rows(
+    scenarios: &[Scenario],
+    servers: &[ServerKind],
+    runs: &[Run],
+    cpus: usize,
+) -> Vec<Row> {
     let mut grouped: BTreeMap<(&str, ServerKind), Vec<&Run>> = BTreeMap::new();
     for run in runs {
         grouped
@@ -191,6 +269,9 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
             .filter_map(|&server| {
                 let runs = grouped.get(&(scenario.id, server))?;
                 let pick = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(|r| f(r)).collect());
+                let cpu: Vec<RunCpu<'_>> = runs.iter().map(|run| run.cpu()).collect();
+                let (threads, cpus_busy) = threads::profile(&cpu);
+                let bound = Bound::of(&threads, cpus_busy, cpus);
                 Some(Row {
                     scenario: scenario.id,
                     server,
@@ -208,6 +289,9 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
                     vs_tokio: None,
                     p99_vs_tokio: None,
                     cpu_vs_tokio: None,
+                    threads,
+                    cpus_busy,
+                    bound,
                 })
             })
             .collect();
@@ -235,7 +319,15 @@ pub(crate) fn rows(scenarios: &[Scenario], servers: &[ServerKind], runs: &[Run])
 
 /// The handoff server's verdict for each scenario: the one-loop server's, then, where it ran,
 /// the several-loop server's (`--loops`).
-pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> Vec<Verdict> {
+///
+/// A target that is missed says what bounded the run ([`Bound`]); the sleep-bound scenario's
+/// also says how much of its nominal ceiling this machine's sleeps leave reachable (`sleep`).
+pub(crate) fn verdicts(
+    scenarios: &[Scenario],
+    rows: &[Row],
+    workers: usize,
+    sleep: &SleepCheck,
+) -> Vec<Verdict> {
     let find = |scenario: &Scenario, server| {
         rows.iter()
             .find(|r| r.scenario == scenario.id && r.server == server)
@@ -251,23 +343,34 @@ pub(crate) fn verdicts(scenarios: &[Scenario], rows: &[Row], workers: usize) -> 
                 (_, None) => ("handoff_server not run".to_owned(), None),
                 (Target::VersusTokio { ratio }, Some(row)) => {
                     match (row.vs_tokio, row.p99_vs_tokio) {
-                        (Some(vs), Some(p99)) => (
-                            format!(
+                        (Some(vs), Some(p99)) => {
+                            let met = vs >= ratio && p99 <= 1.0;
+                            let mut measured = format!(
                                 "{vs:.2}× tokio, p99 {p99:.2}× tokio's (CPU per request {})",
                                 self::ratio(row.cpu_vs_tokio)
-                            ),
-                            Some(vs >= ratio && p99 <= 1.0),
-                        ),
+                            );
+                            if !met {
+                                let _ = write!(measured, "; bound by {}", row.bound);
+                            }
+                            (measured, Some(met))
+                        }
                         _ => ("tokio_server not run".to_owned(), None),
                     }
                 }
                 (Target::ShareOfCeiling { share, per_worker }, Some(row)) => {
                     let ceiling = per_worker * workers as f64;
                     let got = row.throughput_rps / ceiling;
-                    (
-                        format!("{:.1} % of {ceiling:.0} req/s", got * 100.0),
-                        Some(got >= share),
-                    )
+                    let reachable = ceiling * sleep.reachable_share();
+                    let mut measured = format!("{:.1} % of {ceiling:.0} req/s", got * 100.0);
+                    if got < share {
+                        let _ = write!(
+                            measured,
+                            "; bound by the sleeps: {sleep}, so at most {reachable:.0} req/s, \
+                             of which it reached {:.1} %",
+                            row.throughput_rps / reachable * 100.0
+                        );
+                    }
+                    (measured, Some(got >= share))
                 }
             };
             let target = match handoff {
@@ -337,6 +440,25 @@ pub(crate) fn markdown(
             out,
             "| {} | {} | {} | {met} |",
             verdict.scenario, verdict.target, verdict.measured
+        );
+    }
+    out.push_str(
+        "\nWhere each server's CPU went (medians): per thread group, its CPU time per request, \
+         the share of it in the kernel, and its busiest thread's CPU time as a share of the run; \
+         then the CPUs the server and the load generator kept busy together, and what bounded \
+         the run: the more saturated of its busiest thread and the CPUs, once at least 80 % \
+         busy, else the requests' own waits (idle threads are left out):\n\n\
+         | Scenario | Server | threads | CPUs busy | bound by |\n|---|---|---|---:|---|\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {} |",
+            row.scenario,
+            row.server,
+            threads::cell(&row.threads),
+            row.cpus_busy,
+            row.bound
         );
     }
     if !syscalls.is_empty() {
@@ -416,15 +538,23 @@ mod tests {
                 involuntary: 0,
             },
             server_cpu_s: 0.002,
+            threads: vec![ThreadGroup {
+                name: "main".to_owned(),
+                threads: 1,
+                user_s: 0.0005,
+                system_s: 0.0015,
+                busiest_s: 0.002,
+            }],
+            wall_s: 1.0,
         }
     }
 
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(vec![]), 0.0);
-    }
+    /// A sleep check as on a machine whose 1 ms sleeps take 1.1 ms.
+    const SLOW_SLEEPS: SleepCheck = SleepCheck {
+        median_us: 1100.0,
+        samples: 200,
+        timer_slack_us: Some(50.0),
+    };
 
     #[test]
     fn rows_take_medians_and_ratios_and_verdicts_follow_the_targets() {
@@ -438,7 +568,7 @@ mod tests {
             run("S5", ServerKind::Handoff, 19_000.0, 60.0),
         ];
         let scenarios = &ALL[..];
-        let rows = rows(scenarios, &ServerKind::ALL, &runs);
+        let rows = rows(scenarios, &ServerKind::ALL, &runs, 2);
         let s1 = rows
             .iter()
             .find(|r| r.scenario == "S1" && r.server == ServerKind::Handoff)
@@ -446,16 +576,78 @@ mod tests {
         assert_eq!(s1.vs_tokio, Some(1.4));
         assert!((s1.context_switches_per_request - 0.01).abs() < 1e-9);
         assert!((s1.server_cpu_us_per_request - 2.0).abs() < 1e-9);
-        let verdicts = verdicts(scenarios, &rows, 2);
-        let met = |id: &str| verdicts.iter().find(|v| v.scenario == id).unwrap().met;
-        assert_eq!(met("S1"), Some(true), "1.4× ≥ 1.3× and p99 better");
-        assert_eq!(met("S2"), Some(false), "1.5× < 2×");
-        assert_eq!(met("S5"), Some(true), "95 % of 20000");
-        assert_eq!(met("S3"), None, "not run");
+        let verdicts = verdicts(scenarios, &rows, 2, &SLOW_SLEEPS);
+        let verdict = |id: &str| verdicts.iter().find(|v| v.scenario == id).unwrap();
+        assert_eq!(verdict("S1").met, Some(true), "1.4× ≥ 1.3× and p99 better");
+        assert!(
+            !verdict("S1").measured.contains("bound by"),
+            "a met target needs no bound"
+        );
+        assert_eq!(verdict("S2").met, Some(false), "1.5× < 2×");
+        assert!(
+            verdict("S2").measured.ends_with(
+                "; bound by the requests' own waits: no thread busier than 0 %, 0.00 of 2 CPUs busy"
+            ),
+            "{:?}",
+            verdict("S2")
+        );
+        assert_eq!(verdict("S5").met, Some(true), "95 % of 20000");
+        assert_eq!(verdict("S3").met, None, "not run");
         let table = markdown(scenarios, &rows, &verdicts, &[]);
         assert!(
             table.contains("| S1 compute64 50×1 | handoff_server | 280 | 1.40× |"),
             "{table}"
+        );
+        assert!(
+            table.contains(
+                "| S1 | handoff_server | main ×1: 2.00 µs (75 % kernel), busiest 0 % | 0.00 | the requests' own waits"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_missed_target_names_the_saturated_thread_or_the_sleeps_that_bound_it() {
+        let mut busy = run("S1", ServerKind::Handoff, 120.0, 40.0);
+        busy.threads[0].busiest_s = 0.97;
+        busy.threads[0].system_s = 0.7275;
+        busy.threads[0].user_s = 0.2425;
+        busy.server_cpu_s = 0.97;
+        let runs = vec![
+            run("S1", ServerKind::Tokio, 100.0, 50.0),
+            busy,
+            run("S5", ServerKind::Handoff, 18_000.0, 60.0),
+        ];
+        let scenarios = &ALL[..];
+        let rows = rows(scenarios, &ServerKind::ALL, &runs, 2);
+        let verdicts = verdicts(scenarios, &rows, 2, &SLOW_SLEEPS);
+        let verdict = |id: &str| verdicts.iter().find(|v| v.scenario == id).unwrap();
+        assert_eq!(verdict("S1").met, Some(false), "1.2× < 1.3×");
+        assert!(
+            verdict("S1").measured.ends_with(
+                "; bound by its main thread, busy 97 % of the run, 75 % of that in the kernel \
+                 (0.97 of 2 CPUs busy)"
+            ),
+            "{:?}",
+            verdict("S1")
+        );
+        assert_eq!(verdict("S5").met, Some(false), "90 % of 20000 < 95 %");
+        assert_eq!(
+            verdict("S5").measured,
+            "90.0 % of 20000 req/s; bound by the sleeps: a 1 ms sleep takes 1100 µs here (median \
+             of 200, timer slack 50 µs), so at most 18182 req/s, of which it reached 99.0 %"
+        );
+    }
+
+    #[test]
+    fn the_sleep_check_times_real_sleeps() {
+        let check = SleepCheck::measure();
+        assert_eq!(check.samples, SLEEP_SAMPLES);
+        assert!(check.median_us >= 1000.0, "{check}");
+        assert!(check.reachable_share() <= 1.0 && check.reachable_share() > 0.0);
+        assert!(
+            check.to_string().starts_with("a 1 ms sleep takes "),
+            "{check}"
         );
     }
 
@@ -468,8 +660,8 @@ mod tests {
             run("S1", ServerKind::HandoffLoops, 160.0, 45.0),
         ];
         let scenarios = &ALL[..1];
-        let rows = rows(scenarios, &ServerKind::ALL, &runs);
-        let verdicts = verdicts(scenarios, &rows, 2);
+        let rows = rows(scenarios, &ServerKind::ALL, &runs, 2);
+        let verdicts = verdicts(scenarios, &rows, 2, &SLOW_SLEEPS);
         let summary: Vec<(&str, Option<bool>)> = verdicts
             .iter()
             .map(|v| (v.target.as_str(), v.met))

@@ -75,14 +75,14 @@ pub(crate) const ALL: [Scenario; 6] = [
         mix: "ping",
         connections: 50,
         depth: 16,
-        target: Target::VersusTokio { ratio: 1.4 },
+        target: Target::VersusTokio { ratio: 1.5 },
     },
     Scenario {
         id: "S4",
         mix: "rehash1000",
         connections: 20,
         depth: 4,
-        target: Target::VersusTokio { ratio: 1.5 },
+        target: Target::VersusTokio { ratio: 1.3 },
     },
     Scenario {
         id: "S5",
@@ -90,7 +90,7 @@ pub(crate) const ALL: [Scenario; 6] = [
         connections: 100,
         depth: 2,
         target: Target::ShareOfCeiling {
-            share: 0.9,
+            share: 0.95,
             per_worker: 10_000.0,
         },
     },
