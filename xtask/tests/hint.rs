@@ -127,8 +127,11 @@ fn hint_gives_the_failed_step_of_the_saved_run_then_the_table_then_the_lesson() 
         stage1.contains("(course/w05/04-io-cpu-handoff.md line "),
         "{stage1}"
     );
+    // What the run said of the first failing client: which clients fail depends on how their
+    // half-closes race the server's answers, so the line is matched without its client.
     assert!(
-        stage1.contains("expected `result: 1982e3a7bb241055`, got nothing"),
+        stage1.contains(": expected `result: ")
+            && stage1.contains("`, got nothing (no more response lines)"),
         "{stage1}"
     );
     assert!(stage1.contains(STEP_ROW), "{stage1}");
