@@ -292,13 +292,7 @@ fn medians(runs: &[KvRun], depth: usize, server: KvServer, cpus: usize) -> KvRow
     let of = |value: &dyn Fn(&KvRun) -> f64| median(mine.iter().map(|run| value(run)).collect());
     let cpu: Vec<RunCpu<'_>> = mine
         .iter()
-        .map(|run| RunCpu {
-            groups: &run.threads,
-            requests: run.load.completed,
-            wall_s: run.wall_s,
-            total_cpu_s: run.server_cpu_s
-                + run.load.loadgen_cpu_us_per_request * run.load.completed as f64 / 1e6,
-        })
+        .map(|run| run.load.run_cpu(&run.threads, run.server_cpu_s, run.wall_s))
         .collect();
     let (threads, cpus_busy) = threads::profile(&cpu);
     let bound = (!mine.is_empty()).then(|| Bound::of(&threads, cpus_busy, cpus));

@@ -40,6 +40,26 @@ pub(crate) struct LoadgenSummary {
     pub(crate) by_verb: LoadgenByVerb,
 }
 
+impl LoadgenSummary {
+    /// The CPU figures of a run of this load against a server whose threads spent `groups`
+    /// (`server_cpu_s` in all) in a window of `wall_s` seconds, for [`threads::profile`]: the
+    /// load generator's own CPU time counts towards the CPUs kept busy.
+    pub(crate) fn run_cpu<'a>(
+        &self,
+        groups: &'a [ThreadGroup],
+        server_cpu_s: f64,
+        wall_s: f64,
+    ) -> RunCpu<'a> {
+        let loadgen_cpu_s = self.loadgen_cpu_us_per_request * self.completed as f64 / 1e6;
+        RunCpu {
+            groups,
+            requests: self.completed,
+            wall_s,
+            total_cpu_s: server_cpu_s + loadgen_cpu_s,
+        }
+    }
+}
+
 /// Latency by verb, as loadgen reports it for the key-value mixes.
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize, serde::Serialize)]
 pub(crate) struct LoadgenByVerb {
@@ -100,13 +120,8 @@ impl Run {
 
     /// The run's CPU figures, for [`threads::profile`].
     fn cpu(&self) -> RunCpu<'_> {
-        let loadgen_cpu_s = self.load.loadgen_cpu_us_per_request * self.load.completed as f64 / 1e6;
-        RunCpu {
-            groups: &self.threads,
-            requests: self.load.completed,
-            wall_s: self.wall_s,
-            total_cpu_s: self.server_cpu_s + loadgen_cpu_s,
-        }
+        self.load
+            .run_cpu(&self.threads, self.server_cpu_s, self.wall_s)
     }
 }
 
