@@ -122,7 +122,8 @@ impl Proc {
 
     /// The name of thread `tid` (`task/<tid>/comm`, without its newline).
     pub fn thread_name(&self, tid: u32) -> String {
-        self.read(&format!("task/{tid}/comm")).trim_end().to_owned()
+        self.try_thread_name(tid)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// The ids of the threads whose name starts with `prefix` (a thread that exits while they
@@ -130,9 +131,9 @@ impl Proc {
     pub fn threads_named(&self, prefix: &str) -> Vec<u32> {
         self.thread_ids()
             .into_iter()
-            .filter(|tid| {
-                std::fs::read_to_string(self.dir.join(format!("task/{tid}/comm")))
-                    .is_ok_and(|name| name.trim_end().starts_with(prefix))
+            .filter(|&tid| {
+                self.try_thread_name(tid)
+                    .is_ok_and(|name| name.starts_with(prefix))
             })
             .collect()
     }

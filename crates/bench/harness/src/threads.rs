@@ -179,17 +179,9 @@ pub(crate) fn profile(runs: &[RunCpu<'_>]) -> (Vec<GroupProfile>, f64) {
             let per_request = |(run, g): (&RunCpu<'_>, &ThreadGroup)| {
                 (g.user_s + g.system_s) * 1e6 / run.requests.max(1) as f64
             };
-            let kernel_share = |(_, g): (&RunCpu<'_>, &ThreadGroup)| {
-                let total = g.user_s + g.system_s;
-                if total > 0.0 { g.system_s / total } else { 0.0 }
-            };
-            let busy = |(run, g): (&RunCpu<'_>, &ThreadGroup)| {
-                if run.wall_s > 0.0 {
-                    g.busiest_s / run.wall_s
-                } else {
-                    0.0
-                }
-            };
+            let kernel_share =
+                |(_, g): (&RunCpu<'_>, &ThreadGroup)| share(g.system_s, g.user_s + g.system_s);
+            let busy = |(run, g): (&RunCpu<'_>, &ThreadGroup)| share(g.busiest_s, run.wall_s);
             GroupProfile {
                 name: group.name.clone(),
                 threads: group.threads,
@@ -201,16 +193,15 @@ pub(crate) fn profile(runs: &[RunCpu<'_>]) -> (Vec<GroupProfile>, f64) {
         .collect();
     let cpus_busy = median(
         runs.iter()
-            .map(|run| {
-                if run.wall_s > 0.0 {
-                    run.total_cpu_s / run.wall_s
-                } else {
-                    0.0
-                }
-            })
+            .map(|run| share(run.total_cpu_s, run.wall_s))
             .collect(),
     );
     (groups, cpus_busy)
+}
+
+/// `part / whole`, or 0 for an empty whole (a run that took no time, a group that used no CPU).
+fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 { part / whole } else { 0.0 }
 }
 
 /// What bounds a server's throughput in a run (see the module docs).
