@@ -51,9 +51,9 @@ fn alive(pid: u32) -> bool {
     test_support::Proc::of(pid).has("status")
 }
 
-/// Runs `watch` with two runs at most, replaces a watched file by rename once it watches, and
-/// checks the second run: it comes, names the file, and no server of the first is alive while
-/// it runs. Returns everything the watch printed.
+/// Runs `watch` with two runs at most, types `n` and `h`, replaces a watched file by rename once
+/// they have been answered after run 1, and checks the second run: it comes, names the file, and
+/// no server of the first is alive while it runs. Returns everything the watch printed.
 fn watch_reruns_after_a_rename(test: &str, extra: &[&str]) -> String {
     let scratch = Scratch::new(test);
     let watched = scratch.0.join("src");
@@ -73,7 +73,7 @@ fn watch_reruns_after_a_rename(test: &str, extra: &[&str]) -> String {
         .stderr(Stdio::null())
         .spawn()
         .expect("start watch");
-    // Typed before anything changes, so they are answered between the two runs.
+    // Answered after run 1; the file is replaced after that (see below), so run 2 follows them.
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"n\nh\n").expect("type n and h");
     let stdout = child.stdout.take().expect("stdout");
@@ -105,8 +105,11 @@ fn watch_reruns_after_a_rename(test: &str, extra: &[&str]) -> String {
             };
             printed.push_str(&line);
             printed.push('\n');
-            if line.starts_with("watch: watching ") {
+            if line.starts_with("hints for w05-l04 from its last run") {
                 // An editor's save: a new file written beside the old one, renamed over it.
+                // Made once `h` (typed after `n`) has been answered: the watcher's thread and
+                // the thread reading stdin race to the runner's channel, so a save made while
+                // the lines still wait to be read could start run 2 before them.
                 let aside = watched.join(".server.rs.new");
                 std::fs::write(&aside, "// second\n").expect("write aside");
                 std::fs::rename(&aside, watched.join("server.rs")).expect("rename over");
