@@ -122,13 +122,15 @@ impl Batch {
     }
 
     // starter: w09-l04 todo "Do 3: read the clock once; per request, log if asked, then push TaskPanic::catch of execute_line with it"
-    /// Runs every request on `engine`, on a worker. A panic is caught per request. With `log`,
-    /// prints `worker <tid> task <id> <verb>` per request. With a durable store, `log_figures`
-    /// are its log's counters, added to every `STATS` answer.
+    /// Runs every request on `engine`, on a worker. Reads the clock once, as it starts: every
+    /// request of the batch is judged for expiry at that one instant. A panic is caught per
+    /// request. With `log`, prints `worker <tid> task <id> <verb>` per request. With a durable
+    /// store, `log_figures` are its log's counters, added to every `STATS` answer.
     pub(crate) fn run(&mut self, engine: &KvEngine, log: bool, log_figures: Option<&LogCounters>) {
         self.replies.clear();
         // One clock reading for the whole batch: its commands are judged for expiry at the
-        // instant its worker took it up, microseconds apart at most, as redis-server judges a
+        // instant `run` starts (with `--data-dir`, a batch of writes runs after the fsync that
+        // covers them), microseconds from each other's own instants, as redis-server judges a
         // command at one cached time. A reading costs about as much as a `GET`'s table lookup;
         // BENCHMARKS.md measures what one per command cost a worker at depth 16.
         let now = Instant::now();

@@ -471,3 +471,6 @@ pub(crate) fn shut_down_pool(server: &Server) {
     core.pool.shutdown();
     server.close_results();
 }
+
+#[cfg(test)]
+mod tests;
