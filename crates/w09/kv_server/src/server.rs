@@ -139,6 +139,31 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// A core with nothing in flight yet: `max_in_flight` is the request budget, `results` the
+    /// loop's results queue, `log` whether to log every request, `durable` the write-ahead log.
+    fn new(
+        pool: ThreadPool,
+        engine: Arc<KvEngine>,
+        results: Arc<Results<Batch>>,
+        max_in_flight: usize,
+        log: bool,
+        durable: Option<Arc<Durable>>,
+    ) -> Self {
+        Core {
+            pool,
+            engine,
+            results,
+            in_flight: 0,
+            max_in_flight,
+            spare_batches: Vec::new(),
+            next_task_id: 1,
+            sweeping: Arc::new(AtomicBool::new(false)),
+            sweep_timer: None,
+            log,
+            durable,
+        }
+    }
+
     // starter: w09-l04 todo "Do 4: false when the budget is spent or the batch full; else start it if empty, push, count"
     /// Takes one request line into the connection's next batch, `pending`; `false` if the
     /// budget is spent or that batch is full (the session then holds the line and offers it
@@ -380,19 +405,7 @@ pub(crate) fn start(
                     durability,
                 ))
             });
-        Core {
-            pool,
-            engine,
-            results,
-            in_flight: 0,
-            max_in_flight,
-            spare_batches: Vec::new(),
-            next_task_id: 1,
-            sweeping: Arc::new(AtomicBool::new(false)),
-            sweep_timer: None,
-            log,
-            durable,
-        }
+        Core::new(pool, engine, results, max_in_flight, log, durable)
     })?;
 
     let weak = Rc::downgrade(&server);

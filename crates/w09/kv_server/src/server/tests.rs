@@ -20,19 +20,9 @@ const LIMITS: Limits = Limits {
 fn core_on(dispatcher: &Dispatcher) -> Core {
     let (pool, max_in_flight) = start_pool("kv-test", Some(2), 8, 2).unwrap();
     let waker = dispatcher.add_waker(|_| {}).unwrap();
-    Core {
-        pool,
-        engine: Arc::new(KvEngine::new(LockStrategy::default())),
-        results: Arc::new(Results::new(max_in_flight, waker)),
-        in_flight: 0,
-        max_in_flight,
-        spare_batches: Vec::new(),
-        next_task_id: 1,
-        sweeping: Arc::new(AtomicBool::new(false)),
-        sweep_timer: None,
-        log: false,
-        durable: None,
-    }
+    let engine = Arc::new(KvEngine::new(LockStrategy::default()));
+    let results = Arc::new(Results::new(max_in_flight, waker));
+    Core::new(pool, engine, results, max_in_flight, false, None)
 }
 
 /// One connection as the loop holds it: its key, its session and the core's state for it.
