@@ -128,11 +128,11 @@ impl Batch {
     /// store, `log_figures` are its log's counters, added to every `STATS` answer.
     pub(crate) fn run(&mut self, engine: &KvEngine, log: bool, log_figures: Option<&LogCounters>) {
         self.replies.clear();
-        // One clock reading for the whole batch: its commands are judged for expiry at the
-        // instant `run` starts (with `--data-dir`, a batch of writes runs after the fsync that
-        // covers them), microseconds from each other's own instants, as redis-server judges a
-        // command at one cached time. A reading costs about as much as a `GET`'s table lookup;
-        // BENCHMARKS.md measures what one per command cost a worker at depth 16.
+        // One clock reading for the whole batch: every command of it is judged for expiry at
+        // the instant `run` starts (with `--data-dir`, a batch with writes runs once the fsync
+        // that covers them is done), as redis-server judges a command at one cached time. A
+        // reading costs about as much as a `GET`'s table lookup; BENCHMARKS.md measures what
+        // one per command cost a worker at depth 16.
         let now = Instant::now();
         for request in &self.requests {
             let line = &self.lines[request.line.clone()];

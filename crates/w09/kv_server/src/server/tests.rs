@@ -125,7 +125,9 @@ fn a_connections_next_batch_waits_on_the_loop_while_its_batch_is_in_the_pool() {
         "the GET's batch leaves once the SET's is settled"
     );
     assert!(connection.state.pending.is_empty());
-    for batch in delivered(&core, 1) {
+    let second = delivered(&core, 1);
+    assert_eq!(second.len(), 1, "the GET's batch never came back");
+    for batch in second {
         connection.settle(&mut core, batch);
     }
 
