@@ -17,7 +17,7 @@
 //! - [`wal`](mod@wal): the log directory, segments, recovery of checkpoint plus tail.
 //!
 //! The design notes, with the crash-safety argument step by step and what each test suite
-//! proves, are in the crate's design README, `crates/w10/wal/README.md`.
+//! proves, are in the crate's design README, `README.md` in the crate's folder.
 //!
 //! # The files on disk
 //!

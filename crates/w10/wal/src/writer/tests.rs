@@ -1,6 +1,7 @@
 //! Unit tests of `writer`.
 
 use super::*;
+use std::io::Read;
 use test_support::TempDir;
 
 /// A writer that accepts at most `max` bytes per call and fails every `interrupt_every`-th
@@ -136,11 +137,42 @@ fn a_failed_append_poisons_the_writer() {
 }
 
 #[test]
+fn a_failed_sync_poisons_the_writer() {
+    // `fdatasync` on a socket fails with EINVAL, while the socket still takes writes: after the
+    // failed sync, only the poisoning refuses the append, and only it keeps a retried sync from
+    // being tried.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    let mut log = LogWriter::over(File::from(std::os::fd::OwnedFd::from(ours)), 0);
+    assert_eq!(log.sync().unwrap_err().kind(), ErrorKind::InvalidInput);
+    let again = log.sync().unwrap_err();
+    assert!(again.to_string().contains("failed earlier"), "{again}");
+    let append = log.append(b"x").unwrap_err();
+    assert!(append.to_string().contains("failed earlier"), "{append}");
+    // The refused append wrote nothing.
+    let mut byte = [0_u8; 1];
+    assert_eq!(
+        (&theirs).read(&mut byte).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+}
+
+#[test]
 fn sync_dir_syncs_a_directory() {
     let dir = TempDir::new("writer-sync-dir");
     sync_dir(dir.path()).unwrap();
     assert_eq!(
         sync_dir(&dir.path().join("missing")).unwrap_err().kind(),
         ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn sync_dir_reports_a_directory_that_cannot_be_synced() {
+    // procfs implements no fsync: syncing /proc fails with EINVAL. A `sync_dir` that only opens
+    // the directory returns `Ok` here.
+    assert_eq!(
+        sync_dir(Path::new("/proc")).unwrap_err().kind(),
+        ErrorKind::InvalidInput
     );
 }
