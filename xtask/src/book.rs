@@ -11,7 +11,7 @@
 //! mdBook's weight), and `--serve` serves the result on 127.0.0.1: with `mdbook serve` when the
 //! installed build has it, else with the small static server of `serve`.
 
-mod links;
+pub(crate) mod links;
 mod page;
 mod quiz_page;
 mod serve;

@@ -422,7 +422,30 @@ pub fn start_command(id: &str) -> anyhow::Result<ExitCode> {
         lesson.front.id,
         lesson.front.id
     ));
+    if let Some(line) = also_started_line(&lesson.front.id, &Progress::load(&root).started()) {
+        report::outln(&line);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When lessons other than `id` are still started, the line that says so: the commands that
+/// take the one started lesson by default now need an id (see [`lesson_id_or_started`]).
+fn also_started_line(id: &str, started: &[String]) -> Option<String> {
+    let others: Vec<&str> = started
+        .iter()
+        .map(String::as_str)
+        .filter(|other| *other != id)
+        .collect();
+    let (verb, stop) = match others.as_slice() {
+        [] => return None,
+        [other] => ("is", format!("`cargo xtask stop {other}` stops it")),
+        _ => ("are", "`cargo xtask stop <id>` stops one".to_owned()),
+    };
+    Some(format!(
+        "{} {verb} started too, so `lesson`, `hint`, `watch`, `stop` and `reset` need the lesson's \
+         id: `cargo xtask lesson {id}` ({stop})",
+        others.join(", ")
+    ))
 }
 
 /// `cargo xtask stop <id>`: leaves student mode; the copy stays.
@@ -463,6 +486,28 @@ pub fn reset_command(id: &str) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starting_a_lesson_says_which_others_are_still_started() {
+        let ids = |list: &[&str]| list.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
+        assert_eq!(also_started_line("w10-l02", &ids(&["w10-l02"])), None);
+        assert_eq!(also_started_line("w10-l02", &[]), None);
+        assert_eq!(
+            also_started_line("w10-l02", &ids(&["w10-l01", "w10-l02"])).as_deref(),
+            Some(
+                "w10-l01 is started too, so `lesson`, `hint`, `watch`, `stop` and `reset` need \
+                 the lesson's id: `cargo xtask lesson w10-l02` (`cargo xtask stop w10-l01` stops \
+                 it)"
+            )
+        );
+        let several =
+            also_started_line("w10-l02", &ids(&["w05-l01", "w10-l01", "w10-l02"])).expect("a line");
+        assert!(
+            several.starts_with("w05-l01, w10-l01 are started too")
+                && several.ends_with("(`cargo xtask stop <id>` stops one)"),
+            "{several}"
+        );
+    }
 
     #[test]
     fn the_next_lesson_is_the_following_one_in_course_order() {

@@ -10,6 +10,7 @@
 //! the student's code; the student's copies of the crates below it go over theirs too
 //! ([`overlays`]), so a later lesson runs on what the student wrote earlier.
 
+mod links;
 mod package;
 
 use crate::lesson::Lesson;
@@ -50,10 +51,14 @@ pub(crate) fn install_starter(
     if overwrite || !student.exists() {
         crate::starters::for_lesson(root, lesson)?.write_to(&student)?;
     }
-    let reference = root.join(crate::workspace::crate_dir(root, &lesson.front.krate)?);
+    let crate_dir = crate::workspace::crate_dir(root, &lesson.front.krate)?;
+    let reference = root.join(&crate_dir);
     copy_tree(&reference, &student, &|path| {
-        path == Path::new("target") || student.join(path).is_file()
+        path == Path::new("target") || links::is_markdown(path) || student.join(path).is_file()
     })?;
+    // The READMEs sit one folder higher in the copy: their links out of the crate are mended.
+    let copy_dir = student.strip_prefix(root).unwrap_or(&student);
+    links::copy_markdown(root, &crate_dir, copy_dir)?;
     Ok(student)
 }
 

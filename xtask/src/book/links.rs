@@ -8,6 +8,7 @@
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 /// The markdown options every page is read with (the lesson parser's, plus what mdBook renders).
@@ -30,13 +31,24 @@ pub(crate) struct Link {
 /// Every link and image of `text`, in order.
 pub(crate) fn links_in(text: &str) -> Vec<Link> {
     let line_of = line_index(text);
+    link_spans(text)
+        .into_iter()
+        .map(|(span, dest)| Link {
+            line: line_of(span.start),
+            dest,
+        })
+        .collect()
+}
+
+/// Every link and image of `text`, in order: the bytes it spans (`[text](dest)` whole) and its
+/// destination as parsed.
+pub(crate) fn link_spans(text: &str) -> Vec<(Range<usize>, String)> {
     Parser::new_ext(text, options())
         .into_offset_iter()
         .filter_map(|(event, range)| match event {
-            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => Some(Link {
-                line: line_of(range.start),
-                dest: dest_url.to_string(),
-            }),
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                Some((range, dest_url.to_string()))
+            }
             _ => None,
         })
         .collect()
@@ -141,7 +153,7 @@ pub(crate) fn check(targets: &Targets, page: &Path, dest: &str) -> Result<(), St
 }
 
 /// `a/./b/../c` as `a/c`; `None` when `..` climbs above the start.
-fn normalize(path: &Path) -> Option<PathBuf> {
+pub(crate) fn normalize(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
