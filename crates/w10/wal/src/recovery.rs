@@ -81,7 +81,7 @@ pub fn replay_file(path: &Path, apply: impl FnMut(Record<'_>)) -> io::Result<Rep
     Ok(replay_bytes(&bytes, 0, apply))
 }
 
-// starter: w10-l03 todo "Do 1: decode at the offset: Record -> apply, count, advance; Short at the end -> done; Short or Corrupt before it -> Damage, stop"
+// starter: w10-l03 todo "Do 1: at == bytes.len(), checked before decoding -> clean end; else decode: Record -> apply, count, advance; Short or Corrupt -> Damage at `at`, stop"
 /// Replays the records in `bytes` from byte offset `start` (which the caller knows is a record
 /// boundary: 0, or a checkpoint's offset). Offsets in the result count from the start of
 /// `bytes`. A `start` past the end replays nothing and reports no damage.

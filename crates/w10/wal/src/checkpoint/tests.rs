@@ -130,17 +130,32 @@ fn every_damaged_checkpoint_is_refused_before_any_record_is_applied() {
     for len in [0, 10, HEADER_LEN + TRAILER_LEN - 1, good.len() - 1] {
         damages.push((format!("cut to {len} bytes"), good[..len].to_vec()));
     }
-    // A wrong record count, with the CRC made to match: the count is checked too.
-    let mut bytes = good[..good.len() - TRAILER_LEN].to_vec();
-    bytes[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&4u64.to_le_bytes());
-    let crc = crc32(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    damages.push(("a wrong record count".to_owned(), bytes));
+    // A wrong magic, an unknown version and a wrong record count, each with the CRC made to
+    // match: the checksum does not stand in for these checks.
+    let header_edits: [(&str, std::ops::Range<usize>, &[u8]); 3] = [
+        ("a wrong magic", 0..8, b"WALCHKPX"),
+        ("an unknown version", 8..12, &2u32.to_le_bytes()),
+        (
+            "a wrong record count",
+            HEADER_LEN - 8..HEADER_LEN,
+            &4u64.to_le_bytes(),
+        ),
+    ];
+    for (what, field, value) in header_edits {
+        let mut bytes = good[..good.len() - TRAILER_LEN].to_vec();
+        bytes[field].copy_from_slice(value);
+        let crc = crc32(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        damages.push((what.to_owned(), bytes));
+    }
 
     for (what, bytes) in damages {
         std::fs::write(&file, &bytes).unwrap();
         let mut applied = 0;
-        let error = read_checkpoint(dir.path(), |_| applied += 1).unwrap_err();
+        let error = match read_checkpoint(dir.path(), |_| applied += 1) {
+            Ok(info) => panic!("{what}: read as a checkpoint: {info:?}"),
+            Err(error) => error,
+        };
         assert_eq!(error.kind(), ErrorKind::InvalidData, "{what}: {error}");
         assert!(error.to_string().contains("damaged"), "{what}: {error}");
         assert_eq!(
