@@ -257,11 +257,9 @@ pub fn lesson_command(id: &str, run: &RunArgs) -> anyhow::Result<ExitCode> {
             if run.reference {
                 "--reference".to_owned()
             } else {
-                format!(
-                    "lesson {id} is not started (`cargo xtask start {id}` gives you its starter \
-                     to write)",
-                    id = lesson.front.id
-                )
+                let copy = student::student_dir(&root, &lesson);
+                let shown_copy = copy.is_dir().then(|| shown(&root, &copy));
+                not_started_reason(&lesson.front.id, shown_copy.as_deref())
             }
         );
     }
@@ -428,6 +426,20 @@ pub fn start_command(id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why a run grades the reference: lesson `id` is not started; `start` either gives a starter,
+/// or, when the student already has a copy of its crate (from an earlier lesson on it), starts
+/// on that copy, which it never overwrites.
+fn not_started_reason(id: &str, copy: Option<&str>) -> String {
+    match copy {
+        Some(copy) => format!(
+            "lesson {id} is not started (`cargo xtask start {id}` starts it on your copy in {copy})"
+        ),
+        None => format!(
+            "lesson {id} is not started (`cargo xtask start {id}` gives you its starter to write)"
+        ),
+    }
+}
+
 /// When lessons other than `id` are still started, the line that says so: the commands that
 /// take the one started lesson by default now need an id (see [`lesson_id_or_started`]).
 fn also_started_line(id: &str, started: &[String]) -> Option<String> {
@@ -486,6 +498,20 @@ pub fn reset_command(id: &str) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lesson_not_started_names_the_copy_start_would_pick_up() {
+        assert_eq!(
+            not_started_reason("w10-l01", None),
+            "lesson w10-l01 is not started (`cargo xtask start w10-l01` gives you its starter to \
+             write)"
+        );
+        assert_eq!(
+            not_started_reason("w10-l01", Some("student/wal")),
+            "lesson w10-l01 is not started (`cargo xtask start w10-l01` starts it on your copy in \
+             student/wal)"
+        );
+    }
 
     #[test]
     fn starting_a_lesson_says_which_others_are_still_started() {
