@@ -307,21 +307,51 @@ fn relay(
         })
 }
 
-/// Indents text for the report, keeping at most its last 40 lines.
+/// How many lines of an output [`indent`] keeps at its end.
+const KEPT_TAIL: usize = 40;
+/// How many lines of the first panic [`indent`] keeps when the tail leaves it out.
+const KEPT_PANIC: usize = 12;
+
+/// Indents text for the report, keeping at most its last 40 lines, and, when those leave out a
+/// panic, the first panic's message above them: with `RUST_BACKTRACE` set, a failing test's
+/// last lines are all backtrace frames, and its assertion would be cut.
 pub(crate) fn indent(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let skipped = lines.len().saturating_sub(40);
+    let skipped = lines.len().saturating_sub(KEPT_TAIL);
     let mut out = String::new();
-    if skipped > 0 {
-        out.push_str(&format!("    ... ({skipped} earlier lines)\n"));
-    }
-    for line in &lines[skipped..] {
+    let mut push = |line: &str| {
         out.push_str("    ");
         out.push_str(line);
         out.push('\n');
+    };
+    let mut shown = 0;
+    if let Some(panic) = lines[..skipped]
+        .iter()
+        .position(|line| line.contains("panicked at"))
+    {
+        // The message ends where the backtrace (or the next blank line) starts.
+        let end = lines[panic + 1..skipped]
+            .iter()
+            .position(|line| line.is_empty() || line.starts_with("stack backtrace:"))
+            .map_or(skipped, |at| panic + 1 + at)
+            .min(panic + KEPT_PANIC);
+        if panic > 0 {
+            push(&format!("... ({panic} earlier lines)"));
+        }
+        for line in &lines[panic..end] {
+            push(line);
+        }
+        shown = end;
+    }
+    if skipped > shown {
+        let what = if shown == 0 { "earlier" } else { "more" };
+        push(&format!("... ({} {what} lines)", skipped - shown));
+    }
+    for line in &lines[skipped..] {
+        push(line);
     }
     if lines.is_empty() {
-        out.push_str("    (no output)\n");
+        push("(no output)");
     }
     out
 }
@@ -370,5 +400,40 @@ mod tests {
     fn the_program_and_arguments_of_a_lesson_command() {
         assert_eq!(lesson_server_program(LESSON), "handoff_server");
         assert_eq!(lesson_server_args("epoll_server {port}"), "");
+    }
+
+    #[test]
+    fn a_long_output_keeps_its_tail_and_the_first_panic_above_a_backtrace() {
+        let short = "one\ntwo\n";
+        assert_eq!(indent(short), "    one\n    two\n");
+        assert_eq!(indent(""), "    (no output)\n");
+
+        let plain: String = (0..50).map(|n| format!("line {n}\n")).collect();
+        let kept = indent(&plain);
+        assert!(
+            kept.starts_with("    ... (10 earlier lines)\n    line 10\n"),
+            "{kept}"
+        );
+        assert!(kept.ends_with("    line 49\n"), "{kept}");
+
+        let mut failing = String::from("running 1 test\n\n---- t stdout ----\n");
+        failing
+            .push_str("thread 't' panicked at src/a.rs:1:5:\nassertion `left == right` failed\n");
+        failing.push_str("  left: 1\n right: 2\nstack backtrace:\n");
+        failing.extend((0..60).map(|n| format!("  {n}: frame\n")));
+        failing.push_str("test result: FAILED. 0 passed; 1 failed\n");
+        let kept = indent(&failing);
+        assert!(
+            kept.starts_with(
+                "    ... (3 earlier lines)\n    thread 't' panicked at src/a.rs:1:5:\n    \
+                 assertion `left == right` failed\n      left: 1\n     right: 2\n    ... (\
+                 22 more lines)\n"
+            ),
+            "{kept}"
+        );
+        assert!(
+            kept.ends_with("    test result: FAILED. 0 passed; 1 failed\n"),
+            "{kept}"
+        );
     }
 }
