@@ -3,7 +3,7 @@
 //! acknowledged write must be there, and each client's keys must form an unbroken run.
 //!
 //! Each client owns a connection and writes its own keys `c<client>-<index>` with index
-//! 0, 1, 2, … (pipelined `DEPTH` deep), noting every `OK`. A client's writes reach the log in
+//! 0, 1, 2, … (pipelined [`depth`] deep), noting every `OK`. A client's writes reach the log in
 //! the order it sent them, so after any crash what survived of them is a prefix: every index
 //! up to its last `OK` at least, then possibly a few sent but not yet acknowledged, then
 //! nothing. The check asks the restarted server for exactly that, value included.
@@ -24,8 +24,13 @@ use test_support::{ServerProcess, TempDir};
 
 /// Concurrent writers.
 const CLIENTS: usize = 6;
-/// Requests each writer keeps in flight.
-const DEPTH: u64 = 4;
+/// Requests writer `client` keeps in flight: client 0 a full batch of the server's (16, its
+/// `MAX_BATCH`: one read of it is one batch, so a server that logs only part of a batch loses
+/// acknowledged writes here), the others 4.
+fn depth(client: usize) -> u64 {
+    if client == 0 { 16 } else { 4 }
+}
+
 /// Small checkpoints, so kills land in checkpoints too.
 const SERVER_ARGS: [&str; 4] = ["--checkpoint-bytes", "16384", "--checkpoint-every", "1"];
 /// The failpoints that kill the server, each visited by the harness.
@@ -82,7 +87,7 @@ struct Writer {
     acknowledged: u64,
 }
 
-/// Writes from `writer.next` on, `DEPTH` requests in flight, until the connection breaks or
+/// Writes from `writer.next` on, [`depth`] requests in flight, until the connection breaks or
 /// `until` passes; returns the writer's state: `next` past every index sent, `acknowledged`
 /// past every `OK`.
 fn write_until_broken(
@@ -100,8 +105,9 @@ fn write_until_broken(
     let mut reader = BufReader::new(stream.try_clone().expect("clones the socket"));
     let mut stream = stream;
     let mut line = String::new();
+    let depth = depth(client);
     while Instant::now() < until {
-        let batch: String = (writer.next..writer.next + DEPTH)
+        let batch: String = (writer.next..writer.next + depth)
             .map(|index| format!("SET {} {}\n", key(client, index), value(client, index)))
             .collect();
         if stream.write_all(batch.as_bytes()).is_err() {
@@ -109,8 +115,8 @@ fn write_until_broken(
         }
         // Sent: these may be in the log from now on, acknowledged or not.
         let first = writer.next;
-        writer.next += DEPTH;
-        for index in first..first + DEPTH {
+        writer.next += depth;
+        for index in first..first + depth {
             line.clear();
             match reader.read_line(&mut line) {
                 Ok(n) if n > 0 => {

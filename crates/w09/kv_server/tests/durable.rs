@@ -45,13 +45,15 @@ fn a_restart_recovers_every_acknowledged_set_and_del_and_replay_drops_expired_ke
     assert_eq!(
         exchange(
             server.addr(),
-            "SET a 1\nSET b 2\nDEL a\nSET b two words\nSET short 3 EX 1\nSET long 4 EX 600\n"
+            "SET a 1\nSET b 2\nDEL a\nSET b two words\nSET short old\nSET short 3 EX 1\n\
+             SET long 4 EX 600\n"
         ),
-        "OK\nOK\nDELETED\nOK\nOK\nOK\n"
+        "OK\nOK\nDELETED\nOK\nOK\nOK\nOK\n"
     );
     assert!(terminate(&mut server).success(), "SIGTERM exits 0");
     drop(server);
-    // Past `short`'s deadline: replay must leave it out altogether, not keep it to expire lazily.
+    // Past `short`'s deadline: replay must leave it out altogether, not keep it to expire lazily,
+    // and not bring back the value its expiring `SET` replaced.
     std::thread::sleep(Duration::from_millis(1100));
     let server = start_durable(&data, &[], None);
     assert_eq!(

@@ -64,8 +64,7 @@ fn only_writes_become_log_records_in_request_order_with_absolute_deadlines() {
     }
     let mut out = Vec::new();
     assert_eq!(batch.encode_records(1_000, &mut out), 3);
-    let mut expected = Vec::new();
-    for record in [
+    let records = [
         wal::Record::Set {
             key: b"a",
             value: b"1",
@@ -76,8 +75,12 @@ fn only_writes_become_log_records_in_request_order_with_absolute_deadlines() {
             deadline_unix_ms: 6_000,
         },
         wal::Record::Del { key: b"a" },
-    ] {
-        wal::encode(&record, &mut expected);
+    ];
+    // Compared as records first, so a wrong one is named by its fields, not by its bytes.
+    assert_eq!(decoded(&out), records);
+    let mut expected = Vec::new();
+    for record in &records {
+        wal::encode(record, &mut expected);
     }
     assert_eq!(out, expected);
 
@@ -87,4 +90,20 @@ fn only_writes_become_log_records_in_request_order_with_absolute_deadlines() {
     reads.push(1, 1, b"SET"); // does not parse: no record
     assert_eq!(reads.encode_records(1_000, &mut out), 0);
     assert_eq!(out, expected, "nothing appended");
+}
+
+/// The records `bytes` holds, in order; bytes that do not decode fail the test.
+fn decoded(bytes: &[u8]) -> Vec<wal::Record<'_>> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match wal::decode(&bytes[at..]) {
+            wal::Decoded::Record { record, len } => {
+                records.push(record);
+                at += len;
+            }
+            damaged => panic!("the bytes at {at} are not a record: {damaged:?}"),
+        }
+    }
+    records
 }
