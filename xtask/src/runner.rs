@@ -756,19 +756,44 @@ fn attach_trace(
     outcome
 }
 
-/// Adds the server's output to a failure when the server died during the step.
+/// Adds the server's output to a failure when the server died during the step, or when it is
+/// still running but reported a panic ([`with_server_output`]).
 fn with_server_state(mut outcome: Outcome, server: Option<&mut RunningServer>) -> Outcome {
-    if outcome.status == Status::Fail {
-        if let Some(server) = server {
-            if let Some(status) = server.exited() {
-                outcome.message = Some(format!(
-                    "the server died during this step ({status}); its output:\n{}",
-                    indent(&server.log_text())
-                ));
-            }
-        }
+    if outcome.status == Status::Fail
+        && let Some(server) = server
+    {
+        let exited = server.exited().map(|status| status.to_string());
+        outcome.message = with_server_output(
+            outcome.message.take(),
+            exited.as_deref(),
+            &server.log_text(),
+        );
     }
     outcome
+}
+
+/// A failed step's message with what its server said: the whole story when the server died
+/// (`exited`); when it still runs but its output (`log`) shows a panic, that output after the
+/// message, since a worker that panicked (on a `todo!()`, say) leaves its client waiting for an
+/// answer, and only the server's output says why.
+fn with_server_output(message: Option<String>, exited: Option<&str>, log: &str) -> Option<String> {
+    match exited {
+        Some(status) => Some(format!(
+            "the server died during this step ({status}); its output:\n{}",
+            indent(log)
+        )),
+        None if log.contains("panicked") => {
+            let note = format!(
+                "the server is still running, but it reported a panic; its output:\n{}",
+                indent(log)
+            );
+            Some(match message {
+                Some(message) => format!("{message}\n{note}"),
+                None => note,
+            })
+        }
+        None => message,
+    }
 }
 
 /// Runs every round of a client step; one check per round.
@@ -1295,6 +1320,33 @@ fn leading_assignments_end(command: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_steps_message_carries_the_servers_output_when_it_died_or_panicked() {
+        let panicked = "kv_server: listening\nworker 7 panicked: not yet implemented\n";
+        assert_eq!(
+            with_server_output(Some("no answer".into()), Some("signal: 9"), "listening\n")
+                .as_deref(),
+            Some("the server died during this step (signal: 9); its output:\n    listening\n")
+        );
+        assert_eq!(
+            with_server_output(Some("no answer".into()), None, panicked).as_deref(),
+            Some(
+                "no answer\nthe server is still running, but it reported a panic; its output:\n    \
+                 kv_server: listening\n    worker 7 panicked: not yet implemented\n"
+            )
+        );
+        assert!(
+            with_server_output(None, None, panicked)
+                .is_some_and(|message| message.starts_with("the server is still running"))
+        );
+        // A quiet server adds nothing.
+        assert_eq!(
+            with_server_output(Some("no answer".into()), None, "listening\n").as_deref(),
+            Some("no answer")
+        );
+        assert_eq!(with_server_output(None, None, "listening\n"), None);
+    }
     use std::path::PathBuf;
 
     #[test]
