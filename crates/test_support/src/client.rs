@@ -137,14 +137,28 @@ pub fn timed_stream(addr: SocketAddr) -> TcpStream {
 
 /// What `printf "$input" | nc -q1` prints: sends everything on a new connection, half-closes,
 /// and reads until the server closes.
+///
+/// As `nc` does, it reads while it sends: a server stops reading a client whose answers it
+/// cannot send (backpressure), so a client that sent a large input before reading any answer
+/// would wait on the server while the server waits on it, until the send timed out.
 pub fn exchange(addr: SocketAddr, input: &[u8]) -> String {
-    let mut stream = timed_stream(addr);
-    stream.write_all(input).expect("send to the server");
-    stream.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+    let stream = timed_stream(addr);
+    let mut sender = stream
+        .try_clone()
+        .expect("a second handle on the connection");
     let mut output = Vec::new();
-    stream
-        .read_to_end(&mut output)
-        .expect("read until the server closes");
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(move || {
+            sender.write_all(input).expect("send to the server");
+            sender.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+        });
+        (&stream)
+            .read_to_end(&mut output)
+            .expect("read until the server closes");
+        if let Err(panic) = sending.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
     String::from_utf8(output).expect("a UTF-8 response")
 }
 
@@ -186,5 +200,39 @@ pub fn assert_responses(actual: &[u8], expected: &[u8]) {
                 expected.len()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// An echo server that writes each chunk back before it reads the next, so it stops reading
+    /// while its answers wait to be read, as a server with backpressure does.
+    #[test]
+    fn exchange_reads_while_it_sends_so_a_large_input_cannot_deadlock() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a port");
+        let addr = listener.local_addr().expect("its address");
+        let echo = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("one client");
+            let mut chunk = [0_u8; 4096];
+            loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => stream.write_all(&chunk[..n]).expect("echo"),
+                }
+            }
+        });
+        // Far more than the two sockets' buffers hold.
+        let input: Vec<u8> = (0..16_u32 << 20).map(|n| b'a' + (n % 26) as u8).collect();
+        let started = Instant::now();
+        let output = exchange(addr, &input);
+        assert!(output.as_bytes() == input, "every byte echoed, in order");
+        assert!(
+            started.elapsed() < READ_TIMEOUT,
+            "no send waited for its timeout"
+        );
+        echo.join().expect("the echo server ends");
     }
 }
