@@ -219,7 +219,19 @@ fn one_life(
             .map(|handle| handle.join().expect("a writer panicked"))
             .collect::<Vec<_>>()
     });
-    let status = wait_exit(&mut server);
+    let status = match failpoint {
+        // A failpoint never reached leaves the server running: say so, not just that it did not
+        // exit (a checkpoint that never comes due never reaches the checkpoint's failpoints).
+        Some(point) => server.wait_exit(common::IO_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "failpoint {point} was never reached: the server still ran {:?} after the \
+                 writers stopped; its stderr:\n{}",
+                common::IO_TIMEOUT,
+                stderr_text(data)
+            )
+        }),
+        None => wait_exit(&mut server),
+    };
     if let Some(point) = failpoint {
         assert!(
             status.code().is_none(),
