@@ -164,7 +164,14 @@ fn tid_and_call(line: &str) -> Option<(u64, &str)> {
 /// `<dir/...>`, or a path argument `"dir/..."`), with one example line per thread.
 pub(crate) fn disk_threads(trace: &str, dir: &Path) -> BTreeMap<u64, String> {
     let dir = dir.display().to_string();
-    let inside = [format!("<{dir}/"), format!("\"{dir}/"), format!("<{dir}>")];
+    // The folder itself counts too: an `openat` of it split by strace (`<unfinished ...>`, when
+    // another thread's call comes in between) shows only its path argument, not the fd.
+    let inside = [
+        format!("<{dir}/"),
+        format!("\"{dir}/"),
+        format!("<{dir}>"),
+        format!("\"{dir}\""),
+    ];
     let mut threads = BTreeMap::new();
     for line in trace.lines() {
         let Some((tid, call)) = tid_and_call(line) else {
@@ -277,11 +284,13 @@ mod tests {
 205 write(7<TCP:[127.0.0.1:4000->127.0.0.1:5000]>, \"\"..., 5) = 5
 206 write(2</server.log>, \"\"..., 10) = 10
 207 close(5</data/dir/00000000000000000000.wal>) = 0
+[pid   208] openat(AT_FDCWD</>, \"/data/dir\", O_RDONLY|O_CLOEXEC|O_DIRECTORY <unfinished ...>
+[pid   209] openat(AT_FDCWD</>, \"/data/dir-other\", O_RDONLY|O_DIRECTORY <unfinished ...>
 ";
         let found = disk_threads(trace, Path::new("/data/dir"));
         assert_eq!(
             found.keys().copied().collect::<Vec<_>>(),
-            [200, 201, 203, 204]
+            [200, 201, 203, 204, 208]
         );
         assert!(found[&201].starts_with("fdatasync("), "{found:?}");
     }
