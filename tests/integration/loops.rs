@@ -216,10 +216,14 @@ fn sigterm_drains_every_loop_then_exits_zero() {
     // signal: a request the server has not read yet when it stops reading is never answered,
     // so a signal sent while one is unread would test the client's timing, not the drain. The
     // first sleeps end after half a second, long after a loop reads eight short requests.
-    wait_until(Duration::from_secs(10), "every slow task handed over", || {
-        let stats = stats_line(&mut observer).0;
-        stats.busy_workers == 2 && stats.queue_depth == CLIENTS as u64 - 2
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "every slow task handed over",
+        || {
+            let stats = stats_line(&mut observer).0;
+            stats.busy_workers == 2 && stats.queue_depth == CLIENTS as u64 - 2
+        },
+    );
     server.signal(libc::SIGTERM);
     for client in &mut clients {
         assert_eq!(client.read_line(), b"result: slept 500ms\n");
