@@ -1320,6 +1320,7 @@ fn leading_assignments_end(command: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn a_failed_steps_message_carries_the_servers_output_when_it_died_or_panicked() {
@@ -1347,7 +1348,6 @@ mod tests {
         );
         assert_eq!(with_server_output(None, None, "listening\n"), None);
     }
-    use std::path::PathBuf;
 
     #[test]
     fn full_stands_for_the_complete_form_unless_quick() {

@@ -160,8 +160,9 @@ fn tid_and_call(line: &str) -> Option<(u64, &str)> {
     Some((tid, line[digits..].trim_start_matches(']').trim_start()))
 }
 
-/// The thread ids of every traced file call that names a path inside `dir` (an fd shown as
-/// `<dir/...>`, or a path argument `"dir/..."`), with one example line per thread.
+/// The thread ids of every traced file call that names `dir` or a path inside it (an fd shown as
+/// `<dir/...>` or `<dir>`, or a path argument `"dir/..."` or `"dir"`), with one example line per
+/// thread.
 pub(crate) fn disk_threads(trace: &str, dir: &Path) -> BTreeMap<u64, String> {
     let dir = dir.display().to_string();
     // The folder itself counts too: an `openat` of it split by strace (`<unfinished ...>`, when
