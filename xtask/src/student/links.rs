@@ -61,14 +61,15 @@ pub(crate) fn is_markdown(path: &Path) -> bool {
 /// file is in (both folders relative to the workspace root). Only real links are touched: a
 /// `](` in code is text.
 pub(crate) fn relink(text: &str, crate_dir: &Path, copy_folder: &Path, folder: &Path) -> String {
-    // The destination is the last thing in a link's span (`[text](dest)`, or `(dest "title")`,
-    // found from the end); spans nest (an image inside a link), so the edits are put in text
+    // The destination follows the span's last `](` (`[text](dest)`, or `(dest "title")`, whose
+    // title may repeat it); spans nest (an image inside a link), so the edits are put in text
     // order before they are made.
     let mut edits: Vec<(usize, usize, String)> = link_spans(text)
         .into_iter()
         .filter_map(|(span, dest)| {
             let mended = mended_target(&dest, crate_dir, copy_folder, folder)?;
-            let at = span.start + text[span].rfind(dest.as_str())?;
+            let opening = span.start + text[span.clone()].rfind("](")? + 2;
+            let at = opening + text[opening..span.end].find(dest.as_str())?;
             Some((at, at + dest.len(), mended))
         })
         .collect();
@@ -170,11 +171,13 @@ mod tests {
     fn a_titled_link_and_an_image_inside_a_link_are_mended() {
         assert_eq!(
             mend(
-                "[t](../../../x.md \"a title\") [![alt](../../../logo.svg)](../../../course/)",
+                "[t](../../../x.md \"a title\") [![alt](../../../logo.svg)](../../../course/) \
+                 [same](../../../y.md \"../../../y.md\")",
                 "crates/w10/wal",
                 "student/wal"
             ),
-            "[t](../../x.md \"a title\") [![alt](../../logo.svg)](../../course/)"
+            "[t](../../x.md \"a title\") [![alt](../../logo.svg)](../../course/) \
+             [same](../../y.md \"../../../y.md\")"
         );
     }
 
